@@ -1,0 +1,153 @@
+"""The only place bytes become messages and messages become bytes.
+
+Every failure is a `DecodeError` whose `errors` are short, human-readable
+lines of the form ``field.path: problem`` so an operator reading the DLQ can
+fix the tracker without reading code.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from schemas import limits
+from schemas.messages import IDENTIFIER_PATTERN, BehaviorEvent, DeadLetter, Handoff, StageTransition
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class DecodeError(ValueError):
+    """Input that cannot become a message; `errors` says why, one line each."""
+
+    def __init__(self, errors: list[str]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(errors))
+
+    @property
+    def reason(self) -> str:
+        return str(self)
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else part
+    return path
+
+
+def _describe(error: ValidationError) -> list[str]:
+    lines = []
+    for item in error.errors(include_url=False, include_input=False):
+        loc = _loc(tuple(item["loc"]))
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "json_invalid":
+            lines.append(f"invalid JSON: {item['ctx'].get('error', message)}")
+        elif item["type"] == "string_pattern_mismatch" and (
+            item["ctx"].get("pattern") == IDENTIFIER_PATTERN
+        ):
+            lines.append(f"{loc}: must not contain control characters")
+        elif item["type"] in ("model_type", "dict_type"):
+            lines.append(f"{loc or 'message'}: expected a JSON object")
+        elif not loc:
+            lines.append(f"message: {message}")
+        else:
+            lines.append(f"{loc}: {message}")
+    return lines
+
+
+def decode(data: bytes | str, model: type[M]) -> M:
+    """Parse and validate one JSON message, or raise DecodeError."""
+    if isinstance(data, bytes):
+        if len(data) > limits.MAX_MESSAGE_BYTES:
+            raise DecodeError([f"message: larger than {limits.MAX_MESSAGE_BYTES} bytes"])
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DecodeError([f"message: not UTF-8 (byte {exc.start}: {exc.reason})"]) from None
+    if not data or not data.strip():
+        raise DecodeError(["message: empty"])
+    try:
+        return model.model_validate_json(data)
+    except ValidationError as exc:
+        raise DecodeError(_describe(exc)) from None
+
+
+def decode_event(data: bytes | str, *, now: datetime | None = None) -> BehaviorEvent:
+    """Decode a tracker event; with `now`, also reject clock-bug future times."""
+    event = decode(data, BehaviorEvent)
+    if now is not None:
+        latest = now + timedelta(seconds=limits.MAX_FUTURE_SKEW_SECONDS)
+        if event.occurred_at > latest:
+            raise DecodeError(
+                [
+                    f"occurred_at: {event.occurred_at.isoformat()} is more than "
+                    f"{limits.MAX_FUTURE_SKEW_SECONDS // 3600}h in the future"
+                ]
+            )
+    return event
+
+
+def encode(message: BaseModel) -> bytes:
+    """Compact JSON, UTF-8; the wire form of every leadpulse message."""
+    return message.model_dump_json(exclude_none=False).encode()
+
+
+def decode_transition(data: bytes | str) -> StageTransition:
+    return decode(data, StageTransition)
+
+
+def decode_handoff(data: bytes | str) -> Handoff:
+    return decode(data, Handoff)
+
+
+def decode_dead_letter(data: bytes | str) -> DeadLetter:
+    return decode(data, DeadLetter)
+
+
+def dead_letter(
+    payload: bytes | None,
+    error: DecodeError | str,
+    *,
+    key: bytes | None,
+    topic: str,
+    partition: int,
+    offset: int,
+    failed_at: datetime,
+) -> DeadLetter:
+    """Wrap rejected bytes losslessly: UTF-8 text as is, anything else base64."""
+    raw = payload or b""
+    try:
+        text, encoding = raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        text, encoding = base64.b64encode(raw).decode("ascii"), "base64"
+    errors = error.errors if isinstance(error, DecodeError) else [error]
+    key_text: str | None = None
+    if key is not None:
+        try:
+            key_text = key.decode("utf-8")
+        except UnicodeDecodeError:
+            key_text = "base64:" + base64.b64encode(key).decode("ascii")
+    return DeadLetter(
+        reason="; ".join(errors),
+        errors=errors,
+        payload=text,
+        payload_encoding="utf-8" if encoding == "utf-8" else "base64",
+        key=key_text,
+        source_topic=topic,
+        source_partition=partition,
+        source_offset=offset,
+        failed_at=failed_at,
+    )
+
+
+def original_payload(letter: DeadLetter) -> bytes:
+    """The exact bytes that were rejected, for replay after a fix."""
+    if letter.payload_encoding == "base64":
+        return base64.b64decode(letter.payload)
+    return letter.payload.encode("utf-8")
