@@ -1,0 +1,102 @@
+"""Funnel moves: thresholds with hysteresis, plus the two SDR verdicts.
+
+Rules (known leads only; anonymous profiles never move):
+
+- IQL or NURTURE, armed, engagement >= mql: MQL.
+- MQL, engagement >= handoff.engagement and grade at least min_grade: SAL
+  (the handoff). Both moves can follow from one event, in that order.
+- MQL or SAL, engagement < recycle: NURTURE. Falling below recycle also
+  re-arms a lead, so a score hovering near the handoff threshold hands off once,
+  not every time it wiggles.
+- Event ``sales_qualified`` moves SAL to SQL; event ``sales_rejected`` moves SAL
+  or SQL to NURTURE *disarmed*: it must fall below recycle before it can become
+  an MQL again, or the next page view would hand the rejected lead straight
+  back. In any other stage these events change nothing.
+- SQL is owned by sales: decay never recycles it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from decimal import ROUND_FLOOR, Decimal
+from typing import Final, NamedTuple
+
+from schemas import Stage
+from scoring.model import ScoringModel
+
+SALES_QUALIFIED: Final = "sales_qualified"
+SALES_REJECTED: Final = "sales_rejected"
+RESERVED_EVENTS: Final = frozenset({SALES_QUALIFIED, SALES_REJECTED})
+
+TRANSITION_NAMESPACE: Final = uuid.uuid5(uuid.NAMESPACE_URL, "urn:leadpulse:transition")
+"""Never change it: consumers de-duplicate on the ids derived from it."""
+
+RECYCLABLE: Final = frozenset({Stage.MQL, Stage.SAL})
+
+
+class Move(NamedTuple):
+    to_stage: Stage
+    reason: str
+
+
+def transition_id(lead_id: str, seq: int) -> str:
+    """Same lead and crossing number, same id: a replay re-emits, never duplicates."""
+    return str(uuid.uuid5(TRANSITION_NAMESPACE, f"{lead_id}:{seq}"))
+
+
+def show(number: float) -> str:
+    """Rounded down to 0.01, so 24.996 < 25 never prints as "25 < 25"."""
+    if not abs(number) < 1e15:  # beyond Decimal's default precision at 0.01
+        return f"{number:.6g}"
+    text = f"{Decimal(number).quantize(Decimal('0.01'), rounding=ROUND_FLOOR):f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def recycle_move(engagement: float, model: ScoringModel, by_decay: bool) -> Move:
+    cause = " (decay)" if by_decay else ""
+    return Move(
+        Stage.NURTURE,
+        f"engagement {show(engagement)} < recycle {show(model.lifecycle.recycle)}{cause}",
+    )
+
+
+def sales_move(stage: Stage, event_type: str, model: ScoringModel) -> Move | None:
+    if event_type == SALES_QUALIFIED and stage is Stage.SAL:
+        return Move(Stage.SQL, "sales qualified the lead")
+    if event_type == SALES_REJECTED and stage in (Stage.SAL, Stage.SQL):
+        return Move(
+            Stage.NURTURE,
+            "sales rejected the lead; it re-arms once engagement falls below recycle "
+            f"{show(model.lifecycle.recycle)}",
+        )
+    return None
+
+
+def threshold_moves(
+    stage: Stage, armed: bool, engagement: float, grade: str, model: ScoringModel
+) -> tuple[list[Move], Stage, bool]:
+    """Moves at one instant, with the stage and arming they leave behind."""
+    lifecycle = model.lifecycle
+    if engagement < lifecycle.recycle:
+        if stage in RECYCLABLE:
+            return [recycle_move(engagement, model, by_decay=False)], Stage.NURTURE, True
+        return [], stage, True
+    moves: list[Move] = []
+    if stage in (Stage.IQL, Stage.NURTURE) and armed and engagement >= lifecycle.mql:
+        moves.append(Move(Stage.MQL, f"engagement {show(engagement)} ≥ mql {show(lifecycle.mql)}"))
+        stage = Stage.MQL
+    handoff = lifecycle.handoff
+    if (
+        stage is Stage.MQL
+        and engagement >= handoff.engagement
+        and model.grade_at_least(grade, handoff.min_grade)
+    ):
+        moves.append(
+            Move(
+                Stage.SAL,
+                f"engagement {show(engagement)} ≥ handoff {show(handoff.engagement)} "
+                f"and grade {grade} ≥ {handoff.min_grade}",
+            )
+        )
+        stage = Stage.SAL
+    return moves, stage, armed

@@ -1,0 +1,392 @@
+"""The scoring model file as validated, immutable data.
+
+Structure and per-value checks live in the pydantic models; checks that relate
+several values (unique names, grade order, threshold order) are in
+`semantic_issues` so each problem can point at the exact value to fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Annotated, Final, Self
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, JsonValue, model_validator
+
+from schemas.limits import EVENT_TYPE_PATTERN
+from scoring.durations import parse_duration
+from scoring.matchers import (
+    SPEC_CONFIG,
+    Condition,
+    FieldPath,
+    Ops,
+    describe,
+    is_number,
+    lookup,
+    number,
+)
+
+Path = tuple[str | int, ...]
+"""Where a value sits in the model file, as pydantic reports locations."""
+
+RULE_NAME_PATTERN: Final = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+EVENT_PATTERN: Final = re.compile(EVENT_TYPE_PATTERN)
+VERSION_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+GRADE_LETTERS: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def _rule_name(value: object) -> str:
+    if not isinstance(value, str) or not RULE_NAME_PATTERN.match(value):
+        raise ValueError(
+            f"invalid rule name {describe(value)}: use 1-64 lowercase letters, digits, "
+            "'_', '.' or '-', starting with a letter or digit"
+        )
+    return value
+
+
+def _event_type(value: object) -> str:
+    if not isinstance(value, str) or not EVENT_PATTERN.match(value):
+        raise ValueError(
+            f"invalid event type {describe(value)}: use 1-64 lowercase letters, digits, "
+            "'_', '.', ':' or '-', starting with a letter"
+        )
+    return value
+
+
+def _number(value: object, what: str) -> float:
+    if not is_number(value):
+        raise ValueError(f"{what} must be a number, got {describe(value)}")
+    number = float(value)  # type: ignore[arg-type]
+    if not math.isfinite(number):
+        raise ValueError(f"{what} must be a finite number, got {describe(value)}")
+    return number
+
+
+def _points(value: object) -> float:
+    points = _number(value, "points")
+    if points == 0:
+        raise ValueError("points must not be 0 (a rule that scores nothing is a mistake)")
+    return points
+
+
+def _cap(value: object) -> float:
+    cap = _number(value, "cap")
+    if cap <= 0:
+        raise ValueError(f"cap must be greater than 0, got {describe(value)}")
+    return cap
+
+
+def _threshold(value: object) -> float:
+    threshold = _number(value, "threshold")
+    if threshold < 0:
+        raise ValueError(
+            f"threshold must be at least 0 (engagement never is), got {number(threshold)}"
+        )
+    return threshold
+
+
+def _grade_threshold(value: object) -> float:
+    return _number(value, "grade threshold")
+
+
+def _duration(value: object) -> float:
+    return parse_duration(value)
+
+
+def _version(value: object) -> str:
+    if not isinstance(value, str) or not VERSION_PATTERN.match(value):
+        raise ValueError(
+            f"invalid version {describe(value)}: use a quoted string of letters, digits, "
+            "'.', '_' or '-' (e.g. \"2026-11-a\")"
+        )
+    return value
+
+
+def _conditions(value: object) -> object:
+    if isinstance(value, dict):
+        return [value]
+    if isinstance(value, list) and value:
+        return value
+    raise ValueError(
+        f"expected a condition or a non-empty list of conditions, got {describe(value)}"
+    )
+
+
+def _some_rules(rules: tuple[EngagementRule, ...]) -> tuple[EngagementRule, ...]:
+    if not rules:
+        raise ValueError("declare at least one rule: a model that scores nothing is a mistake")
+    return rules
+
+
+def _grade_letter(value: object) -> str:
+    if not isinstance(value, str) or len(value) != 1 or value not in GRADE_LETTERS:
+        raise ValueError(f"expected a grade letter A-Z, got {describe(value)}")
+    return value
+
+
+RuleName = Annotated[str, BeforeValidator(_rule_name)]
+EventType = Annotated[str, BeforeValidator(_event_type)]
+Points = Annotated[float, BeforeValidator(_points)]
+Cap = Annotated[float, BeforeValidator(_cap)]
+Threshold = Annotated[float, BeforeValidator(_threshold)]
+GradeThreshold = Annotated[float, BeforeValidator(_grade_threshold)]
+HalfLife = Annotated[float, BeforeValidator(_duration)]
+"""Seconds; written as ``7d`` in the file."""
+
+
+class EngagementRule(BaseModel):
+    """Points for an event type, fading with a half-life, optionally capped."""
+
+    model_config = SPEC_CONFIG
+
+    name: RuleName
+    event: EventType
+    when: Annotated[tuple[Condition, ...], BeforeValidator(_conditions)] = ()
+    points: Points
+    half_life: HalfLife
+    cap: Cap | None = None
+
+    def matches(self, properties: dict[str, JsonValue]) -> bool:
+        return all(condition.matches(properties) for condition in self.when)
+
+
+class Engagement(BaseModel):
+    model_config = SPEC_CONFIG
+
+    rules: Annotated[tuple[EngagementRule, ...], AfterValidator(_some_rules)]
+
+
+class FitRule(Ops):
+    """Points for who the lead is; no decay, recomputed from current traits."""
+
+    name: RuleName
+    trait: FieldPath
+    points: Points
+
+    @model_validator(mode="after")
+    def _one_op(self) -> Self:
+        self.check_one_op("a fit rule")
+        return self
+
+    def matches(self, traits: dict[str, JsonValue]) -> bool:
+        return self.test(lookup(traits, self.trait))
+
+
+class Fit(BaseModel):
+    model_config = SPEC_CONFIG
+
+    rules: tuple[FitRule, ...] = ()
+    grades: dict[str, GradeThreshold]
+
+
+class HandoffRule(BaseModel):
+    model_config = SPEC_CONFIG
+
+    engagement: Threshold
+    min_grade: Annotated[str, BeforeValidator(_grade_letter)]
+
+
+class Lifecycle(BaseModel):
+    model_config = SPEC_CONFIG
+
+    mql: Threshold
+    handoff: HandoffRule
+    recycle: Threshold
+
+
+class ModelSpec(BaseModel):
+    """The model file, one field per section."""
+
+    model_config = SPEC_CONFIG
+
+    version: Annotated[str, BeforeValidator(_version)]
+    engagement: Engagement
+    fit: Fit
+    lifecycle: Lifecycle
+
+
+def _duplicates(section: str, names: list[str]) -> list[tuple[Path, str]]:
+    first: dict[str, int] = {}
+    issues: list[tuple[Path, str]] = []
+    for index, name in enumerate(names):
+        if name in first:
+            issues.append(
+                (
+                    (section, "rules", index, "name"),
+                    f"duplicate rule name '{name}' (also {section}.rules[{first[name]}])",
+                )
+            )
+        else:
+            first[name] = index
+    return issues
+
+
+def implicit_grade(letters: list[str]) -> str:
+    """The grade of a lead that reaches no threshold: the letter after the last one."""
+    return GRADE_LETTERS[len(letters)]
+
+
+def semantic_issues(spec: ModelSpec) -> list[tuple[Path, str]]:
+    """Problems that involve several values, each pinned to the value to change."""
+    issues = _duplicates("engagement", [rule.name for rule in spec.engagement.rules])
+    issues += _duplicates("fit", [rule.name for rule in spec.fit.rules])
+
+    grades = list(spec.fit.grades.items())
+    letters_ok = 0 < len(grades) < len(GRADE_LETTERS)
+    if not grades:
+        issues.append((("fit", "grades"), "declare at least one grade, e.g. {A: 50, B: 30}"))
+    if len(grades) >= len(GRADE_LETTERS):
+        issues.append((("fit", "grades"), "at most 25 grades (A to Y; the next letter is implied)"))
+    for index, (letter, threshold) in enumerate(grades[: len(GRADE_LETTERS) - 1]):
+        expected = GRADE_LETTERS[index]
+        if letter != expected:
+            issues.append(
+                (
+                    ("fit", "grades", letter),
+                    f"grades must be A, B, C, ... in order, best first; expected '{expected}' "
+                    f"here, got {describe(letter)}",
+                )
+            )
+            letters_ok = False
+            break
+        if index and threshold >= grades[index - 1][1]:
+            previous, above = grades[index - 1]
+            issues.append(
+                (
+                    ("fit", "grades", letter),
+                    f"threshold {number(threshold)} must be below {previous}'s {number(above)} "
+                    "(thresholds strictly decrease from A)",
+                )
+            )
+
+    lifecycle = spec.lifecycle
+    if lifecycle.recycle >= lifecycle.mql:
+        issues.append(
+            (
+                ("lifecycle", "recycle"),
+                f"recycle ({number(lifecycle.recycle)}) must be below "
+                f"mql ({number(lifecycle.mql)}), "
+                "or a lead would recycle the moment it qualifies",
+            )
+        )
+    if lifecycle.handoff.engagement < lifecycle.mql:
+        issues.append(
+            (
+                ("lifecycle", "handoff", "engagement"),
+                f"handoff engagement ({number(lifecycle.handoff.engagement)}) must be at least "
+                f"mql ({number(lifecycle.mql)})",
+            )
+        )
+    letters = [letter for letter, _ in grades]
+    if letters_ok:
+        known = [*letters, implicit_grade(letters)]
+        if lifecycle.handoff.min_grade not in known:
+            issues.append(
+                (
+                    ("lifecycle", "handoff", "min_grade"),
+                    f"unknown grade '{lifecycle.handoff.min_grade}': use one of "
+                    f"{', '.join(known)} ({known[-1]} is the grade below the last threshold)",
+                )
+            )
+    return issues
+
+
+def canonical_json(spec: ModelSpec) -> str:
+    """Formatting and comments do not change it; any content change does."""
+    return json.dumps(
+        spec.model_dump(mode="json", by_alias=True, exclude_none=True),
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+    )
+
+
+def model_version_of(spec: ModelSpec) -> str:
+    digest = hashlib.sha256(canonical_json(spec).encode()).hexdigest()
+    return f"{spec.version}+{digest[:12]}"
+
+
+class ModelSpecError(ValueError):
+    """A spec built in code (not from a file) breaks a cross-value rule."""
+
+
+@dataclass(frozen=True, eq=False, slots=True)
+class ScoringModel:
+    """A validated model plus the lookups `apply` needs on every event.
+
+    Two models are equal when their `model_version` is, i.e. same content.
+    """
+
+    spec: ModelSpec
+    model_version: str
+    source: str
+    rules_by_event: Mapping[str, tuple[EngagementRule, ...]]
+    rules_by_name: Mapping[str, EngagementRule]
+    grades: tuple[tuple[str, float], ...]
+    lowest_grade: str
+    longest_half_life: float
+    _rank: Mapping[str, int] = field(repr=False)
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec, source: str = "<memory>") -> ScoringModel:
+        issues = semantic_issues(spec)
+        if issues:
+            raise ModelSpecError("; ".join(f"{_dotted(path)}: {text}" for path, text in issues))
+        by_event: dict[str, list[EngagementRule]] = {}
+        for rule in spec.engagement.rules:
+            by_event.setdefault(rule.event, []).append(rule)
+        grades = tuple(spec.fit.grades.items())
+        lowest = implicit_grade([letter for letter, _ in grades])
+        letters = [letter for letter, _ in grades] + [lowest]
+        return cls(
+            spec=spec,
+            model_version=model_version_of(spec),
+            source=source,
+            rules_by_event=MappingProxyType({k: tuple(v) for k, v in by_event.items()}),
+            rules_by_name=MappingProxyType({rule.name: rule for rule in spec.engagement.rules}),
+            grades=grades,
+            lowest_grade=lowest,
+            longest_half_life=max((rule.half_life for rule in spec.engagement.rules), default=0.0),
+            _rank=MappingProxyType({letter: rank for rank, letter in enumerate(letters)}),
+        )
+
+    @property
+    def version(self) -> str:
+        return self.spec.version
+
+    @property
+    def lifecycle(self) -> Lifecycle:
+        return self.spec.lifecycle
+
+    @property
+    def engagement_rules(self) -> tuple[EngagementRule, ...]:
+        return self.spec.engagement.rules
+
+    @property
+    def fit_rules(self) -> tuple[FitRule, ...]:
+        return self.spec.fit.rules
+
+    def grade_at_least(self, grade: str, minimum: str) -> bool:
+        """A is best: 'at least B' means A or B."""
+        return self._rank[grade] <= self._rank[minimum]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ScoringModel):
+            return NotImplemented
+        return self.model_version == other.model_version
+
+    def __hash__(self) -> int:
+        return hash(self.model_version)
+
+
+def _dotted(path: Path) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text

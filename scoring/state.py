@@ -1,0 +1,75 @@
+"""Per-lead state: everything needed to score a lead, small enough for Redis."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from schemas import Stage
+from scoring.decay import RuleState, combine
+from scoring.fit import merge_traits
+from scoring.model import ScoringModel
+
+
+class LeadState(BaseModel):
+    """One lead (or anonymous visitor), JSON round-trippable and immutable.
+
+    `rules` maps rule name to an uncapped ``[value, ref]`` pair (see decay.py).
+    `clock` is the latest event time applied and the time the lifecycle was last
+    evaluated at. `armed` is False after a sales rejection: the lead must fall
+    below the recycle threshold before it can become an MQL again.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    lead_id: str
+    anonymous: bool = False
+    stage: Stage = Stage.IQL
+    armed: bool = True
+    clock: float = 0.0
+    transition_seq: int = Field(default=0, ge=0)
+    events_applied: int = Field(default=0, ge=0)
+    rules: dict[str, RuleState] = Field(default_factory=dict)
+    traits: dict[str, JsonValue] = Field(default_factory=dict)
+    merged_from: tuple[str, ...] = ()
+
+
+def new_lead(lead_id: str, anonymous: bool = False) -> LeadState:
+    return LeadState(lead_id=lead_id, anonymous=anonymous)
+
+
+def merge(known: LeadState, anonymous: LeadState, model: ScoringModel) -> LeadState:
+    """Fold an anonymous profile into a known lead without losing a point.
+
+    Rule pairs combine exactly as if one lead had received every event; traits
+    the known lead has win; stage, arming and transition count stay the known
+    lead's. No lifecycle runs here: apply the identify event that caused the
+    merge to the result (or call `evaluate`), so any transition it triggers
+    names that event. Call ``evaluate(known, event time)`` before merging, so a
+    recycle the known lead was due on its own is not hidden by the merge.
+    """
+    if known.lead_id == anonymous.lead_id:
+        raise ValueError(f"cannot merge lead {known.lead_id!r} into itself")
+    rules = dict(known.rules)
+    for name, other in anonymous.rules.items():
+        mine = rules.get(name)
+        rule = model.rules_by_name.get(name)
+        if mine is None:
+            rules[name] = other
+        elif rule is None:
+            # A rule the model no longer has never scores; keep the newer pair.
+            rules[name] = max(mine, other, key=lambda pair: pair.ref)
+        else:
+            rules[name] = combine(mine, other, rule.half_life)
+    return known.model_copy(
+        update={
+            "rules": rules,
+            "traits": merge_traits(anonymous.traits, known.traits),
+            "clock": max(known.clock, anonymous.clock),
+            "events_applied": known.events_applied + anonymous.events_applied,
+            "merged_from": (
+                *known.merged_from,
+                anonymous.lead_id,
+                *(i for i in anonymous.merged_from if i not in known.merged_from),
+            ),
+        }
+    )

@@ -1,0 +1,43 @@
+"""A model file read back in plain words, for ``leadpulse model check``."""
+
+from __future__ import annotations
+
+from scoring.durations import format_duration
+from scoring.matchers import number
+from scoring.model import ScoringModel
+
+
+def _points(points: float) -> str:
+    return ("+" if points > 0 else "") + number(points)
+
+
+def summary(model: ScoringModel) -> str:
+    lines = [f"model {model.model_version} ({model.source})"]
+    rules = model.engagement_rules
+    lines.append(f"engagement rules ({len(rules)}):")
+    name_width = max(len(rule.name) for rule in rules)
+    event_width = max(len(rule.event) for rule in rules)
+    for rule in rules:
+        cap = f"  cap {number(rule.cap)}" if rule.cap is not None else ""
+        when = f"  when {' and '.join(str(c) for c in rule.when)}" if rule.when else ""
+        lines.append(
+            f"  {rule.name:<{name_width}}  {rule.event:<{event_width}}  "
+            f"{_points(rule.points):>6}  half-life {format_duration(rule.half_life):<4}{cap}{when}"
+        )
+    fits = model.fit_rules
+    lines.append(f"fit rules ({len(fits)}):")
+    width = max((len(rule.name) for rule in fits), default=0)
+    lines.extend(
+        f"  {fit_rule.name:<{width}}  {_points(fit_rule.points):>6}  "
+        f"{'.'.join(fit_rule.trait)} {fit_rule.describe_op()}"
+        for fit_rule in fits
+    )
+    grades = ", ".join(f"{letter} ≥ {number(threshold)}" for letter, threshold in model.grades)
+    lines.append(f"grades: {grades}, else {model.lowest_grade}")
+    lifecycle = model.lifecycle
+    lines.append(
+        f"lifecycle: MQL at engagement ≥ {number(lifecycle.mql)}; handoff (MQL→SAL) at "
+        f"≥ {number(lifecycle.handoff.engagement)} with grade {lifecycle.handoff.min_grade} or "
+        f"better; recycle to nurture below {number(lifecycle.recycle)}"
+    )
+    return "\n".join(line.rstrip() for line in lines)
