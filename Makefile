@@ -7,10 +7,14 @@ STAMP := $(VENV)/.installed
 .PHONY: install lint typecheck test unit integration bench demo clean
 
 $(STAMP): pyproject.toml
-	@command -v redis-server >/dev/null 2>&1 || { \
-	  echo "installing redis-server (Debian package)"; \
-	  (apt-get install -y redis-server >/dev/null 2>&1 || \
-	   (apt-get update >/dev/null && apt-get install -y redis-server >/dev/null)); }
+	@missing=""; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	command -v docker-compose >/dev/null 2>&1 || missing="$$missing docker-compose"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get install -y $$missing >/dev/null 2>&1 || \
+	  { apt-get update >/dev/null && apt-get install -y $$missing >/dev/null; }; \
+	fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'

@@ -1,0 +1,1 @@
+"""The running system: Faust app, agents, Redis store, sweeper, CLI, dev stack."""

@@ -1,0 +1,55 @@
+"""Every Redis key leadpulse uses, in one place.
+
+All keys of one lead share the hash tag ``{<lead>}`` so one Lua script can
+update them atomically on Redis Cluster. The due-index is sharded into
+``due_shards`` sorted sets, each its own hash tag, so it spreads over a
+cluster and a sweep touches only the shards it reads.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+PREFIX = "lp"
+
+
+def state(lead: str) -> str:
+    """Hash: ``v`` version counter, ``s`` serialised LeadState."""
+    return f"{PREFIX}:{{{lead}}}:state"
+
+
+def seen(lead: str) -> str:
+    """Set of event ids already applied to this lead (idempotency)."""
+    return f"{PREFIX}:{{{lead}}}:seen"
+
+
+def outbox(lead: str) -> str:
+    """Hash of decided-but-unpublished messages: id -> encoded message."""
+    return f"{PREFIX}:{{{lead}}}:outbox"
+
+
+def alias(anonymous_id: str) -> str:
+    """String: the lead an anonymous id was merged into."""
+    return f"{PREFIX}:{{{anonymous_id}}}:alias"
+
+
+def detached(anonymous_id: str) -> str:
+    """An anonymous state taken for a merge, kept until the merge is committed."""
+    return f"{PREFIX}:{{{anonymous_id}}}:detached"
+
+
+def due_shard(shard: int) -> str:
+    """Sorted set: lead -> next_recycle_at (epoch seconds)."""
+    return f"{PREFIX}:due:{{{shard}}}"
+
+
+def shard_of(lead: str, shards: int) -> int:
+    return zlib.crc32(lead.encode()) % shards
+
+
+def due(lead: str, shards: int) -> str:
+    return due_shard(shard_of(lead, shards))
+
+
+OUTBOX_PATTERN = f"{PREFIX}:{{*}}:outbox"
+"""SCAN pattern for pending outboxes after a restart."""

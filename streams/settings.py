@@ -1,0 +1,75 @@
+"""All runtime configuration, read from the environment once (prefix LEADPULSE_).
+
+Settings are frozen and passed down explicitly; nothing below the CLI reads
+the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Worker settings; every field maps to LEADPULSE_<NAME> in the environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LEADPULSE_", frozen=True, extra="forbid", env_file=None
+    )
+
+    app_id: str = Field("leadpulse", description="Faust app id = Kafka consumer group.")
+    broker: str = Field(
+        "kafka://127.0.0.1:9092",
+        description="Kafka bootstrap URL(s), e.g. kafka://h1:9092;h2:9092.",
+    )
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL (rediss:// = TLS).")
+    redis_password: SecretStr | None = None
+    redis_tls_ca_file: Path | None = None
+    model_file: Path | None = Field(
+        None, description="Scoring model YAML; the shipped default model when unset."
+    )
+
+    events_topic: str = "leadpulse.events"
+    handoffs_topic: str = "leadpulse.handoffs"
+    transitions_topic: str = "leadpulse.transitions"
+    dlq_topic: str = "leadpulse.events.dlq"
+    partitions: int = Field(12, ge=1, le=1024)
+    replication_factor: int = Field(1, ge=1)
+
+    batch_size: int = Field(500, ge=1, le=100_000, description="Events per batch.")
+    batch_within: float = Field(0.01, gt=0, description="Max seconds to wait to fill a batch.")
+    sweep_interval: float = Field(1.0, gt=0, description="Seconds between decay sweeps.")
+    sweep_limit: int = Field(1000, ge=1, description="Max due leads taken per sweep shard.")
+    due_shards: int = Field(16, ge=1, le=4096)
+
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+
+    web_port: int = Field(6066, ge=0, le=65535)
+    web_host: str = "127.0.0.1"
+    data_dir: Path = Path(".leadpulse")
+    session_timeout: float = Field(6.0, gt=0, description="Kafka group session timeout (s).")
+    log_level: str = "info"
+
+    @field_validator("broker")
+    @classmethod
+    def _broker_url(cls, value: str) -> str:
+        if "://" not in value:
+            value = f"kafka://{value}"
+        return value
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        """host:port list for plain Kafka clients (aiokafka, kafka-python)."""
+        hosts = value_after_scheme(self.broker)
+        return [h for h in hosts.replace(",", ";").split(";") if h]
+
+
+def value_after_scheme(url: str) -> str:
+    return url.split("://", 1)[1] if "://" in url else url

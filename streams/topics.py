@@ -1,0 +1,112 @@
+"""Topic creation for a worker start: every leadpulse topic, configured partitions."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TOPIC_ALREADY_EXISTS = 36
+
+
+class TopicError(RuntimeError):
+    """Topics could not be created; the message names each topic and error."""
+
+
+def kafka_client_options(settings: Settings) -> dict[str, Any]:
+    """kafka-python client options for the configured security protocol."""
+    options: dict[str, Any] = {"security_protocol": settings.kafka_security_protocol}
+    if settings.kafka_sasl_mechanism:
+        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        options["sasl_plain_username"] = settings.kafka_sasl_username
+        if settings.kafka_sasl_password is not None:
+            options["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
+    if settings.kafka_ssl_cafile is not None:
+        options["ssl_cafile"] = str(settings.kafka_ssl_cafile)
+    return options
+
+
+def topic_names(settings: Settings) -> list[str]:
+    return [
+        settings.events_topic,
+        settings.handoffs_topic,
+        settings.transitions_topic,
+        settings.dlq_topic,
+    ]
+
+
+def create_topics(
+    bootstrap: str,
+    names: Iterable[str],
+    partitions: int = 1,
+    *,
+    replication_factor: int = 1,
+    client_options: Mapping[str, Any] | None = None,
+    timeout: float = 10.0,
+) -> list[str]:
+    """Create missing topics; existing ones are left alone. Returns those created now.
+
+    Brokers that cannot change partition counts later (Tansu has no
+    ``create_partitions``) make a mismatch a warning, not an error.
+    """
+    from kafka import KafkaAdminClient
+
+    wanted = list(dict.fromkeys(names))
+    if not wanted:
+        return []
+    timeout_ms = int(timeout * 1000)
+    with KafkaAdminClient(
+        bootstrap_servers=bootstrap,
+        client_id="leadpulse-admin",
+        request_timeout_ms=timeout_ms,
+        bootstrap_timeout_ms=timeout_ms,
+        **dict(client_options or {}),
+    ) as admin:
+        existing = set(admin.list_topics())
+        missing = [n for n in wanted if n not in existing]
+        created: list[str] = []
+        if missing:
+            result = admin.create_topics(
+                {
+                    n: {"num_partitions": partitions, "replication_factor": replication_factor}
+                    for n in missing
+                },
+                timeout_ms=timeout_ms,
+                raise_errors=False,
+            )
+            errors = []
+            for topic in result["topics"]:
+                code = topic["error_code"]
+                if code == 0:
+                    created.append(topic["name"])
+                elif code != TOPIC_ALREADY_EXISTS:  # lost a race with another creator: fine
+                    errors.append(f"{topic['name']}: error {code} {topic.get('error_message')}")
+            if errors:
+                raise TopicError("cannot create topics: " + "; ".join(errors))
+        present = [n for n in wanted if n not in created]
+        if present:
+            for topic in admin.describe_topics(present):
+                count = len(topic.get("partitions") or [])
+                if count != partitions:
+                    log.warning(
+                        "topic %s exists with %d partitions, not %d",
+                        topic["name"],
+                        count,
+                        partitions,
+                    )
+    return created
+
+
+def ensure_topics(settings: Settings) -> list[str]:
+    """Create the missing leadpulse topics; returns the names created now."""
+    return create_topics(
+        ",".join(settings.bootstrap_servers),
+        topic_names(settings),
+        settings.partitions,
+        replication_factor=settings.replication_factor,
+        client_options=kafka_client_options(settings),
+    )

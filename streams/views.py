@@ -1,0 +1,31 @@
+"""Read-side views of a lead for the CLI and the HTTP API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scoring import ScoringModel, explain
+from streams.processor import decode_state
+from streams.store import LeadStore
+
+
+async def explain_lead(
+    store: LeadStore, model: ScoringModel, lead_id: str, now: float
+) -> dict[str, Any]:
+    """Score, grade, stage and per-rule explanation of a lead at `now`."""
+    snap = (await store.snapshot({lead_id: ()}))[lead_id]
+    if snap.alias is not None and snap.state is None:
+        merged = await explain_lead(store, model, snap.alias, now)
+        return {"lead_id": lead_id, "merged_into": snap.alias, "lead": merged}
+    if snap.state is None:
+        return {"lead_id": lead_id, "found": False}
+    state = decode_state(snap.state)
+    explanation = explain(state, now, model)
+    return {
+        "lead_id": lead_id,
+        "found": True,
+        "anonymous": state.anonymous,
+        "model_version": model.model_version,
+        "explanation": explanation.model_dump(mode="json"),
+        "pending_outbox": len(snap.outbox),
+    }

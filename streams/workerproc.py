@@ -1,0 +1,124 @@
+"""A `leadpulse worker` in a child process: for `dev`, the demo, tests and benchmarks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Self
+
+from streams.settings import Settings
+
+
+def worker_command(settings: Settings, *extra: str) -> tuple[list[str], dict[str, str]]:
+    """argv and environment that start `leadpulse worker` with these settings."""
+    env = dict(os.environ)
+    for name, value in settings.model_dump(mode="json").items():
+        if value is not None:
+            env[f"LEADPULSE_{name.upper()}"] = str(value)
+    for name in ("redis_password", "kafka_sasl_password"):
+        secret = getattr(settings, name)
+        if secret is not None:
+            env[f"LEADPULSE_{name.upper()}"] = secret.get_secret_value()
+    return [sys.executable, "-m", "streams.cli", "worker", *extra], env
+
+
+def stop_process(process: subprocess.Popen[Any], timeout: float = 15.0) -> None:
+    """SIGTERM, then SIGKILL after `timeout` seconds."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+
+
+class WorkerProcess:
+    """Start, watch, kill and restart one worker; its output goes to a log file."""
+
+    def __init__(self, settings: Settings, log_path: Path, *, loglevel: str = "info") -> None:
+        self.settings = settings
+        self.log_path = log_path
+        self.loglevel = loglevel
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def stats_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.web_port}/stats"
+
+    def start(self) -> Self:
+        argv, env = worker_command(self.settings, "--loglevel", self.loglevel)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            argv, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        return self
+
+    def stats(self) -> dict[str, Any]:
+        """The worker's /stats, or {} while it is not serving."""
+        try:
+            with urllib.request.urlopen(self.stats_url, timeout=2) as reply:  # noqa: S310
+                result: dict[str, Any] = json.load(reply)
+                return result
+        except (OSError, ValueError):
+            return {}
+
+    def wait_assigned(self, timeout: float = 120.0) -> None:
+        """Block until the worker's consumer owns partitions (the group join is done)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(
+                    f"worker exited with {self.process.returncode}:\n{self.log_tail()}"
+                )
+            if self.stats().get("assigned_partitions", 0) > 0:
+                return
+            time.sleep(0.25)
+        raise TimeoutError(f"worker got no partitions in {timeout:.0f}s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, no offset commit, as in a crash."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+        self._close_log()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process)
+        self._close_log()
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,73 @@
+"""docker-compose.yml is checked by a real compose parser (no engine runs here)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from streams.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    exe = shutil.which("docker-compose")
+    assert exe is not None, "docker-compose (Debian package) is installed by `make install`"
+    result = subprocess.run(
+        [exe, "-f", str(ROOT / "docker-compose.yml"), "config"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    parsed: dict[str, Any] = yaml.safe_load(result.stdout)
+    return parsed
+
+
+def test_services_and_health_checks(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert {"kafka", "redis", "worker", "traffic"} <= set(services)
+    for name in ("kafka", "redis", "worker"):
+        assert services[name]["healthcheck"]["test"], name
+    assert services["traffic"]["profiles"] == ["demo"]
+
+
+def test_kafka_runs_in_kraft_mode(compose: dict[str, Any]) -> None:
+    env = compose["services"]["kafka"]["environment"]
+    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert "KAFKA_ZOOKEEPER_CONNECT" not in env
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == "1@kafka:9093"
+
+
+def test_redis_persists_with_aof(compose: dict[str, Any]) -> None:
+    command = compose["services"]["redis"]["command"]
+    assert command[command.index("--appendonly") + 1] == "yes"
+    assert compose["services"]["redis"]["volumes"]
+
+
+def test_worker_waits_for_healthy_dependencies(compose: dict[str, Any]) -> None:
+    worker = compose["services"]["worker"]
+    assert worker["depends_on"] == {
+        "kafka": {"condition": "service_healthy"},
+        "redis": {"condition": "service_healthy"},
+    }
+    assert worker["build"]["context"] == str(ROOT)
+    assert (ROOT / "Dockerfile").is_file()
+
+
+def test_worker_environment_names_real_settings(compose: dict[str, Any]) -> None:
+    env = compose["services"]["worker"]["environment"]
+    names = {f"LEADPULSE_{field.upper()}" for field in Settings.model_fields}
+    assert set(env) <= names, set(env) - names
+    settings = Settings.model_validate(
+        {key.removeprefix("LEADPULSE_").lower(): value for key, value in env.items()}
+    )
+    assert settings.bootstrap_servers == ["kafka:9092"]
+    assert settings.partitions == 12
