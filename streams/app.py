@@ -153,7 +153,7 @@ def build(
         topic_replication_factor=settings.replication_factor,
         topic_disable_leader=True,
         broker_session_timeout=settings.session_timeout,
-        broker_heartbeat_interval=max(settings.session_timeout / 6, 0.5),
+        broker_heartbeat_interval=min(settings.session_timeout / 4, 3.0),
         broker_rebalance_timeout=max(settings.session_timeout * 2, 10.0),
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
@@ -230,9 +230,10 @@ def build(
 
     @app.task
     async def replay_outboxes() -> None:
-        count = await retrying("outbox replay", processor.replay_outboxes, stopped=stopped)
-        if count:
-            log.info("republished %d pending outbox messages", count)
+        report = await retrying("outbox replay", processor.replay_outboxes, stopped=stopped)
+        pipeline.totals.add(report)
+        if report.published:
+            log.info("republished %d pending outbox messages", report.published)
 
     @app.page("/leads/{lead_id}")
     async def lead_page(web: Any, request: Any, lead_id: str) -> Any:

@@ -142,6 +142,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
                 "redis_url": stack.redis_url,
                 "web_port": args.web_port,
                 "data_dir": Path(args.data_dir),
+                "session_timeout": 2.0,  # Tansu joins a group in about half of it
             }
         )
         for name, value in stack.describe().items():

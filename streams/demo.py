@@ -257,6 +257,7 @@ def run_demo(options: DemoOptions) -> int:
                 "redis_url": stack.redis_url,
                 "web_port": web_port,
                 "data_dir": Path(stack.redis.workdir) / "worker",
+                "session_timeout": 2.0,  # Tansu joins a group in about half of it
             }
         )
         print(f"  kafka {stack.bootstrap}   redis {stack.redis_url}   http :{web_port}/stats")

@@ -57,7 +57,6 @@ HOST = "127.0.0.1"
 _LOG_TAIL_LINES = 30
 _PORT_RETRIES = 3  # only when the port was picked by us (free_port() races)
 _POLL_INTERVAL = 0.05
-_TOPIC_EXISTS = 36  # Kafka error code TOPIC_ALREADY_EXISTS
 
 
 class StackError(RuntimeError):
@@ -564,48 +563,13 @@ def create_topics(
     Returns the names that were created now. Tansu cannot change the partition
     count later (no ``create_partitions``), so a mismatch is only logged.
     """
-    from kafka import KafkaAdminClient
+    from streams.topics import TopicError
+    from streams.topics import create_topics as create
 
-    wanted = list(dict.fromkeys(names))
-    if not wanted:
-        return []
-    timeout_ms = int(timeout * 1000)
-    with KafkaAdminClient(
-        bootstrap_servers=bootstrap,
-        client_id="leadpulse-devstack-admin",
-        request_timeout_ms=timeout_ms,
-        bootstrap_timeout_ms=timeout_ms,
-    ) as admin:
-        existing = set(admin.list_topics())
-        missing = [n for n in wanted if n not in existing]
-        created: list[str] = []
-        if missing:
-            result = admin.create_topics(
-                {n: {"num_partitions": partitions, "replication_factor": 1} for n in missing},
-                timeout_ms=timeout_ms,
-                raise_errors=False,
-            )
-            errors = []
-            for topic in result["topics"]:
-                code = topic["error_code"]
-                if code == 0:
-                    created.append(topic["name"])
-                elif code != _TOPIC_EXISTS:  # lost a race with another creator: fine
-                    errors.append(f"{topic['name']}: {code} {topic.get('error_message')}")
-            if errors:
-                raise StackError("create_topics failed: " + "; ".join(errors))
-        present = [n for n in wanted if n not in created]
-        if present:
-            for topic in admin.describe_topics(present):
-                count = len(topic.get("partitions") or [])
-                if count != partitions:
-                    log.warning(
-                        "topic %s exists with %d partitions, not %d",
-                        topic["name"],
-                        count,
-                        partitions,
-                    )
-    return created
+    try:
+        return create(bootstrap, names, partitions, timeout=timeout)
+    except TopicError as error:
+        raise StackError(str(error)) from error
 
 
 # --- both together ------------------------------------------------------------------

@@ -22,6 +22,7 @@ from schemas import (
     StageTransition,
     dead_letter,
     decode_event,
+    decode_transition,
     encode,
 )
 from scoring import LeadState, ScoringModel, apply, evaluate, merge, new_lead, next_recycle_at
@@ -77,6 +78,7 @@ class Report:
     duplicates: int = 0
     dead_lettered: int = 0
     transitions: list[StageTransition] = field(default_factory=list)
+    """Transitions published by this call (including ones an earlier run decided)."""
     published: int = 0
 
     def add(self, other: Report) -> None:
@@ -164,7 +166,6 @@ class Processor:
                 # the targets' seen sets must be asked about the redirected ids too
                 snaps.update(await self.store.snapshot({s: _ids(pending)[s] for s in targets}))
             commits: list[Commit] = []
-            decided: dict[str, list[StageTransition]] = {}
             for subject, subject_events in pending.items():
                 snap = snaps[subject]
                 fresh = [e for e in subject_events if e.event_id not in snap.seen]
@@ -177,16 +178,14 @@ class Processor:
                     state, caused = apply(state, event, self.model)
                     transitions.extend(caused)
                 commits.append(self._commit(snap, state, [e.event_id for e in fresh], transitions))
-                decided[subject] = transitions
             lost = await self.store.commit(commits)
+            # publish what this round decided plus anything an earlier run left pending
+            outboxes = {s: dict(snap.outbox) for s, snap in snaps.items() if s not in lost}
             for c in commits:
                 if c.subject not in lost:
                     report.scored += len(c.event_ids)
-                    report.transitions.extend(decided[c.subject])
-            report.published += await self._publish_outboxes(
-                {c.subject: c.outbox for c in commits if c.subject not in lost}
-                | {s: snap.outbox for s, snap in snaps.items() if snap.outbox and s not in lost}
-            )
+                    outboxes.setdefault(c.subject, {}).update(c.outbox)
+            await self._publish_outboxes(outboxes, report)
             pending = {s: evs for s, evs in pending.items() if s in lost}
         raise RuntimeError(f"gave up after {MAX_COMMIT_ATTEMPTS} lost races on {sorted(pending)}")
 
@@ -226,7 +225,10 @@ class Processor:
             ids: list[str] = []
             transitions: list[StageTransition] = []
             if detached is not None and marker not in snap.seen:
-                # no lifecycle here: the identify event applied next decides moves
+                # a recycle the lead was due before the merge must not be hidden by it
+                state, caused = evaluate(state, event.occurred_at, self.model)
+                transitions.extend(caused)
+                # merge runs no lifecycle: the identify event applied next decides moves
                 state = merge(state, decode_state(detached), self.model)
                 ids.append(marker)
             if event.event_id not in snap.seen:
@@ -242,8 +244,7 @@ class Processor:
                     continue
                 outboxes[lead] = {**snap.outbox, **commit.outbox}
                 report.scored += int(event.event_id in ids)
-                report.transitions.extend(transitions)
-            report.published += await self._publish_outboxes(outboxes)
+            await self._publish_outboxes(outboxes, report)
             await self.store.forget_detached(anonymous)
             return report
         raise RuntimeError(f"gave up merging {anonymous} into {lead}")
@@ -259,28 +260,24 @@ class Processor:
             return report
         snaps = await self.store.snapshot(dict.fromkeys(due, ()))
         commits = []
-        decided: dict[str, list[StageTransition]] = {}
-        for lead, snap in snaps.items():
+        for snap in snaps.values():
             if snap.state is None:
                 continue
             state, caused = evaluate(decode_state(snap.state), at, self.model)
-            commits.append(self._commit(snap, state, (), list(caused)))
-            decided[lead] = list(caused)
+            commits.append(self._commit(snap, state, (), caused))
         lost = await self.store.commit(commits)
-        for c in commits:
-            if c.subject not in lost:
-                report.transitions.extend(decided[c.subject])
-        report.published += await self._publish_outboxes(
-            {c.subject: c.outbox for c in commits if c.subject not in lost}
+        # a lost race means another worker or the lead's own partition updated it
+        await self._publish_outboxes(
+            {c.subject: c.outbox for c in commits if c.subject not in lost}, report
         )
         return report
 
-    async def replay_outboxes(self) -> int:
+    async def replay_outboxes(self) -> Report:
         """Publish what a previous run decided but could not confirm as sent."""
-        published = 0
+        report = Report()
         async for subject, box in self.store.pending_outboxes():
-            published += await self._publish_outboxes({subject: box})
-        return published
+            await self._publish_outboxes({subject: box}, report)
+        return report
 
     # -- helpers --------------------------------------------------------------------
 
@@ -315,23 +312,27 @@ class Processor:
             due_at=next_recycle_at(state, self.model),
         )
 
-    async def _publish_outboxes(self, outboxes: Mapping[str, Mapping[str, bytes]]) -> int:
+    async def _publish_outboxes(
+        self, outboxes: Mapping[str, Mapping[str, bytes]], report: Report
+    ) -> None:
+        """Send, wait for the broker's acks, then forget; a failure keeps the outbox."""
         messages: list[Outgoing] = []
+        transitions: list[StageTransition] = []
         sent: dict[str, list[str]] = {}
         for subject, box in outboxes.items():
             for message_id, blob in sorted(box.items(), key=_publish_order):
-                topic = (
-                    self.topics.handoffs
-                    if message_id.startswith(HANDOFF_PREFIX)
-                    else self.topics.transitions
-                )
-                messages.append(Outgoing(topic, subject, blob))
+                if message_id.startswith(HANDOFF_PREFIX):
+                    messages.append(Outgoing(self.topics.handoffs, subject, blob))
+                else:
+                    messages.append(Outgoing(self.topics.transitions, subject, blob))
+                    transitions.append(decode_transition(blob))
                 sent.setdefault(subject, []).append(message_id)
         if not messages:
-            return 0
+            return
         await self.publisher.publish(messages)
         await self.store.clear_outbox(sent)
-        return len(messages)
+        report.published += len(messages)
+        report.transitions.extend(transitions)
 
 
 def _publish_order(item: tuple[str, bytes]) -> tuple[str, bool]:

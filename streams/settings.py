@@ -51,10 +51,18 @@ class Settings(BaseSettings):
     kafka_sasl_password: SecretStr | None = None
     kafka_ssl_cafile: Path | None = None
 
-    web_port: int = Field(6066, ge=0, le=65535)
+    web_port: int = Field(6066, ge=1, le=65535)
     web_host: str = "127.0.0.1"
     data_dir: Path = Path(".leadpulse")
-    session_timeout: float = Field(6.0, gt=0, description="Kafka group session timeout (s).")
+    session_timeout: float = Field(
+        6.0,
+        gt=0,
+        description=(
+            "Kafka group session timeout (s). A group join takes about half of it; "
+            "Apache Kafka refuses values under its group.min.session.timeout.ms (6 s). "
+            "The embedded stack uses 2."
+        ),
+    )
     log_level: str = "info"
 
     @field_validator("broker")

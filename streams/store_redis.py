@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from typing import Any, cast
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
 
 from streams import keys
 from streams.settings import Settings
@@ -47,7 +49,14 @@ return redis.call('GET', KEYS[3])
 
 def connect(settings: Settings) -> aioredis.Redis:
     """A client for the configured Redis; TLS with rediss:// and a CA file."""
-    options: dict[str, Any] = {"decode_responses": False, "health_check_interval": 10}
+    # redis-py 8.1's asyncio from_url() sets no retry: without one, the first
+    # command after a Redis restart fails instead of reconnecting.
+    options: dict[str, Any] = {
+        "decode_responses": False,
+        "health_check_interval": 10,
+        "retry": Retry(ExponentialWithJitterBackoff(base=0.05, cap=2.0), 3),
+        "socket_connect_timeout": 5,
+    }
     if settings.redis_password is not None:
         options["password"] = settings.redis_password.get_secret_value()
     if settings.redis_url.startswith("rediss://") and settings.redis_tls_ca_file:

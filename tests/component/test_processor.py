@@ -189,7 +189,7 @@ async def test_failed_publish_keeps_outbox_and_retry_sends_same_ids(
         if k.startswith("t:")
     )
     # a restart replays the outbox; the re-delivered batch is then a no-op
-    assert await processor.replay_outboxes() == 3
+    assert (await processor.replay_outboxes()).published == 3
     report = await processor.process(records(HOT))
     assert report.scored == 0
     sent_ids = sorted(
@@ -218,3 +218,19 @@ async def test_hovering_score_hands_off_once(
     for i in range(6):
         await processor.process(records([event("demo_request", at=10.0 * i)]))
     assert len(publisher.on(TOPICS.handoffs)) == 1
+
+
+async def test_pending_and_new_outbox_entries_are_published_together(
+    processor: Processor, publisher: FakePublisher, store: MemoryLeadStore
+) -> None:
+    publisher.fail_next = 1
+    with pytest.raises(ConnectionError):
+        await processor.process(records(HOT))
+    report = await processor.process(records([event("email_unsubscribe", at=3)]))
+    assert report.published == 4  # 2 transitions + 1 handoff pending, 1 new recycle
+    assert [(t.from_stage, t.to_stage) for t in report.transitions] == [
+        ("iql", "mql"),
+        ("mql", "sal"),
+        ("sal", "nurture"),
+    ]
+    assert store.outboxes == {}

@@ -60,6 +60,7 @@ def worker_settings(stack: DevStack, workdir: Path, *, partitions: int = 4) -> S
         web_port=free_port(),
         data_dir=workdir / "data",
         sweep_interval=0.5,
+        session_timeout=2.0,
     )
     create_topics(
         stack.bootstrap,
