@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -153,6 +154,12 @@ def test_send_validates_first_then_tail_and_lead_show_the_result(
     assert sum(p["points"] for p in parts) == pytest.approx(
         as_json["explanation"]["engagement"], abs=1e-6
     )
+    with urllib.request.urlopen(  # the worker's HTTP API serves the same view
+        f"http://127.0.0.1:{settings.web_port}/leads/{lead}", timeout=5
+    ) as reply:
+        served = json.load(reply)
+    assert served["explanation"]["stage"] == "sal"
+    assert served["model_version"] == as_json["model_version"]
     unknown = leadpulse("lead", "nobody-" + lead, *model, settings=settings)
     assert unknown.returncode == 1
     assert "no such lead" in unknown.stdout
