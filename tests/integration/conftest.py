@@ -18,6 +18,9 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
 from streams.devstack import DevStack, RedisServer, TansuBroker, create_topics
+from streams.settings import Settings
+from streams.workerproc import WorkerProcess
+from tests.integration.harness import start_worker, worker_settings
 
 _HERE = Path(__file__).parent
 
@@ -93,3 +96,17 @@ async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
         yield client
     finally:
         await client.aclose()
+
+
+@pytest.fixture(scope="module")
+def running(
+    stack: DevStack, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Settings, WorkerProcess]]:
+    """One worker per test module, with topics and a consumer group of its own."""
+    workdir = tmp_path_factory.mktemp("worker")
+    settings = worker_settings(stack, workdir)
+    worker = start_worker(settings, workdir / "worker.log")
+    try:
+        yield settings, worker
+    finally:
+        worker.stop()

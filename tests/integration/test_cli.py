@@ -10,17 +10,16 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from streams.devstack import DevStack, free_port
+from streams.devstack import free_port
 from streams.settings import Settings
 from streams.workerproc import WorkerProcess
-from tests.integration.harness import read_state, start_worker, wait_for, worker_settings
+from tests.integration.harness import read_state, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,19 +49,6 @@ def leadpulse(
         check=False,
         cwd=ROOT,
     )
-
-
-@pytest.fixture(scope="module")
-def running(
-    stack: DevStack, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Settings, WorkerProcess]]:
-    workdir = tmp_path_factory.mktemp("cli-worker")
-    settings = worker_settings(stack, workdir)
-    worker = start_worker(settings, workdir / "worker.log")
-    try:
-        yield settings, worker
-    finally:
-        worker.stop()
 
 
 def line(kind: str, lead: str, **extra: Any) -> str:

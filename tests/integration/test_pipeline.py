@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,7 +11,6 @@ import pytest
 
 from schemas import BehaviorEvent, DeadLetter, original_payload
 from scoring import apply, engagement, new_lead, parse_model
-from streams.devstack import DevStack
 from streams.settings import Settings
 from streams.workerproc import WorkerProcess
 from tests.integration.harness import (
@@ -20,25 +18,10 @@ from tests.integration.harness import (
     TopicReader,
     produce,
     read_state,
-    start_worker,
     wait_for,
-    worker_settings,
 )
 
 MODEL = parse_model(MODEL_YAML, "integration")
-
-
-@pytest.fixture(scope="module")
-def running(
-    stack: DevStack, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Settings, WorkerProcess]]:
-    workdir = tmp_path_factory.mktemp("worker")
-    settings = worker_settings(stack, workdir)
-    worker = start_worker(settings, workdir / "worker.log")
-    try:
-        yield settings, worker
-    finally:
-        worker.stop()
 
 
 @pytest.fixture
