@@ -194,6 +194,7 @@ class Watcher(threading.Thread):
             auto_offset_reset="earliest",
             enable_auto_commit=False,
             consumer_timeout_ms=500,
+            fetch_max_wait_ms=10,  # the default 500 ms would dominate the latency shown
         )
         try:
             while not self.stop_flag.is_set():
