@@ -1,7 +1,10 @@
 """Every Redis key leadpulse uses, in one place.
 
 All keys of one lead share the hash tag ``{<lead>}`` so one Lua script can
-update them atomically on Redis Cluster. The due-index is sharded into
+update them atomically on Redis Cluster. A lead at rest is one key (its
+``state`` hash) plus one member in a due-index shard; ``outbox`` exists only
+while messages wait for Kafka, ``alias``/``detached`` only for merged
+anonymous ids. The due-index is sharded into
 ``due_shards`` sorted sets, each its own hash tag, so it spreads over a
 cluster and a sweep touches only the shards it reads.
 """
@@ -14,13 +17,14 @@ PREFIX = "lp"
 
 
 def state(lead: str) -> str:
-    """Hash: ``v`` version counter, ``s`` serialised LeadState."""
+    """Hash: ``v`` version counter, ``s`` serialised LeadState, ``w`` seen window.
+
+    ``w`` holds the 12-byte BLAKE2b digests of the last ``seen_window`` event
+    ids applied to the lead (idempotency), concatenated oldest first; see
+    `streams.store_redis.id_digest`. Absent until an id is recorded. After a
+    merge (`detach`) an anonymous id's hash keeps only ``w``.
+    """
     return f"{PREFIX}:{{{lead}}}:state"
-
-
-def seen(lead: str) -> str:
-    """Set of event ids already applied to this lead (idempotency)."""
-    return f"{PREFIX}:{{{lead}}}:seen"
 
 
 def outbox(lead: str) -> str:

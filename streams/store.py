@@ -5,13 +5,26 @@ snapshot, compute the new state in Python (scoring is pure), and commit with
 compare-and-set on the version. A commit also records the applied event ids
 (idempotency) and the decided messages (outbox) in the same atomic step, so
 a crash anywhere leaves either nothing or everything of one update.
+
+Idempotency window: a store remembers the last `seen_window` event ids
+recorded for a lead (default `SEEN_WINDOW`), in commit order. An id is reported
+as seen while fewer than `seen_window` ids were recorded for the lead after it,
+so a re-delivered event counts once unless the lead took `seen_window` newer
+event ids in between (Kafka re-delivers what came after the last committed
+offset, a few seconds of traffic), and a lead's memory stays bounded however
+many events it gets. Every id in a commit takes a slot, even one recorded
+before; callers record only ids their snapshot did not report as seen.
 """
 
 from __future__ import annotations
 
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
+
+SEEN_WINDOW = 1000
+"""Event ids remembered per lead for idempotency (see the module docstring)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +36,7 @@ class Snapshot:
     version: int
     alias: str | None
     seen: frozenset[str]
-    """The subset of the asked-about event ids already applied."""
+    """The subset of the asked-about event ids already applied (within the window)."""
     outbox: Mapping[str, bytes]
 
 
@@ -35,6 +48,7 @@ class Commit:
     expected_version: int
     state: bytes
     event_ids: Sequence[str]
+    """Ids to remember as applied, oldest first; the last `seen_window` are kept."""
     outbox: Mapping[str, bytes] = field(default_factory=dict)
     due_at: float | None = None
     """Next time decay alone could recycle the lead; None removes it from the index."""
@@ -52,6 +66,15 @@ class LeadStore(Protocol):
 
         A commit loses when the version moved or the subject became an alias
         (merged into a known lead) since the snapshot.
+        """
+        ...
+
+    async def index_due(self, due_at: Mapping[str, float | None]) -> None:
+        """Set (or, for None, remove) leads' next_recycle_at in the due index.
+
+        `commit` does this after its scripts; it is a separate step because the
+        index lives in other cluster slots, so a crash in between is repaired by
+        calling it again when the events are re-delivered.
         """
         ...
 
@@ -85,20 +108,23 @@ class LeadStore(Protocol):
 class MemoryLeadStore:
     """Dict-backed LeadStore with the same semantics as the Redis one."""
 
-    def __init__(self, due_shards: int = 16) -> None:
+    def __init__(self, due_shards: int = 16, seen_window: int = SEEN_WINDOW) -> None:
+        if seen_window < 1:
+            raise ValueError("seen_window must be at least 1")
         self.states: dict[str, tuple[int, bytes]] = {}
-        self.seen: dict[str, set[str]] = {}
+        self.seen: dict[str, _Window] = {}
         self.outboxes: dict[str, dict[str, bytes]] = {}
         self.aliases: dict[str, str] = {}
         self.detached: dict[str, bytes] = {}
         self.due_index: dict[str, float] = {}
         self.due_shards = due_shards
+        self.seen_window = seen_window
 
     async def snapshot(self, wanted: Mapping[str, Collection[str]]) -> dict[str, Snapshot]:
         result = {}
         for subject, ids in wanted.items():
             version, blob = self.states.get(subject, (0, None))
-            seen = self.seen.get(subject, set())
+            seen = self.seen.get(subject, _EMPTY)
             result[subject] = Snapshot(
                 subject=subject,
                 state=blob,
@@ -117,17 +143,20 @@ class MemoryLeadStore:
                 lost.add(c.subject)
                 continue
             self.states[c.subject] = (version + 1, c.state)
-            self.seen.setdefault(c.subject, set()).update(c.event_ids)
+            if c.event_ids:
+                window = self.seen.setdefault(c.subject, _Window(self.seen_window))
+                window.extend(c.event_ids)
             if c.outbox:
                 self.outboxes.setdefault(c.subject, {}).update(c.outbox)
-        for c in commits:
-            if c.subject in lost:
-                continue
-            if c.due_at is None:
-                self.due_index.pop(c.subject, None)
-            else:
-                self.due_index[c.subject] = c.due_at
+        await self.index_due({c.subject: c.due_at for c in commits if c.subject not in lost})
         return lost
+
+    async def index_due(self, due_at: Mapping[str, float | None]) -> None:
+        for subject, at in due_at.items():
+            if at is None:
+                self.due_index.pop(subject, None)
+            else:
+                self.due_index[subject] = at
 
     async def clear_outbox(self, published: Mapping[str, Collection[str]]) -> None:
         for subject, ids in published.items():
@@ -172,3 +201,28 @@ class MemoryLeadStore:
 
     async def close(self) -> None:
         return None
+
+
+class _Window:
+    """The last `size` recorded ids in order, repeats included (as Redis keeps them)."""
+
+    def __init__(self, size: int) -> None:
+        self.order: deque[str] = deque()
+        self.counts: Counter[str] = Counter()
+        self.size = size
+
+    def extend(self, ids: Sequence[str]) -> None:
+        for event_id in ids:
+            self.order.append(event_id)
+            self.counts[event_id] += 1
+            if len(self.order) > self.size:
+                dropped = self.order.popleft()
+                self.counts[dropped] -= 1
+                if not self.counts[dropped]:
+                    del self.counts[dropped]
+
+    def __contains__(self, event_id: object) -> bool:
+        return event_id in self.counts
+
+
+_EMPTY = _Window(1)

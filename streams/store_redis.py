@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import ssl
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from typing import Any, cast
@@ -12,39 +13,92 @@ from redis.backoff import ExponentialWithJitterBackoff
 
 from streams import keys
 from streams.settings import Settings
-from streams.store import Commit, Snapshot
+from streams.store import SEEN_WINDOW, Commit, Snapshot
 
-# KEYS: state hash, seen set, outbox hash, alias string
-# ARGV: expected version, state blob, n ids, ids..., outbox id/blob pairs...
+DIGEST_SIZE = 12
+"""Bytes of an event id's digest in a lead's seen window (96-bit BLAKE2b)."""
+
+# KEYS: lead hash, outbox hash, alias string
+# ARGV: expected version, state blob, new id digests (concatenated), window size in
+#       bytes (ids * DIGEST_SIZE), outbox id/blob pairs...
 _COMMIT = """
-if redis.call('EXISTS', KEYS[4]) == 1 then return -2 end
-local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
+if redis.call('EXISTS', KEYS[3]) == 1 then return -2 end
+local got = redis.call('HMGET', KEYS[1], 'v', 'w')
+local v = tonumber(got[1] or '0')
 if v ~= tonumber(ARGV[1]) then return -1 end
-redis.call('HSET', KEYS[1], 'v', v + 1, 's', ARGV[2])
-local n = tonumber(ARGV[3])
-local i = 4
-while i < 4 + n do
-  local last = math.min(i + 999, 3 + n)
-  redis.call('SADD', KEYS[2], unpack(ARGV, i, last))
-  i = last + 1
+if ARGV[3] == '' then
+  redis.call('HSET', KEYS[1], 'v', v + 1, 's', ARGV[2])
+else
+  local w = (got[2] or '') .. ARGV[3]
+  local keep = tonumber(ARGV[4])
+  if #w > keep then w = string.sub(w, -keep) end
+  redis.call('HSET', KEYS[1], 'v', v + 1, 's', ARGV[2], 'w', w)
 end
-while i < #ARGV do
-  redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
-  i = i + 2
+for i = 5, #ARGV, 2 do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
 end
 return v + 1
 """
 
-# KEYS: state hash, alias string, detached string; ARGV: lead id
+# KEYS: lead hash, alias string, outbox hash; ARGV: '1' to read the seen window too
+# One call instead of three commands per lead: on a pipeline the client's cost
+# per command dominates a snapshot.
+_SNAPSHOT = """
+local got
+if ARGV[1] == '1' then
+  got = redis.call('HMGET', KEYS[1], 'v', 's', 'w')
+else
+  got = redis.call('HMGET', KEYS[1], 'v', 's')
+end
+return {got[1], got[2], got[3] or false, redis.call('GET', KEYS[2]),
+        redis.call('HGETALL', KEYS[3])}
+"""
+
+# KEYS: lead hash, alias string, detached string; ARGV: lead id
+# The seen window (field w) stays: events already applied to the anonymous id
+# must not be credited to the lead again when they are re-delivered.
 _DETACH = """
 redis.call('SET', KEYS[2], ARGV[1])
 local blob = redis.call('HGET', KEYS[1], 's')
 if blob then
   redis.call('SET', KEYS[3], blob)
-  redis.call('DEL', KEYS[1])
+  redis.call('HDEL', KEYS[1], 'v', 's')
 end
 return redis.call('GET', KEYS[3])
 """
+
+
+def id_digest(event_id: str) -> bytes:
+    """What a seen window stores for an event id: 12 bytes whatever the id's length.
+
+    Two different ids share a digest with probability 2**-96 per pair, so an
+    event is wrongly taken for a duplicate with probability below
+    seen_window * 2**-96 (about 1e-26 for the default window).
+    """
+    return hashlib.blake2b(event_id.encode(), digest_size=DIGEST_SIZE).digest()
+
+
+def window_field(event_ids: Sequence[str], window: int = SEEN_WINDOW) -> bytes:
+    """Field ``w`` of a lead that recorded `event_ids` (oldest first) in one commit."""
+    return b"".join(id_digest(i) for i in event_ids[-window:])
+
+
+def lead_fields(
+    version: int, state: bytes, event_ids: Sequence[str], window: int = SEEN_WINDOW
+) -> dict[str, bytes]:
+    """The hash `keys.state` holds for a lead at `version` that recorded `event_ids`.
+
+    What the commit script writes, for bulk loading (benchmarks, imports) with
+    plain HSET; not atomic with anything, so never for a live lead.
+    """
+    fields = {"v": str(version).encode(), "s": state}
+    if event_ids:
+        fields["w"] = window_field(event_ids, window)
+    return fields
+
+
+def _digests(window: bytes) -> set[bytes]:
+    return {window[i : i + DIGEST_SIZE] for i in range(0, len(window), DIGEST_SIZE)}
 
 
 def connect(settings: Settings) -> aioredis.Redis:
@@ -67,11 +121,21 @@ def connect(settings: Settings) -> aioredis.Redis:
 
 
 class RedisLeadStore:
-    """LeadStore backed by Redis >= 6.2; every key of a lead shares its hash tag."""
+    """LeadStore backed by Redis >= 6.2; every key of a lead shares its hash tag.
 
-    def __init__(self, client: aioredis.Redis, due_shards: int = 16) -> None:
+    A lead is one hash (see `keys.state`): version, state blob and its seen
+    window, the digests of the last `seen_window` event ids, oldest first.
+    """
+
+    def __init__(
+        self, client: aioredis.Redis, due_shards: int = 16, seen_window: int = SEEN_WINDOW
+    ) -> None:
+        if seen_window < 1:
+            raise ValueError("seen_window must be at least 1")
         self.client = client
         self.due_shards = due_shards
+        self.seen_window = seen_window
+        self._snapshot = client.register_script(_SNAPSHOT)
         self._commit = client.register_script(_COMMIT)
         self._detach = client.register_script(_DETACH)
 
@@ -83,29 +147,27 @@ class RedisLeadStore:
         for subject, ids in wanted.items():
             id_list = list(ids)
             order.append((subject, id_list))
-            pipe.hmget(keys.state(subject), ["v", "s"])
-            pipe.get(keys.alias(subject))
-            pipe.hgetall(keys.outbox(subject))
-            if id_list:
-                pipe.smismember(keys.seen(subject), id_list)
+            # the window is only read when ids are asked about (not by the sweeper)
+            await self._snapshot(
+                keys=[keys.state(subject), keys.alias(subject), keys.outbox(subject)],
+                args=["1" if id_list else "0"],
+                client=pipe,
+            )
         replies = await pipe.execute()
         result = {}
-        at = 0
-        for subject, id_list in order:
-            (version, blob), alias, box = replies[at], replies[at + 1], replies[at + 2]
-            at += 3
+        for (subject, id_list), reply in zip(order, replies, strict=True):
+            version, state, window, alias, box = reply
             seen: frozenset[str] = frozenset()
-            if id_list:
-                flags = replies[at]
-                at += 1
-                seen = frozenset(i for i, flag in zip(id_list, flags, strict=True) if flag)
+            if id_list and window:
+                digests = _digests(window)
+                seen = frozenset(i for i in id_list if id_digest(i) in digests)
             result[subject] = Snapshot(
                 subject=subject,
-                state=blob,
+                state=state,
                 version=int(version or 0),
                 alias=alias.decode() if alias is not None else None,
                 seen=seen,
-                outbox={k.decode(): v for k, v in box.items()},
+                outbox={box[i].decode(): box[i + 1] for i in range(0, len(box), 2)},
             )
         return result
 
@@ -114,32 +176,41 @@ class RedisLeadStore:
             return set()
         pipe = self.client.pipeline(transaction=False)
         for c in commits:
-            args: list[Any] = [c.expected_version, c.state, len(c.event_ids), *c.event_ids]
+            args: list[Any] = [
+                c.expected_version,
+                c.state,
+                window_field(c.event_ids, self.seen_window),
+                self.seen_window * DIGEST_SIZE,
+            ]
             for message_id, blob in c.outbox.items():
                 args += [message_id, blob]
             await self._commit(
-                keys=[
-                    keys.state(c.subject),
-                    keys.seen(c.subject),
-                    keys.outbox(c.subject),
-                    keys.alias(c.subject),
-                ],
+                keys=[keys.state(c.subject), keys.outbox(c.subject), keys.alias(c.subject)],
                 args=args,
                 client=pipe,
             )
         replies = await pipe.execute()
         lost = {c.subject for c, reply in zip(commits, replies, strict=True) if int(reply) < 0}
-        pipe = self.client.pipeline(transaction=False)
-        for c in commits:
-            if c.subject in lost:
-                continue
-            due_key = keys.due(c.subject, self.due_shards)
-            if c.due_at is None:
-                pipe.zrem(due_key, c.subject)
-            else:
-                pipe.zadd(due_key, {c.subject: c.due_at})
-        await pipe.execute()
+        # the due index, one command per shard and kind (the last commit of a lead decides)
+        await self.index_due({c.subject: c.due_at for c in commits if c.subject not in lost})
         return lost
+
+    async def index_due(self, due_at: Mapping[str, float | None]) -> None:
+        adds: dict[int, dict[str, float]] = {}
+        removes: dict[int, list[str]] = {}
+        for subject, at in due_at.items():
+            shard = keys.shard_of(subject, self.due_shards)
+            if at is None:
+                removes.setdefault(shard, []).append(subject)
+            else:
+                adds.setdefault(shard, {})[subject] = at
+        if adds or removes:
+            pipe = self.client.pipeline(transaction=False)
+            for shard, members in adds.items():
+                pipe.zadd(keys.due_shard(shard), members)
+            for shard, subjects in removes.items():
+                pipe.zrem(keys.due_shard(shard), *subjects)
+            await pipe.execute()
 
     async def clear_outbox(self, published: Mapping[str, Collection[str]]) -> None:
         pipe = self.client.pipeline(transaction=False)

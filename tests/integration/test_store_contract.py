@@ -9,8 +9,8 @@ import redis.asyncio as aioredis
 
 from streams import keys
 from streams.devstack import RedisServer
-from streams.store import Commit, LeadStore, MemoryLeadStore
-from streams.store_redis import RedisLeadStore
+from streams.store import SEEN_WINDOW, Commit, LeadStore, MemoryLeadStore
+from streams.store_redis import RedisLeadStore, lead_fields
 
 pytestmark = pytest.mark.integration
 
@@ -21,20 +21,37 @@ def contract_redis() -> Iterator[RedisServer]:
         yield server
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def store(
-    request: pytest.FixtureRequest, contract_redis: RedisServer
-) -> AsyncIterator[LeadStore]:
-    if request.param == "memory":
-        yield MemoryLeadStore(due_shards=4)
+async def _stores(kind: str, server: RedisServer, window: int) -> AsyncIterator[LeadStore]:
+    if kind == "memory":
+        yield MemoryLeadStore(due_shards=4, seen_window=window)
         return
-    client = aioredis.Redis.from_url(contract_redis.url)
+    client = aioredis.Redis.from_url(server.url)
     await client.flushall()
-    redis_store = RedisLeadStore(client, due_shards=4)
+    redis_store = RedisLeadStore(client, due_shards=4, seen_window=window)
     try:
         yield redis_store
     finally:
         await redis_store.close()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(
+    request: pytest.FixtureRequest, contract_redis: RedisServer
+) -> AsyncIterator[LeadStore]:
+    async for made in _stores(request.param, contract_redis, SEEN_WINDOW):
+        yield made
+
+
+WINDOW = 5
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def small_window(
+    request: pytest.FixtureRequest, contract_redis: RedisServer
+) -> AsyncIterator[LeadStore]:
+    """A store that remembers only the last WINDOW event ids of a lead."""
+    async for made in _stores(request.param, contract_redis, WINDOW):
+        yield made
 
 
 async def test_unknown_lead_is_empty(store: LeadStore) -> None:
@@ -71,10 +88,71 @@ async def test_stale_version_loses_and_changes_nothing(store: LeadStore) -> None
 
 
 async def test_many_event_ids_in_one_commit(store: LeadStore) -> None:
-    ids = [f"e{i}" for i in range(2500)]
+    ids = [f"e{i}" for i in range(SEEN_WINDOW)]
     assert await store.commit([Commit("lead-1", 0, b"s", ids)]) == set()
     snap = (await store.snapshot({"lead-1": [*ids, "other"]}))["lead-1"]
     assert snap.seen == frozenset(ids)
+
+
+async def test_more_ids_than_the_window_in_one_commit_keeps_the_last(store: LeadStore) -> None:
+    ids = [f"e{i}" for i in range(SEEN_WINDOW + 1500)]
+    assert await store.commit([Commit("lead-1", 0, b"s", ids)]) == set()
+    snap = (await store.snapshot({"lead-1": ids}))["lead-1"]
+    assert snap.seen == frozenset(ids[-SEEN_WINDOW:])
+
+
+async def test_window_forgets_the_oldest_ids_across_commits(small_window: LeadStore) -> None:
+    store = small_window
+    ids = [f"e{i}" for i in range(8)]
+    await store.commit([Commit("lead-1", 0, b"s1", ids[:3])])
+    await store.commit([Commit("lead-1", 1, b"s2", [])])  # a sweep records no ids
+    await store.commit([Commit("lead-1", 2, b"s3", ids[3:4])])
+    snap = (await store.snapshot({"lead-1": ids}))["lead-1"]
+    assert snap.seen == frozenset(ids[:4])
+    await store.commit([Commit("lead-1", 3, b"s4", ids[4:7])])
+    snap = (await store.snapshot({"lead-1": ids}))["lead-1"]
+    assert (snap.seen, snap.state, snap.version) == (frozenset(ids[2:7]), b"s4", 4)
+    await store.commit([Commit("lead-1", 4, b"s5", ids[7:])])
+    snap = (await store.snapshot({"lead-1": ids}))["lead-1"]
+    assert snap.seen == frozenset(ids[3:8])
+
+
+async def test_window_is_per_lead(small_window: LeadStore) -> None:
+    store = small_window
+    await store.commit([Commit("a", 0, b"s", ["x1"]), Commit("b", 0, b"s", ["y1", "y2"])])
+    await store.commit([Commit("b", 1, b"s", [f"y{i}" for i in range(3, 10)])])
+    snaps = await store.snapshot({"a": ["x1", "y1"], "b": ["x1", "y1", "y9"]})
+    assert (snaps["a"].seen, snaps["b"].seen) == (frozenset({"x1"}), frozenset({"y9"}))
+
+
+async def test_a_recorded_id_takes_a_slot_each_time(small_window: LeadStore) -> None:
+    store = small_window
+    await store.commit([Commit("lead-1", 0, b"s", ["a", "b", "c", "d", "e"])])
+    await store.commit([Commit("lead-1", 1, b"s", ["a"])])  # callers never do this
+    await store.commit([Commit("lead-1", 2, b"s", ["f", "g", "h", "i"])])
+    snap = (await store.snapshot({"lead-1": list("abcdefghi")}))["lead-1"]
+    assert snap.seen == frozenset("afghi")
+
+
+async def test_lost_commit_records_no_ids(small_window: LeadStore) -> None:
+    store = small_window
+    await store.commit([Commit("lead-1", 0, b"s", ["a"])])
+    assert await store.commit([Commit("lead-1", 0, b"x", ["b", "c", "d", "e", "f"])]) == {"lead-1"}
+    snap = (await store.snapshot({"lead-1": list("abcdef")}))["lead-1"]
+    assert (snap.seen, snap.state) == (frozenset("a"), b"s")
+
+
+async def test_ids_of_any_length_and_alphabet_are_told_apart(store: LeadStore) -> None:
+    ids = ["x" * 128, "x" * 127 + "y", "é", "e", "0b7e-ü-漢字", " ", "a:b", "a"]
+    await store.commit([Commit("lead-1", 0, b"s", ids[::2])])
+    snap = (await store.snapshot({"lead-1": ids}))["lead-1"]
+    assert snap.seen == frozenset(ids[::2])
+
+
+async def test_sweep_snapshot_without_ids_reads_state(store: LeadStore) -> None:
+    await store.commit([Commit("lead-1", 0, b"s1", ["e1"], due_at=5.0)])
+    snap = (await store.snapshot({"lead-1": ()}))["lead-1"]
+    assert (snap.state, snap.version, snap.seen) == (b"s1", 1, frozenset())
 
 
 async def test_outbox_is_kept_until_cleared(store: LeadStore) -> None:
@@ -103,6 +181,22 @@ async def test_due_index_follows_commits(store: LeadStore) -> None:
     assert sorted(await store.due(1000.0, limit=10)) == ["b", "ünïcode lead"]
 
 
+async def test_one_batch_adds_moves_and_removes_due_entries(store: LeadStore) -> None:
+    leads = [f"lead-{i}" for i in range(20)]
+    await store.commit([Commit(lead, 0, b"s", [], due_at=10.0) for lead in leads])
+    batch = [
+        Commit(lead, 1, b"s", [], due_at=None if i % 2 else 20.0 + i)
+        for i, lead in enumerate(leads)
+        if lead != "lead-3"
+    ]
+    batch.append(Commit("new", 0, b"s", [], due_at=5.0))
+    batch.append(Commit("lead-3", 0, b"stale", [], due_at=1.0))  # loses: keeps its entry
+    assert await store.commit(batch) == {"lead-3"}
+    assert sorted(await store.due(15.0, limit=100)) == ["lead-3", "new"]
+    expected = {"lead-3", "new", *(lead for i, lead in enumerate(leads) if i % 2 == 0)}
+    assert sorted(await store.due(100.0, limit=100)) == sorted(expected)
+
+
 async def test_due_limit_applies_per_shard(store: LeadStore) -> None:
     leads = [f"lead-{i}" for i in range(40)]
     await store.commit([Commit(lead, 0, b"s", [], due_at=float(i)) for i, lead in enumerate(leads)])
@@ -125,6 +219,8 @@ async def test_detach_aliases_and_hands_over_state_idempotently(store: LeadStore
     assert (snap.alias, snap.state, snap.seen) == ("lead-1", None, frozenset({"a1"}))
     assert await store.due(100.0, limit=10) == []
     assert await store.commit([Commit("anon-1", 0, b"late", ["a2"])]) == {"anon-1"}
+    snap = (await store.snapshot({"anon-1": ["a1", "a2"]}))["anon-1"]
+    assert (snap.state, snap.seen) == (None, frozenset({"a1"}))
     await store.forget_detached("anon-1")
     assert await store.detach("anon-1", "lead-1") is None
 
@@ -134,3 +230,33 @@ async def test_detach_of_unknown_anonymous_id_still_links(store: LeadStore) -> N
     snap = (await store.snapshot({"anon-9": []}))["anon-9"]
     assert snap.alias == "lead-9"
     assert await store.commit([Commit("anon-9", 0, b"x", ["z"])]) == {"anon-9"}
+
+
+async def test_bulk_load_fields_are_what_commits_write(contract_redis: RedisServer) -> None:
+    """Redis only: `lead_fields` (bulk loading) writes the same hash as commits."""
+    client = aioredis.Redis.from_url(contract_redis.url)
+    await client.flushall()
+    store = RedisLeadStore(client, due_shards=4, seen_window=WINDOW)
+    try:
+        ids = [f"e{i}" for i in range(7)]
+        await store.commit([Commit("a", 0, b"s1", ids[:3])])
+        await store.commit([Commit("a", 1, b"s2", ids[3:])])
+        await store.commit([Commit("b", 0, b"t1", [])])
+        assert await client.hgetall(keys.state("a")) == {
+            k.encode(): v for k, v in lead_fields(2, b"s2", ids, WINDOW).items()
+        }
+        assert await client.hgetall(keys.state("b")) == {
+            k.encode(): v for k, v in lead_fields(1, b"t1", [], WINDOW).items()
+        }
+        await client.hset(keys.state("c"), mapping=lead_fields(3, b"u", ["x", "y"], WINDOW))
+        snap = (await store.snapshot({"c": ["x", "y", "z"]}))["c"]
+        assert (snap.state, snap.version, snap.seen) == (b"u", 3, frozenset({"x", "y"}))
+    finally:
+        await store.close()
+
+
+async def test_index_due_sets_and_removes_entries(store: LeadStore) -> None:
+    await store.index_due({"a": 10.0, "b": 20.0})
+    assert sorted(await store.due(15.0, limit=10)) == ["a"]
+    await store.index_due({"a": None, "b": 5.0})
+    assert sorted(await store.due(15.0, limit=10)) == ["b"]
