@@ -6,7 +6,14 @@ no broker or database imports. `streams` drives it; it depends only on `schemas`
 
 from scoring.decay import RuleState
 from scoring.durations import format_duration, parse_duration
-from scoring.engine import apply, contributions, engagement, evaluate, next_recycle_at
+from scoring.engine import (
+    apply,
+    apply_many,
+    contributions,
+    engagement,
+    evaluate,
+    next_recycle_at,
+)
 from scoring.epoch import Instant, as_epoch, from_epoch, to_epoch
 from scoring.explain import FLOOR_PART, Explanation, Part, explain, explanation_dict
 from scoring.fit import fit_parts, fit_points, grade
@@ -38,6 +45,7 @@ __all__ = [
     "RuleState",
     "ScoringModel",
     "apply",
+    "apply_many",
     "as_epoch",
     "contributions",
     "default_model",

@@ -9,6 +9,7 @@ ids are deterministic, so a redo republishes the same ids.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +26,16 @@ from schemas import (
     decode_transition,
     encode,
 )
-from scoring import LeadState, ScoringModel, apply, evaluate, merge, new_lead, next_recycle_at
+from scoring import (
+    LeadState,
+    ScoringModel,
+    apply,
+    apply_many,
+    evaluate,
+    merge,
+    new_lead,
+    next_recycle_at,
+)
 from streams.store import Commit, LeadStore, Snapshot
 
 log = logging.getLogger(__name__)
@@ -143,48 +153,55 @@ class Processor:
         if letters:
             await self.publisher.publish(letters)
             report.dead_lettered = len(letters)
-        segment: list[BehaviorEvent] = []
-        for event in events:
-            if event.links_identity:
-                report.add(await self._apply(segment))
-                segment = []
-                report.add(await self._link(event))
-            else:
-                segment.append(event)
-        report.add(await self._apply(segment))
+        for segment, links in _rounds(events):
+            report.add(await self._apply(segment))
+            if links:
+                report.add(await self._link(links))
         return report
 
     async def _apply(self, events: Sequence[BehaviorEvent]) -> Report:
         report = Report()
-        pending = _group(events)
+        pending, repeated = _group(events)
+        report.duplicates += repeated
+        arrival = {id(e): i for i, e in enumerate(events)}
         for _ in range(MAX_COMMIT_ATTEMPTS):
             if not pending:
                 return report
             snaps = await self.store.snapshot(_ids(pending))
-            pending, targets = self._follow_aliases(pending, snaps, report)
+            pending, targets = self._follow_aliases(pending, snaps, report, arrival)
             if targets:
                 # the targets' seen sets must be asked about the redirected ids too
-                snaps.update(await self.store.snapshot({s: _ids(pending)[s] for s in targets}))
+                asked = _ids(pending)
+                snaps.update(await self.store.snapshot({s: asked[s] for s in targets}))
             commits: list[Commit] = []
+            replayed: dict[str, LeadState] = {}
             for subject, subject_events in pending.items():
                 snap = snaps[subject]
                 fresh = [e for e in subject_events if e.event_id not in snap.seen]
                 report.duplicates += len(subject_events) - len(fresh)
                 if not fresh:
+                    if snap.state is not None:
+                        replayed[subject] = decode_state(snap.state)
                     continue
                 state = self._load(snap, known=any(e.lead_id is not None for e in fresh))
-                transitions: list[StageTransition] = []
-                for event in fresh:
-                    state, caused = apply(state, event, self.model)
-                    transitions.extend(caused)
-                commits.append(self._commit(snap, state, [e.event_id for e in fresh], transitions))
+                state, caused = apply_many(state, fresh, self.model)
+                commits.append(self._commit(snap, state, [e.event_id for e in fresh], caused))
+            if replayed:
+                # only re-delivered events: a crash may have come between the commit and
+                # the due-index write (separate steps, other cluster slots), so restore it
+                await self.store.index_due(
+                    {s: next_recycle_at(state, self.model) for s, state in replayed.items()}
+                )
             lost = await self.store.commit(commits)
             # publish what this round decided plus anything an earlier run left pending
-            outboxes = {s: dict(snap.outbox) for s, snap in snaps.items() if s not in lost}
+            outboxes = {
+                s: dict(snap.outbox) for s, snap in snaps.items() if snap.outbox and s not in lost
+            }
             for c in commits:
                 if c.subject not in lost:
                     report.scored += len(c.event_ids)
-                    outboxes.setdefault(c.subject, {}).update(c.outbox)
+                    if c.outbox:
+                        outboxes.setdefault(c.subject, {}).update(c.outbox)
             await self._publish_outboxes(outboxes, report)
             pending = {s: evs for s, evs in pending.items() if s in lost}
         raise RuntimeError(f"gave up after {MAX_COMMIT_ATTEMPTS} lost races on {sorted(pending)}")
@@ -194,8 +211,14 @@ class Processor:
         pending: dict[str, list[BehaviorEvent]],
         snaps: Mapping[str, Snapshot],
         report: Report,
+        arrival: dict[int, int],
     ) -> tuple[dict[str, list[BehaviorEvent]], set[str]]:
-        """Credit events of merged anonymous ids to their lead, once."""
+        """Credit events of merged anonymous ids to their lead, once.
+
+        A lead then gets its own and its aliases' events in arrival order
+        (`arrival` maps an event's id() to its place in the batch; credited
+        copies are added to it).
+        """
         result: dict[str, list[BehaviorEvent]] = {}
         targets: set[str] = set()
         for subject, subject_events in pending.items():
@@ -206,48 +229,109 @@ class Processor:
             fresh = [e for e in subject_events if e.event_id not in snaps[subject].seen]
             report.duplicates += len(subject_events) - len(fresh)
             if fresh:
-                credited = [e.model_copy(update={"lead_id": alias}) for e in fresh]
-                result.setdefault(alias, []).extend(credited)
+                for e in fresh:
+                    copy = e.model_copy(update={"lead_id": alias})
+                    arrival[id(copy)] = arrival[id(e)]
+                    result.setdefault(alias, []).append(copy)
                 targets.add(alias)
+        for target in targets:
+            result[target].sort(key=lambda e: arrival[id(e)])
         return result, targets
 
-    async def _link(self, event: BehaviorEvent) -> Report:
-        """identify(anonymous -> lead): merge the anonymous history, then apply."""
-        assert event.lead_id is not None
-        assert event.anonymous_id is not None
+    async def _link(self, links: Sequence[BehaviorEvent]) -> Report:
+        """identify(anonymous -> lead): merge the anonymous history, then apply.
+
+        `links` involve pairwise different leads and anonymous ids (see
+        `_rounds`), so they are independent and go through the store together.
+        """
         report = Report()
-        lead, anonymous = event.lead_id, event.anonymous_id
-        marker = f"merge:{anonymous}"
-        detached = await self.store.detach(anonymous, lead)
-        for _ in range(MAX_COMMIT_ATTEMPTS):
-            snap = (await self.store.snapshot({lead: [event.event_id, marker]}))[lead]
-            state = self._load(snap, known=True)
-            ids: list[str] = []
-            transitions: list[StageTransition] = []
-            if detached is not None and marker not in snap.seen:
-                # a recycle the lead was due before the merge must not be hidden by it
-                state, caused = evaluate(state, event.occurred_at, self.model)
-                transitions.extend(caused)
-                # merge runs no lifecycle: the identify event applied next decides moves
-                state = merge(state, decode_state(detached), self.model)
-                ids.append(marker)
-            if event.event_id not in snap.seen:
-                state, caused = apply(state, event, self.model)
-                transitions.extend(caused)
-                ids.append(event.event_id)
-            else:
-                report.duplicates += 1
-            outboxes: dict[str, Mapping[str, bytes]] = {lead: snap.outbox}
-            if ids:
-                commit = self._commit(snap, state, ids, transitions)
-                if await self.store.commit([commit]):
-                    continue
-                outboxes[lead] = {**snap.outbox, **commit.outbox}
-                report.scored += int(event.event_id in ids)
-            await self._publish_outboxes(outboxes, report)
-            await self.store.forget_detached(anonymous)
+        links, plain, later = await self._resolve_links(links)
+        if plain:
+            report.add(await self._apply(plain))
+        report.add(await self._merge_links(links))
+        if later:
+            report.add(await self._link(later))
+        return report
+
+    async def _merge_links(self, links: Sequence[BehaviorEvent]) -> Report:
+        """Merge each link's anonymous history into its lead (leads pairwise distinct)."""
+        report = Report()
+        if not links:
             return report
-        raise RuntimeError(f"gave up merging {anonymous} into {lead}")
+        detached = await asyncio.gather(
+            *(self.store.detach(_anonymous(e), _lead(e)) for e in links)
+        )
+        pending = {_lead(e): (e, blob) for e, blob in zip(links, detached, strict=True)}
+        for _ in range(MAX_COMMIT_ATTEMPTS):
+            snaps = await self.store.snapshot(
+                {lead: [e.event_id, _marker(e)] for lead, (e, _) in pending.items()}
+            )
+            commits: list[Commit] = []
+            outboxes: dict[str, Mapping[str, bytes]] = {}
+            for lead, (event, blob) in pending.items():
+                snap = snaps[lead]
+                outboxes[lead] = snap.outbox
+                state = self._load(snap, known=True)
+                ids: list[str] = []
+                transitions: list[StageTransition] = []
+                marker = _marker(event)
+                if blob is not None and marker not in snap.seen:
+                    # a recycle the lead was due before the merge must not be hidden by it
+                    state, caused = evaluate(state, event.occurred_at, self.model)
+                    transitions.extend(caused)
+                    # merge runs no lifecycle: the identify event applied next decides moves
+                    state = merge(state, decode_state(blob), self.model)
+                    ids.append(marker)
+                if event.event_id not in snap.seen:
+                    state, caused = apply(state, event, self.model)
+                    transitions.extend(caused)
+                    ids.append(event.event_id)
+                else:
+                    report.duplicates += 1
+                if ids:
+                    commits.append(self._commit(snap, state, ids, transitions))
+            lost = await self.store.commit(commits)
+            for commit in commits:
+                if commit.subject in lost:
+                    del outboxes[commit.subject]
+                    continue
+                outboxes[commit.subject] = {**outboxes[commit.subject], **commit.outbox}
+                report.scored += int(pending[commit.subject][0].event_id in commit.event_ids)
+            await self._publish_outboxes(outboxes, report)
+            await asyncio.gather(
+                *(self.store.forget_detached(_anonymous(pending[lead][0])) for lead in outboxes)
+            )
+            pending = {lead: item for lead, item in pending.items() if lead in lost}
+            if not pending:
+                return report
+        raise RuntimeError(f"gave up merging into {sorted(pending)}")
+
+    async def _resolve_links(
+        self, links: Sequence[BehaviorEvent]
+    ) -> tuple[list[BehaviorEvent], list[BehaviorEvent], list[BehaviorEvent]]:
+        """Point links at the lead an already-merged lead id now lives in.
+
+        identify(lead=B, ...) after B was itself merged into A links to A; a
+        link whose anonymous id turns out to be that lead is a plain identify
+        (traits only). Returns (links to merge now, events to apply, links for
+        a later round).
+        """
+        snaps = await self.store.snapshot({_lead(e): () for e in links})
+        merges: list[BehaviorEvent] = []
+        plain: list[BehaviorEvent] = []
+        for event in links:
+            target = snaps[_lead(event)].alias
+            if target is None:
+                merges.append(event)
+                continue
+            moved = event.model_copy(update={"lead_id": target})
+            (plain if moved.anonymous_id == target else merges).append(moved)
+        first: dict[str, BehaviorEvent] = {}
+        for event in merges:
+            first.setdefault(_lead(event), event)
+        # two links that now meet in one lead go one at a time, in arrival order
+        later = [e for e in merges if first[_lead(e)] is not e]
+        return list(first.values()), plain, later
 
     # -- time -----------------------------------------------------------------------
 
@@ -320,6 +404,8 @@ class Processor:
         transitions: list[StageTransition] = []
         sent: dict[str, list[str]] = {}
         for subject, box in outboxes.items():
+            if not box:
+                continue
             for message_id, blob in sorted(box.items(), key=_publish_order):
                 if message_id.startswith(HANDOFF_PREFIX):
                     messages.append(Outgoing(self.topics.handoffs, subject, blob))
@@ -341,17 +427,61 @@ def _publish_order(item: tuple[str, bytes]) -> tuple[str, bool]:
     return (message_id[len(HANDOFF_PREFIX) :], message_id.startswith(HANDOFF_PREFIX))
 
 
-def _group(events: Iterable[BehaviorEvent]) -> dict[str, list[BehaviorEvent]]:
-    """Events per subject in arrival order, each event id once."""
+def _group(events: Iterable[BehaviorEvent]) -> tuple[dict[str, list[BehaviorEvent]], int]:
+    """Events per subject in arrival order, each event id once; and how many repeats."""
     grouped: dict[str, list[BehaviorEvent]] = {}
     seen: set[tuple[str, str]] = set()
+    repeated = 0
     for event in events:
         marker = (event.subject, event.event_id)
         if marker in seen:
+            repeated += 1
             continue
         seen.add(marker)
         grouped.setdefault(event.subject, []).append(event)
-    return grouped
+    return grouped, repeated
+
+
+def _rounds(
+    events: Iterable[BehaviorEvent],
+) -> list[tuple[list[BehaviorEvent], list[BehaviorEvent]]]:
+    """Split a batch into rounds of (events to apply, then identity links).
+
+    Each subject sees its events and links in arrival order: an event goes to
+    the first round after the last link that involved its subject, a link to
+    the first round after every earlier event and link of its lead and its
+    anonymous id. So the links of one round involve different ids and can be
+    merged together, and a batch takes as many rounds as its longest chain of
+    links on shared ids (usually one), not one per link.
+    """
+    level: dict[str, int] = {}
+    rounds: list[tuple[list[BehaviorEvent], list[BehaviorEvent]]] = [([], [])]
+    for event in events:
+        if event.links_identity:
+            lead, anonymous = _lead(event), _anonymous(event)
+            at = max(level.get(lead, 0), level.get(anonymous, 0))
+            level[lead] = level[anonymous] = at + 1
+            if at + 1 == len(rounds):
+                rounds.append(([], []))
+            rounds[at][1].append(event)
+        else:
+            rounds[level.get(event.subject, 0)][0].append(event)
+    return rounds
+
+
+def _lead(event: BehaviorEvent) -> str:
+    assert event.lead_id is not None
+    return event.lead_id
+
+
+def _anonymous(event: BehaviorEvent) -> str:
+    assert event.anonymous_id is not None
+    return event.anonymous_id
+
+
+def _marker(link: BehaviorEvent) -> str:
+    """The id a merge of this link's anonymous history is recorded under."""
+    return f"merge:{_anonymous(link)}"
 
 
 def _ids(pending: Mapping[str, Sequence[BehaviorEvent]]) -> dict[str, list[str]]:

@@ -1,0 +1,1 @@
+"""Benchmarks of leadpulse on the embedded stack; see bench/README.md."""

@@ -1,0 +1,398 @@
+"""`apply_many` and the fast recycle search give exactly what the reference code gives.
+
+The reference below is `scoring.engine.apply` as it was before folding was
+optimised (one pydantic copy per step, fit on every event, the generic
+branch-and-bound `recycle.first_below`); states and transitions must match
+it field for field, floats to the bit.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from schemas import BehaviorEvent, Stage, StageTransition
+from scoring import (
+    LeadState,
+    RuleState,
+    ScoringModel,
+    apply,
+    apply_many,
+    default_model,
+    evaluate,
+    new_lead,
+    next_recycle_at,
+)
+from scoring.decay import add
+from scoring.engine import _first_below, top_reasons
+from scoring.epoch import from_epoch, to_epoch
+from scoring.fit import fit_points, grade, merge_traits
+from scoring.lifecycle import (
+    RECYCLABLE,
+    Move,
+    recycle_move,
+    sales_move,
+    threshold_moves,
+    transition_id,
+)
+from scoring.recycle import Term, first_below, horizon, lower_bound, total
+from tests.unit.test_scoring_engine import E0, MODEL, T0
+
+CHECK = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+# -- the reference: the pre-optimisation engine, verbatim in behaviour --------------
+
+
+def ref_terms(state: LeadState, model: ScoringModel) -> list[Term]:
+    found = []
+    for rule in model.engagement_rules:
+        pair = state.rules.get(rule.name)
+        if pair is not None:
+            found.append(Term(pair, rule.half_life, rule.cap))
+    return found
+
+
+def ref_engagement(state: LeadState, at: float, model: ScoringModel) -> float:
+    return max(0.0, total(ref_terms(state, model), max(at, state.clock)))
+
+
+def ref_first_dip(state: LeadState, model: ScoringModel, until: float | None) -> float | None:
+    threshold = model.lifecycle.recycle
+    if threshold <= 0:
+        return None
+    found = ref_terms(state, model)
+    start = state.clock
+    if until is not None and lower_bound(found, start, until) >= threshold:
+        return None
+    dip = first_below(found, threshold, start, horizon(found, start))
+    if dip is None or (until is not None and dip > until):
+        return None
+    return dip
+
+
+def ref_record(
+    state: LeadState,
+    moves: list[Move],
+    *,
+    at: float,
+    score: float,
+    fit: float,
+    letter: str,
+    model: ScoringModel,
+    event_id: str | None,
+) -> tuple[LeadState, list[StageTransition]]:
+    reasons = top_reasons(state, at, model)
+    occurred_at = from_epoch(at)
+    stage, seq = state.stage, state.transition_seq
+    made = []
+    for move in moves:
+        seq += 1
+        made.append(
+            StageTransition(
+                transition_id=transition_id(state.lead_id, seq),
+                lead_id=state.lead_id,
+                from_stage=stage,
+                to_stage=move.to_stage,
+                engagement=score,
+                fit=fit,
+                grade=letter,
+                occurred_at=occurred_at,
+                model_version=model.model_version,
+                reason=move.reason,
+                event_id=event_id,
+                reasons=reasons,
+            )
+        )
+        stage = move.to_stage
+    return state.model_copy(update={"stage": stage, "transition_seq": seq}), made
+
+
+def ref_decay_until(
+    state: LeadState, until: float, model: ScoringModel
+) -> tuple[LeadState, list[StageTransition]]:
+    recyclable = state.stage in RECYCLABLE
+    if not recyclable and (state.stage is not Stage.NURTURE or state.armed):
+        return state, []
+    dip = ref_first_dip(state, model, until)
+    if dip is None:
+        return state, []
+    if not recyclable:
+        return state.model_copy(update={"armed": True}), []
+    score = ref_engagement(state, dip, model)
+    fit = fit_points(state.traits, model)
+    moved, made = ref_record(
+        state,
+        [recycle_move(score, model, by_decay=True)],
+        at=dip,
+        score=score,
+        fit=fit,
+        letter=grade(fit, model),
+        model=model,
+        event_id=None,
+    )
+    return moved.model_copy(update={"armed": True, "clock": max(state.clock, dip)}), made
+
+
+def ref_apply(
+    state: LeadState, event: BehaviorEvent, model: ScoringModel
+) -> tuple[LeadState, tuple[StageTransition, ...]]:
+    if event.subject != state.lead_id:
+        raise ValueError(f"event {event.event_id} is for {event.subject!r}, not {state.lead_id!r}")
+    moment = to_epoch(event.occurred_at)
+    transitions: list[StageTransition] = []
+    if not state.anonymous and moment > state.clock:
+        state, transitions = ref_decay_until(state, moment, model)
+    rules = state.rules
+    matched = [
+        rule for rule in model.rules_by_event.get(event.type, ()) if rule.matches(event.properties)
+    ]
+    if matched:
+        rules = dict(rules)
+        for rule in matched:
+            rules[rule.name] = add(rules.get(rule.name), rule.points, moment, rule.half_life)
+    state = state.model_copy(
+        update={
+            "rules": rules,
+            "traits": merge_traits(state.traits, event.traits) if event.traits else state.traits,
+            "clock": max(state.clock, moment),
+            "events_applied": state.events_applied + 1,
+        }
+    )
+    if state.anonymous:
+        return state, tuple(transitions)
+    score = ref_engagement(state, state.clock, model)
+    fit = fit_points(state.traits, model)
+    letter = grade(fit, model)
+    stage, armed = state.stage, state.armed
+    moves: list[Move] = []
+    verdict = sales_move(stage, event.type, model)
+    if verdict is not None:
+        moves.append(verdict)
+        stage = verdict.to_stage
+        if stage is Stage.NURTURE:
+            armed = False
+    more, stage, armed = threshold_moves(stage, armed, score, letter, model)
+    moves += more
+    if armed != state.armed:
+        state = state.model_copy(update={"armed": armed})
+    if not moves:
+        return state, tuple(transitions)
+    state, made = ref_record(
+        state,
+        moves,
+        at=state.clock,
+        score=score,
+        fit=fit,
+        letter=letter,
+        model=model,
+        event_id=event.event_id,
+    )
+    return state, (*transitions, *made)
+
+
+def ref_evaluate(
+    state: LeadState, at: float, model: ScoringModel
+) -> tuple[LeadState, tuple[StageTransition, ...]]:
+    if state.anonymous or at < state.clock:
+        return state, ()
+    updated, made = ref_decay_until(state, at, model)
+    return updated, tuple(made)
+
+
+def ref_next_recycle_at(state: LeadState, model: ScoringModel) -> float | None:
+    if state.anonymous or state.stage not in RECYCLABLE:
+        return None
+    return ref_first_dip(state, model, None)
+
+
+# -- event sequences -----------------------------------------------------------------
+
+KINDS = ["ping", "ping", "big", "drop", "noop", "identify", "sales_qualified", "sales_rejected"]
+TIERS = [None, "gold", "silver", "bronze"]
+
+steps = st.lists(
+    st.tuples(
+        st.sampled_from(KINDS),
+        st.floats(-2 * 3600, 3 * 86400),  # time step; negative = a late event
+        st.integers(0, 9),
+        st.booleans(),
+        st.sampled_from(TIERS),
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+def build(items: list[tuple[str, float, int, bool, str | None]], anonymous: bool) -> list[Any]:
+    events = []
+    clock = 0.0
+    for index, (kind, step, n, hard, tier) in enumerate(items):
+        clock = max(0.0, clock + step)
+        traits: dict[str, Any] = {}
+        if kind == "identify" and not anonymous:
+            traits = {"tier": tier}  # None deletes the trait
+        events.append(
+            BehaviorEvent(
+                event_id=f"e{index}",
+                type=kind,
+                lead_id=None if anonymous else "lead-1",
+                anonymous_id="lead-1" if anonymous else None,
+                occurred_at=T0 + timedelta(seconds=clock),
+                properties={"n": n, "hard": hard},
+                traits=traits,
+            )
+        )
+    return events
+
+
+def reference_fold(
+    state: LeadState, events: list[BehaviorEvent], model: ScoringModel
+) -> tuple[LeadState, list[StageTransition]]:
+    made: list[StageTransition] = []
+    for event in events:
+        state, caused = ref_apply(state, event, model)
+        made += caused
+    return state, made
+
+
+def same(left: tuple[LeadState, Any], right: tuple[LeadState, Any]) -> None:
+    assert left[0].model_dump() == right[0].model_dump()
+    assert [t.model_dump() for t in left[1]] == [t.model_dump() for t in right[1]]
+
+
+@CHECK
+@given(steps, st.booleans(), st.integers(1, 5))
+def test_apply_many_equals_the_reference_fold(
+    items: list[tuple[str, float, int, bool, str | None]], anonymous: bool, chunk: int
+) -> None:
+    events = build(items, anonymous)
+    start = new_lead("lead-1", anonymous=anonymous)
+    expected = reference_fold(start, events, MODEL)
+    # in one call, in chunks (as the processor's batches cut them), and one by one
+    same(apply_many(start, events, MODEL), expected)
+    state, made = start, []
+    for i in range(0, len(events), chunk):
+        state, caused = apply_many(state, events[i : i + chunk], MODEL)
+        made += caused
+    same((state, made), expected)
+    state, made = start, []
+    for event in events:
+        state, caused = apply(state, event, MODEL)
+        made += caused
+    same((state, made), expected)
+
+
+@CHECK
+@given(steps, st.floats(0, 30 * 86400))
+def test_evaluate_and_next_recycle_at_equal_the_reference(
+    items: list[tuple[str, float, int, bool, str | None]], later: float
+) -> None:
+    state, _ = reference_fold(new_lead("lead-1"), build(items, False), MODEL)
+    at = state.clock + later
+    same(evaluate(state, at, MODEL), ref_evaluate(state, at, MODEL))
+    assert next_recycle_at(state, MODEL) == ref_next_recycle_at(state, MODEL)
+
+
+def test_apply_many_refuses_other_subjects_before_changing_anything() -> None:
+    events = build([("ping", 0, 1, False, None)], anonymous=False)
+    other = events[0].model_copy(update={"lead_id": "lead-2"})
+    state = new_lead("lead-1")
+    with pytest.raises(ValueError, match="lead-2"):
+        apply_many(state, [*events, other], MODEL)
+    assert apply_many(state, [], MODEL) == (state, ())
+
+
+def test_default_model_journeys_match_the_reference() -> None:
+    """The demo's buyer journey on the default model, with a sweep and a late event."""
+    model = default_model()
+    traits = {"company_size": 800, "industry": "software", "seniority": "vp", "country": "DE"}
+    kinds = [
+        ("identify", {}),
+        ("email_click", {}),
+        ("webinar_attended", {}),
+        ("page_view", {"url": "https://example.com/pricing"}),
+        ("demo_request", {}),
+        ("page_view", {"url": "https://example.com/careers"}),
+    ]
+    events = [
+        BehaviorEvent(
+            event_id=f"e{i}",
+            type=kind,
+            lead_id="lead-9",
+            occurred_at=T0 + timedelta(hours=i * 7),
+            properties=props,
+            traits=traits if kind == "identify" else {},
+        )
+        for i, (kind, props) in enumerate(kinds)
+    ]
+    late = events[2].model_copy(update={"event_id": "late", "occurred_at": T0})
+    events.append(late)
+    start = new_lead("lead-9")
+    expected = reference_fold(start, events, model)
+    same(apply_many(start, events, model), expected)
+    due = next_recycle_at(expected[0], model)
+    assert due is not None
+    assert due == ref_next_recycle_at(expected[0], model)
+    same(evaluate(expected[0], due, model), ref_evaluate(expected[0], due, model))
+
+
+# -- the fast recycle search ----------------------------------------------------------
+
+LIVES = [1.0, 3.0, 3600.0, 3 * 86400.0, 7 * 86400.0, 21 * 86400.0, 90 * 86400.0]
+term_specs = st.lists(
+    st.tuples(
+        st.one_of(st.sampled_from(LIVES), st.floats(0.5, 1e7)),  # half-life
+        st.one_of(st.floats(0.01, 200), st.integers(1, 100).map(float)),  # value
+        st.one_of(st.just(0.0), st.floats(0, 1e6)),  # age at the clock
+        st.one_of(st.none(), st.sampled_from([5.0, 10.0, 16.0, 30.0, 80.0]), st.floats(1, 100)),
+        st.booleans(),  # negative
+    ),
+    min_size=1,
+    max_size=7,
+)
+
+
+def flat(terms: list[Term]) -> list[tuple[float, float, float, float | None]]:
+    return [(t.state.value, t.state.ref, t.half_life, t.cap) for t in terms]
+
+
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(term_specs, st.one_of(st.sampled_from([25.0, 50.0, 0.5]), st.floats(0.1, 150)))
+def test_fast_recycle_search_equals_the_branch_and_bound(
+    specs: list[tuple[float, float, float, float | None, bool]], threshold: float
+) -> None:
+    clock = E0 + 86400.0
+    terms = [
+        Term(RuleState(-value if negative else value, clock - age), life, cap)
+        for life, value, age, cap, negative in specs
+    ]
+    end = horizon(terms, clock)
+    fast = _first_below(flat(terms), threshold, clock, end)
+    assert fast == first_below(terms, threshold, clock, end)
+
+
+def test_fast_recycle_search_on_the_default_models_leads() -> None:
+    model = default_model()
+    positive = [rule for rule in model.engagement_rules if rule.points > 0]
+    clock = E0
+    for k in range(400):
+        terms = [
+            Term(
+                RuleState(rule.points * (1 + (k * 7 + i) % 5), clock - 600.0 * i),
+                rule.half_life,
+                rule.cap,
+            )
+            for i, rule in enumerate(positive)
+            if (k >> (i % 8)) & 1
+        ]
+        if not terms:
+            continue
+        end = horizon(terms, clock)
+        fast = _first_below(flat(terms), 25.0, clock, end)
+        assert fast == first_below(terms, 25.0, clock, end)
+        assert fast is None or math.isfinite(fast)
