@@ -8,6 +8,8 @@ fix the tracker without reading code.
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -64,8 +66,6 @@ def _describe(error: ValidationError) -> list[str]:
 def decode(data: bytes | str, model: type[M]) -> M:
     """Parse and validate one JSON message, or raise DecodeError."""
     if isinstance(data, bytes):
-        if len(data) > limits.MAX_MESSAGE_BYTES:
-            raise DecodeError([f"message: larger than {limits.MAX_MESSAGE_BYTES} bytes"])
         try:
             data.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -79,7 +79,14 @@ def decode(data: bytes | str, model: type[M]) -> M:
 
 
 def decode_event(data: bytes | str, *, now: datetime | None = None) -> BehaviorEvent:
-    """Decode a tracker event; with `now`, also reject clock-bug future times."""
+    """Decode a tracker event; with `now`, also reject clock-bug future times.
+
+    The size limit applies to tracker input only: leadpulse's own messages
+    (a dead letter embeds a whole rejected payload) may be larger.
+    """
+    size = len(data) if isinstance(data, bytes) else len(data.encode())
+    if size > limits.MAX_MESSAGE_BYTES:
+        raise DecodeError([f"message: larger than {limits.MAX_MESSAGE_BYTES} bytes"])
     event = decode(data, BehaviorEvent)
     if now is not None:
         latest = now + timedelta(seconds=limits.MAX_FUTURE_SKEW_SECONDS)
@@ -120,12 +127,28 @@ def dead_letter(
     offset: int,
     failed_at: datetime,
 ) -> DeadLetter:
-    """Wrap rejected bytes losslessly: UTF-8 text as is, anything else base64."""
+    """Wrap rejected bytes: readable UTF-8 when that is compact, else base64.
+
+    Control characters cost six bytes each as JSON escapes, so the shorter of
+    the two forms is kept; a payload whose shorter form still exceeds
+    MAX_DEAD_LETTER_PAYLOAD is cut to a prefix, with its size and SHA-256, so
+    every letter fits a Kafka request and the worker never stalls on one.
+    """
     raw = payload or b""
+    as_base64 = base64.b64encode(raw).decode("ascii")
+    text, encoding, size = as_base64, "base64", len(as_base64)
     try:
-        text, encoding = raw.decode("utf-8"), "utf-8"
+        readable = raw.decode("utf-8")
     except UnicodeDecodeError:
-        text, encoding = base64.b64encode(raw).decode("ascii"), "base64"
+        pass
+    else:
+        escaped = len(json.dumps(readable, ensure_ascii=False).encode()) - 2
+        if escaped <= size:
+            text, encoding, size = readable, "utf-8", escaped
+    truncated = size > limits.MAX_DEAD_LETTER_PAYLOAD
+    if truncated:
+        keep = limits.MAX_DEAD_LETTER_PAYLOAD * 3 // 4
+        text, encoding = base64.b64encode(raw[:keep]).decode("ascii"), "base64"
     errors = error.errors if isinstance(error, DecodeError) else [error]
     key_text: str | None = None
     if key is not None:
@@ -143,11 +166,14 @@ def dead_letter(
         source_partition=partition,
         source_offset=offset,
         failed_at=failed_at,
+        truncated=truncated,
+        payload_size=len(raw),
+        payload_sha256=hashlib.sha256(raw).hexdigest(),
     )
 
 
 def original_payload(letter: DeadLetter) -> bytes:
-    """The exact bytes that were rejected, for replay after a fix."""
+    """The rejected bytes, for replay after a fix (only a prefix if `truncated`)."""
     if letter.payload_encoding == "base64":
         return base64.b64decode(letter.payload)
     return letter.payload.encode("utf-8")

@@ -25,3 +25,8 @@ MAX_FUTURE_SKEW_SECONDS: Final = 24 * 3600
 """Events from further in the future than this are clock bugs, not intent."""
 
 MIN_EVENT_YEAR: Final = 2000
+
+MAX_DEAD_LETTER_PAYLOAD: Final = 880_000
+"""Encoded payload characters kept in a dead letter; a larger one is cut to a
+prefix, so a letter stays under the producer's default 1,000,000-byte request
+size (payloads up to 660,000 bytes are always kept whole)."""

@@ -240,3 +240,7 @@ class DeadLetter(BaseModel):
     source_partition: int
     source_offset: int
     failed_at: AwareDatetime
+    truncated: bool = False
+    """True when only a prefix of a huge payload is kept (see payload_size/sha256)."""
+    payload_size: int = 0
+    payload_sha256: str = ""

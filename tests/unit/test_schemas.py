@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -299,3 +300,20 @@ def test_json_schema_for_every_message() -> None:
     assert schemas["Handoff"]["properties"]["to_stage"]["const"] == "sal"
     for schema in schemas.values():
         json.dumps(schema)  # serialisable as published documentation
+
+
+def test_dead_letter_keeps_control_characters_compact_and_cuts_huge_payloads() -> None:
+    now = datetime(2026, 11, 22, tzinfo=UTC)
+    controls = dead_letter(
+        b"\x01" * 200_000, "bad", key=None, topic="t", partition=0, offset=0, failed_at=now
+    )
+    assert controls.payload_encoding == "base64"  # 6-byte JSON escapes would be larger
+    assert original_payload(controls) == b"\x01" * 200_000
+    assert not controls.truncated
+    huge = bytes(range(256)) * 4096  # 1 MiB
+    letter = dead_letter(huge, "bad", key=None, topic="t", partition=0, offset=0, failed_at=now)
+    assert letter.truncated
+    assert len(encode(letter)) < 1_000_000
+    assert letter.payload_size == len(huge)
+    assert huge.startswith(original_payload(letter))
+    assert letter.payload_sha256 == hashlib.sha256(huge).hexdigest()
