@@ -19,7 +19,7 @@ def fit_parts(traits: dict[str, JsonValue], model: ScoringModel) -> tuple[RuleCo
 
 
 def fit_points(traits: dict[str, JsonValue], model: ScoringModel) -> float:
-    return sum((rule.points for rule in model.fit_rules if rule.matches(traits)), 0.0)
+    return sum((check.points for check in model.fit_checks if check.matches(traits)), 0.0)
 
 
 def grade(fit: float, model: ScoringModel) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from typing import Annotated, Final, Self
 
 from pydantic import (
@@ -134,6 +135,17 @@ def lookup(tree: dict[str, JsonValue], path: tuple[str, ...]) -> JsonValue | _Mi
     return node
 
 
+def same_key(value: object) -> tuple[str, object] | None:
+    """A set key under which values are `same`; None for what never matches a scalar."""
+    if isinstance(value, bool):
+        return ("bool", value)
+    if is_number(value):
+        return ("number", value)  # 1 and 1.0 hash and compare equal, as `same` says
+    if isinstance(value, str):
+        return ("str", value)
+    return None
+
+
 def same(left: object, right: object) -> bool:
     """Equality without Python's coercions (True == 1, 1 == 1.0 is kept)."""
     if isinstance(left, bool) or isinstance(right, bool):
@@ -180,6 +192,17 @@ class Ops(BaseModel):
                 return False
             return low <= value <= high
         return False
+
+    def predicate(self) -> Callable[[JsonValue | _Missing], bool]:
+        """`test` as a plain function, built once per model: `in` becomes a set lookup.
+
+        Fit runs every rule against a lead's traits whenever its grade is
+        needed; scanning long industry lists with `same` dominated that.
+        """
+        if self.in_ is not None:
+            options = frozenset(k for k in map(same_key, self.in_) if k is not None)
+            return lambda value: same_key(value) in options
+        return self.test
 
     def describe_op(self) -> str:
         if self.exists is not None:

@@ -11,10 +11,10 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Annotated, Final, Self
+from typing import Annotated, Final, NamedTuple, Self
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, JsonValue, model_validator
 
@@ -25,6 +25,7 @@ from scoring.matchers import (
     Condition,
     FieldPath,
     Ops,
+    _Missing,
     describe,
     is_number,
     lookup,
@@ -172,6 +173,19 @@ class FitRule(Ops):
     def _one_op(self) -> Self:
         self.check_one_op("a fit rule")
         return self
+
+    def matches(self, traits: dict[str, JsonValue]) -> bool:
+        return self.test(lookup(traits, self.trait))
+
+    def check(self) -> FitCheck:
+        """(points, trait path, predicate): `matches` in the form fit runs it."""
+        return FitCheck(self.points, self.trait, self.predicate())
+
+
+class FitCheck(NamedTuple):
+    points: float
+    trait: tuple[str, ...]
+    test: Callable[[JsonValue | _Missing], bool]
 
     def matches(self, traits: dict[str, JsonValue]) -> bool:
         return self.test(lookup(traits, self.trait))
@@ -331,6 +345,8 @@ class ScoringModel:
     grades: tuple[tuple[str, float], ...]
     lowest_grade: str
     longest_half_life: float
+    fit_checks: tuple[FitCheck, ...] = field(repr=False)
+    """`fit_rules` compiled for speed, same order; see `FitRule.check`."""
     _rank: Mapping[str, int] = field(repr=False)
 
     @classmethod
@@ -353,6 +369,7 @@ class ScoringModel:
             grades=grades,
             lowest_grade=lowest,
             longest_half_life=max((rule.half_life for rule in spec.engagement.rules), default=0.0),
+            fit_checks=tuple(rule.check() for rule in spec.fit.rules),
             _rank=MappingProxyType({letter: rank for rank, letter in enumerate(letters)}),
         )
 

@@ -107,6 +107,10 @@ def decode_state(blob: bytes) -> LeadState:
     return LeadState.model_validate_json(blob)
 
 
+Decided = dict[tuple[str, str], StageTransition]
+"""(subject, outbox message id) -> the transition a commit put there, this run."""
+
+
 class Processor:
     """Applies batches of events to lead states held in a LeadStore."""
 
@@ -174,6 +178,7 @@ class Processor:
                 asked = _ids(pending)
                 snaps.update(await self.store.snapshot({s: asked[s] for s in targets}))
             commits: list[Commit] = []
+            decided: Decided = {}
             replayed: dict[str, LeadState] = {}
             for subject, subject_events in pending.items():
                 snap = snaps[subject]
@@ -185,7 +190,8 @@ class Processor:
                     continue
                 state = self._load(snap, known=any(e.lead_id is not None for e in fresh))
                 state, caused = apply_many(state, fresh, self.model)
-                commits.append(self._commit(snap, state, [e.event_id for e in fresh], caused))
+                ids = [e.event_id for e in fresh]
+                commits.append(self._commit(snap, state, ids, caused, decided))
             if replayed:
                 # only re-delivered events: a crash may have come between the commit and
                 # the due-index write (separate steps, other cluster slots), so restore it
@@ -202,7 +208,7 @@ class Processor:
                     report.scored += len(c.event_ids)
                     if c.outbox:
                         outboxes.setdefault(c.subject, {}).update(c.outbox)
-            await self._publish_outboxes(outboxes, report)
+            await self._publish_outboxes(outboxes, report, decided)
             pending = {s: evs for s, evs in pending.items() if s in lost}
         raise RuntimeError(f"gave up after {MAX_COMMIT_ATTEMPTS} lost races on {sorted(pending)}")
 
@@ -267,6 +273,7 @@ class Processor:
                 {lead: [e.event_id, _marker(e)] for lead, (e, _) in pending.items()}
             )
             commits: list[Commit] = []
+            decided: Decided = {}
             outboxes: dict[str, Mapping[str, bytes]] = {}
             for lead, (event, blob) in pending.items():
                 snap = snaps[lead]
@@ -289,7 +296,7 @@ class Processor:
                 else:
                     report.duplicates += 1
                 if ids:
-                    commits.append(self._commit(snap, state, ids, transitions))
+                    commits.append(self._commit(snap, state, ids, transitions, decided))
             lost = await self.store.commit(commits)
             for commit in commits:
                 if commit.subject in lost:
@@ -297,7 +304,7 @@ class Processor:
                     continue
                 outboxes[commit.subject] = {**outboxes[commit.subject], **commit.outbox}
                 report.scored += int(pending[commit.subject][0].event_id in commit.event_ids)
-            await self._publish_outboxes(outboxes, report)
+            await self._publish_outboxes(outboxes, report, decided)
             await asyncio.gather(
                 *(self.store.forget_detached(_anonymous(pending[lead][0])) for lead in outboxes)
             )
@@ -344,15 +351,16 @@ class Processor:
             return report
         snaps = await self.store.snapshot(dict.fromkeys(due, ()))
         commits = []
+        decided: Decided = {}
         for snap in snaps.values():
             if snap.state is None:
                 continue
             state, caused = evaluate(decode_state(snap.state), at, self.model)
-            commits.append(self._commit(snap, state, (), caused))
+            commits.append(self._commit(snap, state, (), caused, decided))
         lost = await self.store.commit(commits)
         # a lost race means another worker or the lead's own partition updated it
         await self._publish_outboxes(
-            {c.subject: c.outbox for c in commits if c.subject not in lost}, report
+            {c.subject: c.outbox for c in commits if c.subject not in lost}, report, decided
         )
         return report
 
@@ -379,11 +387,15 @@ class Processor:
         state: LeadState,
         event_ids: Iterable[str],
         transitions: Sequence[StageTransition],
+        decided: Decided,
     ) -> Commit:
+        """The commit of `state`; its transitions are also noted in `decided`."""
         outbox: dict[str, bytes] = {}
         first_seq = state.transition_seq - len(transitions)
         for n, t in enumerate(transitions, start=first_seq + 1):
-            outbox[f"{TRANSITION_PREFIX}{n:010d}"] = encode(t)
+            message_id = f"{TRANSITION_PREFIX}{n:010d}"
+            outbox[message_id] = encode(t)
+            decided[snap.subject, message_id] = t
             if t.is_handoff:
                 handoff = Handoff.from_transition(t, profile=dict(state.traits))
                 outbox[f"{HANDOFF_PREFIX}{n:010d}"] = encode(handoff)
@@ -397,9 +409,17 @@ class Processor:
         )
 
     async def _publish_outboxes(
-        self, outboxes: Mapping[str, Mapping[str, bytes]], report: Report
+        self,
+        outboxes: Mapping[str, Mapping[str, bytes]],
+        report: Report,
+        decided: Decided | None = None,
     ) -> None:
-        """Send, wait for the broker's acks, then forget; a failure keeps the outbox."""
+        """Send, wait for the broker's acks, then forget; a failure keeps the outbox.
+
+        Transitions this run decided come from `decided`; only ones an earlier
+        run left in an outbox are decoded again.
+        """
+        known = decided or {}
         messages: list[Outgoing] = []
         transitions: list[StageTransition] = []
         sent: dict[str, list[str]] = {}
@@ -411,7 +431,8 @@ class Processor:
                     messages.append(Outgoing(self.topics.handoffs, subject, blob))
                 else:
                     messages.append(Outgoing(self.topics.transitions, subject, blob))
-                    transitions.append(decode_transition(blob))
+                    made = known.get((subject, message_id))
+                    transitions.append(made if made is not None else decode_transition(blob))
                 sent.setdefault(subject, []).append(message_id)
         if not messages:
             return

@@ -5,11 +5,15 @@ from __future__ import annotations
 import hashlib
 import ssl
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, cast
 
+import hiredis
 import redis.asyncio as aioredis
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import NoScriptError
 
 from streams import keys
 from streams.settings import Settings
@@ -68,6 +72,62 @@ return redis.call('GET', KEYS[3])
 """
 
 
+@dataclass(frozen=True)
+class LuaScript:
+    """A script called by its SHA1 (EVALSHA) and loaded when the server lacks it."""
+
+    source: str
+    sha: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        # SHA1 is what Redis names scripts by, not a security measure
+        digest = hashlib.sha1(self.source.encode(), usedforsecurity=False).hexdigest()
+        object.__setattr__(self, "sha", digest)
+
+
+SNAPSHOT = LuaScript(_SNAPSHOT)
+COMMIT = LuaScript(_COMMIT)
+DETACH = LuaScript(_DETACH)
+
+Call = tuple[LuaScript, Sequence[Any]]
+"""A script and its EVALSHA arguments after the SHA: numkeys, keys..., args..."""
+NOSCRIPT_ATTEMPTS = 3
+"""Rounds of loading scripts the server lost (restart, SCRIPT FLUSH) before giving up."""
+
+
+def _call(script: LuaScript, keys: Sequence[str], args: Sequence[Any]) -> Call:
+    return script, (len(keys), *keys, *args)
+
+
+class _HiredisPacking(AbstractConnection):
+    """Commands packed by hiredis (C) instead of redis-py's pure-Python packer.
+
+    redis-py 8's asyncio connection packs in Python; with two commands per
+    lead per batch that was a fifth of the worker's CPU (see bench/RESULTS.md).
+    """
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        # a command name with spaces ("SCRIPT LOAD") is several arguments
+        name = args[0]
+        if (isinstance(name, str) and " " in name) or (isinstance(name, bytes) and b" " in name):
+            args = (*name.split(), *args[1:])
+        return [hiredis.pack_command(args)]
+
+
+_PACKING: dict[str, type[AbstractConnection]] = {}
+
+
+def _packing(connection_class: type[AbstractConnection]) -> type[AbstractConnection]:
+    """`connection_class` with hiredis packing; one subclass per class."""
+    if issubclass(connection_class, _HiredisPacking):
+        return connection_class
+    name = f"HiredisPacking{connection_class.__name__}"
+    known = _PACKING.get(name)
+    if known is None or not issubclass(known, connection_class):
+        known = _PACKING[name] = type(name, (_HiredisPacking, connection_class), {})
+    return known
+
+
 def id_digest(event_id: str) -> bytes:
     """What a seen window stores for an event id: 12 bytes whatever the id's length.
 
@@ -117,6 +177,9 @@ def connect(settings: Settings) -> aioredis.Redis:
         options["ssl_ca_certs"] = str(settings.redis_tls_ca_file)
         options["ssl_cert_reqs"] = ssl.CERT_REQUIRED
     client: aioredis.Redis = aioredis.Redis.from_url(settings.redis_url, **options)
+    # the URL scheme picks TCP, TLS or a unix socket; keep that, pack with hiredis
+    pool = client.connection_pool
+    pool.connection_class = _packing(pool.connection_class)
     return client
 
 
@@ -135,25 +198,54 @@ class RedisLeadStore:
         self.client = client
         self.due_shards = due_shards
         self.seen_window = seen_window
-        self._snapshot = client.register_script(_SNAPSHOT)
-        self._commit = client.register_script(_COMMIT)
-        self._detach = client.register_script(_DETACH)
+
+    async def _run(self, calls: Sequence[Call]) -> list[Any]:
+        """EVALSHA every call in one pipeline; the replies in order.
+
+        Calling by SHA directly spares redis-py's Script wrapper and its
+        SCRIPT EXISTS round trip per pipeline. A call that met NOSCRIPT did not
+        run, so loading the script and redoing just that call is safe.
+        """
+        replies: list[Any] = [None] * len(calls)
+        todo = list(range(len(calls)))
+        for _ in range(NOSCRIPT_ATTEMPTS):
+            pipe = self.client.pipeline(transaction=False)
+            for i in todo:
+                script, args = calls[i]
+                pipe.execute_command("EVALSHA", script.sha, *args)
+            answers = await pipe.execute(raise_on_error=False)
+            missing = []
+            for i, answer in zip(todo, answers, strict=True):
+                if isinstance(answer, NoScriptError):
+                    missing.append(i)
+                elif isinstance(answer, Exception):
+                    raise answer
+                else:
+                    replies[i] = answer
+            if not missing:
+                return replies
+            for script in {calls[i][0] for i in missing}:
+                await self.client.script_load(script.source)
+            todo = missing
+        raise NoScriptError(f"scripts still missing after {NOSCRIPT_ATTEMPTS} loads")
 
     async def snapshot(self, wanted: Mapping[str, Collection[str]]) -> dict[str, Snapshot]:
         if not wanted:
             return {}
-        pipe = self.client.pipeline(transaction=False)
         order = []
+        calls = []
         for subject, ids in wanted.items():
             id_list = list(ids)
             order.append((subject, id_list))
             # the window is only read when ids are asked about (not by the sweeper)
-            await self._snapshot(
-                keys=[keys.state(subject), keys.alias(subject), keys.outbox(subject)],
-                args=["1" if id_list else "0"],
-                client=pipe,
+            calls.append(
+                _call(
+                    SNAPSHOT,
+                    (keys.state(subject), keys.alias(subject), keys.outbox(subject)),
+                    (b"1" if id_list else b"0",),
+                )
             )
-        replies = await pipe.execute()
+        replies = await self._run(calls)
         result = {}
         for (subject, id_list), reply in zip(order, replies, strict=True):
             version, state, window, alias, box = reply
@@ -174,22 +266,25 @@ class RedisLeadStore:
     async def commit(self, commits: Sequence[Commit]) -> set[str]:
         if not commits:
             return set()
-        pipe = self.client.pipeline(transaction=False)
+        calls = []
+        window = self.seen_window * DIGEST_SIZE
         for c in commits:
             args: list[Any] = [
                 c.expected_version,
                 c.state,
                 window_field(c.event_ids, self.seen_window),
-                self.seen_window * DIGEST_SIZE,
+                window,
             ]
             for message_id, blob in c.outbox.items():
                 args += [message_id, blob]
-            await self._commit(
-                keys=[keys.state(c.subject), keys.outbox(c.subject), keys.alias(c.subject)],
-                args=args,
-                client=pipe,
+            calls.append(
+                _call(
+                    COMMIT,
+                    (keys.state(c.subject), keys.outbox(c.subject), keys.alias(c.subject)),
+                    args,
+                )
             )
-        replies = await pipe.execute()
+        replies = await self._run(calls)
         lost = {c.subject for c, reply in zip(commits, replies, strict=True) if int(reply) < 0}
         # the due index, one command per shard and kind (the last commit of a lead decides)
         await self.index_due({c.subject: c.due_at for c in commits if c.subject not in lost})
@@ -235,13 +330,18 @@ class RedisLeadStore:
         return [member.decode() for reply in replies for member in reply]
 
     async def detach(self, anonymous_id: str, lead_id: str) -> bytes | None:
-        blob = await self._detach(
-            keys=[
-                keys.state(anonymous_id),
-                keys.alias(anonymous_id),
-                keys.detached(anonymous_id),
-            ],
-            args=[lead_id],
+        (blob,) = await self._run(
+            [
+                _call(
+                    DETACH,
+                    (
+                        keys.state(anonymous_id),
+                        keys.alias(anonymous_id),
+                        keys.detached(anonymous_id),
+                    ),
+                    (lead_id,),
+                )
+            ]
         )
         await self.client.zrem(keys.due(anonymous_id, self.due_shards), anonymous_id)
         return blob if blob is None else bytes(blob)

@@ -9,8 +9,9 @@ import redis.asyncio as aioredis
 
 from streams import keys
 from streams.devstack import RedisServer
+from streams.settings import Settings
 from streams.store import SEEN_WINDOW, Commit, LeadStore, MemoryLeadStore
-from streams.store_redis import RedisLeadStore, lead_fields
+from streams.store_redis import RedisLeadStore, connect, lead_fields
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +26,8 @@ async def _stores(kind: str, server: RedisServer, window: int) -> AsyncIterator[
     if kind == "memory":
         yield MemoryLeadStore(due_shards=4, seen_window=window)
         return
-    client = aioredis.Redis.from_url(server.url)
+    # the worker's own client (hiredis packing, retries), not a plain one
+    client = connect(Settings(redis_url=server.url))
     await client.flushall()
     redis_store = RedisLeadStore(client, due_shards=4, seen_window=window)
     try:
@@ -260,3 +262,28 @@ async def test_index_due_sets_and_removes_entries(store: LeadStore) -> None:
     assert sorted(await store.due(15.0, limit=10)) == ["a"]
     await store.index_due({"a": None, "b": 5.0})
     assert sorted(await store.due(15.0, limit=10)) == ["b"]
+
+
+async def test_scripts_the_server_lost_are_loaded_again(contract_redis: RedisServer) -> None:
+    """Redis only: after SCRIPT FLUSH (or a restart) every call still runs exactly once."""
+    client = connect(Settings(redis_url=contract_redis.url))
+    await client.flushall()
+    store = RedisLeadStore(client, due_shards=4)
+    try:
+        await store.commit([Commit("a", 0, b"s1", ["e1"], {"t:1": b"m"})])
+        await client.script_flush()
+        assert (
+            await store.commit([Commit("a", 1, b"s2", ["e2"]), Commit("b", 0, b"t", [])]) == set()
+        )
+        await client.script_flush()
+        snaps = await store.snapshot({"a": ["e1", "e2", "e3"], "b": []})
+        assert (snaps["a"].state, snaps["a"].version, snaps["a"].seen) == (
+            b"s2",
+            2,
+            frozenset({"e1", "e2"}),
+        )
+        assert (snaps["b"].version, dict(snaps["a"].outbox)) == (1, {"t:1": b"m"})
+        await client.script_flush()
+        assert await store.detach("b", "a") == b"t"
+    finally:
+        await store.close()

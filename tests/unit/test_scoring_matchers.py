@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from scoring import format_duration, parse_duration
-from scoring.matchers import Condition
+from scoring.matchers import Condition, same
 from scoring.model import FitRule
 
 
@@ -108,3 +110,39 @@ def test_fit_rule_reads_traits() -> None:
     assert rule.matches({"role": {"level": "vp"}})
     assert not rule.matches({"role": "vp"})
     assert str(condition(property="utm.source", equals="x")) == "utm.source = 'x'"
+
+
+_scalars = st.one_of(
+    st.booleans(),
+    st.integers(-3, 3),
+    st.sampled_from([0.0, 1.0, -1.0, 2.5, 1e20]),
+    st.just(10**20),
+    st.sampled_from(["", "a", "1", "true", "Software"]),
+)
+_values = st.one_of(_scalars, st.none(), st.lists(_scalars, max_size=2), st.just({"a": 1}))
+
+
+@given(options=st.lists(_scalars, min_size=1, max_size=6), value=_values)
+def test_in_is_same_against_each_option(options: list[Any], value: Any) -> None:
+    """The set lookup of `in` says exactly what scanning the list with `same` says."""
+    condition = Condition.model_validate({"property": "x", "in": options})
+    expected = any(same(value, option) for option in options)
+    assert condition.matches({"x": value}) is expected
+
+
+@given(
+    options=st.lists(_scalars, min_size=1, max_size=6),
+    value=_values,
+    op=st.sampled_from(["in", "equals", "exists", "between"]),
+)
+def test_compiled_fit_check_matches_the_rule(options: list[Any], value: Any, op: str) -> None:
+    """`FitRule.check` (what fit_points runs) says what `FitRule.matches` says."""
+    arg: Any = {
+        "in": options,
+        "equals": options[0],
+        "exists": True,
+        "between": [-1, 2.5],
+    }[op]
+    rule = FitRule.model_validate({"name": "r", "trait": "t.x", "points": 3, op: arg})
+    for traits in ({"t": {"x": value}}, {"t": value}, {}):
+        assert rule.check().matches(traits) is rule.matches(traits)
