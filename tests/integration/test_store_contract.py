@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
 
 from streams import keys
 from streams.devstack import RedisServer
@@ -285,5 +286,26 @@ async def test_scripts_the_server_lost_are_loaded_again(contract_redis: RedisSer
         assert (snaps["b"].version, dict(snaps["a"].outbox)) == (1, {"t:1": b"m"})
         await client.script_flush()
         assert await store.detach("b", "a") == b"t"
+    finally:
+        await store.close()
+
+
+async def test_an_error_reply_leaves_the_connection_usable(contract_redis: RedisServer) -> None:
+    """Redis only: every reply of a batch is read even when one is an error."""
+    client = connect(Settings(redis_url=contract_redis.url))
+    await client.flushall()
+    store = RedisLeadStore(client, due_shards=4)
+    try:
+        await client.set(keys.state("x"), b"not a hash")
+        batch = [Commit("a", 0, b"s", ["e1"]), Commit("x", 0, b"s", []), Commit("b", 0, b"t", [])]
+        with pytest.raises(ResponseError, match="WRONGTYPE"):
+            await store.commit(batch)
+        snaps = await store.snapshot({"a": ["e1"], "b": []})
+        assert (snaps["a"].state, snaps["a"].seen, snaps["b"].state) == (
+            b"s",
+            frozenset({"e1"}),
+            b"t",
+        )
+        assert await client.ping()
     finally:
         await store.close()
