@@ -52,12 +52,13 @@ from bench.common import machine
 from schemas import BehaviorEvent
 from scoring import LeadState, ScoringModel, apply, default_model, new_lead, next_recycle_at
 from streams import keys
+from streams.app import freeze_heap
 from streams.demo import PERSONAS, persona_events
 from streams.devstack import DevStack, free_port
 from streams.processor import Outgoing, Processor, Topics, decode_state, encode_state
 from streams.settings import Settings
 from streams.store import SEEN_WINDOW, Commit, LeadStore, Snapshot
-from streams.store_redis import RedisLeadStore, lead_fields
+from streams.store_redis import RedisLeadStore, connect, lead_fields
 from streams.workerproc import WorkerProcess
 
 DAY = 86400.0
@@ -473,7 +474,8 @@ async def time_ticks(
     empty_at: float,
     repeat: int,
 ) -> dict[str, Any]:
-    client = aioredis.Redis.from_url(url)
+    # the worker's own client and heap treatment (streams.cli.run_worker)
+    client = connect(settings.model_copy(update={"redis_url": url}))
     store = RedisLeadStore(client, due_shards=settings.due_shards)
     publisher = KafkaPublisher(bootstrap)
     await publisher.start([settings.transitions_topic, settings.handoffs_topic])
@@ -491,6 +493,7 @@ async def time_ticks(
         clock=lambda: tick_at,
         sweep_limit=settings.sweep_limit,
     )
+    freeze_heap()
     try:
         ticks, phases, published, left = [], [], [], []
         for _ in range(repeat):

@@ -242,10 +242,9 @@ class _Work:
         moment = to_epoch(event.occurred_at)
         if not self.anonymous and moment > self.clock:
             self.decay_until(moment, model)
+        properties = event.properties
         matched = [
-            rule
-            for rule in model.rules_by_event.get(event.type, ())
-            if rule.matches(event.properties)
+            rule for rule, check in model.checks_by_event.get(event.type, ()) if check(properties)
         ]
         if matched:
             if not self.rules_copied:

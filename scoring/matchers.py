@@ -244,6 +244,20 @@ class Condition(Ops):
         assert self.property_ is not None  # guaranteed by _one_form
         return self.test(lookup(properties, self.property_))
 
+    def compiled(self) -> Callable[[dict[str, JsonValue]], bool]:
+        """`matches` as a plain function, built once per model (every event runs it)."""
+        needle = self.url_contains
+        if needle is not None:
+
+            def url_has(properties: dict[str, JsonValue]) -> bool:
+                url = properties.get("url")
+                return isinstance(url, str) and needle in url
+
+            return url_has
+        path, test = self.property_, self.predicate()
+        assert path is not None  # guaranteed by _one_form
+        return lambda properties: test(lookup(properties, path))
+
     def __str__(self) -> str:
         if self.url_contains is not None:
             return f"url contains {describe(self.url_contains)}"

@@ -155,6 +155,19 @@ class EngagementRule(BaseModel):
     def matches(self, properties: dict[str, JsonValue]) -> bool:
         return all(condition.matches(properties) for condition in self.when)
 
+    def check(self) -> Callable[[dict[str, JsonValue]], bool]:
+        """`matches` as a plain function, built once per model (every event runs it)."""
+        tests = tuple(condition.compiled() for condition in self.when)
+        if not tests:
+            return _always
+        if len(tests) == 1:
+            return tests[0]
+        return lambda properties: all(test(properties) for test in tests)
+
+
+def _always(properties: dict[str, JsonValue]) -> bool:
+    return True
+
 
 class Engagement(BaseModel):
     model_config = SPEC_CONFIG
@@ -326,6 +339,9 @@ def model_version_of(spec: ModelSpec) -> str:
     return f"{spec.version}+{digest[:12]}"
 
 
+RuleCheck = Callable[[dict[str, JsonValue]], bool]
+
+
 class ModelSpecError(ValueError):
     """A spec built in code (not from a file) breaks a cross-value rule."""
 
@@ -341,6 +357,8 @@ class ScoringModel:
     model_version: str
     source: str
     rules_by_event: Mapping[str, tuple[EngagementRule, ...]]
+    checks_by_event: Mapping[str, tuple[tuple[EngagementRule, RuleCheck], ...]] = field(repr=False)
+    """`rules_by_event` with each rule's compiled `EngagementRule.check`."""
     rules_by_name: Mapping[str, EngagementRule]
     grades: tuple[tuple[str, float], ...]
     lowest_grade: str
@@ -365,6 +383,9 @@ class ScoringModel:
             model_version=model_version_of(spec),
             source=source,
             rules_by_event=MappingProxyType({k: tuple(v) for k, v in by_event.items()}),
+            checks_by_event=MappingProxyType(
+                {k: tuple((rule, rule.check()) for rule in v) for k, v in by_event.items()}
+            ),
             rules_by_name=MappingProxyType({rule.name: rule for rule in spec.engagement.rules}),
             grades=grades,
             lowest_grade=lowest,

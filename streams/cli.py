@@ -105,7 +105,7 @@ def run_worker(settings: Settings, model: ScoringModel, *, loglevel: str = "info
     """Run the Faust worker in this process until SIGINT/SIGTERM."""
     import faust
 
-    from streams.app import build
+    from streams.app import build, freeze_heap
 
     # faust.Worker chdirs into workdir and exits with status 1, silently, if it is missing
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -117,6 +117,7 @@ def run_worker(settings: Settings, model: ScoringModel, *, loglevel: str = "info
         redirect_stdouts=False,
         workdir=str(settings.data_dir),
     )
+    freeze_heap()
     worker.execute_from_commandline()
 
 

@@ -1,4 +1,4 @@
-"""The hiredis packer must put the same bytes on the wire as redis-py's own."""
+"""The Redis client details: hiredis packing as redis-py packs, window lookups."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 
 from streams.settings import Settings
-from streams.store_redis import connect
+from streams.store_redis import connect, id_digest, in_window
 
 COMMANDS: list[tuple[Any, ...]] = [
     ("PING",),
@@ -44,3 +44,15 @@ def test_same_bytes_as_redis_py(command: tuple[Any, ...]) -> None:
     assert b"".join(mine.pack_commands([command, command])) == b"".join(
         theirs.pack_commands([command, command])
     )
+
+
+def test_window_membership_only_counts_aligned_entries() -> None:
+    first, second = id_digest("e1"), id_digest("e2")
+    window = first + second
+    straddling = first[6:] + second[:6]
+    assert in_window(first, window)
+    assert in_window(second, window)
+    assert not in_window(straddling, window)
+    assert in_window(straddling, window + straddling)  # found again further on, aligned
+    assert not in_window(id_digest("e3"), window)
+    assert not in_window(first, b"")

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from scoring import format_duration, parse_duration
 from scoring.matchers import Condition, same
-from scoring.model import FitRule
+from scoring.model import EngagementRule, FitRule
 
 
 @pytest.mark.parametrize(
@@ -146,3 +146,32 @@ def test_compiled_fit_check_matches_the_rule(options: list[Any], value: Any, op:
     rule = FitRule.model_validate({"name": "r", "trait": "t.x", "points": 3, op: arg})
     for traits in ({"t": {"x": value}}, {"t": value}, {}):
         assert rule.check().matches(traits) is rule.matches(traits)
+
+
+_conditions = st.one_of(
+    st.sampled_from([{"url_contains": "/pricing"}, {"url_contains": "a"}]),
+    st.builds(lambda v: {"property": "x", "equals": v}, _scalars),
+    st.builds(lambda v: {"property": "p.x", "in": v}, st.lists(_scalars, min_size=1, max_size=4)),
+    st.just({"property": "x", "between": [0, 2]}),
+    st.booleans().map(lambda b: {"property": "p.x", "exists": b}),
+)
+_properties = st.fixed_dictionaries(
+    {},
+    optional={
+        "url": st.one_of(st.sampled_from(["https://x/pricing", "/a", ""]), _scalars),
+        "x": _values,
+        "p": st.one_of(st.fixed_dictionaries({}, optional={"x": _values}), _scalars),
+    },
+)
+
+
+@given(when=st.lists(_conditions, max_size=3), properties=_properties)
+def test_compiled_rule_check_matches_the_rule(
+    when: list[dict[str, Any]], properties: dict[str, Any]
+) -> None:
+    """`EngagementRule.check` (what apply runs) says what `EngagementRule.matches` says."""
+    spec: dict[str, Any] = {"name": "r", "event": "page_view", "points": 1, "half_life": "1d"}
+    if when:  # no `when` at all: every event of the type matches
+        spec["when"] = when
+    rule = EngagementRule.model_validate(spec)
+    assert rule.check()(properties) is rule.matches(properties)
