@@ -422,7 +422,7 @@ class TimedStore:
     def pending_outboxes(self) -> Any:
         return self.inner.pending_outboxes()
 
-    async def due(self, now: float, limit: int) -> list[str]:
+    async def due(self, now: float, limit: int) -> dict[str, float]:
         started = time.perf_counter()
         try:
             return await self.inner.due(now, limit)

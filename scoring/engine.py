@@ -128,11 +128,14 @@ def _contributions(
     rules: Mapping[str, RuleState], moment: float, model: ScoringModel
 ) -> list[tuple[str, float, float]]:
     result = []
-    for rule in model.engagement_rules:
-        pair = rules.get(rule.name)
+    for name, life, cap in _specs(model):
+        pair = rules.get(name)
         if pair is not None:
-            raw = Term(pair, rule.half_life, None).at(moment)
-            result.append((rule.name, Term(pair, rule.half_life, rule.cap).at(moment), raw))
+            value, ref = pair
+            elapsed = moment - ref
+            # `decay.contribution`, to the bit, without building Terms
+            raw = value if elapsed == 0 or value == 0 else value * math.exp2(-elapsed / life)
+            result.append((name, raw if cap is None else min(cap, max(-cap, raw)), raw))
     return result
 
 
@@ -291,12 +294,12 @@ class _Work:
             event_id=event.event_id,
         )
 
-    def decay_until(self, until: float, model: ScoringModel) -> None:
+    def decay_until(self, until: float, model: ScoringModel, hint: float | None = None) -> None:
         """`_decay_until` on the working copy: a recycle decay caused before `until`."""
         recyclable = self.stage in RECYCLABLE
         if not recyclable and (self.stage is not Stage.NURTURE or self.armed):
             return
-        dip = _dip(self.rules, self.clock, model, until)
+        dip = _dip(self.rules, self.clock, model, until, hint)
         if dip is None:
             return
         if not recyclable:  # a rejected lead re-arms silently once it has cooled down
@@ -353,13 +356,15 @@ class _Work:
 
 
 def evaluate(
-    state: LeadState, at: Instant, model: ScoringModel
+    state: LeadState, at: Instant, model: ScoringModel, *, hint: float | None = None
 ) -> tuple[LeadState, tuple[StageTransition, ...]]:
     """The moves decay alone causes up to `at`; what the sweeper calls.
 
     Only downward moves happen without an event. The clock never moves back
     and only moves forward to a crossing, so sweeping never changes how later
-    events score.
+    events score. `hint` is where the crossing is expected (the sweeper's
+    due-index entry, an earlier `next_recycle_at`): it only spares the search
+    work when it is right, and changes nothing when it is wrong.
     """
     if state.anonymous:
         return state, ()
@@ -367,7 +372,7 @@ def evaluate(
     if moment < state.clock:
         return state, ()
     work = _Work(state)
-    work.decay_until(moment, model)
+    work.decay_until(moment, model, hint)
     if not work.made and work.armed == state.armed:
         return state, ()
     return work.result(state), tuple(work.made)
@@ -385,7 +390,11 @@ def next_recycle_at(state: LeadState, model: ScoringModel) -> float | None:
 
 
 def _dip(
-    rules: Mapping[str, RuleState], clock: float, model: ScoringModel, until: float | None
+    rules: Mapping[str, RuleState],
+    clock: float,
+    model: ScoringModel,
+    until: float | None,
+    hint: float | None = None,
 ) -> float | None:
     """The first moment at or after `clock` decay alone takes engagement below recycle."""
     threshold = model.lifecycle.recycle
@@ -396,7 +405,7 @@ def _dip(
     if until is not None and _lower_bound(rows, start, until) >= threshold:
         return None  # cheap common case: no dip possible before the next event
     end = start + HORIZON_HALF_LIVES * max((life for _, _, life, _ in rows), default=0.0)
-    dip = _first_below(rows, threshold, start, end)
+    dip = _first_below(rows, threshold, start, end, hint)
     if dip is None or (until is not None and dip > until):
         return None
     return dip
@@ -406,7 +415,9 @@ class _UnsureError(Exception):
     """The fast search cannot vouch for its answer: use the reference search."""
 
 
-def _first_below(rows: list[_Row], threshold: float, start: float, end: float) -> float | None:
+def _first_below(
+    rows: list[_Row], threshold: float, start: float, end: float, hint: float | None = None
+) -> float | None:
     """`recycle.first_below`, faster when every rule's value is positive.
 
     Same result, to the bit: for positive values engagement only falls, so
@@ -416,14 +427,16 @@ def _first_below(rows: list[_Row], threshold: float, start: float, end: float) -
     """
     if rows and all(value > 0 for value, _, _, _ in rows):
         try:
-            return _descend(rows, threshold, start, end)
+            return _descend(rows, threshold, start, end, hint)
         except _UnsureError:
             pass
     found = [Term(RuleState(v, r), life, cap) for v, r, life, cap in rows]
     return first_below(found, threshold, start, end)
 
 
-def _descend(rows: list[_Row], threshold: float, start: float, end: float) -> float | None:
+def _descend(
+    rows: list[_Row], threshold: float, start: float, end: float, hint: float | None = None
+) -> float | None:
     """The reference search's path for positive, hence non-increasing, engagement.
 
     `_parts(t)` are the terms' contributions exactly as `Term.at` computes
@@ -440,7 +453,9 @@ def _descend(rows: list[_Row], threshold: float, start: float, end: float) -> fl
         return start
     if _plain(_parts(rows, end)) >= threshold:
         return None  # the root is pruned: no dip before the horizon
-    lo, hi = _bracket(rows, threshold=threshold, start=start, end=end, level=_plain(first))
+    lo, hi = _bracket(
+        rows, threshold=threshold, start=start, end=end, level=_plain(first), hint=hint
+    )
     a, b = start, end
     b_below = False  # known: the reference's total(b) < threshold
     while True:
@@ -468,7 +483,13 @@ NEWTON_STEPS = 40
 
 
 def _bracket(
-    rows: list[_Row], *, threshold: float, start: float, end: float, level: float
+    rows: list[_Row],
+    *,
+    threshold: float,
+    start: float,
+    end: float,
+    level: float,
+    hint: float | None = None,
 ) -> tuple[float, float]:
     """(lo, hi): engagement is certainly >= threshold up to lo, < threshold from hi.
 
@@ -480,7 +501,9 @@ def _bracket(
     the crossing (between cap kinks the log of a sum of exponentials is
     convex, so steps land before it; steps stop at kinks); if a step lands
     past it, a safeguarded secant narrows the bracket; last, probes either
-    side of the estimate. `level` is the running sum at `start`.
+    side of the estimate. `level` is the running sum at `start`. A `hint`
+    (an earlier answer for these terms) is tried first: when the points just
+    before and at it classify as above and below, that is the bracket.
     """
     total_value = sum(value for value, _, _, _ in rows)
     lives = (end - min(ref for _, ref, _, _ in rows)) / min(life for _, _, life, _ in rows)
@@ -489,6 +512,11 @@ def _bracket(
         threshold=threshold,
         delta=1e-12 * total_value * (1.0 + lives + len(rows)),
     )
+    if hint is not None and start < hint - TOLERANCE and hint < end:
+        after = search.classify(hint)
+        before = search.classify(hint - TOLERANCE)
+        if after is not None and before is not None and after < threshold <= before:
+            return search.lo, search.hi
     target = math.log(threshold)
     moment = start
     slope, kink = _slope(rows, start)

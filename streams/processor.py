@@ -355,7 +355,10 @@ class Processor:
         for snap in snaps.values():
             if snap.state is None:
                 continue
-            state, caused = evaluate(decode_state(snap.state), at, self.model)
+            # the index entry is the crossing an earlier commit computed: a hint
+            state, caused = evaluate(
+                decode_state(snap.state), at, self.model, hint=due[snap.subject]
+            )
             commits.append(self._commit(snap, state, (), caused, decided))
         lost = await self.store.commit(commits)
         # a lost race means another worker or the lead's own partition updated it

@@ -86,8 +86,8 @@ class LeadStore(Protocol):
         """Every lead with unpublished messages (replayed after a restart)."""
         ...
 
-    async def due(self, now: float, limit: int) -> list[str]:
-        """Leads whose next_recycle_at is <= now, at most `limit` per shard."""
+    async def due(self, now: float, limit: int) -> dict[str, float]:
+        """Leads whose next_recycle_at is <= now, with it; at most `limit` per shard."""
         ...
 
     async def detach(self, anonymous_id: str, lead_id: str) -> bytes | None:
@@ -173,7 +173,7 @@ class MemoryLeadStore:
             if box:
                 yield subject, dict(box)
 
-    async def due(self, now: float, limit: int) -> list[str]:
+    async def due(self, now: float, limit: int) -> dict[str, float]:
         from streams import keys
 
         per_shard: dict[int, list[tuple[float, str]]] = {}
@@ -181,9 +181,9 @@ class MemoryLeadStore:
             if at <= now:
                 shard = keys.shard_of(subject, self.due_shards)
                 per_shard.setdefault(shard, []).append((at, subject))
-        leads: list[str] = []
+        leads: dict[str, float] = {}
         for shard in sorted(per_shard):
-            leads.extend(s for _, s in sorted(per_shard[shard])[:limit])
+            leads.update((s, at) for at, s in sorted(per_shard[shard])[:limit])
         return leads
 
     async def detach(self, anonymous_id: str, lead_id: str) -> bytes | None:

@@ -263,6 +263,16 @@ class RedisLeadStore:
             await pool.release(conn)
         return replies
 
+    async def _checked(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """`_pipelined`, raising the first error reply (after reading them all)."""
+        if not commands:
+            return []
+        replies = await self._pipelined(commands)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
+
     async def snapshot(self, wanted: Mapping[str, Collection[str]]) -> dict[str, Snapshot]:
         if not wanted:
             return {}
@@ -332,20 +342,18 @@ class RedisLeadStore:
                 removes.setdefault(shard, []).append(subject)
             else:
                 adds.setdefault(shard, {})[subject] = at
-        if adds or removes:
-            pipe = self.client.pipeline(transaction=False)
-            for shard, members in adds.items():
-                pipe.zadd(keys.due_shard(shard), members)
-            for shard, subjects in removes.items():
-                pipe.zrem(keys.due_shard(shard), *subjects)
-            await pipe.execute()
+        commands: list[tuple[Any, ...]] = []
+        for shard, members in adds.items():
+            pairs = [item for subject, at in members.items() for item in (at, subject)]
+            commands.append(("ZADD", keys.due_shard(shard), *pairs))
+        for shard, subjects in removes.items():
+            commands.append(("ZREM", keys.due_shard(shard), *subjects))
+        await self._checked(commands)
 
     async def clear_outbox(self, published: Mapping[str, Collection[str]]) -> None:
-        pipe = self.client.pipeline(transaction=False)
-        for subject, ids in published.items():
-            if ids:
-                pipe.hdel(keys.outbox(subject), *ids)
-        await pipe.execute()
+        await self._checked(
+            [("HDEL", keys.outbox(subject), *ids) for subject, ids in published.items() if ids]
+        )
 
     async def pending_outboxes(self) -> AsyncIterator[tuple[str, dict[str, bytes]]]:
         async for key in self.client.scan_iter(match=keys.OUTBOX_PATTERN, count=1000):
@@ -355,12 +363,30 @@ class RedisLeadStore:
             if box:
                 yield subject, {k.decode(): v for k, v in box.items()}
 
-    async def due(self, now: float, limit: int) -> list[str]:
-        pipe = self.client.pipeline(transaction=False)
-        for shard in range(self.due_shards):
-            pipe.zrangebyscore(keys.due_shard(shard), "-inf", now, start=0, num=limit)
-        replies = await pipe.execute()
-        return [member.decode() for reply in replies for member in reply]
+    async def due(self, now: float, limit: int) -> dict[str, float]:
+        replies = await self._checked(
+            [
+                (
+                    "ZRANGEBYSCORE",
+                    keys.due_shard(shard),
+                    "-inf",
+                    now,
+                    "WITHSCORES",
+                    "LIMIT",
+                    0,
+                    limit,
+                )
+                for shard in range(self.due_shards)
+            ]
+        )
+        found: dict[str, float] = {}
+        for reply in replies:
+            # RESP3 (redis-py 8's default) pairs member and score; RESP2 is flat
+            flat = not (reply and isinstance(reply[0], list))
+            pairs = zip(reply[::2], reply[1::2], strict=True) if flat else reply
+            for member, score in pairs:
+                found[member.decode()] = float(score)
+        return found
 
     async def detach(self, anonymous_id: str, lead_id: str) -> bytes | None:
         (blob,) = await self._run(

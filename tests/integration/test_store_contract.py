@@ -180,6 +180,7 @@ async def test_due_index_follows_commits(store: LeadStore) -> None:
     )
     assert sorted(await store.due(99.0, limit=10)) == ["ünïcode lead"]
     assert sorted(await store.due(150.0, limit=10)) == ["a", "ünïcode lead"]
+    assert await store.due(150.0, limit=10) == {"a": 100.0, "ünïcode lead": 50.0}
     await store.commit([Commit("a", 1, b"s2", [], due_at=None)])
     assert sorted(await store.due(1000.0, limit=10)) == ["b", "ünïcode lead"]
 
@@ -220,7 +221,7 @@ async def test_detach_aliases_and_hands_over_state_idempotently(store: LeadStore
     assert await store.detach("anon-1", "lead-1") == b"anon-state"
     snap = (await store.snapshot({"anon-1": ["a1"]}))["anon-1"]
     assert (snap.alias, snap.state, snap.seen) == ("lead-1", None, frozenset({"a1"}))
-    assert await store.due(100.0, limit=10) == []
+    assert await store.due(100.0, limit=10) == {}
     assert await store.commit([Commit("anon-1", 0, b"late", ["a2"])]) == {"anon-1"}
     snap = (await store.snapshot({"anon-1": ["a1", "a2"]}))["anon-1"]
     assert (snap.state, snap.seen) == (None, frozenset({"a1"}))
@@ -307,5 +308,32 @@ async def test_an_error_reply_leaves_the_connection_usable(contract_redis: Redis
             b"t",
         )
         assert await client.ping()
+    finally:
+        await store.close()
+
+
+async def test_due_times_come_back_exactly(store: LeadStore) -> None:
+    """The sweeper hands the index time to the search as a hint: no rounding."""
+    times = {"a": 1763900000.1234567, "b": 1763900000.0000002, "c": 1e-300}
+    await store.index_due(times)
+    assert await store.due(1763900001.0, limit=10) == times
+
+
+async def test_due_over_resp2(contract_redis: RedisServer) -> None:
+    """Redis only: a redis:// URL with ?protocol=2 gets flat replies; same result."""
+    client = connect(Settings(redis_url=contract_redis.url + "?protocol=2"))
+    await client.flushall()
+    store = RedisLeadStore(client, due_shards=4)
+    try:
+        times = {"a": 1763900000.1234567, "b": 5.0}
+        await store.index_due(times)
+        assert await store.due(1763900001.0, limit=10) == times
+        await store.commit([Commit("a", 0, b"s", ["e1"], {"t:1": b"m"})])
+        snap = (await store.snapshot({"a": ["e1"]}))["a"]
+        assert (snap.state, snap.seen, dict(snap.outbox)) == (
+            b"s",
+            frozenset({"e1"}),
+            {"t:1": b"m"},
+        )
     finally:
         await store.close()

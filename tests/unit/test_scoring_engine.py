@@ -35,6 +35,7 @@ from scoring import (
     to_epoch,
     transition_id,
 )
+from scoring.decay import contribution
 
 PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 HEAVY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -744,3 +745,42 @@ def test_default_model_story() -> None:
     due = next_recycle_at(state, model)
     assert due is not None
     assert 14 * 86400 < due - state.clock < 30 * 86400
+
+
+@PROPERTY
+@given(pairs, st.floats(0, 10 * 86400))
+def test_contributions_are_the_decay_formula_to_the_bit(
+    rules: dict[str, tuple[float, float]], later: float
+) -> None:
+    """The fast per-rule read equals `decay.contribution` (what engagement sums)."""
+    state = recycling_state(rules, Stage.MQL)
+    at = state.clock + later
+    expected = [
+        (
+            rule.name,
+            contribution(state.rules[rule.name], at, rule.half_life, rule.cap),
+            contribution(state.rules[rule.name], at, rule.half_life, None),
+        )
+        for rule in MODEL.engagement_rules
+        if rule.name in state.rules
+    ]
+    assert contributions(state, at, MODEL) == expected
+
+
+@PROPERTY
+@given(
+    pairs,
+    st.sampled_from([Stage.MQL, Stage.SAL]),
+    st.one_of(st.floats(-2, 2), st.floats(-1e6, 1e6), st.sampled_from([-0.5, -0.25, 0.0, 0.5])),
+    st.floats(0, 1e7),
+)
+def test_a_hint_never_changes_what_evaluate_decides(
+    rules: dict[str, tuple[float, float]], stage: Stage, shift: float, later: float
+) -> None:
+    """Right, slightly off or wrong, the hint gives the result of no hint, to the bit."""
+    state = recycling_state(rules, stage)
+    due = next_recycle_at(state, MODEL)
+    at = state.clock + later
+    plain = evaluate(state, at, MODEL)
+    for hint in {due + shift, due} if due is not None else {state.clock + later + shift}:
+        assert evaluate(state, at, MODEL, hint=hint) == plain
