@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import math
 import ssl
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -244,6 +246,8 @@ class RedisLeadStore:
         bookkeeping (command stack, response callbacks, two parse layers),
         which cost more CPU than the scripts take in Redis. A connection
         that failed half-way is dropped, so no reply is left unread on it.
+        The connection's socket timeout bounds reading all the replies, not
+        each one: a timeout context per reply was a tenth of a sweep tick.
         """
         pool = self.client.connection_pool
         # untyped in redis-py 8.1
@@ -251,11 +255,12 @@ class RedisLeadStore:
         try:
             await conn.send_packed_command(b"".join(hiredis.pack_command(c) for c in commands))
             replies: list[Any] = []
-            for _ in commands:
-                try:
-                    replies.append(await conn.read_response())
-                except ResponseError as error:  # read whole; the next reply follows
-                    replies.append(error)
+            async with asyncio.timeout(conn.socket_timeout):
+                for _ in commands:
+                    try:
+                        replies.append(await conn.read_response(timeout=math.inf))
+                    except ResponseError as error:  # read whole; the next reply follows
+                        replies.append(error)
         except BaseException:
             await conn.disconnect()
             raise

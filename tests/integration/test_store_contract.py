@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from streams import keys
 from streams.devstack import RedisServer
@@ -335,5 +339,31 @@ async def test_due_over_resp2(contract_redis: RedisServer) -> None:
             frozenset({"e1"}),
             {"t:1": b"m"},
         )
+    finally:
+        await store.close()
+
+
+async def test_a_stalled_redis_times_out_and_the_store_recovers(
+    contract_redis: RedisServer,
+) -> None:
+    """Redis only: replies that stop coming fail the call within the socket timeout
+    (the batch is retried by the worker), and the next call works."""
+    client = aioredis.Redis.from_url(contract_redis.url, socket_timeout=0.3)
+    await client.flushall()
+    store = RedisLeadStore(client, due_shards=4)
+    pid = contract_redis.pid
+    assert pid is not None
+    try:
+        await store.commit([Commit("a", 0, b"s", ["e1"])])
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            with pytest.raises((TimeoutError, RedisTimeoutError)):
+                await store.snapshot({"a": ["e1"]})
+            assert time.monotonic() - started < 3
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        snap = (await store.snapshot({"a": ["e1"]}))["a"]
+        assert (snap.state, snap.seen) == (b"s", frozenset({"e1"}))
     finally:
         await store.close()
