@@ -1,4 +1,4 @@
-"""Integration fixtures: one embedded stack (Tansu + redis-server) per test session.
+"""Integration fixtures on the session's embedded stack (`stack`, tests/conftest.py).
 
 The stack starts once (about half a second) and is always stopped, even when
 tests fail or the run is interrupted. Tests share the broker and the Redis
@@ -30,16 +30,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if _HERE in item.path.parents:
             item.add_marker(pytest.mark.integration)
-
-
-@pytest.fixture(scope="session")
-def stack() -> Iterator[DevStack]:
-    dev = DevStack()
-    try:
-        dev.start()
-        yield dev
-    finally:
-        dev.stop()
 
 
 @pytest.fixture(scope="session")
