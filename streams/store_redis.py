@@ -101,33 +101,14 @@ def _call(script: LuaScript, keys: Sequence[str], args: Sequence[Any]) -> Call:
     return script, (len(keys), *keys, *args)
 
 
-class _HiredisPacking(AbstractConnection):
-    """Commands packed by hiredis (C) instead of redis-py's pure-Python packer.
+def pack(commands: Sequence[tuple[Any, ...]]) -> bytes:
+    """Commands in the Redis protocol, packed by hiredis (C).
 
-    redis-py 8's asyncio connection packs in Python; with two commands per
-    lead per batch that was a fifth of the worker's CPU (see bench/RESULTS.md).
+    redis-py 8's asyncio connection packs in pure Python; with two commands
+    per lead per batch that was 17 % of the scoring agent's batch work in a
+    py-spy profile of the throughput benchmark.
     """
-
-    def pack_command(self, *args: Any) -> list[bytes]:
-        # a command name with spaces ("SCRIPT LOAD") is several arguments
-        name = args[0]
-        if (isinstance(name, str) and " " in name) or (isinstance(name, bytes) and b" " in name):
-            args = (*name.split(), *args[1:])
-        return [hiredis.pack_command(args)]
-
-
-_PACKING: dict[str, type[AbstractConnection]] = {}
-
-
-def _packing(connection_class: type[AbstractConnection]) -> type[AbstractConnection]:
-    """`connection_class` with hiredis packing; one subclass per class."""
-    if issubclass(connection_class, _HiredisPacking):
-        return connection_class
-    name = f"HiredisPacking{connection_class.__name__}"
-    known = _PACKING.get(name)
-    if known is None or not issubclass(known, connection_class):
-        known = _PACKING[name] = type(name, (_HiredisPacking, connection_class), {})
-    return known
+    return b"".join(hiredis.pack_command(command) for command in commands)
 
 
 def id_digest(event_id: str) -> bytes:
@@ -189,9 +170,6 @@ def connect(settings: Settings) -> aioredis.Redis:
         options["ssl_ca_certs"] = str(settings.redis_tls_ca_file)
         options["ssl_cert_reqs"] = ssl.CERT_REQUIRED
     client: aioredis.Redis = aioredis.Redis.from_url(settings.redis_url, **options)
-    # the URL scheme picks TCP, TLS or a unix socket; keep that, pack with hiredis
-    pool = client.connection_pool
-    pool.connection_class = _packing(pool.connection_class)
     return client
 
 
@@ -253,7 +231,7 @@ class RedisLeadStore:
         # untyped in redis-py 8.1
         conn: AbstractConnection = await pool.get_connection()  # type: ignore[no-untyped-call]
         try:
-            await conn.send_packed_command(b"".join(hiredis.pack_command(c) for c in commands))
+            await conn.send_packed_command(pack(commands))
             replies: list[Any] = []
             async with asyncio.timeout(conn.socket_timeout):
                 for _ in commands:
