@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pydantic import JsonValue
 
 from schemas import BehaviorEvent, RuleContribution, Stage, StageTransition
-from scoring.decay import RuleState, add
+from scoring.decay import RuleState, add, decayed
 from scoring.epoch import Instant, as_epoch, from_epoch, to_epoch
 from scoring.fit import fit_points, grade, merge_traits
 from scoring.lifecycle import (
@@ -131,10 +131,9 @@ def _contributions(
     for name, life, cap in _specs(model):
         pair = rules.get(name)
         if pair is not None:
+            # `decay.contribution`, capped and not, from one decay of the pair
             value, ref = pair
-            elapsed = moment - ref
-            # `decay.contribution`, to the bit, without building Terms
-            raw = value if elapsed == 0 or value == 0 else value * math.exp2(-elapsed / life)
+            raw = decayed(value, moment - ref, life)
             result.append((name, raw if cap is None else min(cap, max(-cap, raw)), raw))
     return result
 
