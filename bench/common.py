@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from streams.devstack import DevStack, create_topics, free_port
+from streams.dev.devstack import DevStack, create_topics, free_port
+from streams.dev.workerproc import WorkerProcess, stop_process, worker_command
 from streams.settings import Settings
-from streams.workerproc import WorkerProcess, stop_process, worker_command
 
 RESULTS = Path(__file__).parent / "results"
 POLL_SECONDS = 0.2

@@ -1,6 +1,6 @@
 """Benchmark traffic: the demo's persona mix (streams/demo.py), scaled up.
 
-Each simulated lead gets one persona journey from `streams.demo.persona_events`
+Each simulated lead gets one persona journey from `streams.dev.demo.persona_events`
 (buyer, evaluator, browser, student, job seeker, unsubscriber, in the demo's
 proportions), then "return visits": repeats of its own non-identify events,
 with fresh event ids, until the wanted total is reached. So the mix of event
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from streams.demo import PERSONAS, persona_events
+from streams.dev.demo import PERSONAS, persona_events
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def plan(events: int, leads: int, *, seed: int = 7, span: float = 3600.0) -> Tra
         kind = rng.choices(kinds, weights)[0]
         personas[kind] += 1
         journeys.append(persona_events(kind, n, rng))
-    bad = max(1, leads // 50)  # as in streams.demo.plan_traffic: trackers have bugs too
+    bad = max(1, leads // 50)  # as in streams.dev.demo.plan_traffic: trackers have bugs too
     extra = events - bad - sum(len(j) for j in journeys)
     repeatable = [[e for e in j if e["type"] != "identify"] for j in journeys]
     for _ in range(max(0, extra)):

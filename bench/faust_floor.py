@@ -1,7 +1,7 @@
 """The framework ceiling: a bare Faust agent that only decodes each event.
 
 Same `faust.App` settings and consumer fetch wait as the real worker
-(`streams.app.faust_settings`, `streams.app.consumer_transport`),
+(`streams.pipeline.app.faust_settings`, `streams.kafka.transport.consumer_transport`),
 same raw-bytes topic, `concurrency=1`, the same `take_events` batching and the
 same uvloop event loop as `leadpulse worker`; per event it only runs
 `schemas.decode_event`, so nothing is stored and nothing is published. It
@@ -9,7 +9,7 @@ serves the worker's /stats shape (`scored`, `dead_lettered`, `first_batch_at`,
 `last_batch_at`, `assigned_partitions`) so the benchmark polls both alike.
 
 Run as a child process: `python -m bench.faust_floor`, configured like the
-worker through LEADPULSE_* variables (`streams.workerproc.worker_command`).
+worker through LEADPULSE_* variables (`streams.dev.workerproc.worker_command`).
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from typing import Any
 import faust
 
 from schemas import DecodeError, decode_event
-from streams.app import consumer_transport, faust_settings, fetch_max_wait_ms, raw_topic
-from streams.cli import _event_loop
+from streams.cli.run import event_loop as _event_loop
+from streams.kafka.transport import consumer_transport, fetch_max_wait_ms, raw_topic
+from streams.pipeline.app import faust_settings
 from streams.settings import Settings
 
 

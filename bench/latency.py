@@ -40,7 +40,7 @@ from bench.common import (
     worker_settings,
     write_result,
 )
-from streams.devstack import DevStack, create_topics
+from streams.dev.devstack import DevStack, create_topics
 
 GOALS_MS = {"p50": 20.0, "p99": 100.0}
 WINDOW = 10.0

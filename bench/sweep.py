@@ -51,15 +51,16 @@ import redis.asyncio as aioredis
 from bench.common import machine
 from schemas import BehaviorEvent
 from scoring import LeadState, ScoringModel, apply, default_model, new_lead, next_recycle_at
-from streams import keys
-from streams.app import freeze_heap
-from streams.demo import PERSONAS, persona_events
-from streams.devstack import DevStack, free_port
-from streams.processor import Outgoing, Processor, Topics, decode_state, encode_state
+from streams.dev.demo import PERSONAS, persona_events
+from streams.dev.devstack import DevStack, free_port
+from streams.dev.workerproc import WorkerProcess
+from streams.kafka.publisher import Outgoing
+from streams.pipeline.app import freeze_heap
+from streams.pipeline.processor import Processor
+from streams.pipeline.records import Topics
 from streams.settings import Settings
-from streams.store import SEEN_WINDOW, Commit, LeadStore, Snapshot
-from streams.store_redis import RedisLeadStore, connect, lead_fields
-from streams.workerproc import WorkerProcess
+from streams.store import SEEN_WINDOW, Commit, LeadStore, Snapshot, decode_state, encode_state
+from streams.store.redis import RedisLeadStore, connect, keys, lead_fields
 
 DAY = 86400.0
 TICK_GOAL_MS = 100.0
@@ -475,7 +476,7 @@ async def time_ticks(
     repeat: int,
 ) -> dict[str, Any]:
     # the worker's own client and heap treatment (streams.cli.run_worker)
-    client = connect(settings.model_copy(update={"redis_url": url}))
+    client = connect(settings.replace(redis_url=url))
     store = RedisLeadStore(client, due_shards=settings.due_shards)
     publisher = KafkaPublisher(bootstrap)
     await publisher.start([settings.transitions_topic, settings.handoffs_topic])

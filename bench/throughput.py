@@ -48,7 +48,7 @@ from bench.common import (
     worker_settings,
     write_result,
 )
-from streams.devstack import DevStack, create_topics
+from streams.dev.devstack import DevStack, create_topics
 
 MEASURES = ("raw", "faust-floor", "naive", "leadpulse", "two-workers")
 JOIN_TIMEOUT = 60.0
@@ -223,7 +223,7 @@ def measure_children(
             settings = worker_settings(
                 dev, workdir, events_topic=topic, partitions=partitions, app_id=app_id, **overrides
             )
-            settings = settings.model_copy(update={"data_dir": workdir / f"{app_id}-{i}"})
+            settings = settings.replace(data_dir=workdir / f"{app_id}-{i}")
             log_path = workdir / f"{app_id}-{i}.log"
             children.append(Child(settings, log_path, module=module, loglevel=loglevel))
         for child in children:

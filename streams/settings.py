@@ -1,16 +1,22 @@
 """All runtime configuration, read from the environment once (prefix LEADPULSE_).
 
 Settings are frozen and passed down explicitly; nothing below the CLI reads
-the environment.
+the environment. Every path is made absolute when settings load (and when
+`replace` derives new settings): `faust.Worker` changes the working
+directory before it opens files, so a relative path would point elsewhere.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Self
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from scoring import parse_duration
+
+PATH_FIELDS = ("model_file", "redis_tls_ca_file", "kafka_ssl_cafile", "data_dir")
 
 
 class Settings(BaseSettings):
@@ -28,6 +34,13 @@ class Settings(BaseSettings):
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL (rediss:// = TLS).")
     redis_password: SecretStr | None = None
     redis_tls_ca_file: Path | None = None
+    redis_socket_timeout: float = Field(
+        5.0, gt=0, description="Seconds a Redis call may take before it fails (and is retried)."
+    )
+    redis_connect_timeout: float = Field(5.0, gt=0, description="Seconds to connect to Redis.")
+    redis_max_connections: int = Field(
+        32, ge=2, description="Connections per worker; fan-outs are bounded by this."
+    )
     model_file: Path | None = Field(
         None, description="Scoring model YAML; the shipped default model when unset."
     )
@@ -44,6 +57,14 @@ class Settings(BaseSettings):
     sweep_interval: float = Field(1.0, gt=0, description="Seconds between decay sweeps.")
     sweep_limit: int = Field(1000, ge=1, description="Max due leads taken per sweep shard.")
     due_shards: int = Field(16, ge=1, le=4096)
+    unhealthy_after: float = Field(
+        30.0, gt=0, description="Seconds a transient failure may last before /health says 503."
+    )
+    max_future_skew: float = Field(
+        300.0,
+        ge=0,
+        description="Seconds an event time may lie after its Kafka record time; later is clamped.",
+    )
 
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
@@ -71,6 +92,27 @@ class Settings(BaseSettings):
         if "://" not in value:
             value = f"kafka://{value}"
         return value
+
+    @field_validator(*PATH_FIELDS)
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser().absolute()
+
+    @field_validator("redis_socket_timeout", "unhealthy_after", "max_future_skew", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        """Seconds, or a duration such as ``5m`` / ``90d``."""
+        if isinstance(value, str) and value and not value.replace(".", "", 1).isdigit():
+            return parse_duration(value)
+        return value
+
+    def replace(self, **changes: Any) -> Self:
+        """These settings with `changes`, validated again (paths made absolute).
+
+        Unlike `model_copy(update=...)`, which skips validation; the
+        environment is not read again.
+        """
+        return self.model_validate({**self.model_dump(), **changes})
 
     @property
     def bootstrap_servers(self) -> list[str]:

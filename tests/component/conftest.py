@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from scoring import ScoringModel, parse_model
-from streams.processor import Outgoing
+from streams.kafka.publisher import Outgoing
 
 MODEL_YAML = """
 version: "test-1"

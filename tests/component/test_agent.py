@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 from schemas import decode_dead_letter, decode_handoff
 from scoring import ScoringModel
-from streams.app import build
-from streams.processor import Topics
+from streams.pipeline.app import build
+from streams.pipeline.records import Topics
 from streams.settings import Settings
 from streams.store import MemoryLeadStore
 from tests.component.conftest import FakePublisher, event, page
@@ -26,8 +26,7 @@ async def until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
 async def test_agent_scores_hands_off_and_dead_letters(model: ScoringModel) -> None:
     store, publisher = MemoryLeadStore(), FakePublisher()
     settings = Settings(broker="kafka://127.0.0.1:9", web_port=6066, batch_within=0.01)
-    pipeline = build(settings, model, store=store)
-    pipeline.processor.publisher = publisher
+    pipeline = build(settings, model, store=store, publisher=publisher)
     bodies = [
         event("identify", "lead-1", traits={"company_size": 300}),
         page("https://x.io/pricing", at=1),
@@ -51,8 +50,7 @@ async def test_agent_retries_a_batch_until_the_broker_takes_it(model: ScoringMod
     store, publisher = MemoryLeadStore(), FakePublisher()
     publisher.fail_next = 2  # the broker refuses twice, then recovers
     settings = Settings(broker="kafka://127.0.0.1:9", web_port=6066)
-    pipeline = build(settings, model, store=store)
-    pipeline.processor.publisher = publisher
+    pipeline = build(settings, model, store=store, publisher=publisher)
     bodies = [
         event("identify", "lead-2", traits={"company_size": 300}),
         event("demo_request", "lead-2", at=1),

@@ -10,8 +10,9 @@ import pytest
 
 from schemas import BehaviorEvent, decode_dead_letter, decode_handoff, decode_transition
 from scoring import ScoringModel, apply, engagement, new_lead
-from streams.processor import Processor, Record, Topics, decode_state
-from streams.store import MemoryLeadStore
+from streams.pipeline.processor import Processor
+from streams.pipeline.records import Record, Topics
+from streams.store import MemoryLeadStore, decode_state
 from tests.component.conftest import T0, FakePublisher, event, page
 
 TOPICS = Topics()

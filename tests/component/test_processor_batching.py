@@ -1,6 +1,6 @@
 """Batching never changes what a lead ends up with.
 
-The processor applies a batch in rounds (`streams.processor._rounds`): every
+The processor applies a batch in rounds (`streams.pipeline.identity.rounds`): every
 subject's events and identity links in arrival order, independent links merged
 together. Fed the same records one at a time, in chunks, or as one batch, the
 leads' states, transitions and the report totals must be the same.
@@ -17,9 +17,11 @@ import pytest
 
 from schemas import BehaviorEvent, decode_transition
 from scoring import ScoringModel, default_model
-from streams.demo import PERSONAS, persona_events
-from streams.processor import Processor, Record, Report, _rounds, decode_state
-from streams.store import MemoryLeadStore
+from streams.dev.demo import PERSONAS, persona_events
+from streams.pipeline.identity import rounds as _rounds
+from streams.pipeline.processor import Processor
+from streams.pipeline.records import Record, Report
+from streams.store import MemoryLeadStore, decode_state
 from tests.component.conftest import T0, FakePublisher, event, page
 
 

@@ -14,11 +14,11 @@ import redis
 from kafka import KafkaConsumer, KafkaProducer
 
 from scoring import LeadState
-from streams import keys
-from streams.devstack import DevStack, free_port
+from streams.dev.devstack import DevStack, free_port
+from streams.dev.workerproc import WorkerProcess
+from streams.kafka.topics import create_topics
 from streams.settings import Settings
-from streams.topics import create_topics
-from streams.workerproc import WorkerProcess
+from streams.store.redis import keys
 
 MODEL_YAML = """
 version: "integration-1"

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from streams.devstack import free_port
+from streams.dev.devstack import free_port
+from streams.dev.workerproc import WorkerProcess
 from streams.settings import Settings
-from streams.workerproc import WorkerProcess
 from tests.integration.harness import read_state, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]

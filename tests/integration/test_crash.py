@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 
 from scoring import engagement, parse_model
-from streams.devstack import DevStack
-from streams.processor import Processor, Record, decode_state
-from streams.store import MemoryLeadStore
+from streams.dev.devstack import DevStack
+from streams.pipeline.processor import Processor
+from streams.pipeline.records import Record
+from streams.store import MemoryLeadStore, decode_state
 from tests.component.conftest import FakePublisher
 from tests.integration.harness import (
     MODEL_YAML,
@@ -78,7 +79,7 @@ async def test_sigkill_mid_batch_then_restart_equals_clean_run(
     stack: DevStack, tmp_path: Path
 ) -> None:
     settings = worker_settings(stack, tmp_path, partitions=4)
-    settings = settings.model_copy(update={"batch_size": 200})
+    settings = settings.replace(batch_size=200)
     bodies = traffic(seed=11)
     produce(settings, bodies)
     worker = start_worker(settings, tmp_path / "worker.log")

@@ -11,8 +11,8 @@ import pytest
 
 from schemas import BehaviorEvent, DeadLetter, original_payload
 from scoring import apply, engagement, new_lead, parse_model
+from streams.dev.workerproc import WorkerProcess
 from streams.settings import Settings
-from streams.workerproc import WorkerProcess
 from tests.integration.harness import (
     MODEL_YAML,
     TopicReader,

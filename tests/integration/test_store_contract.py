@@ -12,11 +12,10 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from streams import keys
-from streams.devstack import RedisServer
+from streams.dev.devstack import RedisServer
 from streams.settings import Settings
 from streams.store import SEEN_WINDOW, Commit, LeadStore, MemoryLeadStore
-from streams.store_redis import RedisLeadStore, connect, lead_fields
+from streams.store.redis import RedisLeadStore, connect, keys, lead_fields
 
 pytestmark = pytest.mark.integration
 

@@ -28,10 +28,11 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.partitioner.default import murmur2
 
 from scoring import LeadState, ScoringModel, engagement, parse_model
-from streams import keys
-from streams.processor import Processor, Record, Topics, decode_state
+from streams.pipeline.processor import Processor
+from streams.pipeline.records import Record, Topics
 from streams.settings import Settings
-from streams.store import Commit, MemoryLeadStore
+from streams.store import Commit, MemoryLeadStore, decode_state
+from streams.store.redis import keys
 from tests.component.conftest import FakePublisher
 
 CAMPAIGN_MODEL_YAML = """

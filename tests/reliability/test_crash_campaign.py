@@ -34,10 +34,10 @@ from typing import Any
 import pytest
 import redis
 
-from streams import keys
-from streams.devstack import DevStack, RedisServer, free_port
+from streams.dev.devstack import DevStack, RedisServer, free_port
+from streams.dev.workerproc import WorkerProcess
 from streams.settings import Settings
-from streams.workerproc import WorkerProcess
+from streams.store.redis import keys
 from tests.integration.harness import start_worker, worker_settings
 from tests.reliability.campaign import (
     CAMPAIGN_MODEL,
@@ -72,7 +72,7 @@ def campaign_settings(stack: DevStack, workdir: Path, *, redis_url: str | None =
     update: dict[str, object] = {"model_file": write_model(workdir), "batch_size": 250}
     if redis_url is not None:
         update["redis_url"] = redis_url
-    return settings.model_copy(update=update)
+    return settings.replace(**update)
 
 
 class CleanRunThread(threading.Thread):

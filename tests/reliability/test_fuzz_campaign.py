@@ -45,9 +45,9 @@ from schemas import (
     original_payload,
 )
 from scoring import LeadState, apply, new_lead, next_recycle_at
-from streams.devstack import DevStack
+from streams.dev.devstack import DevStack
+from streams.dev.workerproc import WorkerProcess
 from streams.settings import Settings
-from streams.workerproc import WorkerProcess
 from tests.integration.harness import start_worker, worker_settings
 from tests.reliability.campaign import (
     CAMPAIGN_MODEL,
@@ -172,7 +172,7 @@ def test_every_bad_payload_is_a_decode_error_with_a_reason(fuzz: Fuzz) -> None:
 @pytest.fixture
 def worker(stack: DevStack, tmp_path: Path) -> Iterator[tuple[Settings, WorkerProcess]]:
     settings = worker_settings(stack, tmp_path, partitions=4)
-    settings = settings.model_copy(update={"model_file": write_model(tmp_path)})
+    settings = settings.replace(model_file=write_model(tmp_path))
     process = start_worker(settings, tmp_path / "worker.log")
     try:
         yield settings, process

@@ -19,11 +19,11 @@ import redis.asyncio as aioredis
 
 from schemas import DecodeError, dead_letter, decode_dead_letter, encode
 from scoring import next_recycle_at
-from streams import keys
-from streams.devstack import DevStack
-from streams.processor import Processor, Record, decode_state
-from streams.store import MemoryLeadStore
-from streams.store_redis import RedisLeadStore
+from streams.dev.devstack import DevStack
+from streams.pipeline.processor import Processor
+from streams.pipeline.records import Record
+from streams.store import MemoryLeadStore, decode_state
+from streams.store.redis import RedisLeadStore, keys
 from tests.component.conftest import FakePublisher
 from tests.integration.harness import read_state, start_worker, wait_for, worker_settings
 from tests.reliability.campaign import CAMPAIGN_MODEL, partition_of, produce_records

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from redis.asyncio.connection import Connection
 
-from streams.store_redis import id_digest, in_window, pack
+from streams.store.redis import id_digest, in_window, pack
 
 COMMANDS: list[tuple[Any, ...]] = [
     ("EVALSHA", "f" * 40, 3, "lp:{a}:state", "lp:{a}:alias", "lp:{a}:outbox", b"1"),

@@ -21,7 +21,7 @@ def state(lead: str) -> str:
 
     ``w`` holds the 12-byte BLAKE2b digests of the last ``seen_window`` event
     ids applied to the lead (idempotency), concatenated oldest first; see
-    `streams.store_redis.id_digest`. Absent until an id is recorded. After a
+    `streams.store.redis.wire.id_digest`. Absent until an id is recorded. After a
     merge (`detach`) an anonymous id's hash keeps only ``w``.
     """
     return f"{PREFIX}:{{{lead}}}:state"

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from scoring import ScoringModel, explain
-from streams.processor import decode_state
-from streams.store import LeadStore
+from streams.store import LeadStore, decode_state
 
 
 async def explain_lead(

@@ -3,155 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import math
 import ssl
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, cast
 
-import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import NoScriptError, ResponseError
 
-from streams import keys
 from streams.settings import Settings
-from streams.store import SEEN_WINDOW, Commit, Snapshot
-
-DIGEST_SIZE = 12
-"""Bytes of an event id's digest in a lead's seen window (96-bit BLAKE2b)."""
-
-# KEYS: lead hash, outbox hash, alias string
-# ARGV: expected version, state blob, new id digests (concatenated), window size in
-#       bytes (ids * DIGEST_SIZE), outbox id/blob pairs...
-_COMMIT = """
-if redis.call('EXISTS', KEYS[3]) == 1 then return -2 end
-local got = redis.call('HMGET', KEYS[1], 'v', 'w')
-local v = tonumber(got[1] or '0')
-if v ~= tonumber(ARGV[1]) then return -1 end
-if ARGV[3] == '' then
-  redis.call('HSET', KEYS[1], 'v', v + 1, 's', ARGV[2])
-else
-  local w = (got[2] or '') .. ARGV[3]
-  local keep = tonumber(ARGV[4])
-  if #w > keep then w = string.sub(w, -keep) end
-  redis.call('HSET', KEYS[1], 'v', v + 1, 's', ARGV[2], 'w', w)
-end
-for i = 5, #ARGV, 2 do
-  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
-end
-return v + 1
-"""
-
-# KEYS: lead hash, alias string, outbox hash; ARGV: '1' to read the seen window too
-# One call instead of three commands per lead: on a pipeline the client's cost
-# per command dominates a snapshot.
-_SNAPSHOT = """
-local got
-if ARGV[1] == '1' then
-  got = redis.call('HMGET', KEYS[1], 'v', 's', 'w')
-else
-  got = redis.call('HMGET', KEYS[1], 'v', 's')
-end
-return {got[1], got[2], got[3] or false, redis.call('GET', KEYS[2]),
-        redis.call('HGETALL', KEYS[3])}
-"""
-
-# KEYS: lead hash, alias string, detached string; ARGV: lead id
-# The seen window (field w) stays: events already applied to the anonymous id
-# must not be credited to the lead again when they are re-delivered.
-_DETACH = """
-redis.call('SET', KEYS[2], ARGV[1])
-local blob = redis.call('HGET', KEYS[1], 's')
-if blob then
-  redis.call('SET', KEYS[3], blob)
-  redis.call('HDEL', KEYS[1], 'v', 's')
-end
-return redis.call('GET', KEYS[3])
-"""
-
-
-@dataclass(frozen=True)
-class LuaScript:
-    """A script called by its SHA1 (EVALSHA) and loaded when the server lacks it."""
-
-    source: str
-    sha: str = field(init=False)
-
-    def __post_init__(self) -> None:
-        # SHA1 is what Redis names scripts by, not a security measure
-        digest = hashlib.sha1(self.source.encode(), usedforsecurity=False).hexdigest()
-        object.__setattr__(self, "sha", digest)
-
-
-SNAPSHOT = LuaScript(_SNAPSHOT)
-COMMIT = LuaScript(_COMMIT)
-DETACH = LuaScript(_DETACH)
-
-Call = tuple[LuaScript, Sequence[Any]]
-"""A script and its EVALSHA arguments after the SHA: numkeys, keys..., args..."""
-NOSCRIPT_ATTEMPTS = 3
-"""Rounds of loading scripts the server lost (restart, SCRIPT FLUSH) before giving up."""
-
-
-def _call(script: LuaScript, keys: Sequence[str], args: Sequence[Any]) -> Call:
-    return script, (len(keys), *keys, *args)
-
-
-def pack(commands: Sequence[tuple[Any, ...]]) -> bytes:
-    """Commands in the Redis protocol, packed by hiredis (C).
-
-    redis-py 8's asyncio connection packs in pure Python; with two commands
-    per lead per batch that was 17 % of the scoring agent's batch work in a
-    py-spy profile of the throughput benchmark.
-    """
-    return b"".join(hiredis.pack_command(command) for command in commands)
-
-
-def id_digest(event_id: str) -> bytes:
-    """What a seen window stores for an event id: 12 bytes whatever the id's length.
-
-    Two different ids share a digest with probability 2**-96 per pair, so an
-    event is wrongly taken for a duplicate with probability below
-    seen_window * 2**-96 (about 1e-26 for the default window).
-    """
-    return hashlib.blake2b(event_id.encode(), digest_size=DIGEST_SIZE).digest()
-
-
-def window_field(event_ids: Sequence[str], window: int = SEEN_WINDOW) -> bytes:
-    """Field ``w`` of a lead that recorded `event_ids` (oldest first) in one commit."""
-    return b"".join(id_digest(i) for i in event_ids[-window:])
-
-
-def lead_fields(
-    version: int, state: bytes, event_ids: Sequence[str], window: int = SEEN_WINDOW
-) -> dict[str, bytes]:
-    """The hash `keys.state` holds for a lead at `version` that recorded `event_ids`.
-
-    What the commit script writes, for bulk loading (benchmarks, imports) with
-    plain HSET; not atomic with anything, so never for a live lead.
-    """
-    fields = {"v": str(version).encode(), "s": state}
-    if event_ids:
-        fields["w"] = window_field(event_ids, window)
-    return fields
-
-
-def in_window(digest: bytes, window: bytes) -> bool:
-    """Whether `window` holds `digest` as one of its aligned entries.
-
-    A search in C instead of a set of every entry: a snapshot asks about a
-    few ids, a window holds up to a thousand.
-    """
-    at = window.find(digest)
-    while at != -1:
-        if at % DIGEST_SIZE == 0:
-            return True
-        at = window.find(digest, at + 1)
-    return False
+from streams.store.base import SEEN_WINDOW, Commit, Snapshot
+from streams.store.redis import keys
+from streams.store.redis.scripts import COMMIT, DETACH, NOSCRIPT_ATTEMPTS, SNAPSHOT, Call, call
+from streams.store.redis.wire import DIGEST_SIZE, id_digest, in_window, pack, window_field
 
 
 def connect(settings: Settings) -> aioredis.Redis:
@@ -266,7 +133,7 @@ class RedisLeadStore:
             order.append((subject, id_list))
             # the window is only read when ids are asked about (not by the sweeper)
             calls.append(
-                _call(
+                call(
                     SNAPSHOT,
                     (keys.state(subject), keys.alias(subject), keys.outbox(subject)),
                     (b"1" if id_list else b"0",),
@@ -304,7 +171,7 @@ class RedisLeadStore:
             for message_id, blob in c.outbox.items():
                 args += [message_id, blob]
             calls.append(
-                _call(
+                call(
                     COMMIT,
                     (keys.state(c.subject), keys.outbox(c.subject), keys.alias(c.subject)),
                     args,
@@ -374,7 +241,7 @@ class RedisLeadStore:
     async def detach(self, anonymous_id: str, lead_id: str) -> bytes | None:
         (blob,) = await self._run(
             [
-                _call(
+                call(
                     DETACH,
                     (
                         keys.state(anonymous_id),

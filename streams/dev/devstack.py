@@ -563,8 +563,8 @@ def create_topics(
     Returns the names that were created now. Tansu cannot change the partition
     count later (no ``create_partitions``), so a mismatch is only logged.
     """
-    from streams.topics import TopicError
-    from streams.topics import create_topics as create
+    from streams.kafka.topics import TopicError
+    from streams.kafka.topics import create_topics as create
 
     try:
         return create(bootstrap, names, partitions, timeout=timeout)

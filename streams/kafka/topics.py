@@ -1,4 +1,4 @@
-"""Topic creation for a worker start: every leadpulse topic, configured partitions."""
+"""The topic catalogue and topic creation: every leadpulse topic, configured partitions."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from streams.kafka.security import kafka_python_options
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -15,19 +16,6 @@ TOPIC_ALREADY_EXISTS = 36
 
 class TopicError(RuntimeError):
     """Topics could not be created; the message names each topic and error."""
-
-
-def kafka_client_options(settings: Settings) -> dict[str, Any]:
-    """kafka-python client options for the configured security protocol."""
-    options: dict[str, Any] = {"security_protocol": settings.kafka_security_protocol}
-    if settings.kafka_sasl_mechanism:
-        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
-        options["sasl_plain_username"] = settings.kafka_sasl_username
-        if settings.kafka_sasl_password is not None:
-            options["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
-    if settings.kafka_ssl_cafile is not None:
-        options["ssl_cafile"] = str(settings.kafka_ssl_cafile)
-    return options
 
 
 def topic_names(settings: Settings) -> list[str]:
@@ -108,5 +96,5 @@ def ensure_topics(settings: Settings) -> list[str]:
         topic_names(settings),
         settings.partitions,
         replication_factor=settings.replication_factor,
-        client_options=kafka_client_options(settings),
+        client_options=kafka_python_options(settings),
     )

@@ -235,11 +235,11 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def run_demo(options: DemoOptions) -> int:
-    from streams.devstack import DevStack, free_port
+    from streams.dev.devstack import DevStack, free_port
+    from streams.dev.workerproc import WorkerProcess
     from streams.settings import Settings
-    from streams.workerproc import WorkerProcess
 
-    model_file = options.model_file or Path(str(resources.files("streams") / DEMO_MODEL))
+    model_file = options.model_file or Path(str(resources.files("streams.dev") / DEMO_MODEL))
     settings = Settings(model_file=model_file, partitions=4, sweep_interval=0.5)
     topics = {
         settings.events_topic: settings.partitions,
@@ -252,14 +252,12 @@ def run_demo(options: DemoOptions) -> int:
     print("starting the embedded stack (Tansu broker + redis-server) ...", flush=True)
     with DevStack(options.kafka_port, options.redis_port, topics=topics) as stack:
         web_port = free_port()
-        settings = settings.model_copy(
-            update={
-                "broker": f"kafka://{stack.bootstrap}",
-                "redis_url": stack.redis_url,
-                "web_port": web_port,
-                "data_dir": Path(stack.redis.workdir) / "worker",
-                "session_timeout": 2.0,  # Tansu joins a group in about half of it
-            }
+        settings = settings.replace(
+            broker=f"kafka://{stack.bootstrap}",
+            redis_url=stack.redis_url,
+            web_port=web_port,
+            data_dir=Path(stack.redis.workdir) / "worker",
+            session_timeout=2.0,
         )
         print(f"  kafka {stack.bootstrap}   redis {stack.redis_url}   http :{web_port}/stats")
         worker = WorkerProcess(settings, Path(stack.redis.workdir) / "worker.log").start()

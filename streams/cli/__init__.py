@@ -1,0 +1,23 @@
+"""`leadpulse` command line: run, feed, watch and inspect the scorer.
+
+One module per command family (`run`, `feed`, `inspect`, `model`), the
+parser in `parser`, text formatting apart in `format`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import suppress
+
+from streams.cli.common import EXIT_OK
+from streams.cli.parser import build_parser
+
+__all__ = ["build_parser", "main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    with suppress(BrokenPipeError):
+        result: int = args.func(args)
+        return result
+    return EXIT_OK

@@ -1,0 +1,59 @@
+"""Readable text for messages and leads; no I/O, so it is tested apart."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from schemas import DecodeError, decode
+from schemas.messages import DeadLetter, Handoff, StageTransition
+
+
+def describe_message(topic_kind: str, value: bytes) -> str:
+    """One readable line per handoff / transition / dead letter."""
+    try:
+        if topic_kind == "handoffs":
+            h = decode(value, Handoff)
+            why = ", ".join(f"{r.rule} {r.points:+.1f}" for r in h.reasons[:3])
+            return (
+                f"{h.occurred_at:%Y-%m-%d %H:%M:%S}  HANDOFF  {h.lead_id}  engagement "
+                f"{h.engagement:.1f}  fit {h.fit:.0f} ({h.grade})  why: {why}"
+            )
+        if topic_kind == "transitions":
+            t = decode(value, StageTransition)
+            cause = f"event {t.event_id}" if t.event_id else "decay"
+            return (
+                f"{t.occurred_at:%Y-%m-%d %H:%M:%S}  {t.lead_id}  {t.from_stage.upper()} -> "
+                f"{t.to_stage.upper()}  engagement {t.engagement:.1f}  grade {t.grade}  ({cause})"
+            )
+        if topic_kind == "dlq":
+            d = decode(value, DeadLetter)
+            return (
+                f"{d.failed_at:%Y-%m-%d %H:%M:%S}  DLQ  {d.source_topic}[{d.source_partition}]"
+                f"@{d.source_offset}  {d.reason}"
+            )
+    except DecodeError:
+        pass
+    return value.decode("utf-8", errors="replace")
+
+
+def format_lead(view: dict[str, Any]) -> str:
+    if "merged_into" in view:
+        return f"{view['lead_id']} was merged into {view['merged_into']}\n" + format_lead(
+            view["lead"]
+        )
+    if not view.get("found"):
+        return f"{view['lead_id']}: no such lead"
+    e = view["explanation"]
+    lines = [
+        f"lead        {view['lead_id']}" + ("  (anonymous)" if view["anonymous"] else ""),
+        f"stage       {str(e['stage']).upper()}",
+        f"engagement  {e['engagement']:.2f}",
+        f"fit         {e['fit']:.0f}  grade {e['grade']}",
+        f"model       {view['model_version']}",
+        "why (engagement, decayed to now):",
+    ]
+    lines.extend(f"  {p['rule']:28} {p['points']:+9.2f}" for p in e["parts"])
+    if e.get("fit_parts"):
+        lines.append("fit:")
+        lines.extend(f"  {p['rule']:28} {p['points']:+9.0f}" for p in e["fit_parts"])
+    return "\n".join(lines)

@@ -1,0 +1,36 @@
+"""`leadpulse lead`: a lead's score, grade, stage and why, read from Redis."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from typing import Any
+
+from scoring import ScoringModel
+from streams.cli.common import EXIT_FAILED, EXIT_OK, load_scoring_model, load_settings
+from streams.cli.format import format_lead
+from streams.settings import Settings
+
+
+def cmd_lead(args: argparse.Namespace) -> int:
+    settings = load_settings(redis_url=args.redis_url, model_file=args.model)
+    model = load_scoring_model(settings)
+    view = asyncio.run(_lead_view(settings, model, args.lead_id))
+    if args.json:
+        print(json.dumps(view, indent=2))
+    else:
+        print(format_lead(view))
+    return EXIT_OK if view.get("found", True) else EXIT_FAILED
+
+
+async def _lead_view(settings: Settings, model: ScoringModel, lead_id: str) -> dict[str, Any]:
+    from streams.http.views import explain_lead
+    from streams.store.redis import RedisLeadStore, connect
+
+    store = RedisLeadStore(connect(settings), due_shards=settings.due_shards)
+    try:
+        return await explain_lead(store, model, lead_id, time.time())
+    finally:
+        await store.close()

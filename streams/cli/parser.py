@@ -1,0 +1,121 @@
+"""The argument parser: every command, its flags and its help."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from streams.cli.feed import cmd_send, cmd_tail
+from streams.cli.inspect import cmd_lead
+from streams.cli.model import cmd_model_check, cmd_schema
+from streams.cli.run import cmd_demo, cmd_dev, cmd_worker
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="leadpulse",
+        description=(
+            "Real-time behavioural lead scoring: Kafka events in, decaying scores in Redis, "
+            "MQL-to-SAL handoffs out. Settings come from LEADPULSE_* environment variables; "
+            "flags override them."
+        ),
+        epilog="Start with `leadpulse demo`, or `leadpulse dev` to run the embedded stack.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run_commands(sub)
+    _add_tool_commands(sub)
+    return parser
+
+
+def _add_run_commands(sub: Any) -> None:
+    p = sub.add_parser("worker", help="run the scoring worker (Faust) against Kafka and Redis")
+    p.add_argument("--model", type=Path, help="scoring model YAML (default: the shipped model)")
+    p.add_argument("--web-port", type=int, help="HTTP port for /stats and /leads/ID (6066)")
+    p.add_argument("--data-dir", type=Path, help="worker data directory (.leadpulse)")
+    p.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--create-topics",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="create missing topics with LEADPULSE_PARTITIONS partitions first",
+    )
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser(
+        "dev",
+        help="start the embedded stack (Tansu broker + redis-server) and a worker",
+        description="Embedded stack for development: Ctrl-C stops everything.",
+    )
+    p.add_argument("--kafka-port", type=int, help="broker port (default: a free port)")
+    p.add_argument("--redis-port", type=int, help="redis-server port (default: a free port)")
+    p.add_argument("--model", type=Path, help="scoring model YAML")
+    p.add_argument("--web-port", type=int, default=6066, help="worker HTTP port (6066)")
+    p.add_argument("--data-dir", default=".leadpulse/dev", help="worker data directory")
+    p.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=cmd_dev)
+
+
+def _add_tool_commands(sub: Any) -> None:
+    p = sub.add_parser(
+        "send",
+        help="validate and produce events from a JSON-lines file or stdin",
+        description="Every line is validated first; invalid lines are reported with their number.",
+    )
+    p.add_argument("file", nargs="?", help="JSON-lines file (default or '-': stdin)")
+    p.add_argument("--broker", help="bootstrap server, e.g. 127.0.0.1:9092")
+    p.add_argument("--topic", help="topic (default: the events topic)")
+    p.add_argument(
+        "--skip-invalid", action="store_true", help="send the valid lines even if some are bad"
+    )
+    p.set_defaults(func=cmd_send)
+
+    p = sub.add_parser(
+        "tail",
+        help="print messages of a topic readably (handoffs, transitions, dlq, events, or a name)",
+    )
+    p.add_argument("topic", help="handoffs | transitions | dlq | events | any topic name")
+    p.add_argument("--broker", help="bootstrap server, e.g. 127.0.0.1:9092")
+    p.add_argument("--from-beginning", action="store_true", help="start at the oldest message")
+    p.add_argument("--max", type=int, default=0, help="stop after N messages")
+    p.add_argument("--timeout", type=float, default=0, help="stop after N idle seconds")
+    p.add_argument("--json", action="store_true", help="print the raw JSON")
+    p.set_defaults(func=cmd_tail)
+
+    p = sub.add_parser("lead", help="show a lead's score, grade, stage and why, from Redis")
+    p.add_argument("lead_id")
+    p.add_argument("--redis-url", help="Redis URL (default: LEADPULSE_REDIS_URL)")
+    p.add_argument("--model", type=Path, help="scoring model YAML used by the worker")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_lead)
+
+    p = sub.add_parser(
+        "demo",
+        help="embedded stack + worker + a simulated funnel; prints handoffs live",
+        description=(
+            "Starts Tansu and redis-server, a worker, and simulates a few hundred leads "
+            "over compressed time (half-lives of seconds), printing handoffs and recycles "
+            "as they happen and a summary at the end."
+        ),
+    )
+    p.add_argument("--leads", type=int, default=300, help="simulated leads (300)")
+    p.add_argument("--duration", type=float, default=45.0, help="seconds of traffic (45)")
+    p.add_argument("--seed", type=int, default=7, help="random seed (7)")
+    p.add_argument("--model", type=Path, help="model YAML (default: the compressed demo model)")
+    p.add_argument("--kafka-port", type=int)
+    p.add_argument("--redis-port", type=int)
+    p.set_defaults(func=cmd_demo)
+
+    model = sub.add_parser("model", help="work with scoring model files")
+    model_sub = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")
+    p = model_sub.add_parser(
+        "check", help="validate a model file; print a summary or the errors (exit 0/1)"
+    )
+    p.add_argument("file", type=Path)
+    p.set_defaults(func=cmd_model_check)
+
+    p = sub.add_parser("schema", help="print the JSON Schema of the wire messages")
+    p.add_argument(
+        "message", nargs="?", help="BehaviorEvent | StageTransition | Handoff | DeadLetter"
+    )
+    p.set_defaults(func=cmd_schema)

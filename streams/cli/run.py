@@ -1,0 +1,116 @@
+"""`leadpulse worker`, `dev` and `demo`: the commands that run the scorer."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+from pathlib import Path
+
+from scoring import ScoringModel
+from streams.cli.common import EXIT_OK, load_scoring_model, load_settings
+from streams.dev.workerproc import stop_process, worker_command
+from streams.settings import Settings
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    settings = load_settings(model_file=args.model, web_port=args.web_port, data_dir=args.data_dir)
+    model = load_scoring_model(settings)
+    if args.create_topics:
+        import concurrent.futures
+
+        from streams.kafka.topics import ensure_topics
+
+        # kafka-python 3's admin client sets an asyncio event loop on the calling
+        # thread; the Faust worker started after it on that thread exits at once
+        # (status 1, no log). A short-lived thread keeps that loop away from it.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(ensure_topics, settings).result()
+    run_worker(settings, model, loglevel=args.loglevel)
+    return EXIT_OK
+
+
+def run_worker(settings: Settings, model: ScoringModel, *, loglevel: str = "info") -> None:
+    """Run the Faust worker in this process until SIGINT/SIGTERM."""
+    import faust
+
+    from streams.pipeline.app import build, freeze_heap
+    from streams.store.redis import RedisLeadStore, connect
+
+    # faust.Worker chdirs into workdir and exits with status 1, silently, if it is missing
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = RedisLeadStore(connect(settings), due_shards=settings.due_shards)
+    pipeline = build(settings, model, store=store)
+    worker = faust.Worker(
+        pipeline.app,
+        loglevel=loglevel,
+        loop=event_loop(),
+        redirect_stdouts=False,
+        workdir=str(settings.data_dir),
+    )
+    freeze_heap()
+    worker.execute_from_commandline()
+
+
+def event_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from streams.dev.devstack import DevStack
+
+    settings = load_settings(model_file=args.model)
+    load_scoring_model(settings)  # reject a bad model before starting anything
+    stack = DevStack(args.kafka_port, args.redis_port, topics=_topic_partitions(settings))
+    print("starting Tansu broker and redis-server ...", flush=True)
+    with stack:
+        settings = settings.replace(
+            broker=f"kafka://{stack.bootstrap}",
+            redis_url=stack.redis_url,
+            web_port=args.web_port,
+            data_dir=Path(args.data_dir),
+            session_timeout=2.0,
+        )
+        for name, value in stack.describe().items():
+            print(f"  {name:10} {value}")
+        print(f"  {'http':10} http://{settings.web_host}:{settings.web_port}/stats")
+        print(f"\n  export LEADPULSE_BROKER=kafka://{stack.bootstrap}")
+        print(f"  export LEADPULSE_REDIS_URL={stack.redis_url}\n", flush=True)
+        argv, env = worker_command(settings, "--loglevel", args.loglevel)
+        worker = subprocess.Popen(argv, env=env)
+        try:
+            return worker.wait()
+        except KeyboardInterrupt:
+            print("\nstopping worker ...", flush=True)
+            stop_process(worker)
+            return EXIT_OK
+        finally:
+            stop_process(worker)
+
+
+def _topic_partitions(settings: Settings) -> dict[str, int]:
+    return {
+        settings.events_topic: settings.partitions,
+        settings.handoffs_topic: settings.partitions,
+        settings.transitions_topic: settings.partitions,
+        settings.dlq_topic: settings.partitions,
+    }
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from streams.dev.demo import DemoOptions, run_demo
+
+    return run_demo(
+        DemoOptions(
+            leads=args.leads,
+            duration=args.duration,
+            seed=args.seed,
+            model_file=args.model,
+            kafka_port=args.kafka_port,
+            redis_port=args.redis_port,
+        )
+    )

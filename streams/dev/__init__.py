@@ -1,0 +1,1 @@
+"""Development and test tools: the embedded stack, a worker subprocess, the demo."""

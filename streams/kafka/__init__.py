@@ -1,0 +1,1 @@
+"""Kafka wiring: topic catalogue, one security mapping, the publisher, the Faust transport."""

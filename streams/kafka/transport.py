@@ -1,0 +1,72 @@
+"""Faust wiring: raw topics and the consumer transport with a tunable fetch wait."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
+
+from streams.settings import Settings
+
+
+def raw_topic(app: faust.App, name: str, partitions: int) -> Any:
+    """Bytes in, bytes out: the schemas codec owns (de)serialisation, not Faust."""
+    return app.topic(
+        name,
+        partitions=partitions,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+
+
+FAUST_FETCH_MAX_WAIT_MS = 1500
+"""What faust-streaming 0.15 hard-codes for its consumer's fetch_max_wait_ms."""
+
+
+def fetch_max_wait_ms(settings: Settings) -> int:
+    """The worker consumer's fetch wait: `batch_within`, 1 ms to Faust's 1.5 s.
+
+    A fetch that finds no new records waits up to this long at the broker.
+    Tansu answers such a fetch only when the wait is over, even if records
+    arrive meanwhile (Apache Kafka answers as soon as they do), so with
+    Faust's fixed 1.5 s an event could wait 1.5 s before the worker saw it.
+    Tied to `batch_within`, the time the worker already allows a batch to
+    fill, an event waits at most about twice that before it is scored.
+    """
+    wait = round(settings.batch_within * 1000)
+    return max(1, min(FAUST_FETCH_MAX_WAIT_MS, wait))
+
+
+def _thread_loop(main: asyncio.AbstractEventLoop) -> asyncio.AbstractEventLoop:
+    """The consumer thread's event loop: uvloop when the worker runs on uvloop."""
+    if type(main).__module__.startswith("uvloop"):
+        import uvloop
+
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+def consumer_transport(app: faust.App, fetch_wait_ms: int) -> Any:
+    """Faust's aiokafka transport, except for the consumer's fetch_max_wait_ms."""
+
+    class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+        def _create_worker_consumer(self, transport: Any) -> Any:
+            consumer = super()._create_worker_consumer(transport)
+            consumer._fetch_max_wait_ms = fetch_wait_ms  # read by consumer.start()
+            return consumer
+
+    class Consumer(faust_aiokafka.Consumer):
+        def _new_consumer_thread(self) -> Any:
+            return ConsumerThread(
+                self, loop=self.loop, beacon=self.beacon, thread_loop=_thread_loop(self.loop)
+            )
+
+    class Transport(faust_aiokafka.Transport):
+        pass
+
+    Transport.Consumer = Consumer
+    return Transport(app.conf.broker_consumer, app)

@@ -1,0 +1,69 @@
+"""Worker health: which steps are failing and for how long, and what was dead-lettered.
+
+A transient failure (Redis or Kafka unreachable, a timeout) is retried; the
+worker reports itself unhealthy once one has lasted `unhealthy_after`
+seconds. Permanent failures do not make it unhealthy (it went on), but
+`/health` says what was dead-lettered last and why.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Failure:
+    since: float
+    error: str
+    attempts: int = 1
+
+
+@dataclass
+class Health:
+    """Shared by the agents, timers and `/health` of one worker."""
+
+    unhealthy_after: float = 30.0
+    clock: Callable[[], float] = time.time
+    failing: dict[str, Failure] = field(default_factory=dict)
+    dead_lettered: int = 0
+    last_dead_letter: dict[str, Any] | None = None
+
+    def failed(self, what: str, error: BaseException) -> None:
+        text = f"{type(error).__name__}: {error}"
+        current = self.failing.get(what)
+        if current is None:
+            self.failing[what] = Failure(since=self.clock(), error=text)
+        else:
+            current.error = text
+            current.attempts += 1
+
+    def recovered(self, what: str) -> None:
+        self.failing.pop(what, None)
+
+    def dead_letter(self, reason: str, **where: Any) -> None:
+        self.dead_lettered += 1
+        self.last_dead_letter = {"reason": reason, "at": self.clock(), **where}
+
+    @property
+    def healthy(self) -> bool:
+        now = self.clock()
+        return all(now - f.since < self.unhealthy_after for f in self.failing.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        now = self.clock()
+        return {
+            "healthy": self.healthy,
+            "failing": {
+                what: {
+                    "for_seconds": round(now - f.since, 3),
+                    "attempts": f.attempts,
+                    "error": f.error,
+                }
+                for what, f in self.failing.items()
+            },
+            "dead_lettered": self.dead_lettered,
+            "last_dead_letter": self.last_dead_letter,
+        }

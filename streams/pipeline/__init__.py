@@ -1,0 +1,1 @@
+"""The scoring pipeline: processor, identity merges, outbox, sweeper, and the Faust app."""

@@ -1,0 +1,105 @@
+"""The outbox: decided messages wait in Redis until Kafka acknowledged them.
+
+A commit writes a lead's new state and the messages it decided in one atomic
+step; `Outbox.publish` sends them and forgets them only after the broker's
+acks, so a crash in between republishes the same messages (same ids) later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+from schemas import Handoff, StageTransition, decode_transition, encode
+from scoring import LeadState, ScoringModel, next_recycle_at
+from streams.kafka.publisher import Outgoing, Publisher
+from streams.pipeline.records import Decided, Report, Topics
+from streams.store import Commit, LeadStore, Snapshot, encode_state
+
+TRANSITION_PREFIX = "t:"
+HANDOFF_PREFIX = "h:"
+"""Outbox ids are prefix + the lead's transition sequence number, so a lead's
+messages are published in the order they were decided."""
+
+
+def make_commit(
+    snap: Snapshot,
+    state: LeadState,
+    event_ids: Iterable[str],
+    transitions: Sequence[StageTransition],
+    *,
+    decided: Decided,
+    model: ScoringModel,
+) -> Commit:
+    """The commit of `state` with its decided messages; they are also noted in `decided`."""
+    outbox: dict[str, bytes] = {}
+    first_seq = state.transition_seq - len(transitions)
+    for n, t in enumerate(transitions, start=first_seq + 1):
+        message_id = f"{TRANSITION_PREFIX}{n:010d}"
+        outbox[message_id] = encode(t)
+        decided[snap.subject, message_id] = t
+        if t.is_handoff:
+            handoff = Handoff.from_transition(t, profile=dict(state.traits))
+            outbox[f"{HANDOFF_PREFIX}{n:010d}"] = encode(handoff)
+    return Commit(
+        subject=snap.subject,
+        expected_version=snap.version,
+        state=encode_state(state),
+        event_ids=list(event_ids),
+        outbox=outbox,
+        due_at=next_recycle_at(state, model),
+    )
+
+
+class Outbox:
+    """Publishes lead outboxes and clears what the broker acknowledged."""
+
+    def __init__(self, store: LeadStore, publisher: Publisher, topics: Topics) -> None:
+        self.store = store
+        self.publisher = publisher
+        self.topics = topics
+
+    async def publish(
+        self,
+        outboxes: Mapping[str, Mapping[str, bytes]],
+        report: Report,
+        decided: Decided | None = None,
+    ) -> None:
+        """Send, wait for the broker's acks, then forget; a failure keeps the outbox.
+
+        Transitions this run decided come from `decided`; only ones an earlier
+        run left in an outbox are decoded again.
+        """
+        known = decided or {}
+        messages: list[Outgoing] = []
+        transitions: list[StageTransition] = []
+        sent: dict[str, list[str]] = {}
+        for subject, box in outboxes.items():
+            if not box:
+                continue
+            for message_id, blob in sorted(box.items(), key=_publish_order):
+                if message_id.startswith(HANDOFF_PREFIX):
+                    messages.append(Outgoing(self.topics.handoffs, subject, blob))
+                else:
+                    messages.append(Outgoing(self.topics.transitions, subject, blob))
+                    made = known.get((subject, message_id))
+                    transitions.append(made if made is not None else decode_transition(blob))
+                sent.setdefault(subject, []).append(message_id)
+        if not messages:
+            return
+        await self.publisher.publish(messages)
+        await self.store.clear_outbox(sent)
+        report.published += len(messages)
+        report.transitions.extend(transitions)
+
+    async def replay(self) -> Report:
+        """Publish what a previous run decided but could not confirm as sent."""
+        report = Report()
+        async for subject, box in self.store.pending_outboxes():
+            await self.publish({subject: box}, report)
+        return report
+
+
+def _publish_order(item: tuple[str, bytes]) -> tuple[str, bool]:
+    """Decision order; a transition before the handoff it caused."""
+    message_id = item[0]
+    return (message_id[len(HANDOFF_PREFIX) :], message_id.startswith(HANDOFF_PREFIX))

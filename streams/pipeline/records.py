@@ -1,0 +1,50 @@
+"""What flows through the pipeline: records in, messages out, a report of each call."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from schemas import StageTransition
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One Kafka record as received, enough to score it or dead-letter it."""
+
+    key: bytes | None
+    value: bytes | None
+    topic: str
+    partition: int
+    offset: int
+    timestamp: float | None = None
+    """The record's Kafka timestamp (epoch seconds); bounds the event's time."""
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    handoffs: str = "leadpulse.handoffs"
+    transitions: str = "leadpulse.transitions"
+    dlq: str = "leadpulse.events.dlq"
+
+
+@dataclass
+class Report:
+    """What one call did; the CLI and metrics read it."""
+
+    scored: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    transitions: list[StageTransition] = field(default_factory=list)
+    """Transitions published by this call (including ones an earlier run decided)."""
+    published: int = 0
+
+    def add(self, other: Report) -> None:
+        self.scored += other.scored
+        self.duplicates += other.duplicates
+        self.dead_lettered += other.dead_lettered
+        self.transitions.extend(other.transitions)
+        self.published += other.published
+
+
+Decided = dict[tuple[str, str], StageTransition]
+"""(subject, outbox message id) -> the transition a commit put there, this run."""
