@@ -126,13 +126,16 @@ def dead_letter(
     partition: int,
     offset: int,
     failed_at: datetime,
+    lead_id: str | None = None,
+    max_payload: int = limits.MAX_DEAD_LETTER_PAYLOAD,
 ) -> DeadLetter:
     """Wrap rejected bytes: readable UTF-8 when that is compact, else base64.
 
     Control characters cost six bytes each as JSON escapes, so the shorter of
     the two forms is kept; a payload whose shorter form still exceeds
-    MAX_DEAD_LETTER_PAYLOAD is cut to a prefix, with its size and SHA-256, so
-    every letter fits a Kafka request and the worker never stalls on one.
+    `max_payload` (default MAX_DEAD_LETTER_PAYLOAD) is cut to a prefix, with
+    its size and SHA-256, so every letter fits a Kafka request and the worker
+    never stalls on one.
     """
     raw = payload or b""
     as_base64 = base64.b64encode(raw).decode("ascii")
@@ -145,9 +148,9 @@ def dead_letter(
         escaped = len(json.dumps(readable, ensure_ascii=False).encode()) - 2
         if escaped <= size:
             text, encoding, size = readable, "utf-8", escaped
-    truncated = size > limits.MAX_DEAD_LETTER_PAYLOAD
+    truncated = size > max_payload
     if truncated:
-        keep = limits.MAX_DEAD_LETTER_PAYLOAD * 3 // 4
+        keep = max_payload * 3 // 4
         text, encoding = base64.b64encode(raw[:keep]).decode("ascii"), "base64"
     errors = error.errors if isinstance(error, DecodeError) else [error]
     key_text: str | None = None
@@ -165,6 +168,7 @@ def dead_letter(
         source_topic=topic,
         source_partition=partition,
         source_offset=offset,
+        lead_id=lead_id,
         failed_at=failed_at,
         truncated=truncated,
         payload_size=len(raw),

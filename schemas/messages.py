@@ -227,7 +227,14 @@ class Handoff(BaseModel):
 
 
 class DeadLetter(BaseModel):
-    """Input leadpulse could not score, kept whole with the reason."""
+    """Input or output leadpulse could never process, kept whole with the reason.
+
+    Most letters are events that failed to decode; a lead's events whose
+    stored state cannot be read, and messages the broker refused for what
+    they are (a handoff too large), are letters too: `lead_id` names the
+    lead, and `source_partition`/`source_offset` are -1 when no input record
+    is known (a message replayed from the outbox).
+    """
 
     model_config = _OUT
 
@@ -239,6 +246,7 @@ class DeadLetter(BaseModel):
     source_topic: str
     source_partition: int
     source_offset: int
+    lead_id: str | None = None
     failed_at: AwareDatetime
     truncated: bool = False
     """True when only a prefix of a huge payload is kept (see payload_size/sha256)."""

@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     unhealthy_after: float = Field(
         30.0, gt=0, description="Seconds a transient failure may last before /health says 503."
     )
+    producer_max_request_size: int = Field(
+        1_000_000,
+        ge=1024,
+        description="Largest message the worker sends (bytes); larger ones are dead-lettered.",
+    )
     max_future_skew: float = Field(
         300.0,
         ge=0,

@@ -65,6 +65,7 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         "broker_rebalance_timeout": max(settings.session_timeout * 2, 10.0),
         "consumer_auto_offset_reset": "earliest",
         "producer_acks": -1,
+        "producer_max_request_size": settings.producer_max_request_size,
         "stream_wait_empty": False,
     }
 
@@ -100,6 +101,7 @@ def build(
     app = faust.App(settings.app_id, **faust_settings(settings))
     app.transport = consumer_transport(app, fetch_max_wait_ms(settings))
     events = raw_topic(app, settings.events_topic, settings.partitions)
+    health = health or Health(unhealthy_after=settings.unhealthy_after, clock=clock)
     processor = Processor(
         store,
         publisher if publisher is not None else FaustPublisher(app),
@@ -111,13 +113,11 @@ def build(
         ),
         clock=clock,
         sweep_limit=settings.sweep_limit,
+        health=health,
+        max_message=settings.producer_max_request_size,
     )
     pipeline = Pipeline(
-        app=app,
-        processor=processor,
-        store=store,
-        totals=totals or Totals(),
-        health=health or Health(unhealthy_after=settings.unhealthy_after, clock=clock),
+        app=app, processor=processor, store=store, totals=totals or Totals(), health=health
     )
     retry = functools.partial(
         retrying, stopped=lambda: bool(app.should_stop), health=pipeline.health

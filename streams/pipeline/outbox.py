@@ -11,7 +11,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from schemas import Handoff, StageTransition, decode_transition, encode
 from scoring import LeadState, ScoringModel, next_recycle_at
-from streams.kafka.publisher import Outgoing, Publisher
+from streams.kafka.publisher import Outgoing, Publisher, RefusedMessagesError
+from streams.pipeline.letters import DeadLetters
 from streams.pipeline.records import Decided, Report, Topics
 from streams.store import Commit, LeadStore, Snapshot, encode_state
 
@@ -53,10 +54,13 @@ def make_commit(
 class Outbox:
     """Publishes lead outboxes and clears what the broker acknowledged."""
 
-    def __init__(self, store: LeadStore, publisher: Publisher, topics: Topics) -> None:
+    def __init__(
+        self, store: LeadStore, publisher: Publisher, topics: Topics, letters: DeadLetters
+    ) -> None:
         self.store = store
         self.publisher = publisher
         self.topics = topics
+        self.letters = letters
 
     async def publish(
         self,
@@ -67,29 +71,42 @@ class Outbox:
         """Send, wait for the broker's acks, then forget; a failure keeps the outbox.
 
         Transitions this run decided come from `decided`; only ones an earlier
-        run left in an outbox are decoded again.
+        run left in an outbox are decoded again. A message the broker refuses
+        for what it is (too large) can never be sent: it is dead-lettered and
+        leaves the outbox, so it cannot stall the lead or the partition.
         """
         known = decided or {}
         messages: list[Outgoing] = []
-        transitions: list[StageTransition] = []
+        origin: dict[int, tuple[str, str]] = {}
+        transitions: dict[int, StageTransition] = {}
         sent: dict[str, list[str]] = {}
         for subject, box in outboxes.items():
             if not box:
                 continue
             for message_id, blob in sorted(box.items(), key=_publish_order):
                 if message_id.startswith(HANDOFF_PREFIX):
-                    messages.append(Outgoing(self.topics.handoffs, subject, blob))
+                    message = Outgoing(self.topics.handoffs, subject, blob)
                 else:
-                    messages.append(Outgoing(self.topics.transitions, subject, blob))
+                    message = Outgoing(self.topics.transitions, subject, blob)
                     made = known.get((subject, message_id))
-                    transitions.append(made if made is not None else decode_transition(blob))
+                    transitions[id(message)] = made if made is not None else decode_transition(blob)
+                messages.append(message)
+                origin[id(message)] = (subject, message_id)
                 sent.setdefault(subject, []).append(message_id)
         if not messages:
             return
-        await self.publisher.publish(messages)
+        refused: set[int] = set()
+        try:
+            await self.publisher.publish(messages)
+        except RefusedMessagesError as error:
+            for message, reason in error.refused:
+                subject, message_id = origin[id(message)]
+                self.letters.message(subject, message_id, message, reason)
+                refused.add(id(message))
+            report.dead_lettered += await self.letters.flush()
         await self.store.clear_outbox(sent)
-        report.published += len(messages)
-        report.transitions.extend(transitions)
+        report.published += len(messages) - len(refused)
+        report.transitions.extend(t for key, t in transitions.items() if key not in refused)
 
     async def replay(self) -> Report:
         """Publish what a previous run decided but could not confirm as sent."""

@@ -5,19 +5,24 @@ hand them over directly. Every step that can fail half-way is safe to redo:
 commits are compare-and-set and idempotent per event id, decided messages
 sit in a per-lead outbox until Kafka acknowledged them (`outbox`), and the
 transition ids are deterministic, so a redo republishes the same ids.
-Identity links are merged by `identity`, decay-only moves found by `sweeper`.
+Identity links are merged by `identity`, decay-only moves found by `sweeper`;
+what can never be processed is dead-lettered (`letters`) and the batch goes on.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import suppress
 from datetime import UTC, datetime
 
-from schemas import BehaviorEvent, DecodeError, dead_letter, decode_event, encode
+from schemas import BehaviorEvent, DecodeError, decode_event
 from scoring import LeadState, ScoringModel, apply_many, new_lead, next_recycle_at
-from streams.kafka.publisher import Outgoing, Publisher
+from streams.errors import CorruptStateError
+from streams.kafka.publisher import Publisher
+from streams.observability.health import Health
 from streams.pipeline.identity import MAX_COMMIT_ATTEMPTS, Identity, rounds
+from streams.pipeline.letters import MAX_MESSAGE, DeadLetters
 from streams.pipeline.outbox import Outbox, make_commit
 from streams.pipeline.records import Decided, Record, Report, Topics
 from streams.pipeline.sweeper import Sweeper
@@ -38,46 +43,51 @@ class Processor:
         topics: Topics | None = None,
         clock: Callable[[], float],
         sweep_limit: int = 1000,
+        health: Health | None = None,
+        max_message: int = MAX_MESSAGE,
     ) -> None:
         self.store = store
         self.publisher = publisher
         self.model = model
         self.topics = topics or Topics()
         self.clock = clock
-        self.outbox = Outbox(store, publisher, self.topics)
-        self.identity = Identity(store, self.outbox, model, self._apply, self._load)
+        self.health = health or Health(clock=clock)
+        self.letters = DeadLetters(
+            publisher, self.topics.dlq, clock, self.health, max_message=max_message
+        )
+        self.outbox = Outbox(store, publisher, self.topics, self.letters)
+        self.identity = Identity(store, self.outbox, model, self._apply, self.load)
         self.sweeper = Sweeper(store, self.outbox, model, limit=sweep_limit)
+        self._origin: dict[int, Record] = {}
+        """id() of each event of the current batch -> the record it came from."""
 
     # -- events ---------------------------------------------------------------------
 
     async def process(self, records: Sequence[Record]) -> Report:
-        """Score a batch; bad records go to the DLQ; returns after all is published."""
+        """Score a batch; what can never be scored goes to the DLQ; returns once published."""
         report = Report()
         now = datetime.fromtimestamp(self.clock(), UTC)
         events: list[BehaviorEvent] = []
-        letters: list[Outgoing] = []
-        for record in records:
-            try:
-                events.append(decode_event(record.value or b"", now=now))
-            except DecodeError as error:
-                letter = dead_letter(
-                    record.value,
-                    error,
-                    key=record.key,
-                    topic=record.topic,
-                    partition=record.partition,
-                    offset=record.offset,
-                    failed_at=now,
-                )
-                key = letter.key or ""
-                letters.append(Outgoing(self.topics.dlq, key, encode(letter)))
-        if letters:
-            await self.publisher.publish(letters)
-            report.dead_lettered = len(letters)
-        for segment, links in rounds(events):
-            report.add(await self._apply(segment))
-            if links:
-                report.add(await self.identity.link(links))
+        self._origin.clear()
+        try:
+            for record in records:
+                try:
+                    event = decode_event(record.value or b"", now=now)
+                except DecodeError as error:
+                    self.letters.record(record, error)
+                    continue
+                self._origin[id(event)] = record
+                events.append(event)
+            for segment, links in rounds(events):
+                report.add(await self._apply(segment))
+                if links:
+                    report.add(await self.identity.link(links))
+            report.dead_lettered += await self.letters.flush()
+        except BaseException:
+            self.letters.discard()  # a retry queues them again
+            raise
+        finally:
+            self._origin.clear()
         return report
 
     async def _apply(self, events: Sequence[BehaviorEvent]) -> Report:
@@ -102,10 +112,16 @@ class Processor:
                 fresh = [e for e in subject_events if e.event_id not in snap.seen]
                 report.duplicates += len(subject_events) - len(fresh)
                 if not fresh:
+                    # an unreadable state's new events were dead-lettered: nothing to restore
                     if snap.state is not None:
-                        replayed[subject] = decode_state(snap.state)
+                        with suppress(CorruptStateError):
+                            replayed[subject] = self.load(snap, known=False)
                     continue
-                state = self._load(snap, any(e.lead_id is not None for e in fresh))
+                try:
+                    state = self.load(snap, any(e.lead_id is not None for e in fresh))
+                except CorruptStateError as error:
+                    self.reject(fresh, error.reason, subject)
+                    continue
                 state, caused = apply_many(state, fresh, self.model)
                 ids = [e.event_id for e in fresh]
                 commits.append(
@@ -131,8 +147,8 @@ class Processor:
             pending = {s: evs for s, evs in pending.items() if s in lost}
         raise RuntimeError(f"gave up after {MAX_COMMIT_ATTEMPTS} lost races on {sorted(pending)}")
 
-    @staticmethod
     def _follow_aliases(
+        self,
         pending: dict[str, list[BehaviorEvent]],
         snaps: Mapping[str, Snapshot],
         report: Report,
@@ -157,33 +173,24 @@ class Processor:
                 for e in fresh:
                     copy = e.model_copy(update={"lead_id": alias})
                     arrival[id(copy)] = arrival[id(e)]
+                    if id(e) in self._origin:
+                        self._origin[id(copy)] = self._origin[id(e)]
                     result.setdefault(alias, []).append(copy)
                 targets.add(alias)
         for target in targets:
             result[target].sort(key=lambda e: arrival[id(e)])
         return result, targets
 
+    def reject(self, events: Iterable[BehaviorEvent], reason: str, lead: str) -> None:
+        """Dead-letter a lead's events that can never be applied (sent with the batch)."""
+        for event in events:
+            self.letters.event(event, reason, lead_id=lead, record=self._origin.get(id(event)))
+
     async def dead_letter_records(self, records: Sequence[Record], reason: str) -> Report:
         """Send whole records to the DLQ with one reason (a batch that can never be scored)."""
-        now = datetime.fromtimestamp(self.clock(), UTC)
-        letters = [
-            Outgoing(self.topics.dlq, (r.key or b"").decode("utf-8", "replace"), encode(letter))
-            for r in records
-            for letter in [
-                dead_letter(
-                    r.value,
-                    reason,
-                    key=r.key,
-                    topic=r.topic,
-                    partition=r.partition,
-                    offset=r.offset,
-                    failed_at=now,
-                )
-            ]
-        ]
-        if letters:
-            await self.publisher.publish(letters)
-        return Report(dead_lettered=len(letters))
+        for record in records:
+            self.letters.record(record, reason)
+        return Report(dead_lettered=await self.letters.flush())
 
     # -- time and restarts ------------------------------------------------------------
 
@@ -197,10 +204,22 @@ class Processor:
 
     # -- helpers --------------------------------------------------------------------
 
-    def _load(self, snap: Snapshot, known: bool) -> LeadState:
+    def load(self, snap: Snapshot, known: bool) -> LeadState:
+        """The snapshot's state (a new lead if none); known=True makes it a known lead."""
         if snap.state is None:
             return new_lead(snap.subject, anonymous=not known)
-        state = decode_state(snap.state)
+        try:
+            state = decode_state(snap.state)
+        except CorruptStateError as error:
+            raise CorruptStateError(
+                f"stored state of {snap.subject!r} cannot be decoded: {error.reason}",
+                subject=snap.subject,
+            ) from error
+        except ValueError as error:
+            raise CorruptStateError(
+                f"stored state of {snap.subject!r} cannot be decoded: {error}",
+                subject=snap.subject,
+            ) from error
         if known and state.anonymous:
             state = state.model_copy(update={"anonymous": False})
         return state

@@ -7,10 +7,15 @@ passed: the cost is proportional to the due leads, not to all leads.
 
 from __future__ import annotations
 
+import logging
+
 from scoring import ScoringModel, evaluate
+from streams.errors import CorruptStateError
 from streams.pipeline.outbox import Outbox, make_commit
 from streams.pipeline.records import Decided, Report
 from streams.store import Commit, LeadStore, decode_state
+
+log = logging.getLogger(__name__)
 
 
 class Sweeper:
@@ -33,14 +38,24 @@ class Sweeper:
         snaps = await self.store.snapshot(dict.fromkeys(due, ()))
         commits: list[Commit] = []
         decided: Decided = {}
+        unreadable: dict[str, float | None] = {}
         for snap in snaps.values():
             if snap.state is None:
                 continue
+            try:
+                state = decode_state(snap.state)
+            except (CorruptStateError, ValueError) as error:
+                # its events are dead-lettered as they come; the sweep must not spin on it
+                log.warning(
+                    "not sweeping %s: stored state cannot be decoded (%s)", snap.subject, error
+                )
+                unreadable[snap.subject] = None
+                continue
             # the index entry is the crossing an earlier commit computed: a hint
-            state, caused = evaluate(
-                decode_state(snap.state), at, self.model, hint=due[snap.subject]
-            )
+            state, caused = evaluate(state, at, self.model, hint=due[snap.subject])
             commits.append(make_commit(snap, state, (), caused, decided=decided, model=self.model))
+        if unreadable:
+            await self.store.index_due(unreadable)
         lost = await self.store.commit(commits)
         # a lost race means another worker or the lead's own partition updated it
         await self.outbox.publish(

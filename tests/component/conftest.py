@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from scoring import ScoringModel, parse_model
-from streams.kafka.publisher import Outgoing
+from streams.kafka.publisher import Outgoing, RefusedMessagesError
 
 MODEL_YAML = """
 version: "test-1"
@@ -69,17 +69,32 @@ def page(url: str, lead: str | None = "lead-1", **kw: Any) -> dict[str, Any]:
 
 
 class FakePublisher:
-    """Collects published messages; can be told to fail the next N publishes."""
+    """Collects published messages; can fail the next N publishes, or refuse big messages.
 
-    def __init__(self) -> None:
+    Like the real broker, a message above `max_size` bytes is refused for
+    good (`RefusedMessagesError`) while the others of the same publish land.
+    """
+
+    def __init__(self, max_size: int | None = None) -> None:
         self.sent: list[Outgoing] = []
         self.fail_next = 0
+        self.max_size = max_size
+        self.calls = 0
 
     async def publish(self, messages: Sequence[Outgoing]) -> None:
+        self.calls += 1
         if self.fail_next:
             self.fail_next -= 1
             raise ConnectionError("broker unavailable (fake)")
-        self.sent.extend(messages)
+        limit = self.max_size
+        refused = [
+            (m, "MessageSizeTooLargeError (fake)")
+            for m in messages
+            if limit and len(m.value) > limit
+        ]
+        self.sent.extend(m for m in messages if not (limit and len(m.value) > limit))
+        if refused:
+            raise RefusedMessagesError(refused)
 
     def on(self, topic: str) -> list[Outgoing]:
         return [m for m in self.sent if m.topic == topic]

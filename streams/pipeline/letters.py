@@ -1,0 +1,157 @@
+"""Dead letters: whatever can never be processed goes to the DLQ topic, once, with why.
+
+Three kinds reach it: records that do not decode, a lead's events whose
+stored state this release cannot read, and messages the broker refuses for
+what they are (a handoff above its size limit). A letter is remembered once
+the broker acknowledged it, so a batch retried after a transient failure
+does not letter the same record again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from datetime import UTC, datetime
+from typing import Any
+
+from schemas import BehaviorEvent, DecodeError, dead_letter, encode
+from streams.kafka.publisher import Outgoing, Publisher, RefusedMessagesError
+from streams.observability.health import Health
+from streams.pipeline.records import Record
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE = 1_000_000
+"""The producer's default largest message (bytes); a letter must fit in it."""
+LETTER_OVERHEAD = 4096
+"""Room for a letter's own fields (reason, errors, key) around its payload."""
+REMEMBERED = 100_000
+"""Letters remembered against re-sending: far more than one batch can hold."""
+
+
+class DeadLetters:
+    """Builds, de-duplicates and publishes dead letters to one topic."""
+
+    def __init__(
+        self,
+        publisher: Publisher,
+        topic: str,
+        clock: Callable[[], float],
+        health: Health | None = None,
+        *,
+        max_message: int = MAX_MESSAGE,
+    ) -> None:
+        self.publisher = publisher
+        self.max_payload = max(256, max_message - LETTER_OVERHEAD)
+        self.topic = topic
+        self.clock = clock
+        self.health = health
+        self._sent: OrderedDict[Hashable, None] = OrderedDict()
+        self._pending: list[tuple[Hashable, Outgoing, dict[str, Any]]] = []
+
+    def record(
+        self,
+        record: Record,
+        error: DecodeError | str,
+        *,
+        lead_id: str | None = None,
+        marker: Hashable | None = None,
+    ) -> None:
+        """Queue a letter for an input record (skipped if it was lettered already)."""
+        marker = marker or ("record", record.topic, record.partition, record.offset)
+        if marker in self._sent:
+            return
+        letter = dead_letter(
+            record.value,
+            error,
+            key=record.key,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            failed_at=self._now(),
+            lead_id=lead_id,
+            max_payload=self.max_payload,
+        )
+        where = {
+            "reason": letter.reason,
+            "lead_id": lead_id,
+            "partition": record.partition,
+            "offset": record.offset,
+        }
+        self._pending.append(
+            (marker, Outgoing(self.topic, letter.key or "", encode(letter)), where)
+        )
+
+    def event(
+        self,
+        event: BehaviorEvent,
+        reason: str,
+        *,
+        lead_id: str | None,
+        record: Record | None = None,
+    ) -> None:
+        """Queue a letter for a decoded event: its record when known, else the event itself."""
+        if record is not None:
+            self.record(record, reason, lead_id=lead_id)
+            return
+        made = Record(event.subject.encode(), encode(event), "(event)", partition=-1, offset=-1)
+        self.record(made, reason, lead_id=lead_id, marker=("event", event.subject, event.event_id))
+
+    def message(self, subject: str, message_id: str, message: Outgoing, reason: str) -> None:
+        """Queue a letter for a decided message the broker refused."""
+        marker = ("message", subject, message_id)
+        if marker in self._sent:
+            return
+        letter = dead_letter(
+            message.value,
+            reason,
+            key=subject.encode(),
+            topic=message.topic,
+            partition=-1,
+            offset=-1,
+            failed_at=self._now(),
+            lead_id=subject,
+            max_payload=self.max_payload,
+        )
+        where = {
+            "reason": reason,
+            "lead_id": subject,
+            "message_id": message_id,
+            "topic": message.topic,
+        }
+        self._pending.append((marker, Outgoing(self.topic, subject, encode(letter)), where))
+
+    async def flush(self) -> int:
+        """Publish the queued letters; returns how many were sent."""
+        if not self._pending:
+            return 0
+        pending, self._pending = self._pending, []
+        refused: set[int] = set()
+        try:
+            await self.publisher.publish([letter for _, letter, _ in pending])
+        except RefusedMessagesError as error:
+            # even the letter cannot be sent (a broker limit below ours): say so, go on
+            for letter, reason in error.refused:
+                log.error("dead letter refused by the broker, dropped: %s", reason)  # noqa: TRY400
+                refused.add(id(letter))
+        except BaseException:
+            self._pending = pending + self._pending
+            raise
+        for marker, letter, where in pending:
+            self._remember(marker)
+            if self.health is not None and id(letter) not in refused:
+                self.health.dead_letter(**where)
+        return len(pending) - len(refused)
+
+    def discard(self) -> None:
+        """Forget queued letters (their batch will be retried and queue them again)."""
+        self._pending.clear()
+
+    def _remember(self, marker: Hashable) -> None:
+        self._sent[marker] = None
+        while len(self._sent) > REMEMBERED:
+            self._sent.popitem(last=False)
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), UTC)
