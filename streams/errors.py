@@ -27,6 +27,10 @@ class PermanentError(LeadpulseError):
         self.subject = subject
 
 
+class FatalError(LeadpulseError):
+    """This process cannot go on correctly; it must start over (see `RollbackError`)."""
+
+
 class CorruptStateError(PermanentError):
     """A lead's stored state cannot be decoded by this release."""
 
@@ -77,6 +81,7 @@ def is_permanent_kafka_error(error: BaseException) -> bool:
 
 __all__ = [
     "CorruptStateError",
+    "FatalError",
     "LeadpulseError",
     "PermanentError",
     "TransientError",

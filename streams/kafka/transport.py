@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
@@ -50,8 +51,20 @@ def _thread_loop(main: asyncio.AbstractEventLoop) -> asyncio.AbstractEventLoop:
     return asyncio.new_event_loop()
 
 
-def consumer_transport(app: faust.App, fetch_wait_ms: int) -> Any:
-    """Faust's aiokafka transport, except for the consumer's fetch_max_wait_ms."""
+AfterSeek = Callable[[Any], Awaitable[None]]
+"""Called with the Faust consumer after it sought its partitions to committed offsets."""
+
+
+def consumer_transport(
+    app: faust.App, fetch_wait_ms: int, after_seek: AfterSeek | None = None
+) -> Any:
+    """Faust's aiokafka transport, with the consumer's fetch_max_wait_ms and a seek hook.
+
+    Faust seeks every assigned partition to its committed offset when a
+    rebalance completes, with the stream paused; `after_seek` runs right
+    after, still paused, so it can move partitions to where the worker's own
+    record of progress says they must resume.
+    """
 
     class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         def _create_worker_consumer(self, transport: Any) -> Any:
@@ -64,6 +77,11 @@ def consumer_transport(app: faust.App, fetch_wait_ms: int) -> Any:
             return ConsumerThread(
                 self, loop=self.loop, beacon=self.beacon, thread_loop=_thread_loop(self.loop)
             )
+
+        async def perform_seek(self) -> None:
+            await super().perform_seek()
+            if after_seek is not None:
+                await after_seek(self)
 
     class Transport(faust_aiokafka.Transport):
         pass

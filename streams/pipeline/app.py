@@ -13,15 +13,18 @@ from __future__ import annotations
 import functools
 import gc
 import logging
+import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+from faust.types import TP
 
 from scoring import ScoringModel
-from streams.errors import PermanentError
+from streams.errors import FatalError
 from streams.kafka.publisher import FaustPublisher, Publisher
 from streams.kafka.security import faust_credentials
 from streams.kafka.transport import consumer_transport, fetch_max_wait_ms, raw_topic
@@ -29,7 +32,7 @@ from streams.observability.health import Health
 from streams.observability.stats import Totals
 from streams.pipeline.processor import Processor
 from streams.pipeline.records import Record, Topics
-from streams.pipeline.retry import retrying
+from streams.pipeline.runtime import Runtime
 from streams.settings import Settings
 from streams.store import LeadStore
 
@@ -81,6 +84,7 @@ class Pipeline:
     health: Health
     agent: Any = field(default=None)
     """The scoring agent, for `agent.test_context()` in component tests."""
+    runtime: Runtime | None = None
 
 
 def build(
@@ -92,15 +96,18 @@ def build(
     totals: Totals | None = None,
     health: Health | None = None,
     clock: Callable[[], float] = time.time,
+    on_fatal: Callable[[FatalError], None] | None = None,
 ) -> Pipeline:
     """Wire one worker: the scoring agent, the sweeper timer, outbox replay, pages.
 
     The store, the publisher (default: the app's own Kafka producer) and the
     counters are passed in, so tests hand over fakes instead of patching.
+    `on_fatal` is called when the process cannot go on (default: restart it
+    in place, see `restart_in_place`).
     """
     app = faust.App(settings.app_id, **faust_settings(settings))
-    app.transport = consumer_transport(app, fetch_max_wait_ms(settings))
-    events = raw_topic(app, settings.events_topic, settings.partitions)
+    topic = settings.events_topic
+    events = raw_topic(app, topic, settings.partitions)
     health = health or Health(unhealthy_after=settings.unhealthy_after, clock=clock)
     processor = Processor(
         store,
@@ -119,60 +126,40 @@ def build(
     pipeline = Pipeline(
         app=app, processor=processor, store=store, totals=totals or Totals(), health=health
     )
-    retry = functools.partial(
-        retrying, stopped=lambda: bool(app.should_stop), health=pipeline.health
+    runtime = Runtime(
+        processor,
+        store,
+        topic,
+        totals=pipeline.totals,
+        health=health,
+        stopped=lambda: bool(app.should_stop),
+        highwater=functools.partial(_highwater, app, topic),
+        clock=clock,
+        on_fatal=on_fatal or restart_in_place,
     )
+    pipeline.runtime = runtime
+    app.transport = consumer_transport(app, fetch_max_wait_ms(settings), runtime.after_seek)
 
     @app.agent(events, concurrency=1, name="leadpulse.score")
     async def score(stream: Any) -> None:
-        totals = pipeline.totals
         async for batch in stream.take_events(settings.batch_size, within=settings.batch_within):
-            if totals.first_batch_at is None:
-                totals.first_batch_at = time.time()
-            records = [
-                Record(
-                    key=e.message.key,
-                    value=e.message.value,
-                    topic=e.message.topic,
-                    partition=e.message.partition,
-                    offset=e.message.offset,
-                    timestamp=e.message.timestamp,
-                )
-                for e in batch
-            ]
-            try:
-                report = await retry("scoring batch", functools.partial(processor.process, records))
-            except PermanentError as error:
-                # nothing narrower caught it: the batch can never be scored as it is
-                report = await retry(
-                    "dead-lettering a batch",
-                    functools.partial(processor.dead_letter_records, records, error.reason),
-                )
-            totals.add(report)
-            totals.last_batch_at = time.time()
-            for t in report.transitions:
-                log.info(
-                    "%s %s -> %s (engagement %.1f, grade %s)",
-                    t.lead_id,
-                    t.from_stage,
-                    t.to_stage,
-                    t.engagement,
-                    t.grade,
-                )
+            await runtime.score(
+                [
+                    Record(
+                        key=e.message.key,
+                        value=e.message.value,
+                        topic=e.message.topic,
+                        partition=e.message.partition,
+                        offset=e.message.offset,
+                        timestamp=e.message.timestamp,
+                    )
+                    for e in batch
+                ]
+            )
 
     @app.timer(interval=settings.sweep_interval, name="leadpulse.sweep")
     async def sweep() -> None:
-        report = await retry("decay sweep", processor.sweep)
-        pipeline.totals.add(report)
-        for t in report.transitions:
-            log.info("%s %s -> %s by decay", t.lead_id, t.from_stage, t.to_stage)
-
-    @app.task
-    async def replay_outboxes() -> None:
-        report = await retry("outbox replay", processor.replay_outboxes)
-        pipeline.totals.add(report)
-        if report.published:
-            log.info("republished %d pending outbox messages", report.published)
+        await runtime.sweep()
 
     @app.page("/leads/{lead_id}")
     async def lead_page(web: Any, request: Any, lead_id: str) -> Any:
@@ -182,7 +169,13 @@ def build(
 
     @app.page("/stats")
     async def stats_page(web: Any, request: Any) -> Any:
-        return web.json({**pipeline.totals.as_dict(), "assigned_partitions": _assigned(app)})
+        return web.json(
+            {
+                **pipeline.totals.as_dict(),
+                "assigned_partitions": _assigned(app),
+                "sweep_bound": runtime.sweep_bound,
+            }
+        )
 
     @app.page("/health")
     async def health_page(web: Any, request: Any) -> Any:
@@ -191,6 +184,27 @@ def build(
 
     pipeline.agent = score
     return pipeline
+
+
+def restart_in_place(error: FatalError) -> None:
+    """Start this worker over in the same process (same pid, fresh state) via exec.
+
+    Used when the store lost processed progress: the events after what it
+    recorded must be read again, and a fresh consumer resumes every
+    partition from the store's record. Sockets are closed by exec; the
+    consumer group sees this member time out and rebalances.
+    """
+    log.error("%s; restarting the worker to read those events again", error)
+    logging.shutdown()
+    os.execv(sys.executable, sys.orig_argv)  # noqa: S606 -- our own command line, again
+
+
+def _highwater(app: faust.App, topic: str, partition: int) -> int | None:
+    try:
+        high = app.consumer.highwater(TP(topic, partition))
+    except Exception:  # noqa: BLE001 -- not assigned or not fetched yet
+        return None
+    return int(high) if high is not None else None
 
 
 def _assigned(app: faust.App) -> int:

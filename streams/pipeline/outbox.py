@@ -7,7 +7,7 @@ acks, so a crash in between republishes the same messages (same ids) later.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 from schemas import Handoff, StageTransition, decode_transition, encode
 from scoring import LeadState, ScoringModel, next_recycle_at
@@ -108,10 +108,10 @@ class Outbox:
         report.published += len(messages) - len(refused)
         report.transitions.extend(t for key, t in transitions.items() if key not in refused)
 
-    async def replay(self) -> Report:
-        """Publish what a previous run decided but could not confirm as sent."""
+    async def replay(self, shards: Collection[int]) -> Report:
+        """Publish what a previous run decided for leads of `shards` but did not send."""
         report = Report()
-        async for subject, box in self.store.pending_outboxes():
+        async for subject, box in self.store.pending_outboxes(shards):
             await self.publish({subject: box}, report)
         return report
 

@@ -12,7 +12,7 @@ what can never be processed is dead-lettered (`letters`) and the batch goes on.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import suppress
 from datetime import UTC, datetime
 
@@ -78,6 +78,9 @@ class Processor:
                     continue
                 self._origin[id(event)] = record
                 events.append(event)
+                at = event.occurred_at.timestamp()
+                if at > report.event_times.get(record.partition, at - 1):
+                    report.event_times[record.partition] = at
             for segment, links in rounds(events):
                 report.add(await self._apply(segment))
                 if links:
@@ -194,13 +197,22 @@ class Processor:
 
     # -- time and restarts ------------------------------------------------------------
 
-    async def sweep(self, now: float | None = None) -> Report:
-        """Recycle leads that decay alone took below the threshold by `now`."""
-        return await self.sweeper.sweep(self.clock() if now is None else now)
+    async def sweep(
+        self, now: float | None = None, *, shards: Collection[int] | None = None
+    ) -> Report:
+        """Recycle leads of `shards` (default all) that decay took below recycle by `now`.
 
-    async def replay_outboxes(self) -> Report:
-        """Publish what a previous run decided but could not confirm as sent."""
-        return await self.outbox.replay()
+        The worker passes its partitions and the lowest watermark as `now`.
+        """
+        at = self.clock() if now is None else now
+        return await self.sweeper.sweep(at, self._shards(shards))
+
+    async def replay_outboxes(self, shards: Collection[int] | None = None) -> Report:
+        """Publish what a previous run decided for `shards` (default all) but did not send."""
+        return await self.outbox.replay(self._shards(shards))
+
+    def _shards(self, shards: Collection[int] | None) -> Collection[int]:
+        return range(self.store.partitions) if shards is None else shards
 
     # -- helpers --------------------------------------------------------------------
 

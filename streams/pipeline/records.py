@@ -37,6 +37,8 @@ class Report:
     transitions: list[StageTransition] = field(default_factory=list)
     """Transitions published by this call (including ones an earlier run decided)."""
     published: int = 0
+    event_times: dict[int, float] = field(default_factory=dict)
+    """Latest event time decoded per partition (epoch seconds), for watermarks."""
 
     def add(self, other: Report) -> None:
         self.scored += other.scored
@@ -44,6 +46,8 @@ class Report:
         self.dead_lettered += other.dead_lettered
         self.transitions.extend(other.transitions)
         self.published += other.published
+        for partition, at in other.event_times.items():
+            self.event_times[partition] = max(self.event_times.get(partition, at), at)
 
 
 Decided = dict[tuple[str, str], StageTransition]

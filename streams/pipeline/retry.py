@@ -7,7 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from streams.errors import PermanentError
+from streams.errors import FatalError, PermanentError
 from streams.observability.health import Health
 
 log = logging.getLogger("leadpulse")
@@ -31,7 +31,7 @@ async def retrying(
     Every step is idempotent (compare-and-set commits, outbox ids fixed per
     decision), so repeating it after a Redis or Kafka failure is safe. A
     `PermanentError` is raised at once: repeating the same input cannot help,
-    the caller dead-letters it.
+    the caller dead-letters it; so is a `FatalError` (the process restarts).
     """
     delay = RETRY_FIRST_DELAY
     while True:
@@ -39,7 +39,7 @@ async def retrying(
             result = await step()
         except asyncio.CancelledError:
             raise
-        except PermanentError:
+        except (PermanentError, FatalError):
             health.recovered(what)
             raise
         except Exception as error:

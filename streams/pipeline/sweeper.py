@@ -8,6 +8,7 @@ passed: the cost is proportional to the due leads, not to all leads.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 
 from scoring import ScoringModel, evaluate
 from streams.errors import CorruptStateError
@@ -29,10 +30,10 @@ class Sweeper:
         self.model = model
         self.limit = limit
 
-    async def sweep(self, at: float) -> Report:
-        """Recycle leads that decay alone took below the threshold by `at`."""
+    async def sweep(self, at: float, shards: Collection[int]) -> Report:
+        """Recycle leads of `shards` that decay alone took below the threshold by `at`."""
         report = Report()
-        due = await self.store.due(at, self.limit)
+        due = await self.store.due(at, self.limit, shards)
         if not due:
             return report
         snaps = await self.store.snapshot(dict.fromkeys(due, ()))

@@ -1,0 +1,69 @@
+"""Redis is the source of truth for how far each partition was processed.
+
+After a batch's states are committed and its messages published, the next
+offset of each of its partitions is recorded in the store. Kafka's committed
+offsets lag behind (Faust commits every few seconds), and Redis with AOF
+``everysec`` can lose its last second on a crash; so a worker resumes every
+partition it is assigned from what the store recorded, and a worker that
+finds the store's record behind what it wrote itself knows the store lost
+data: it must read those events again, which it does by restarting (see
+`RollbackError`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Mapping
+
+from streams.errors import FatalError
+from streams.store import LeadStore
+
+log = logging.getLogger("leadpulse")
+
+
+class RollbackError(FatalError):
+    """The store's recorded progress went backwards: it lost committed updates."""
+
+    def __init__(self, lost: Mapping[int, tuple[int, int]]) -> None:
+        self.lost = dict(lost)
+        detail = ", ".join(
+            f"partition {p}: recorded {ours}, store has {theirs}"
+            for p, (ours, theirs) in sorted(self.lost.items())
+        )
+        super().__init__(f"the store lost processed progress ({detail})")
+
+
+class Progress:
+    """Records processed offsets in the store and notices when the store loses them."""
+
+    def __init__(self, store: LeadStore, topic: str) -> None:
+        self.store = store
+        self.topic = topic
+        self.recorded: dict[int, int] = {}
+        """What this worker recorded per partition since it was assigned it."""
+
+    async def resume_points(self, partitions: Collection[int]) -> dict[int, int]:
+        """The recorded next offsets of `partitions` (those the store knows)."""
+        known = await self.store.progress(self.topic)
+        self.recorded = {p: o for p, o in self.recorded.items() if p in partitions}
+        return {p: known[p] for p in partitions if p in known}
+
+    async def record(self, offsets: Mapping[int, int]) -> None:
+        """Record a finished batch; raises `RollbackError` if the store went back."""
+        if not offsets:
+            return
+        if self.recorded.keys() & offsets.keys():
+            stored = await self.store.progress(self.topic)
+            lost = {
+                p: (self.recorded[p], stored.get(p, -1))
+                for p in offsets
+                if p in self.recorded and stored.get(p, -1) < self.recorded[p]
+            }
+            if lost:
+                raise RollbackError(lost)
+        await self.store.record_progress(self.topic, offsets)
+        self.recorded.update(offsets)
+
+    def revoked(self, partitions: Collection[int]) -> None:
+        for partition in partitions:
+            self.recorded.pop(partition, None)
