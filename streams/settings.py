@@ -41,6 +41,14 @@ class Settings(BaseSettings):
     redis_max_connections: int = Field(
         32, ge=2, description="Connections per worker; fan-outs are bounded by this."
     )
+    anonymous_ttl: float | None = Field(
+        90 * 86400.0,
+        gt=0,
+        description="Inactivity after which an anonymous visitor's state and aliases expire.",
+    )
+    known_ttl: float | None = Field(
+        None, gt=0, description="Inactivity after which a known lead expires (default: never)."
+    )
     model_file: Path | None = Field(
         None, description="Scoring model YAML; the shipped default model when unset."
     )
@@ -103,7 +111,15 @@ class Settings(BaseSettings):
     def _absolute(cls, value: Path | None) -> Path | None:
         return None if value is None else value.expanduser().absolute()
 
-    @field_validator("redis_socket_timeout", "unhealthy_after", "max_future_skew", mode="before")
+    @field_validator(
+        "redis_socket_timeout",
+        "redis_connect_timeout",
+        "unhealthy_after",
+        "max_future_skew",
+        "anonymous_ttl",
+        "known_ttl",
+        mode="before",
+    )
     @classmethod
     def _duration(cls, value: Any) -> Any:
         """Seconds, or a duration such as ``5m`` / ``90d``."""
