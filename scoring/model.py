@@ -340,6 +340,8 @@ def model_version_of(spec: ModelSpec) -> str:
 
 
 RuleCheck = Callable[[dict[str, JsonValue]], bool]
+DecaySpec = tuple[str, float, float | None]
+"""(name, half-life, cap) of one engagement rule: what reading its decay needs."""
 
 
 class ModelSpecError(ValueError):
@@ -363,6 +365,8 @@ class ScoringModel:
     grades: tuple[tuple[str, float], ...]
     lowest_grade: str
     longest_half_life: float
+    decay_specs: tuple[DecaySpec, ...] = field(repr=False)
+    """`engagement_rules` as flat tuples, in model order, for `scoring.fastpath`."""
     fit_checks: tuple[FitCheck, ...] = field(repr=False)
     """`fit_rules` compiled for speed, same order; see `FitRule.check`."""
     _rank: Mapping[str, int] = field(repr=False)
@@ -390,6 +394,9 @@ class ScoringModel:
             grades=grades,
             lowest_grade=lowest,
             longest_half_life=max((rule.half_life for rule in spec.engagement.rules), default=0.0),
+            decay_specs=tuple(
+                (rule.name, rule.half_life, rule.cap) for rule in spec.engagement.rules
+            ),
             fit_checks=tuple(rule.check() for rule in spec.fit.rules),
             _rank=MappingProxyType({letter: rank for rank, letter in enumerate(letters)}),
         )

@@ -1,4 +1,4 @@
-"""`apply_many` and the fast recycle search give exactly what the reference code gives.
+"""`apply_many`, `evaluate` and `next_recycle_at` give exactly what the reference gives.
 
 The reference below is `scoring.engine.apply` as it was before folding was
 optimised (one pydantic copy per step, fit on every event, the generic
@@ -8,7 +8,6 @@ it field for field, floats to the bit.
 
 from __future__ import annotations
 
-import math
 from datetime import timedelta
 from typing import Any
 
@@ -19,7 +18,6 @@ from hypothesis import strategies as st
 from schemas import BehaviorEvent, Stage, StageTransition
 from scoring import (
     LeadState,
-    RuleState,
     ScoringModel,
     apply,
     apply_many,
@@ -29,7 +27,7 @@ from scoring import (
     next_recycle_at,
 )
 from scoring.decay import add
-from scoring.engine import _first_below, top_reasons
+from scoring.engine import top_reasons
 from scoring.epoch import from_epoch, to_epoch
 from scoring.fit import fit_points, grade, merge_traits
 from scoring.lifecycle import (
@@ -41,7 +39,7 @@ from scoring.lifecycle import (
     transition_id,
 )
 from scoring.recycle import Term, first_below, horizon, lower_bound, total
-from tests.unit.test_scoring_engine import E0, MODEL, T0
+from tests.unit.test_scoring_engine import MODEL, T0
 
 CHECK = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -339,60 +337,3 @@ def test_default_model_journeys_match_the_reference() -> None:
     assert due is not None
     assert due == ref_next_recycle_at(expected[0], model)
     same(evaluate(expected[0], due, model), ref_evaluate(expected[0], due, model))
-
-
-# -- the fast recycle search ----------------------------------------------------------
-
-LIVES = [1.0, 3.0, 3600.0, 3 * 86400.0, 7 * 86400.0, 21 * 86400.0, 90 * 86400.0]
-term_specs = st.lists(
-    st.tuples(
-        st.one_of(st.sampled_from(LIVES), st.floats(0.5, 1e7)),  # half-life
-        st.one_of(st.floats(0.01, 200), st.integers(1, 100).map(float)),  # value
-        st.one_of(st.just(0.0), st.floats(0, 1e6)),  # age at the clock
-        st.one_of(st.none(), st.sampled_from([5.0, 10.0, 16.0, 30.0, 80.0]), st.floats(1, 100)),
-        st.booleans(),  # negative
-    ),
-    min_size=1,
-    max_size=7,
-)
-
-
-def flat(terms: list[Term]) -> list[tuple[float, float, float, float | None]]:
-    return [(t.state.value, t.state.ref, t.half_life, t.cap) for t in terms]
-
-
-@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(term_specs, st.one_of(st.sampled_from([25.0, 50.0, 0.5]), st.floats(0.1, 150)))
-def test_fast_recycle_search_equals_the_branch_and_bound(
-    specs: list[tuple[float, float, float, float | None, bool]], threshold: float
-) -> None:
-    clock = E0 + 86400.0
-    terms = [
-        Term(RuleState(-value if negative else value, clock - age), life, cap)
-        for life, value, age, cap, negative in specs
-    ]
-    end = horizon(terms, clock)
-    fast = _first_below(flat(terms), threshold, clock, end)
-    assert fast == first_below(terms, threshold, clock, end)
-
-
-def test_fast_recycle_search_on_the_default_models_leads() -> None:
-    model = default_model()
-    positive = [rule for rule in model.engagement_rules if rule.points > 0]
-    clock = E0
-    for k in range(400):
-        terms = [
-            Term(
-                RuleState(rule.points * (1 + (k * 7 + i) % 5), clock - 600.0 * i),
-                rule.half_life,
-                rule.cap,
-            )
-            for i, rule in enumerate(positive)
-            if (k >> (i % 8)) & 1
-        ]
-        if not terms:
-            continue
-        end = horizon(terms, clock)
-        fast = _first_below(flat(terms), 25.0, clock, end)
-        assert fast == first_below(terms, 25.0, clock, end)
-        assert fast is None or math.isfinite(fast)
