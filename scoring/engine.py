@@ -261,12 +261,15 @@ class _Work:
     ) -> None:
         reasons = _top_reasons(self.rules, self.clock, at, model)
         occurred_at = from_epoch(at)
+        crossing = at if event_id is None else None
         stage, seq = self.stage, self.transition_seq
         for move in moves:
-            seq += 1
+            seq += 1  # orders the lead's messages in the outbox; never names one
             self.made.append(
                 StageTransition(
-                    transition_id=transition_id(self.lead_id, seq),
+                    transition_id=transition_id(
+                        self.lead_id, stage, move.to_stage, event_id=event_id, crossing=crossing
+                    ),
                     lead_id=self.lead_id,
                     from_stage=stage,
                     to_stage=move.to_stage,

@@ -39,9 +39,25 @@ class Move(NamedTuple):
     reason: str
 
 
-def transition_id(lead_id: str, seq: int) -> str:
-    """Same lead and crossing number, same id: a replay re-emits, never duplicates."""
-    return str(uuid.uuid5(TRANSITION_NAMESPACE, f"{lead_id}:{seq}"))
+def transition_id(
+    lead_id: str,
+    from_stage: Stage,
+    to_stage: Stage,
+    *,
+    event_id: str | None = None,
+    crossing: float | None = None,
+) -> str:
+    """The id names what caused the move, never a counter a rollback could reuse.
+
+    An event's id with the move (one event can move a lead twice, IQL→MQL and
+    MQL→SAL), or for a move decay alone caused, the crossing time, which the
+    same history always gives to the bit. A replay re-emits, never duplicates.
+    """
+    if (event_id is None) == (crossing is None):
+        raise ValueError("a move is caused by an event or by decay: give event_id or crossing")
+    cause = f"event:{event_id}" if event_id is not None else f"decay:{crossing!r}"
+    name = f"{lead_id}:{cause}:{from_stage.value}->{to_stage.value}"
+    return str(uuid.uuid5(TRANSITION_NAMESPACE, name))
 
 
 def show(number: float) -> str:

@@ -92,7 +92,13 @@ def ref_record(
         seq += 1
         made.append(
             StageTransition(
-                transition_id=transition_id(state.lead_id, seq),
+                transition_id=transition_id(
+                    state.lead_id,
+                    stage,
+                    move.to_stage,
+                    event_id=event_id,
+                    crossing=at if event_id is None else None,
+                ),
                 lead_id=state.lead_id,
                 from_stage=stage,
                 to_stage=move.to_stage,
