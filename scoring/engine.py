@@ -1,5 +1,11 @@
 """Scoring a lead: fold events in, read engagement, and decide funnel moves.
 
+This module is ARCHITECTURE.md's "Scoring semantics" in code: a rule's
+contribution is its decayed, capped sum (`decay.contribution`), engagement is
+`max(0, sum of contributions)`, fit and grade come from `fit`, the moves from
+`lifecycle`. Hot loops run the speed-tuned twins in `fastpath`, which give
+the same floats as the plain definitions (tests/unit/test_fastpath.py).
+
 Idempotency per event id is not handled here: the state store drops an event
 id it has already applied before calling `apply`. Applying one event twice
 counts it twice.
@@ -116,8 +122,45 @@ def apply_many(
     return work.result(state), tuple(work.made)
 
 
+def evaluate(
+    state: LeadState, at: Instant, model: ScoringModel, *, hint: float | None = None
+) -> tuple[LeadState, tuple[StageTransition, ...]]:
+    """The moves decay alone causes up to `at`; what the sweeper calls.
+
+    Only downward moves happen without an event. The clock never moves back
+    and only moves forward to a crossing, so sweeping never changes how later
+    events score. `hint` is where the crossing is expected (the sweeper's
+    due-index entry, an earlier `next_recycle_at`): it only spares the search
+    work when it is right, and changes nothing when it is wrong.
+    """
+    if state.anonymous:
+        return state, ()
+    moment = as_epoch(at)
+    if moment < state.clock:
+        return state, ()
+    work = _Work(state)
+    work.decay_until(moment, model, hint)
+    if not work.made and work.armed == state.armed:
+        return state, ()
+    return work.result(state), tuple(work.made)
+
+
+def next_recycle_at(state: LeadState, model: ScoringModel) -> float | None:
+    """When decay alone will recycle this MQL/SAL lead, or None if it never will.
+
+    The result t satisfies engagement(t) < recycle and, unless t is the clock,
+    engagement(t - 1) >= recycle; it is at most 0.5 s late.
+    """
+    if state.anonymous or state.stage not in RECYCLABLE:
+        return None
+    return _dip(state.rules, state.clock, model, None)
+
+
 class _Work:
-    """A lead being folded: mutable copies of the fields `apply` changes."""
+    """A lead being folded: mutable copies of the fields `apply` changes.
+
+    One pydantic copy at the end (`result`) instead of one per event.
+    """
 
     __slots__ = (
         "_fit",
@@ -132,6 +175,7 @@ class _Work:
         "rules_copied",
         "stage",
         "traits",
+        "traits_dropped",
         "transition_seq",
     )
 
@@ -146,6 +190,7 @@ class _Work:
         self.rules = state.rules
         self.rules_copied = False
         self.traits = state.traits
+        self.traits_dropped = state.traits_dropped
         self.made: list[StageTransition] = []
         self._fit_traits: dict[str, JsonValue] | None = None
         self._fit = 0.0
@@ -160,6 +205,7 @@ class _Work:
                 "events_applied": self.events_applied,
                 "rules": self.rules,
                 "traits": self.traits,
+                "traits_dropped": self.traits_dropped,
             }
         )
 
@@ -171,9 +217,19 @@ class _Work:
         return self._fit
 
     def apply(self, event: BehaviorEvent, model: ScoringModel) -> None:
+        """Decay up to the event, fold it in, then decide the moves it causes."""
         moment = to_epoch(event.occurred_at)
         if not self.anonymous and moment > self.clock:
             self.decay_until(moment, model)
+        self.fold(event, moment, model)
+        if not self.anonymous:  # anonymous profiles never move
+            self.decide(event, model)
+
+    def fold(self, event: BehaviorEvent, moment: float, model: ScoringModel) -> None:
+        """Add the event's points to each rule it matches, at the event time.
+
+        Traits merge within the model's limits.
+        """
         properties = event.properties
         matched = [
             rule for rule, check in model.checks_by_event.get(event.type, ()) if check(properties)
@@ -186,12 +242,13 @@ class _Work:
             for rule in matched:
                 rules[rule.name] = add(rules.get(rule.name), rule.points, moment, rule.half_life)
         if event.traits:
-            self.traits = merge_traits(self.traits, event.traits)
+            self.traits, dropped = merge_traits(self.traits, event.traits, model)
+            self.traits_dropped += dropped
         self.clock = max(self.clock, moment)
         self.events_applied += 1
-        if self.anonymous:
-            return
 
+    def decide(self, event: BehaviorEvent, model: ScoringModel) -> None:
+        """The moves at the lead's clock: a sales verdict first, then the thresholds."""
         score = _engagement(self.rules, self.clock, model)
         stage, armed = self.stage, self.armed
         moves: list[Move] = []
@@ -224,14 +281,17 @@ class _Work:
         )
 
     def decay_until(self, until: float, model: ScoringModel, hint: float | None = None) -> None:
-        """`_decay_until` on the working copy: a recycle decay caused before `until`."""
+        """A recycle decay alone caused before `until`, dated at the crossing.
+
+        A lead sales rejected re-arms silently instead, once it has cooled down.
+        """
         recyclable = self.stage in RECYCLABLE
         if not recyclable and (self.stage is not Stage.NURTURE or self.armed):
             return
         dip = _dip(self.rules, self.clock, model, until, hint)
         if dip is None:
             return
-        if not recyclable:  # a rejected lead re-arms silently once it has cooled down
+        if not recyclable:
             self.armed = True
             return
         score = _engagement(self.rules, max(dip, self.clock), model)
@@ -285,40 +345,6 @@ class _Work:
             )
             stage = move.to_stage
         self.stage, self.transition_seq = stage, seq
-
-
-def evaluate(
-    state: LeadState, at: Instant, model: ScoringModel, *, hint: float | None = None
-) -> tuple[LeadState, tuple[StageTransition, ...]]:
-    """The moves decay alone causes up to `at`; what the sweeper calls.
-
-    Only downward moves happen without an event. The clock never moves back
-    and only moves forward to a crossing, so sweeping never changes how later
-    events score. `hint` is where the crossing is expected (the sweeper's
-    due-index entry, an earlier `next_recycle_at`): it only spares the search
-    work when it is right, and changes nothing when it is wrong.
-    """
-    if state.anonymous:
-        return state, ()
-    moment = as_epoch(at)
-    if moment < state.clock:
-        return state, ()
-    work = _Work(state)
-    work.decay_until(moment, model, hint)
-    if not work.made and work.armed == state.armed:
-        return state, ()
-    return work.result(state), tuple(work.made)
-
-
-def next_recycle_at(state: LeadState, model: ScoringModel) -> float | None:
-    """When decay alone will recycle this MQL/SAL lead, or None if it never will.
-
-    The result t satisfies engagement(t) < recycle and, unless t is the clock,
-    engagement(t - 1) >= recycle; it is at most 0.5 s late.
-    """
-    if state.anonymous or state.stage not in RECYCLABLE:
-        return None
-    return _dip(state.rules, state.clock, model, None)
 
 
 def _dip(

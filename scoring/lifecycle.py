@@ -21,8 +21,11 @@ import uuid
 from decimal import ROUND_FLOOR, Decimal
 from typing import Final, NamedTuple
 
+from pydantic import JsonValue
+
 from schemas import Stage
 from scoring.model import ScoringModel
+from scoring.state import LeadState
 
 SALES_QUALIFIED: Final = "sales_qualified"
 SALES_REJECTED: Final = "sales_rejected"
@@ -58,6 +61,16 @@ def transition_id(
     cause = f"event:{event_id}" if event_id is not None else f"decay:{crossing!r}"
     name = f"{lead_id}:{cause}:{from_stage.value}->{to_stage.value}"
     return str(uuid.uuid5(TRANSITION_NAMESPACE, name))
+
+
+def handoff_profile(state: LeadState, model: ScoringModel) -> dict[str, JsonValue]:
+    """The traits a handoff carries: only the model's `profile_traits`, in their order.
+
+    A tracker may send any traits; only those the model declares (by default
+    the ones its fit rules read, which explain the grade) reach sales tools.
+    """
+    traits = state.traits
+    return {key: traits[key] for key in model.profile_traits if key in traits}
 
 
 def show(number: float) -> str:

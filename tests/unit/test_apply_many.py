@@ -25,6 +25,7 @@ from scoring import (
     evaluate,
     new_lead,
     next_recycle_at,
+    parse_model,
 )
 from scoring.decay import add
 from scoring.engine import top_reasons
@@ -39,7 +40,7 @@ from scoring.lifecycle import (
     transition_id,
 )
 from scoring.recycle import Term, first_below, horizon, lower_bound, total
-from tests.unit.test_scoring_engine import MODEL, T0
+from tests.unit.test_scoring_engine import MODEL, MODEL_TEXT, T0
 
 CHECK = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -159,10 +160,14 @@ def ref_apply(
         rules = dict(rules)
         for rule in matched:
             rules[rule.name] = add(rules.get(rule.name), rule.points, moment, rule.half_life)
+    traits, dropped = (
+        merge_traits(state.traits, event.traits, model) if event.traits else (state.traits, 0)
+    )
     state = state.model_copy(
         update={
             "rules": rules,
-            "traits": merge_traits(state.traits, event.traits) if event.traits else state.traits,
+            "traits": traits,
+            "traits_dropped": state.traits_dropped + dropped,
             "clock": max(state.clock, moment),
             "events_applied": state.events_applied + 1,
         }
@@ -239,14 +244,15 @@ def build(items: list[tuple[str, float, int, bool, str | None]], anonymous: bool
         clock = max(0.0, clock + step)
         traits: dict[str, Any] = {}
         if kind == "identify" and not anonymous:
-            traits = {"tier": tier}  # None deletes the trait
+            traits = {"tier": tier, f"x{n}": n}  # None deletes the trait
+        at = T0 + timedelta(seconds=clock)
         events.append(
             BehaviorEvent(
                 event_id=f"e{index}",
                 type=kind,
                 lead_id=None if anonymous else "lead-1",
                 anonymous_id="lead-1" if anonymous else None,
-                occurred_at=T0 + timedelta(seconds=clock),
+                occurred_at=at,
                 properties={"n": n, "hard": hard},
                 traits=traits,
             )
@@ -269,24 +275,30 @@ def same(left: tuple[LeadState, Any], right: tuple[LeadState, Any]) -> None:
     assert [t.model_dump() for t in left[1]] == [t.model_dump() for t in right[1]]
 
 
+LIMITED = parse_model(MODEL_TEXT + "limits: {max_traits: 2, max_merged_from: 1}\n", "tight.yaml")
+
+
 @CHECK
-@given(steps, st.booleans(), st.integers(1, 5))
+@given(steps, st.booleans(), st.integers(1, 5), st.sampled_from([MODEL, LIMITED]))
 def test_apply_many_equals_the_reference_fold(
-    items: list[tuple[str, float, int, bool, str | None]], anonymous: bool, chunk: int
+    items: list[tuple[str, float, int, bool, str | None]],
+    anonymous: bool,
+    chunk: int,
+    model: ScoringModel,
 ) -> None:
     events = build(items, anonymous)
     start = new_lead("lead-1", anonymous=anonymous)
-    expected = reference_fold(start, events, MODEL)
+    expected = reference_fold(start, events, model)
     # in one call, in chunks (as the processor's batches cut them), and one by one
-    same(apply_many(start, events, MODEL), expected)
+    same(apply_many(start, events, model), expected)
     state, made = start, []
     for i in range(0, len(events), chunk):
-        state, caused = apply_many(state, events[i : i + chunk], MODEL)
+        state, caused = apply_many(state, events[i : i + chunk], model)
         made += caused
     same((state, made), expected)
     state, made = start, []
     for event in events:
-        state, caused = apply(state, event, MODEL)
+        state, caused = apply(state, event, model)
         made += caused
     same((state, made), expected)
 
