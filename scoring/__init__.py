@@ -27,7 +27,7 @@ from scoring.lifecycle import (
 )
 from scoring.loader import ModelError, default_model, load_model, parse_model
 from scoring.model import Limits, ModelSpec, ModelSpecError, ScoringModel
-from scoring.state import LeadState, merge, new_lead
+from scoring.state import Clamp, LeadState, merge, new_lead
 from scoring.summary import summary
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "SALES_QUALIFIED",
     "SALES_REJECTED",
     "TRANSITION_NAMESPACE",
+    "Clamp",
     "Explanation",
     "Instant",
     "LeadState",

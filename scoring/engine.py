@@ -31,6 +31,7 @@ from scoring.fit import fit_points, grade, merge_traits
 from scoring.lifecycle import (
     RECYCLABLE,
     Move,
+    clamp_note,
     recycle_move,
     sales_move,
     threshold_moves,
@@ -38,7 +39,7 @@ from scoring.lifecycle import (
 )
 from scoring.model import ScoringModel
 from scoring.recycle import Term, total
-from scoring.state import LeadState
+from scoring.state import Clamp, LeadState
 
 TOP_REASONS = 5
 
@@ -167,8 +168,10 @@ class _Work:
         "_fit_traits",
         "anonymous",
         "armed",
+        "clamped_events",
         "clock",
         "events_applied",
+        "last_clamp",
         "lead_id",
         "made",
         "rules",
@@ -191,6 +194,8 @@ class _Work:
         self.rules_copied = False
         self.traits = state.traits
         self.traits_dropped = state.traits_dropped
+        self.clamped_events = state.clamped_events
+        self.last_clamp = state.last_clamp
         self.made: list[StageTransition] = []
         self._fit_traits: dict[str, JsonValue] | None = None
         self._fit = 0.0
@@ -206,6 +211,8 @@ class _Work:
                 "rules": self.rules,
                 "traits": self.traits,
                 "traits_dropped": self.traits_dropped,
+                "clamped_events": self.clamped_events,
+                "last_clamp": self.last_clamp,
             }
         )
 
@@ -228,7 +235,7 @@ class _Work:
     def fold(self, event: BehaviorEvent, moment: float, model: ScoringModel) -> None:
         """Add the event's points to each rule it matches, at the event time.
 
-        Traits merge within the model's limits.
+        Traits merge within the model's limits; a clamped event time is recorded.
         """
         properties = event.properties
         matched = [
@@ -244,6 +251,11 @@ class _Work:
         if event.traits:
             self.traits, dropped = merge_traits(self.traits, event.traits, model)
             self.traits_dropped += dropped
+        if event.reported_at is not None:
+            self.clamped_events += 1
+            self.last_clamp = Clamp(
+                event_id=event.event_id, reported_at=to_epoch(event.reported_at), clamped_to=moment
+            )
         self.clock = max(self.clock, moment)
         self.events_applied += 1
 
@@ -269,6 +281,8 @@ class _Work:
         self.armed = armed
         if not moves:
             return
+        if event.reported_at is not None:
+            moves = [Move(move.to_stage, move.reason + clamp_note(event)) for move in moves]
         fit = self.fit(model)
         self.record(
             moves,

@@ -35,7 +35,7 @@ class Part(BaseModel):
 class Explanation(BaseModel):
     """Engagement parts always sum to `engagement`: when the rules add up to
     less than zero a `floor-at-zero` part makes up the difference. `notes`
-    say what was bent to keep the state sane (dropped traits)."""
+    say what was bent to keep the state sane (clamped times, dropped traits)."""
 
     model_config = _FROZEN
 
@@ -84,8 +84,16 @@ def explain(state: LeadState, at: Instant, model: ScoringModel) -> Explanation:
 
 
 def notes(state: LeadState, model: ScoringModel) -> tuple[str, ...]:
-    """Plain-words notes on what the model's limits changed for this lead."""
+    """Plain-words notes on what the limits and the clock bound changed for this lead."""
     found = []
+    clamp = state.last_clamp
+    if state.clamped_events and clamp is not None:
+        found.append(
+            f"{state.clamped_events} event(s) reported a time later than their record time "
+            f"+ skew and were scored at that bound; the last, {clamp.event_id}, reported "
+            f"{from_epoch(clamp.reported_at).isoformat()} and was clamped to "
+            f"{from_epoch(clamp.clamped_to).isoformat()}"
+        )
     if state.traits_dropped:
         limits = model.limits
         found.append(

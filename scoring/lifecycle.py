@@ -23,7 +23,7 @@ from typing import Final, NamedTuple
 
 from pydantic import JsonValue
 
-from schemas import Stage
+from schemas import BehaviorEvent, Stage
 from scoring.model import ScoringModel
 from scoring.state import LeadState
 
@@ -79,6 +79,15 @@ def show(number: float) -> str:
         return f"{number:.6g}"
     text = f"{Decimal(number).quantize(Decimal('0.01'), rounding=ROUND_FLOOR):f}"
     return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def clamp_note(event: BehaviorEvent) -> str:
+    """What a move's reason says when the event's time was clamped (see decode_event)."""
+    reported = event.reported_at.isoformat() if event.reported_at is not None else "?"
+    return (
+        f" (event time clamped from {reported} to {event.occurred_at.isoformat()}, "
+        "the record time + skew)"
+    )
 
 
 def recycle_move(engagement: float, model: ScoringModel, by_decay: bool) -> Move:

@@ -10,6 +10,18 @@ from scoring.fit import merge_traits
 from scoring.model import ScoringModel
 
 
+class Clamp(BaseModel):
+    """An event whose tracker time was later than its Kafka record time allowed."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    event_id: str
+    reported_at: float
+    """Epoch seconds: the tracker's occurred_at."""
+    clamped_to: float
+    """Epoch seconds: the record time plus the allowed skew, which the event scored at."""
+
+
 class LeadState(BaseModel):
     """One lead (or anonymous visitor), JSON round-trippable and immutable.
 
@@ -37,6 +49,9 @@ class LeadState(BaseModel):
     """Ids merged into this lead, oldest first; the model's max_merged_from most recent."""
     traits_dropped: int = Field(default=0, ge=0)
     """Trait values dropped by the model's limits (too many traits, too large)."""
+    clamped_events: int = Field(default=0, ge=0)
+    """Events whose future time was clamped to their record time plus skew."""
+    last_clamp: Clamp | None = None
 
 
 def new_lead(lead_id: str, anonymous: bool = False) -> LeadState:
@@ -76,6 +91,7 @@ def merge(known: LeadState, anonymous: LeadState, model: ScoringModel) -> LeadSt
         anonymous.lead_id,
     )
     keep = model.limits.max_merged_from
+    clamps = [clamp for clamp in (known.last_clamp, anonymous.last_clamp) if clamp is not None]
     return known.model_copy(
         update={
             "rules": rules,
@@ -84,5 +100,7 @@ def merge(known: LeadState, anonymous: LeadState, model: ScoringModel) -> LeadSt
             "events_applied": known.events_applied + anonymous.events_applied,
             "merged_from": merged_from[-keep:] if keep else (),
             "traits_dropped": known.traits_dropped + anonymous.traits_dropped + dropped,
+            "clamped_events": known.clamped_events + anonymous.clamped_events,
+            "last_clamp": max(clamps, key=lambda clamp: clamp.clamped_to, default=None),
         }
     )

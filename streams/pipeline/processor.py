@@ -38,12 +38,14 @@ class Processor:
         topics: Topics | None = None,
         clock: Callable[[], float],
         sweep_limit: int = 1000,
+        max_future_skew: float = 300.0,
     ) -> None:
         self.store = store
         self.publisher = publisher
         self.model = model
         self.topics = topics or Topics()
         self.clock = clock
+        self.max_future_skew = max_future_skew  # seconds past the record time before a clamp
         self.outbox = Outbox(store, publisher, self.topics)
         self.identity = Identity(store, self.outbox, model, self._apply, self._load)
         self.sweeper = Sweeper(store, self.outbox, model, limit=sweep_limit)
@@ -53,12 +55,14 @@ class Processor:
     async def process(self, records: Sequence[Record]) -> Report:
         """Score a batch; bad records go to the DLQ; returns after all is published."""
         report = Report()
-        now = datetime.fromtimestamp(self.clock(), UTC)
+        wall = self.clock()
+        now = datetime.fromtimestamp(wall, UTC)
         events: list[BehaviorEvent] = []
         letters: list[Outgoing] = []
         for record in records:
+            latest = _latest(record.timestamp, wall, self.max_future_skew)
             try:
-                events.append(decode_event(record.value or b"", now=now))
+                events.append(decode_event(record.value or b"", latest=latest))
             except DecodeError as error:
                 letter = dead_letter(
                     record.value,
@@ -223,3 +227,12 @@ def _group(events: Iterable[BehaviorEvent]) -> tuple[dict[str, list[BehaviorEven
 
 def _ids(pending: Mapping[str, Sequence[BehaviorEvent]]) -> dict[str, list[str]]:
     return {subject: [e.event_id for e in evs] for subject, evs in pending.items()}
+
+
+def _latest(timestamp: float | None, now: float, skew: float) -> datetime:
+    """The latest event time a record allows: its timestamp (else now) plus the skew."""
+    stamp = timestamp if timestamp is not None and timestamp > 0 else now
+    try:
+        return datetime.fromtimestamp(stamp + skew, UTC)
+    except (OverflowError, OSError, ValueError):  # a broken timestamp: the wall clock bounds
+        return datetime.fromtimestamp(now + skew, UTC)

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from schemas import BehaviorEvent, Stage, StageTransition
 from scoring import (
+    Clamp,
     LeadState,
     ScoringModel,
     apply,
@@ -34,6 +35,7 @@ from scoring.fit import fit_points, grade, merge_traits
 from scoring.lifecycle import (
     RECYCLABLE,
     Move,
+    clamp_note,
     recycle_move,
     sales_move,
     threshold_moves,
@@ -163,11 +165,18 @@ def ref_apply(
     traits, dropped = (
         merge_traits(state.traits, event.traits, model) if event.traits else (state.traits, 0)
     )
+    clamp = state.last_clamp
+    if event.reported_at is not None:
+        clamp = Clamp(
+            event_id=event.event_id, reported_at=to_epoch(event.reported_at), clamped_to=moment
+        )
     state = state.model_copy(
         update={
             "rules": rules,
             "traits": traits,
             "traits_dropped": state.traits_dropped + dropped,
+            "clamped_events": state.clamped_events + (event.reported_at is not None),
+            "last_clamp": clamp,
             "clock": max(state.clock, moment),
             "events_applied": state.events_applied + 1,
         }
@@ -191,6 +200,8 @@ def ref_apply(
         state = state.model_copy(update={"armed": armed})
     if not moves:
         return state, tuple(transitions)
+    if event.reported_at is not None:
+        moves = [Move(move.to_stage, move.reason + clamp_note(event)) for move in moves]
     state, made = ref_record(
         state,
         moves,
@@ -253,6 +264,8 @@ def build(items: list[tuple[str, float, int, bool, str | None]], anonymous: bool
                 lead_id=None if anonymous else "lead-1",
                 anonymous_id="lead-1" if anonymous else None,
                 occurred_at=at,
+                # as decode_event leaves an event whose tracker clock ran ahead
+                reported_at=at + timedelta(hours=n) if n > 6 else None,
                 properties={"n": n, "hard": hard},
                 traits=traits,
             )
