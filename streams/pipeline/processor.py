@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 
-from schemas import BehaviorEvent, DecodeError, dead_letter, decode_event, encode
+from schemas import BehaviorEvent, DecodeError, dead_letter, decode_event, encode, limits
 from scoring import LeadState, ScoringModel, apply_many, new_lead, next_recycle_at
 from streams.kafka.publisher import Outgoing, Publisher
 from streams.pipeline.identity import MAX_COMMIT_ATTEMPTS, Identity, rounds
@@ -229,10 +229,17 @@ def _ids(pending: Mapping[str, Sequence[BehaviorEvent]]) -> dict[str, list[str]]
     return {subject: [e.event_id for e in evs] for subject, evs in pending.items()}
 
 
+_EARLIEST = datetime(limits.MIN_EVENT_YEAR, 1, 1, tzinfo=UTC).timestamp()
+
+
 def _latest(timestamp: float | None, now: float, skew: float) -> datetime:
-    """The latest event time a record allows: its timestamp (else now) plus the skew."""
-    stamp = timestamp if timestamp is not None and timestamp > 0 else now
+    """The latest event time a record allows: its timestamp plus the skew.
+
+    A missing or implausible timestamp (Kafka's -1, before MIN_EVENT_YEAR, out
+    of range) bounds by the wall clock instead.
+    """
+    stamp = timestamp if timestamp is not None and timestamp >= _EARLIEST else now
     try:
         return datetime.fromtimestamp(stamp + skew, UTC)
-    except (OverflowError, OSError, ValueError):  # a broken timestamp: the wall clock bounds
+    except (OverflowError, OSError, ValueError):
         return datetime.fromtimestamp(now + skew, UTC)

@@ -82,6 +82,7 @@ def test_latest_is_the_record_time_plus_skew_else_now() -> None:
     assert _latest(RECORD_TIME, now, 300.0) == LATEST
     assert _latest(None, now, 300.0) == datetime.fromtimestamp(now + 300, UTC)
     assert _latest(-0.001, now, 60.0) == datetime.fromtimestamp(now + 60, UTC)  # Kafka's -1 ms
+    assert _latest(86400.0, now, 60.0) == datetime.fromtimestamp(now + 60, UTC)  # 1970
     assert _latest(1e300, now, 60.0) == datetime.fromtimestamp(now + 60, UTC)
 
 
