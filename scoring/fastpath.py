@@ -5,12 +5,13 @@ same floats as its plain twin, to the bit (tests/unit/test_fastpath.py checks
 them against each other), so the plain modules stay the specification:
 
 - `parts`, `total`: `decay.contribution` per rule and `recycle.total`;
+- `contributions`: `decay.contribution`, capped and not, by rule name;
 - `lower_bound`: `recycle.lower_bound`;
 - `first_below`: `recycle.first_below`, with a faster path when every value
   is positive (engagement then only falls).
 
 A lead's rules are read into flat `Row` tuples once per call, using the
-model's precomputed `decay_specs`, so the loops touch no pydantic objects.
+model's precomputed `decay_specs`, so the loops do no attribute lookups.
 """
 
 from __future__ import annotations

@@ -287,8 +287,9 @@ DEFAULT_LIMITS: Final = Limits()
 class ModelSpec(BaseModel):
     """The model file, one field per section.
 
-    `limits` is optional; when absent it is left out of the canonical form, so
-    adding the section to the code did not re-version existing files.
+    `limits` (and `lifecycle.handoff.profile`) are optional; when absent they
+    are left out of the canonical form, so adding them to the code did not
+    re-version existing files.
     """
 
     model_config = SPEC_CONFIG

@@ -66,8 +66,9 @@ def merge(known: LeadState, anonymous: LeadState, model: ScoringModel) -> LeadSt
     arming and transition count stay the known lead's; `merged_from` ends with
     the id merged now. No lifecycle runs here: apply the identify event that
     caused the merge to the result (or call `evaluate`), so any transition it
-    triggers names that event. Call ``evaluate(known, event time)`` before merging, so a
-    recycle the known lead was due on its own is not hidden by the merge.
+    triggers names that event. Call ``evaluate(known, event time)`` before
+    merging, so a recycle the known lead was due on its own is not hidden by
+    the merge.
     """
     if known.lead_id == anonymous.lead_id:
         raise ValueError(f"cannot merge lead {known.lead_id!r} into itself")
