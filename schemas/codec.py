@@ -78,19 +78,39 @@ def decode(data: bytes | str, model: type[M]) -> M:
         raise DecodeError(_describe(exc)) from None
 
 
-def decode_event(data: bytes | str, *, now: datetime | None = None) -> BehaviorEvent:
-    """Decode a tracker event; with `now`, also reject clock-bug future times.
+def decode_event(
+    data: bytes | str, *, now: datetime | None = None, latest: datetime | None = None
+) -> BehaviorEvent:
+    """Decode a tracker event and bound its time.
 
-    The size limit applies to tracker input only: leadpulse's own messages
-    (a dead letter embeds a whole rejected payload) may be larger.
+    `latest` is the Kafka record timestamp plus the allowed skew, computed by
+    the caller: a later occurred_at is clamped to it, the tracker's value kept
+    in `reported_at`, so a fast tracker clock cannot move a lead's clock into
+    the future. Without `latest` (validating a file), `now` rejects events
+    more than MAX_FUTURE_SKEW_SECONDS ahead as clock bugs. The size limit
+    applies to tracker input only: leadpulse's own messages (a dead letter
+    embeds a whole rejected payload) may be larger.
     """
     size = len(data) if isinstance(data, bytes) else len(data.encode())
     if size > limits.MAX_MESSAGE_BYTES:
         raise DecodeError([f"message: larger than {limits.MAX_MESSAGE_BYTES} bytes"])
     event = decode(data, BehaviorEvent)
+    if latest is not None:
+        if latest.tzinfo is None or latest.utcoffset() is None:
+            raise ValueError(f"latest={latest.isoformat()} has no timezone")
+        if event.occurred_at <= latest:
+            return event
+        if latest.year < limits.MIN_EVENT_YEAR:
+            raise DecodeError(
+                [
+                    f"occurred_at: {event.occurred_at.isoformat()} is later than the record "
+                    f"time allows ({latest.isoformat()}), which is not a real event time"
+                ]
+            )
+        return event.model_copy(update={"occurred_at": latest, "reported_at": event.occurred_at})
     if now is not None:
-        latest = now + timedelta(seconds=limits.MAX_FUTURE_SKEW_SECONDS)
-        if event.occurred_at > latest:
+        bound = now + timedelta(seconds=limits.MAX_FUTURE_SKEW_SECONDS)
+        if event.occurred_at > bound:
             raise DecodeError(
                 [
                     f"occurred_at: {event.occurred_at.isoformat()} is more than "

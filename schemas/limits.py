@@ -22,7 +22,8 @@ MAX_MESSAGE_BYTES: Final = 256 * 1024
 """A tracker event larger than this is not behaviour, it is a payload dump."""
 
 MAX_FUTURE_SKEW_SECONDS: Final = 24 * 3600
-"""Events from further in the future than this are clock bugs, not intent."""
+"""Without a record time to clamp to (validating a file), events from further
+in the future than this are rejected as clock bugs."""
 
 MIN_EVENT_YEAR: Final = 2000
 

@@ -123,11 +123,19 @@ class BehaviorEvent(BaseModel):
     occurred_at: EventTime
     properties: BoundedJson = Field(default_factory=dict)
     traits: BoundedJson = Field(default_factory=dict)
+    reported_at: AwareDatetime | None = None
+    """The tracker's occurred_at when it was later than the record time allowed;
+    occurred_at was clamped to that bound (see `decode_event`)."""
 
     @model_validator(mode="after")
     def _needs_subject(self) -> Self:
         if self.lead_id is None and self.anonymous_id is None:
             raise ValueError("at least one of lead_id or anonymous_id is required")
+        if self.reported_at is not None and not self.reported_at > self.occurred_at:
+            raise ValueError(
+                "reported_at must be later than occurred_at: it is only set when "
+                "occurred_at was clamped down to the record time"
+            )
         return self
 
     @property

@@ -22,11 +22,12 @@ from scoring.lifecycle import (
     SALES_QUALIFIED,
     SALES_REJECTED,
     TRANSITION_NAMESPACE,
+    handoff_profile,
     transition_id,
 )
 from scoring.loader import ModelError, default_model, load_model, parse_model
-from scoring.model import ModelSpec, ModelSpecError, ScoringModel
-from scoring.state import LeadState, merge, new_lead
+from scoring.model import Limits, ModelSpec, ModelSpecError, ScoringModel
+from scoring.state import Clamp, LeadState, merge, new_lead
 from scoring.summary import summary
 
 __all__ = [
@@ -35,9 +36,11 @@ __all__ = [
     "SALES_QUALIFIED",
     "SALES_REJECTED",
     "TRANSITION_NAMESPACE",
+    "Clamp",
     "Explanation",
     "Instant",
     "LeadState",
+    "Limits",
     "ModelError",
     "ModelSpec",
     "ModelSpecError",
@@ -58,6 +61,7 @@ __all__ = [
     "format_duration",
     "from_epoch",
     "grade",
+    "handoff_profile",
     "load_model",
     "merge",
     "new_lead",

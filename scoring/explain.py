@@ -34,7 +34,8 @@ class Part(BaseModel):
 
 class Explanation(BaseModel):
     """Engagement parts always sum to `engagement`: when the rules add up to
-    less than zero a `floor-at-zero` part makes up the difference."""
+    less than zero a `floor-at-zero` part makes up the difference. `notes`
+    say what was bent to keep the state sane (clamped times, dropped traits)."""
 
     model_config = _FROZEN
 
@@ -47,6 +48,7 @@ class Explanation(BaseModel):
     model_version: str
     parts: tuple[Part, ...]
     fit_parts: tuple[Part, ...]
+    notes: tuple[str, ...] = ()
 
 
 def explain(state: LeadState, at: Instant, model: ScoringModel) -> Explanation:
@@ -77,7 +79,29 @@ def explain(state: LeadState, at: Instant, model: ScoringModel) -> Explanation:
         model_version=model.model_version,
         parts=tuple(parts),
         fit_parts=tuple(Part(rule=part.rule, points=part.points) for part in fits),
+        notes=notes(state, model),
     )
+
+
+def notes(state: LeadState, model: ScoringModel) -> tuple[str, ...]:
+    """Plain-words notes on what the limits and the clock bound changed for this lead."""
+    found = []
+    clamp = state.last_clamp
+    if state.clamped_events and clamp is not None:
+        found.append(
+            f"{state.clamped_events} event(s) reported a time later than their record time "
+            f"+ skew and were scored at that bound; the last, {clamp.event_id}, reported "
+            f"{from_epoch(clamp.reported_at).isoformat()} and was clamped to "
+            f"{from_epoch(clamp.clamped_to).isoformat()}"
+        )
+    if state.traits_dropped:
+        limits = model.limits
+        found.append(
+            f"{state.traits_dropped} trait value(s) were dropped by the model's limits "
+            f"(max_traits {limits.max_traits} besides the traits the model reads, "
+            f"max_trait_bytes {limits.max_trait_bytes})"
+        )
+    return tuple(found)
 
 
 def explanation_dict(explanation: Explanation) -> dict[str, Any]:

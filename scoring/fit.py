@@ -3,6 +3,8 @@ are facts about the lead, so fit is recomputed from the current profile."""
 
 from __future__ import annotations
 
+import json
+
 from pydantic import JsonValue
 
 from schemas import RuleContribution
@@ -31,13 +33,46 @@ def grade(fit: float, model: ScoringModel) -> str:
 
 
 def merge_traits(
-    current: dict[str, JsonValue], update: dict[str, JsonValue]
-) -> dict[str, JsonValue]:
-    """Later values win and JSON null deletes, so a tracker can clear a trait."""
+    current: dict[str, JsonValue], update: dict[str, JsonValue], model: ScoringModel
+) -> tuple[dict[str, JsonValue], int]:
+    """Later values win and JSON null deletes, so a tracker can clear a trait.
+
+    Bounded by `model.limits` (see `Limits`): an oversize value is dropped and
+    the key keeps its old value; a new key the model does not read is dropped
+    once max_traits such keys are held. Returns the traits and how many values
+    were dropped.
+    """
+    limits = model.limits
+    declared = model.declared_traits
     merged = dict(current)
+    dropped = 0
+    room: int | None = None  # undeclared keys that still fit, counted when first needed
     for key, value in update.items():
         if value is None:
-            merged.pop(key, None)
-        else:
+            if merged.pop(key, None) is not None and room is not None and key not in declared:
+                room += 1
+        elif not fits(value, limits.max_trait_bytes):
+            dropped += 1
+        elif key in merged or key in declared:
             merged[key] = value
-    return merged
+        else:
+            if room is None:
+                room = limits.max_traits - sum(1 for k in merged if k not in declared)
+            if room > 0:
+                merged[key] = value
+                room -= 1
+            else:
+                dropped += 1
+    return merged, dropped
+
+
+def fits(value: JsonValue, limit: int) -> bool:
+    """Whether `value` is at most `limit` bytes as compact JSON (UTF-8)."""
+    if isinstance(value, str) and 6 * len(value) + 2 <= limit:
+        return True  # no character's JSON form is longer than 6 bytes
+    if limit >= 24 and (
+        isinstance(value, bool | float) or (isinstance(value, int) and abs(value) < 10**15)
+    ):
+        return True  # a float's JSON form is at most 24 bytes
+    encoded = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return len(encoded.encode()) <= limit

@@ -21,8 +21,11 @@ import uuid
 from decimal import ROUND_FLOOR, Decimal
 from typing import Final, NamedTuple
 
-from schemas import Stage
+from pydantic import JsonValue
+
+from schemas import BehaviorEvent, Stage
 from scoring.model import ScoringModel
+from scoring.state import LeadState
 
 SALES_QUALIFIED: Final = "sales_qualified"
 SALES_REJECTED: Final = "sales_rejected"
@@ -39,9 +42,35 @@ class Move(NamedTuple):
     reason: str
 
 
-def transition_id(lead_id: str, seq: int) -> str:
-    """Same lead and crossing number, same id: a replay re-emits, never duplicates."""
-    return str(uuid.uuid5(TRANSITION_NAMESPACE, f"{lead_id}:{seq}"))
+def transition_id(
+    lead_id: str,
+    from_stage: Stage,
+    to_stage: Stage,
+    *,
+    event_id: str | None = None,
+    crossing: float | None = None,
+) -> str:
+    """The id names what caused the move, never a counter a rollback could reuse.
+
+    An event's id with the move (one event can move a lead twice, IQL→MQL and
+    MQL→SAL), or for a move decay alone caused, the crossing time, which the
+    same history always gives to the bit. A replay re-emits, never duplicates.
+    """
+    if (event_id is None) == (crossing is None):
+        raise ValueError("a move is caused by an event or by decay: give event_id or crossing")
+    cause = f"event:{event_id}" if event_id is not None else f"decay:{crossing!r}"
+    name = f"{lead_id}:{cause}:{from_stage.value}->{to_stage.value}"
+    return str(uuid.uuid5(TRANSITION_NAMESPACE, name))
+
+
+def handoff_profile(state: LeadState, model: ScoringModel) -> dict[str, JsonValue]:
+    """The traits a handoff carries: only the model's `profile_traits`, in their order.
+
+    A tracker may send any traits; only those the model declares (by default
+    the ones its fit rules read, which explain the grade) reach sales tools.
+    """
+    traits = state.traits
+    return {key: traits[key] for key in model.profile_traits if key in traits}
 
 
 def show(number: float) -> str:
@@ -50,6 +79,15 @@ def show(number: float) -> str:
         return f"{number:.6g}"
     text = f"{Decimal(number).quantize(Decimal('0.01'), rounding=ROUND_FLOOR):f}"
     return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def clamp_note(event: BehaviorEvent) -> str:
+    """What a move's reason says when the event's time was clamped (see decode_event)."""
+    reported = event.reported_at.isoformat() if event.reported_at is not None else "?"
+    return (
+        f" (event time clamped from {reported} to {event.occurred_at.isoformat()}, "
+        "the record time + skew)"
+    )
 
 
 def recycle_move(engagement: float, model: ScoringModel, by_decay: bool) -> Move:

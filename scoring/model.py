@@ -18,7 +18,7 @@ from typing import Annotated, Final, NamedTuple, Self
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, JsonValue, model_validator
 
-from schemas.limits import EVENT_TYPE_PATTERN
+from schemas.limits import EVENT_TYPE_PATTERN, MAX_KEY_LENGTH, MAX_MESSAGE_BYTES
 from scoring.durations import parse_duration
 from scoring.matchers import (
     SPEC_CONFIG,
@@ -130,6 +130,30 @@ def _grade_letter(value: object) -> str:
     return value
 
 
+def _trait_key(value: object) -> str:
+    if (
+        not isinstance(value, str)
+        or not 0 < len(value) <= MAX_KEY_LENGTH
+        or any(ord(char) < 32 or ord(char) == 127 for char in value)
+    ):
+        raise ValueError(
+            f"invalid trait name {describe(value)}: use a trait key as trackers send it "
+            f"(1-{MAX_KEY_LENGTH} characters, no control characters)"
+        )
+    return value
+
+
+def _count(what: str, low: int, high: int) -> Callable[[object], int]:
+    def check(value: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(
+                f"{what} must be a whole number from {low} to {high}, got {describe(value)}"
+            )
+        return value
+
+    return check
+
+
 RuleName = Annotated[str, BeforeValidator(_rule_name)]
 EventType = Annotated[str, BeforeValidator(_event_type)]
 Points = Annotated[float, BeforeValidator(_points)]
@@ -211,11 +235,22 @@ class Fit(BaseModel):
     grades: dict[str, GradeThreshold]
 
 
+TraitKey = Annotated[str, BeforeValidator(_trait_key)]
+
+
 class HandoffRule(BaseModel):
+    """When an MQL is handed off, and which traits the handoff carries.
+
+    `profile` lists the traits (top-level keys) a `Handoff` carries; a tracker's
+    other traits never reach sales tools. Not declared: the traits the fit rules
+    read, which explain the grade. ``profile: []`` carries none.
+    """
+
     model_config = SPEC_CONFIG
 
     engagement: Threshold
     min_grade: Annotated[str, BeforeValidator(_grade_letter)]
+    profile: tuple[TraitKey, ...] | None = None
 
 
 class Lifecycle(BaseModel):
@@ -226,8 +261,36 @@ class Lifecycle(BaseModel):
     recycle: Threshold
 
 
+class Limits(BaseModel):
+    """What one lead's state may hold, so a noisy tracker cannot grow it forever.
+
+    `max_traits` bounds the traits the model does not read: a new one beyond it
+    is dropped (existing keys still update). Traits the model reads (fit rules,
+    handoff profile) are never dropped for room, so a lead holds at most
+    max_traits plus those. A value whose JSON is larger than `max_trait_bytes`
+    is dropped whatever its key. `merged_from` keeps the `max_merged_from` most
+    recent merged ids.
+    """
+
+    model_config = SPEC_CONFIG
+
+    max_traits: Annotated[int, BeforeValidator(_count("max_traits", 0, 10_000))] = 100
+    max_trait_bytes: Annotated[
+        int, BeforeValidator(_count("max_trait_bytes", 1, MAX_MESSAGE_BYTES))
+    ] = 1024
+    max_merged_from: Annotated[int, BeforeValidator(_count("max_merged_from", 0, 10_000))] = 50
+
+
+DEFAULT_LIMITS: Final = Limits()
+
+
 class ModelSpec(BaseModel):
-    """The model file, one field per section."""
+    """The model file, one field per section.
+
+    `limits` (and `lifecycle.handoff.profile`) are optional; when absent they
+    are left out of the canonical form, so adding them to the code did not
+    re-version existing files.
+    """
 
     model_config = SPEC_CONFIG
 
@@ -235,6 +298,7 @@ class ModelSpec(BaseModel):
     engagement: Engagement
     fit: Fit
     lifecycle: Lifecycle
+    limits: Limits | None = None
 
 
 def _duplicates(section: str, names: list[str]) -> list[tuple[Path, str]]:
@@ -309,6 +373,17 @@ def semantic_issues(spec: ModelSpec) -> list[tuple[Path, str]]:
                 f"mql ({number(lifecycle.mql)})",
             )
         )
+    first_key: dict[str, int] = {}
+    for index, key in enumerate(lifecycle.handoff.profile or ()):
+        if key in first_key:
+            issues.append(
+                (
+                    ("lifecycle", "handoff", "profile", index),
+                    f"duplicate trait '{key}' (also profile[{first_key[key]}])",
+                )
+            )
+        else:
+            first_key[key] = index
     letters = [letter for letter, _ in grades]
     if letters_ok:
         known = [*letters, implicit_grade(letters)]
@@ -340,6 +415,8 @@ def model_version_of(spec: ModelSpec) -> str:
 
 
 RuleCheck = Callable[[dict[str, JsonValue]], bool]
+DecaySpec = tuple[str, float, float | None]
+"""(name, half-life, cap) of one engagement rule: what reading its decay needs."""
 
 
 class ModelSpecError(ValueError):
@@ -363,8 +440,16 @@ class ScoringModel:
     grades: tuple[tuple[str, float], ...]
     lowest_grade: str
     longest_half_life: float
+    decay_specs: tuple[DecaySpec, ...] = field(repr=False)
+    """`engagement_rules` as flat tuples, in model order, for `scoring.fastpath`."""
     fit_checks: tuple[FitCheck, ...] = field(repr=False)
     """`fit_rules` compiled for speed, same order; see `FitRule.check`."""
+    limits: Limits
+    """The file's `limits`, or the defaults."""
+    profile_traits: tuple[str, ...]
+    """The traits a handoff carries: `lifecycle.handoff.profile`, or the fit rules' traits."""
+    declared_traits: frozenset[str]
+    """Traits the model reads (fit rules, profile): never dropped to make room."""
     _rank: Mapping[str, int] = field(repr=False)
 
     @classmethod
@@ -378,6 +463,9 @@ class ScoringModel:
         grades = tuple(spec.fit.grades.items())
         lowest = implicit_grade([letter for letter, _ in grades])
         letters = [letter for letter, _ in grades] + [lowest]
+        fit_traits = tuple(dict.fromkeys(rule.trait[0] for rule in spec.fit.rules))
+        declared_profile = spec.lifecycle.handoff.profile
+        profile = fit_traits if declared_profile is None else declared_profile
         return cls(
             spec=spec,
             model_version=model_version_of(spec),
@@ -390,7 +478,13 @@ class ScoringModel:
             grades=grades,
             lowest_grade=lowest,
             longest_half_life=max((rule.half_life for rule in spec.engagement.rules), default=0.0),
+            decay_specs=tuple(
+                (rule.name, rule.half_life, rule.cap) for rule in spec.engagement.rules
+            ),
             fit_checks=tuple(rule.check() for rule in spec.fit.rules),
+            limits=spec.limits or DEFAULT_LIMITS,
+            profile_traits=profile,
+            declared_traits=frozenset((*fit_traits, *profile)),
             _rank=MappingProxyType({letter: rank for rank, letter in enumerate(letters)}),
         )
 

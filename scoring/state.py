@@ -10,6 +10,18 @@ from scoring.fit import merge_traits
 from scoring.model import ScoringModel
 
 
+class Clamp(BaseModel):
+    """An event whose tracker time was later than its Kafka record time allowed."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    event_id: str
+    reported_at: float
+    """Epoch seconds: the tracker's occurred_at."""
+    clamped_to: float
+    """Epoch seconds: the record time plus the allowed skew, which the event scored at."""
+
+
 class LeadState(BaseModel):
     """One lead (or anonymous visitor), JSON round-trippable and immutable.
 
@@ -17,6 +29,9 @@ class LeadState(BaseModel):
     `clock` is the latest event time applied and the time the lifecycle was last
     evaluated at. `armed` is False after a sales rejection: the lead must fall
     below the recycle threshold before it can become an MQL again.
+    `transition_seq` counts transitions, to order the lead's outbox; ids never
+    derive from it. Fields added after the first release have defaults, so a
+    state an older worker wrote still decodes during a rolling upgrade.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
@@ -31,6 +46,12 @@ class LeadState(BaseModel):
     rules: dict[str, RuleState] = Field(default_factory=dict)
     traits: dict[str, JsonValue] = Field(default_factory=dict)
     merged_from: tuple[str, ...] = ()
+    """Ids merged into this lead, oldest first; the model's max_merged_from most recent."""
+    traits_dropped: int = Field(default=0, ge=0)
+    """Trait values dropped by the model's limits (too many traits, too large)."""
+    clamped_events: int = Field(default=0, ge=0)
+    """Events whose future time was clamped to their record time plus skew."""
+    last_clamp: Clamp | None = None
 
 
 def new_lead(lead_id: str, anonymous: bool = False) -> LeadState:
@@ -41,11 +62,13 @@ def merge(known: LeadState, anonymous: LeadState, model: ScoringModel) -> LeadSt
     """Fold an anonymous profile into a known lead without losing a point.
 
     Rule pairs combine exactly as if one lead had received every event; traits
-    the known lead has win; stage, arming and transition count stay the known
-    lead's. No lifecycle runs here: apply the identify event that caused the
-    merge to the result (or call `evaluate`), so any transition it triggers
-    names that event. Call ``evaluate(known, event time)`` before merging, so a
-    recycle the known lead was due on its own is not hidden by the merge.
+    the known lead has win (and keep their room under the limits); stage,
+    arming and transition count stay the known lead's; `merged_from` ends with
+    the id merged now. No lifecycle runs here: apply the identify event that
+    caused the merge to the result (or call `evaluate`), so any transition it
+    triggers names that event. Call ``evaluate(known, event time)`` before
+    merging, so a recycle the known lead was due on its own is not hidden by
+    the merge.
     """
     if known.lead_id == anonymous.lead_id:
         raise ValueError(f"cannot merge lead {known.lead_id!r} into itself")
@@ -60,16 +83,25 @@ def merge(known: LeadState, anonymous: LeadState, model: ScoringModel) -> LeadSt
             rules[name] = max(mine, other, key=lambda pair: pair.ref)
         else:
             rules[name] = combine(mine, other, rule.half_life)
+    # known traits win: only the anonymous profile's other keys are added
+    extra = {key: value for key, value in anonymous.traits.items() if key not in known.traits}
+    traits, dropped = merge_traits(known.traits, extra, model)
+    merged_from = (
+        *known.merged_from,
+        *(i for i in anonymous.merged_from if i not in known.merged_from),
+        anonymous.lead_id,
+    )
+    keep = model.limits.max_merged_from
+    clamps = [clamp for clamp in (known.last_clamp, anonymous.last_clamp) if clamp is not None]
     return known.model_copy(
         update={
             "rules": rules,
-            "traits": merge_traits(anonymous.traits, known.traits),
+            "traits": traits,
             "clock": max(known.clock, anonymous.clock),
             "events_applied": known.events_applied + anonymous.events_applied,
-            "merged_from": (
-                *known.merged_from,
-                anonymous.lead_id,
-                *(i for i in anonymous.merged_from if i not in known.merged_from),
-            ),
+            "merged_from": merged_from[-keep:] if keep else (),
+            "traits_dropped": known.traits_dropped + anonymous.traits_dropped + dropped,
+            "clamped_events": known.clamped_events + anonymous.clamped_events,
+            "last_clamp": max(clamps, key=lambda clamp: clamp.clamped_to, default=None),
         }
     )

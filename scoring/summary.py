@@ -40,4 +40,13 @@ def summary(model: ScoringModel) -> str:
         f"≥ {number(lifecycle.handoff.engagement)} with grade {lifecycle.handoff.min_grade} or "
         f"better; recycle to nurture below {number(lifecycle.recycle)}"
     )
+    carried = ", ".join(model.profile_traits) or "no traits"
+    source = "declared" if lifecycle.handoff.profile is not None else "default: the fit traits"
+    lines.append(f"handoff profile ({source}): {carried}")
+    limits = model.limits
+    lines.append(
+        f"limits: {limits.max_traits} traits besides the {len(model.declared_traits)} the model "
+        f"reads; {limits.max_trait_bytes} bytes of JSON per trait value; the "
+        f"{limits.max_merged_from} most recent merged ids"
+    )
     return "\n".join(line.rstrip() for line in lines)

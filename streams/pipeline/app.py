@@ -122,6 +122,7 @@ def build(
         sweep_limit=settings.sweep_limit,
         health=health,
         max_message=settings.producer_max_request_size,
+        max_future_skew=settings.max_future_skew,
     )
     pipeline = Pipeline(
         app=app, processor=processor, store=store, totals=totals or Totals(), health=health

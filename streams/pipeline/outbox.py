@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping, Sequence
 
 from schemas import Handoff, StageTransition, decode_transition, encode
-from scoring import LeadState, ScoringModel, next_recycle_at
+from scoring import LeadState, ScoringModel, handoff_profile, next_recycle_at
 from streams.kafka.publisher import Outgoing, Publisher, RefusedMessagesError
 from streams.pipeline.letters import DeadLetters
 from streams.pipeline.records import Decided, Report, Topics
@@ -39,7 +39,7 @@ def make_commit(
         outbox[message_id] = encode(t)
         decided[snap.subject, message_id] = t
         if t.is_handoff:
-            handoff = Handoff.from_transition(t, profile=dict(state.traits))
+            handoff = Handoff.from_transition(t, profile=handoff_profile(state, model))
             outbox[f"{HANDOFF_PREFIX}{n:010d}"] = encode(handoff)
     return Commit(
         subject=snap.subject,

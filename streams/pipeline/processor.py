@@ -16,7 +16,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import suppress
 from datetime import UTC, datetime
 
-from schemas import BehaviorEvent, DecodeError, decode_event
+from schemas import BehaviorEvent, DecodeError, decode_event, limits
 from scoring import LeadState, ScoringModel, apply_many, new_lead, next_recycle_at
 from streams.errors import CorruptStateError
 from streams.kafka.publisher import Publisher
@@ -45,6 +45,7 @@ class Processor:
         sweep_limit: int = 1000,
         health: Health | None = None,
         max_message: int = MAX_MESSAGE,
+        max_future_skew: float = 300.0,
     ) -> None:
         self.store = store
         self.publisher = publisher
@@ -52,6 +53,7 @@ class Processor:
         self.topics = topics or Topics()
         self.clock = clock
         self.health = health or Health(clock=clock)
+        self.max_future_skew = max_future_skew  # seconds past the record time before a clamp
         self.letters = DeadLetters(
             publisher, self.topics.dlq, clock, self.health, max_message=max_message
         )
@@ -66,13 +68,14 @@ class Processor:
     async def process(self, records: Sequence[Record]) -> Report:
         """Score a batch; what can never be scored goes to the DLQ; returns once published."""
         report = Report()
-        now = datetime.fromtimestamp(self.clock(), UTC)
+        wall = self.clock()
         events: list[BehaviorEvent] = []
         self._origin.clear()
         try:
             for record in records:
                 try:
-                    event = decode_event(record.value or b"", now=now)
+                    latest = _latest(record.timestamp, wall, self.max_future_skew)
+                    event = decode_event(record.value or b"", latest=latest)
                 except DecodeError as error:
                     self.letters.record(record, error)
                     continue
@@ -254,3 +257,19 @@ def _group(events: Iterable[BehaviorEvent]) -> tuple[dict[str, list[BehaviorEven
 
 def _ids(pending: Mapping[str, Sequence[BehaviorEvent]]) -> dict[str, list[str]]:
     return {subject: [e.event_id for e in evs] for subject, evs in pending.items()}
+
+
+_EARLIEST = datetime(limits.MIN_EVENT_YEAR, 1, 1, tzinfo=UTC).timestamp()
+
+
+def _latest(timestamp: float | None, now: float, skew: float) -> datetime:
+    """The latest event time a record allows: its timestamp plus the skew.
+
+    A missing or implausible timestamp (Kafka's -1, before MIN_EVENT_YEAR, out
+    of range) bounds by the wall clock instead.
+    """
+    stamp = timestamp if timestamp is not None and timestamp >= _EARLIEST else now
+    try:
+        return datetime.fromtimestamp(stamp + skew, UTC)
+    except (OverflowError, OSError, ValueError):
+        return datetime.fromtimestamp(now + skew, UTC)

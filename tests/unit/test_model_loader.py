@@ -243,7 +243,7 @@ EDITS: list[tuple[str, str, str, list[str]]] = [
         [
             "bad.yaml:1: (top level): missing required key 'lifecycle'",
             "bad.yaml:24: lifecycel: unknown key; did you mean 'lifecycle'? "
-            "(allowed: engagement, fit, lifecycle, version)",
+            "(allowed: engagement, fit, lifecycle, limits, version)",
         ],
     ),
     (
@@ -285,7 +285,7 @@ EDITS: list[tuple[str, str, str, list[str]]] = [
         "engagement: 3\nxx:\n  rules:",
         [
             "bad.yaml:2: engagement: expected a mapping, got 3",
-            "bad.yaml:3: xx: unknown key (allowed: engagement, fit, lifecycle, version)",
+            "bad.yaml:3: xx: unknown key (allowed: engagement, fit, lifecycle, limits, version)",
         ],
     ),
     (
@@ -308,6 +308,80 @@ EDITS: list[tuple[str, str, str, list[str]]] = [
         "      points: 10\n",
         "\tpoints: 10\n",
         ["bad.yaml:7: YAML syntax error: found character '\\t' that cannot start any token"],
+    ),
+    (
+        "negative max_traits",
+        "  recycle: 25\n",
+        "  recycle: 25\nlimits:\n  max_traits: -1\n",
+        [
+            "bad.yaml:31: limits.max_traits: max_traits must be a whole number "
+            "from 0 to 10000, got -1"
+        ],
+    ),
+    (
+        "max_trait_bytes with a unit",
+        "  recycle: 25\n",
+        "  recycle: 25\nlimits:\n  max_trait_bytes: 1kb\n",
+        [
+            "bad.yaml:31: limits.max_trait_bytes: max_trait_bytes must be a whole number "
+            "from 1 to 262144, got '1kb'"
+        ],
+    ),
+    (
+        "misspelt limit",
+        "  recycle: 25\n",
+        "  recycle: 25\nlimits:\n  max_trait: 5\n",
+        [
+            "bad.yaml:31: limits.max_trait: unknown key; did you mean 'max_traits'? "
+            "(allowed: max_merged_from, max_trait_bytes, max_traits)"
+        ],
+    ),
+    (
+        "limits that are not whole numbers",
+        "  recycle: 25\n",
+        "  recycle: 25\nlimits: {max_merged_from: true, max_traits: 1.5}\n",
+        [
+            "bad.yaml:30: limits.max_traits: max_traits must be a whole number "
+            "from 0 to 10000, got 1.5",
+            "bad.yaml:30: limits.max_merged_from: max_merged_from must be a whole number "
+            "from 0 to 10000, got true",
+        ],
+    ),
+    (
+        "limits as a list",
+        "  recycle: 25\n",
+        "  recycle: 25\nlimits: []\n",
+        ["bad.yaml:30: limits: expected a mapping, got []"],
+    ),
+    (
+        "duplicate profile trait",
+        "    min_grade: B\n",
+        "    min_grade: B\n    profile: [title, company, title]\n",
+        ["bad.yaml:29: lifecycle.handoff.profile[2]: duplicate trait 'title' (also profile[0])"],
+    ),
+    (
+        "profile not a list",
+        "    min_grade: B\n",
+        "    min_grade: B\n    profile: title\n",
+        ["bad.yaml:29: lifecycle.handoff.profile: expected a list, got 'title'"],
+    ),
+    (
+        "empty trait name in the profile",
+        "    min_grade: B\n",
+        "    min_grade: B\n    profile:\n      - title\n      - ''\n",
+        [
+            "bad.yaml:31: lifecycle.handoff.profile[1]: invalid trait name '': use a trait key "
+            "as trackers send it (1-128 characters, no control characters)"
+        ],
+    ),
+    (
+        "misspelt profile",
+        "    min_grade: B\n",
+        "    min_grade: B\n    profle: [title]\n",
+        [
+            "bad.yaml:29: lifecycle.handoff.profle: unknown key; did you mean 'profile'? "
+            "(allowed: engagement, min_grade, profile)"
+        ],
     ),
 ]
 
@@ -487,6 +561,9 @@ def test_model_version_is_pinned() -> None:
         ('version: "t-1"', 'version: "t-2"'),
         ("min_grade: B", "min_grade: C"),
         ('"/pricing"', '"/plans"'),
+        ("    min_grade: B\n", "    min_grade: B\n    profile: [title]\n"),
+        ("    min_grade: B\n", "    min_grade: B\n    profile: []\n"),
+        ("  recycle: 25\n", "  recycle: 25\nlimits: {max_traits: 5}\n"),
     ],
 )
 def test_model_version_changes_with_content(old: str, new: str) -> None:
@@ -534,3 +611,40 @@ def test_spec_built_in_code_is_checked_too() -> None:
     with pytest.raises(ModelSpecError, match=r"lifecycle\.recycle: recycle \(60\)"):
         ScoringModel.from_spec(broken)
     assert ScoringModel.from_spec(spec, "copy") == parse_model(BASE, "a.yaml")
+
+
+def test_profile_and_limits_default_when_not_declared() -> None:
+    model = parse_model(BASE, "a.yaml")
+    assert model.lifecycle.handoff.profile is None
+    assert model.profile_traits == ("company_size",)  # what the fit rules read
+    assert model.declared_traits == {"company_size"}
+    assert (model.limits.max_traits, model.limits.max_trait_bytes) == (100, 1024)
+    assert model.limits.max_merged_from == 50
+    text = summary(model)
+    assert "handoff profile (default: the fit traits): company_size" in text
+    assert "limits: 100 traits besides the 1 the model reads; 1024 bytes" in text
+
+
+def test_declared_profile_and_limits() -> None:
+    text = BASE.replace(
+        "    min_grade: B\n", "    min_grade: B\n    profile: [title, company_size, email]\n"
+    ).replace("  recycle: 25\n", "  recycle: 25\nlimits: {max_traits: 0, max_merged_from: 3}\n")
+    model = parse_model(text, "a.yaml")
+    assert model.profile_traits == ("title", "company_size", "email")
+    assert model.declared_traits == {"title", "company_size", "email"}
+    assert (model.limits.max_traits, model.limits.max_merged_from) == (0, 3)
+    assert model.limits.max_trait_bytes == 1024
+    assert "handoff profile (declared): title, company_size, email" in summary(model)
+    empty = parse_model(BASE.replace("    min_grade: B\n", "    min_grade: B\n    profile: []\n"))
+    assert empty.profile_traits == ()
+    assert empty.declared_traits == {"company_size"}
+    assert "handoff profile (declared): no traits" in summary(empty)
+
+
+def test_shipped_models_declare_a_profile_and_limits() -> None:
+    demo = load_model(Path(__file__).resolve().parents[2] / "streams/dev/demo_model.yaml")
+    for model in (default_model(), demo):
+        assert model.lifecycle.handoff.profile is not None
+        assert "email" not in model.profile_traits
+        assert {"title", "company_size", "seniority"} <= set(model.profile_traits)
+        assert model.spec.limits is not None

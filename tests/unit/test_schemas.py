@@ -165,6 +165,69 @@ def test_far_future_event_is_rejected_when_now_is_given() -> None:
     assert decode_event(payload(occurred_at=future)).event_id == "0b7e-1"
 
 
+LATEST = datetime(2026, 11, 22, 10, 5, tzinfo=UTC)  # a record time of 10:00 plus 300 s skew
+
+# (case, occurred_at as the tracker wrote it, occurred_at after decoding, reported_at)
+CLAMPS: list[tuple[str, str, datetime, datetime | None]] = [
+    ("below the bound", "2026-11-22T10:04:59Z", LATEST - timedelta(seconds=1), None),
+    ("exactly at the bound", "2026-11-22T10:05:00Z", LATEST, None),
+    ("at the bound, other zone", "2026-11-22T11:05:00+01:00", LATEST, None),
+    ("just above", "2026-11-22T10:05:00.000001Z", LATEST, LATEST + timedelta(microseconds=1)),
+    ("hours ahead", "2026-11-22T15:00:00Z", LATEST, datetime(2026, 11, 22, 15, tzinfo=UTC)),
+    (
+        "days ahead, beyond the 24 h check",
+        "2026-12-01T00:00:00Z",
+        LATEST,
+        datetime(2026, 12, 1, tzinfo=UTC),
+    ),
+    ("far in the past", "2001-01-01T00:00:00Z", datetime(2001, 1, 1, tzinfo=UTC), None),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "written", "occurred_at", "reported_at"), CLAMPS, ids=[c[0] for c in CLAMPS]
+)
+def test_decode_event_clamps_times_later_than_latest(
+    name: str, written: str, occurred_at: datetime, reported_at: datetime | None
+) -> None:
+    event = decode_event(payload(occurred_at=written), latest=LATEST)
+    assert event.occurred_at == occurred_at, name
+    assert event.reported_at == reported_at, name
+    # with `latest`, the 24 h rule is not applied: the clamp already bounds the time
+    now = LATEST - timedelta(days=30)
+    assert decode_event(payload(occurred_at=written), now=now, latest=LATEST) == event
+    # a clamped event round-trips, and decoding it again changes nothing
+    assert decode_event(encode(event), latest=LATEST) == event
+
+
+@pytest.mark.parametrize("written", ["2026-11-22T15:00:00", "2026-11-22 15:00"])
+def test_naive_times_are_rejected_with_or_without_latest(written: str) -> None:
+    for bound in ({}, {"latest": LATEST}, {"now": LATEST}):
+        with pytest.raises(DecodeError) as caught:
+            decode_event(payload(occurred_at=written), **bound)
+        assert caught.value.errors == ["occurred_at: Input should have timezone info"]
+
+
+def test_decode_event_needs_an_aware_latest_and_a_real_record_time() -> None:
+    with pytest.raises(ValueError, match="no timezone"):
+        decode_event(payload(), latest=datetime(2026, 11, 22, 10, 5))
+    with pytest.raises(DecodeError) as caught:
+        decode_event(payload(), latest=datetime(1970, 1, 1, 0, 5, tzinfo=UTC))
+    assert caught.value.errors == [
+        "occurred_at: 2026-11-22T10:00:00+00:00 is later than the record time allows "
+        "(1970-01-01T00:05:00+00:00), which is not a real event time"
+    ]
+
+
+def test_reported_at_is_only_later_than_occurred_at() -> None:
+    with pytest.raises(DecodeError) as caught:
+        decode_event(payload(reported_at="2026-11-22T10:00:00Z"))
+    assert caught.value.errors == [
+        "message: reported_at must be later than occurred_at: it is only set when "
+        "occurred_at was clamped down to the record time"
+    ]
+
+
 def test_identify_without_anonymous_id_only_updates_traits() -> None:
     event = decode_event(payload(type="identify", traits={"title": "VP Sales"}))
     assert not event.links_identity

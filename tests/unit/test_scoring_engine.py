@@ -289,10 +289,13 @@ def test_identify_after_anonymous_browsing_hands_off_at_once() -> None:
         (Stage.MQL, Stage.SAL),
     ]
     assert all(t.event_id == "id-1" for t in transitions)
+    # one event, two moves: the move is part of the id, so they differ
     assert [t.transition_id for t in transitions] == [
-        transition_id("lead-9", 1),
-        transition_id("lead-9", 2),
+        transition_id("lead-9", Stage.IQL, Stage.MQL, event_id="id-1"),
+        transition_id("lead-9", Stage.MQL, Stage.SAL, event_id="id-1"),
     ]
+    assert transitions[0].transition_id != transitions[1].transition_id
+    assert state.transition_seq == 2
     handoff = Handoff.from_transition(transitions[1])
     assert handoff.handoff_id == transitions[1].transition_id
     assert handoff.grade == "A"
@@ -631,7 +634,49 @@ def test_replays_give_the_same_transition_ids(steps: list[tuple[str, float]]) ->
     assert [t.model_dump() for t in first] == [t.model_dump() for t in second]
     ids = [t.transition_id for t in first]
     assert len(set(ids)) == len(ids)
-    assert ids == [transition_id("lead-1", seq) for seq in range(1, len(ids) + 1)]
+    for t in first:
+        if t.event_id is not None:
+            expected = transition_id("lead-1", t.from_stage, t.to_stage, event_id=t.event_id)
+            assert t.transition_id == expected
+
+
+def test_transition_ids_name_their_cause_not_a_counter() -> None:
+    """A rolled-back state that decides again at the same seq must not reuse an id."""
+    state = LeadState(
+        lead_id="lead-1",
+        clock=E0,
+        traits={"tier": "gold"},
+        rules={"hot": RuleState(40.0, E0), "warm": RuleState(5.0, E0)},
+    )
+    _, first = run([event(50, "big", 10, event_id="e-a")], state)
+    # Redis lost that commit: the same state decides again, for another event
+    _, again = run([event(51, "big", 10, event_id="e-b")], state)
+    assert [(t.from_stage, t.to_stage) for t in first] == [
+        (Stage.IQL, Stage.MQL),
+        (Stage.MQL, Stage.SAL),
+    ]
+    assert [(t.from_stage, t.to_stage) for t in again] == [
+        (t.from_stage, t.to_stage) for t in first
+    ]
+    assert not {t.transition_id for t in first} & {t.transition_id for t in again}
+    # and a replay of the same event gives the same ids
+    _, replayed = run([event(50, "big", 10, event_id="e-a")], state)
+    assert [t.transition_id for t in replayed] == [t.transition_id for t in first]
+
+
+def test_decay_transition_ids_derive_from_the_crossing() -> None:
+    state, _ = run([event(0, "identify", 0, traits={"tier": "gold"}), *pings(4, 1, 1)])
+    state, _ = run([event(9, "big", 10)], state)
+    due = next_recycle_at(state, MODEL)
+    assert due is not None
+    _, swept = evaluate(state, due + 60, MODEL)
+    _, by_event = run([event(99, "noop", due + 120 - E0)], state)
+    assert [t.transition_id for t in swept] == [by_event[0].transition_id]
+    assert swept[0].transition_id == transition_id("lead-1", Stage.SAL, Stage.NURTURE, crossing=due)
+    with pytest.raises(ValueError, match="event_id or crossing"):
+        transition_id("lead-1", Stage.SAL, Stage.NURTURE)
+    with pytest.raises(ValueError, match="event_id or crossing"):
+        transition_id("lead-1", Stage.SAL, Stage.NURTURE, event_id="e", crossing=due)
 
 
 # --- next_recycle_at --------------------------------------------------------
