@@ -12,12 +12,12 @@ import json
 from typing import Any
 
 from schemas import decode_dead_letter, decode_handoff
-from scoring import ScoringModel, new_lead
+from scoring import ScoringModel, new_lead, parse_model
 from streams.observability.health import Health
 from streams.pipeline.processor import Processor
 from streams.pipeline.records import Record, Topics
 from streams.store import MemoryLeadStore, encode_state
-from tests.component.conftest import T0, FakePublisher, event, page
+from tests.component.conftest import MODEL_YAML, T0, FakePublisher, event, page
 
 TOPICS = Topics()
 
@@ -58,9 +58,17 @@ def make(model: ScoringModel, publisher: FakePublisher) -> tuple[Processor, Memo
     return processor, store
 
 
-async def test_a_handoff_the_broker_refuses_is_dead_lettered_and_the_rest_flows(
-    model: ScoringModel,
-) -> None:
+async def test_a_handoff_the_broker_refuses_is_dead_lettered_and_the_rest_flows() -> None:
+    # a model whose handoffs carry long notes, so one can exceed the broker's limit
+    model = parse_model(
+        MODEL_YAML.replace(
+            "  recycle: 25",
+            "  recycle: 25\n  handoff: {engagement: 70, min_grade: B, "
+            "profile: [company_size, notes, more_notes]}",
+        ).replace("  handoff: {engagement: 70, min_grade: B}\n", "", 1)
+        + "limits: {max_trait_bytes: 8192}\n",
+        "notes-model.yaml",
+    )
     publisher = FakePublisher(max_size=6000)
     processor, store = make(model, publisher)
     big = hot("lead-big", notes="x" * 4000, more_notes="y" * 4000)
