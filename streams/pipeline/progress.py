@@ -7,7 +7,8 @@ offsets lag behind (Faust commits every few seconds), and Redis with AOF
 partition it is assigned from what the store recorded, and a worker that
 finds the store's record behind what it wrote itself knows the store lost
 data: it must read those events again, which it does by restarting (see
-`RollbackError`).
+`RollbackError`). The check runs before every attempt of a batch, so newer
+events are never applied on top of a state that lost older ones.
 """
 
 from __future__ import annotations
@@ -48,21 +49,30 @@ class Progress:
         self.recorded = {p: o for p, o in self.recorded.items() if p in partitions}
         return {p: known[p] for p in partitions if p in known}
 
-    async def record(self, offsets: Mapping[int, int]) -> None:
-        """Record a finished batch; raises `RollbackError` if the store went back."""
-        if not offsets:
+    async def check(self, partitions: Collection[int]) -> None:
+        """Before a batch touches the store: raise `RollbackError` if it went back.
+
+        Checked at the start of every attempt of a batch, so a store that
+        restarted with less than this worker recorded is noticed before any
+        newer event is applied on top of the older state.
+        """
+        mine = [p for p in partitions if p in self.recorded]
+        if not mine:
             return
-        if self.recorded.keys() & offsets.keys():
-            stored = await self.store.progress(self.topic)
-            lost = {
-                p: (self.recorded[p], stored.get(p, -1))
-                for p in offsets
-                if p in self.recorded and stored.get(p, -1) < self.recorded[p]
-            }
-            if lost:
-                raise RollbackError(lost)
-        await self.store.record_progress(self.topic, offsets)
-        self.recorded.update(offsets)
+        stored = await self.store.progress(self.topic)
+        lost = {
+            p: (self.recorded[p], stored.get(p, -1))
+            for p in mine
+            if stored.get(p, -1) < self.recorded[p]
+        }
+        if lost:
+            raise RollbackError(lost)
+
+    async def record(self, offsets: Mapping[int, int]) -> None:
+        """Record a finished batch: its partitions' next offsets."""
+        if offsets:
+            await self.store.record_progress(self.topic, offsets)
+            self.recorded.update(offsets)
 
     def revoked(self, partitions: Collection[int]) -> None:
         for partition in partitions:

@@ -63,18 +63,21 @@ class Runtime:
         if totals.first_batch_at is None:
             totals.first_batch_at = time.time()
         processor = self.processor
-        try:
-            report = await self.retry(
-                "scoring batch", functools.partial(processor.process, records)
-            )
-        except PermanentError as error:
-            # nothing narrower caught it: the batch can never be scored as it is
-            report = await self.retry(
-                "dead-lettering a batch",
-                functools.partial(processor.dead_letter_records, records, error.reason),
-            )
         offsets = next_offsets(records)
+
+        async def attempt() -> Report:
+            await self.progress.check(offsets)
+            return await processor.process(records)
+
         try:
+            try:
+                report = await self.retry("scoring batch", attempt)
+            except PermanentError as error:
+                # nothing narrower caught it: the batch can never be scored as it is
+                report = await self.retry(
+                    "dead-lettering a batch",
+                    functools.partial(processor.dead_letter_records, records, error.reason),
+                )
             await self.retry("recording progress", functools.partial(self.progress.record, offsets))
         except FatalError as error:
             self.on_fatal(error)
