@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import typing
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -125,8 +126,53 @@ def encode(message: BaseModel) -> bytes:
     return message.model_dump_json(exclude_none=False).encode()
 
 
-def decode_transition(data: bytes | str) -> StageTransition:
-    return decode(data, StageTransition)
+def decode_transition(data: bytes | str, *, lenient: bool = False) -> StageTransition:
+    """A transition; `lenient` ignores fields this release does not know.
+
+    Lenient is for reading back what a newer release may have written (an
+    outbox entry during a rolling upgrade); messages from outside stay strict.
+    """
+    return decode_lenient(data, StageTransition) if lenient else decode(data, StageTransition)
+
+
+def decode_lenient(data: bytes | str, model: type[M]) -> M:
+    """`decode`, but fields unknown to `model` (at any depth of nested models) are dropped."""
+    try:
+        parsed = json.loads(data)
+    except ValueError:
+        return decode(data, model)  # the strict path words the error
+    try:
+        return model.model_validate(_known_only(parsed, model))
+    except ValidationError as exc:
+        raise DecodeError(_describe(exc)) from None
+
+
+def _known_only(value: object, model: type[BaseModel]) -> object:
+    if not isinstance(value, dict):
+        return value
+    kept: dict[str, object] = {}
+    for name, info in model.model_fields.items():
+        if name not in value:
+            continue
+        inner = _nested_model(info.annotation)
+        item = value[name]
+        if inner is not None and isinstance(item, list):
+            kept[name] = [_known_only(x, inner) for x in item]
+        elif inner is not None:
+            kept[name] = _known_only(item, inner)
+        else:
+            kept[name] = item
+    return kept
+
+
+def _nested_model(annotation: object) -> type[BaseModel] | None:
+    """The model a field holds directly or as list items, if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    return None
 
 
 def decode_handoff(data: bytes | str) -> Handoff:

@@ -89,7 +89,9 @@ class Outbox:
                 else:
                     message = Outgoing(self.topics.transitions, subject, blob)
                     made = known.get((subject, message_id))
-                    transitions[id(message)] = made if made is not None else decode_transition(blob)
+                    transitions[id(message)] = (
+                        made if made is not None else decode_transition(blob, lenient=True)
+                    )
                 messages.append(message)
                 origin[id(message)] = (subject, message_id)
                 sent.setdefault(subject, []).append(message_id)

@@ -380,3 +380,32 @@ def test_dead_letter_keeps_control_characters_compact_and_cuts_huge_payloads() -
     assert letter.payload_size == len(huge)
     assert huge.startswith(original_payload(letter))
     assert letter.payload_sha256 == hashlib.sha256(huge).hexdigest()
+
+
+def test_lenient_transition_decoding_ignores_fields_a_newer_release_added() -> None:
+    """Outbox entries written by a newer release are still published during an upgrade."""
+    from schemas import decode_transition
+
+    body = {
+        "transition_id": "t-1",
+        "lead_id": "lead-1",
+        "from_stage": "mql",
+        "to_stage": "sal",
+        "engagement": 72.5,
+        "fit": 40,
+        "grade": "A",
+        "occurred_at": "2026-11-22T10:00:00Z",
+        "model_version": "m-1",
+        "reason": "hot",
+        "reasons": [{"rule": "demo", "points": 60, "weight": 2}],
+        "tier": "excellent",
+    }
+    text = json.dumps(body)
+    with pytest.raises(DecodeError):
+        decode_transition(text)
+    got = decode_transition(text, lenient=True)
+    assert (got.lead_id, got.to_stage, got.reasons[0].rule) == ("lead-1", "sal", "demo")
+    with pytest.raises(DecodeError):
+        decode_transition('{"lead_id": 3}', lenient=True)
+    with pytest.raises(DecodeError):
+        decode_transition("not json", lenient=True)
