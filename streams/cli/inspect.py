@@ -29,7 +29,7 @@ async def _lead_view(settings: Settings, model: ScoringModel, lead_id: str) -> d
     from streams.http.views import explain_lead
     from streams.store.redis import RedisLeadStore, connect
 
-    store = RedisLeadStore(connect(settings), due_shards=settings.due_shards)
+    store = RedisLeadStore(connect(settings), partitions=settings.partitions)
     try:
         return await explain_lead(store, model, lead_id, time.time())
     finally:

@@ -39,7 +39,7 @@ def run_worker(settings: Settings, model: ScoringModel, *, loglevel: str = "info
 
     # faust.Worker chdirs into workdir and exits with status 1, silently, if it is missing
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = RedisLeadStore(connect(settings), due_shards=settings.due_shards)
+    store = RedisLeadStore(connect(settings), partitions=settings.partitions)
     pipeline = build(settings, model, store=store)
     worker = faust.Worker(
         pipeline.app,

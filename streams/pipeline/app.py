@@ -111,6 +111,7 @@ def build(
         ),
         clock=clock,
         sweep_limit=settings.sweep_limit,
+        partitions=settings.partitions,
     )
     pipeline = Pipeline(
         app=app,

@@ -91,10 +91,10 @@ class Outbox:
         report.published += len(messages)
         report.transitions.extend(transitions)
 
-    async def replay(self) -> Report:
+    async def replay(self, shards: Iterable[int]) -> Report:
         """Publish what a previous run decided but could not confirm as sent."""
         report = Report()
-        async for subject, box in self.store.pending_outboxes():
+        async for subject, box in self.store.pending_outboxes(list(shards)):
             await self.publish({subject: box}, report)
         return report
 

@@ -38,6 +38,7 @@ class Processor:
         topics: Topics | None = None,
         clock: Callable[[], float],
         sweep_limit: int = 1000,
+        partitions: int = 12,
     ) -> None:
         self.store = store
         self.publisher = publisher
@@ -46,7 +47,10 @@ class Processor:
         self.clock = clock
         self.outbox = Outbox(store, publisher, self.topics)
         self.identity = Identity(store, self.outbox, model, self._apply, self._load)
-        self.sweeper = Sweeper(store, self.outbox, model, limit=sweep_limit)
+        self.partitions = partitions
+        self.sweeper = Sweeper(
+            store, self.outbox, model, limit=sweep_limit, shards=range(partitions)
+        )
 
     # -- events ---------------------------------------------------------------------
 
@@ -193,7 +197,7 @@ class Processor:
 
     async def replay_outboxes(self) -> Report:
         """Publish what a previous run decided but could not confirm as sent."""
-        return await self.outbox.replay()
+        return await self.outbox.replay(range(self.partitions))
 
     # -- helpers --------------------------------------------------------------------
 

@@ -7,6 +7,8 @@ passed: the cost is proportional to the due leads, not to all leads.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from scoring import ScoringModel, evaluate
 from streams.pipeline.outbox import Outbox, make_commit
 from streams.pipeline.records import Decided, Report
@@ -17,9 +19,16 @@ class Sweeper:
     """Evaluates due leads at a given time and publishes the recycles it decides."""
 
     def __init__(
-        self, store: LeadStore, outbox: Outbox, model: ScoringModel, *, limit: int = 1000
+        self,
+        store: LeadStore,
+        outbox: Outbox,
+        model: ScoringModel,
+        *,
+        limit: int = 1000,
+        shards: Collection[int] = range(12),
     ) -> None:
         self.store = store
+        self.shards = shards
         self.outbox = outbox
         self.model = model
         self.limit = limit
@@ -27,7 +36,7 @@ class Sweeper:
     async def sweep(self, at: float) -> Report:
         """Recycle leads that decay alone took below the threshold by `at`."""
         report = Report()
-        due = await self.store.due(at, self.limit)
+        due = await self.store.due(at, self.limit, self.shards)
         if not due:
             return report
         snaps = await self.store.snapshot(dict.fromkeys(due, ()))
