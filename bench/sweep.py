@@ -420,21 +420,33 @@ class TimedStore:
         finally:
             self.timed.add("clear_outbox", started)
 
-    def pending_outboxes(self) -> Any:
-        return self.inner.pending_outboxes()
+    def pending_outboxes(self, shards: Collection[int]) -> Any:
+        return self.inner.pending_outboxes(shards)
 
-    async def due(self, now: float, limit: int) -> dict[str, float]:
+    async def due(self, now: float, limit: int, shards: Collection[int]) -> dict[str, float]:
         started = time.perf_counter()
         try:
-            return await self.inner.due(now, limit)
+            return await self.inner.due(now, limit, shards)
         finally:
             self.timed.add("due", started)
 
-    async def detach(self, anonymous_id: str, lead_id: str) -> bytes | None:
-        return await self.inner.detach(anonymous_id, lead_id)
+    async def detach(self, links: Sequence[tuple[str, str]]) -> list[bytes | None]:
+        return await self.inner.detach(links)
 
-    async def forget_detached(self, anonymous_id: str) -> None:
-        await self.inner.forget_detached(anonymous_id)
+    async def forget_detached(self, anonymous_ids: Collection[str]) -> None:
+        await self.inner.forget_detached(anonymous_ids)
+
+    async def record_progress(self, topic: str, offsets: Mapping[int, int]) -> None:
+        await self.inner.record_progress(topic, offsets)
+
+    async def progress(self, topic: str) -> dict[int, int]:
+        return await self.inner.progress(topic)
+
+    async def publish_watermarks(self, topic: str, marks: Mapping[int, float]) -> None:
+        await self.inner.publish_watermarks(topic, marks)
+
+    async def watermarks(self, topic: str) -> dict[int, float]:
+        return await self.inner.watermarks(topic)
 
     async def ping(self) -> None:
         await self.inner.ping()
@@ -477,7 +489,7 @@ async def time_ticks(
 ) -> dict[str, Any]:
     # the worker's own client and heap treatment (streams.cli.run_worker)
     client = connect(settings.replace(redis_url=url))
-    store = RedisLeadStore(client, due_shards=settings.due_shards)
+    store = RedisLeadStore(client, partitions=settings.partitions)
     publisher = KafkaPublisher(bootstrap)
     await publisher.start([settings.transitions_topic, settings.handoffs_topic])
     timed = Timed()
@@ -493,6 +505,7 @@ async def time_ticks(
         topics=topics,
         clock=lambda: tick_at,
         sweep_limit=settings.sweep_limit,
+        partitions=settings.partitions,
     )
     freeze_heap()
     try:
@@ -506,7 +519,9 @@ async def time_ticks(
             ticks.append((time.perf_counter() - started) * 1000)
             phases.append({k: v * 1000 for k, v in timed.spent.items()})
             published.append(report.published)
-            left.append(len(await store.due(tick_at, settings.sweep_limit)))
+            left.append(
+                len(await store.due(tick_at, settings.sweep_limit, range(settings.partitions)))
+            )
         by_due: dict[str, float] = {}
         for count in (10, 100):  # the cost follows the number of due leads
             if count >= len(originals):
@@ -574,7 +589,7 @@ async def time_ticks(
 async def heavy_leads(url: str, shards: int, rng: random.Random) -> list[dict[str, Any]]:
     """Leads with many events, written through commits of ~10 events each."""
     client = aioredis.Redis.from_url(url)
-    store = RedisLeadStore(client, due_shards=shards)
+    store = RedisLeadStore(client, partitions=shards)
     rows = []
     blob = encode_state(new_lead("heavy"))
     try:
@@ -670,7 +685,7 @@ def run(options: Options) -> dict[str, Any]:
                 client.config_set(name, value)
             before = used_memory(client)
             say(f"loading {options.leads:,} leads ({options.due} due) ...")
-            seconds = load(client, options, templates, placed, tick_at, settings.due_shards)
+            seconds = load(client, options, templates, placed, tick_at, settings.partitions)
             after = used_memory(client)
             result["load"] = {
                 "leads": options.leads,
@@ -680,7 +695,7 @@ def run(options: Options) -> dict[str, Any]:
             say(f"loaded in {seconds:.1f}s ({options.leads / seconds:,.0f} leads/s)")
 
             sample = [lead_name(i) for i in rng.sample(range(options.leads), options.sample)]
-            memory = memory_per_lead(client, sample, settings.due_shards)
+            memory = memory_per_lead(client, sample, settings.partitions)
             per_lead = memory["lead_keys_bytes"]["mean"] + memory["due_index_bytes_per_member"]
             memory.update(
                 {
@@ -744,7 +759,7 @@ def run(options: Options) -> dict[str, Any]:
                 result["worker_sweeps"] = rounds
                 result["worker_rss_kib"] = rss
             result["heavy_leads"] = asyncio.run(
-                heavy_leads(stack.redis_url, settings.due_shards, rng)
+                heavy_leads(stack.redis_url, settings.partitions, rng)
             )
             for row in result["heavy_leads"]:
                 say(

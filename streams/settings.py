@@ -64,7 +64,6 @@ class Settings(BaseSettings):
     batch_within: float = Field(0.01, gt=0, description="Max seconds to wait to fill a batch.")
     sweep_interval: float = Field(1.0, gt=0, description="Seconds between decay sweeps.")
     sweep_limit: int = Field(1000, ge=1, description="Max due leads taken per sweep shard.")
-    due_shards: int = Field(16, ge=1, le=4096)
     unhealthy_after: float = Field(
         30.0, gt=0, description="Seconds a transient failure may last before /health says 503."
     )

@@ -27,9 +27,9 @@ def cmd_lead(args: argparse.Namespace) -> int:
 
 async def _lead_view(settings: Settings, model: ScoringModel, lead_id: str) -> dict[str, Any]:
     from streams.http.views import explain_lead
-    from streams.store.redis import RedisLeadStore, connect
+    from streams.store.redis import RedisLeadStore
 
-    store = RedisLeadStore(connect(settings), due_shards=settings.due_shards)
+    store = RedisLeadStore.from_settings(settings)
     try:
         return await explain_lead(store, model, lead_id, time.time())
     finally:

@@ -35,11 +35,11 @@ def run_worker(settings: Settings, model: ScoringModel, *, loglevel: str = "info
     import faust
 
     from streams.pipeline.app import build, freeze_heap
-    from streams.store.redis import RedisLeadStore, connect
+    from streams.store.redis import RedisLeadStore
 
     # faust.Worker chdirs into workdir and exits with status 1, silently, if it is missing
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = RedisLeadStore(connect(settings), due_shards=settings.due_shards)
+    store = RedisLeadStore.from_settings(settings)
     pipeline = build(settings, model, store=store)
     worker = faust.Worker(
         pipeline.app,

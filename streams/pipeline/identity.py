@@ -7,7 +7,6 @@ lead once, decay included.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from schemas import BehaviorEvent, StageTransition
@@ -56,9 +55,7 @@ class Identity:
         report = Report()
         if not links:
             return report
-        detached = await asyncio.gather(
-            *(self.store.detach(anonymous_of(e), lead_of(e)) for e in links)
-        )
+        detached = await self.store.detach([(anonymous_of(e), lead_of(e)) for e in links])
         pending = {lead_of(e): (e, blob) for e, blob in zip(links, detached, strict=True)}
         for _ in range(MAX_COMMIT_ATTEMPTS):
             snaps = await self.store.snapshot(
@@ -101,9 +98,7 @@ class Identity:
                 outboxes[commit.subject].update(commit.outbox)
                 report.scored += int(pending[commit.subject][0].event_id in commit.event_ids)
             await self.outbox.publish(outboxes, report, decided)
-            await asyncio.gather(
-                *(self.store.forget_detached(anonymous_of(pending[lead][0])) for lead in outboxes)
-            )
+            await self.store.forget_detached([anonymous_of(pending[lead][0]) for lead in outboxes])
             pending = {lead: item for lead, item in pending.items() if lead in lost}
             if not pending:
                 return report

@@ -48,6 +48,7 @@ def make_commit(
         event_ids=list(event_ids),
         outbox=outbox,
         due_at=next_recycle_at(state, model),
+        anonymous=state.anonymous,
     )
 
 

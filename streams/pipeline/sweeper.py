@@ -23,7 +23,12 @@ class Sweeper:
     """Evaluates due leads at a given time and publishes the recycles it decides."""
 
     def __init__(
-        self, store: LeadStore, outbox: Outbox, model: ScoringModel, *, limit: int = 1000
+        self,
+        store: LeadStore,
+        outbox: Outbox,
+        model: ScoringModel,
+        *,
+        limit: int = 1000,
     ) -> None:
         self.store = store
         self.outbox = outbox
@@ -39,9 +44,10 @@ class Sweeper:
         snaps = await self.store.snapshot(dict.fromkeys(due, ()))
         commits: list[Commit] = []
         decided: Decided = {}
-        unreadable: dict[str, float | None] = {}
+        gone: dict[str, float | None] = {}
         for snap in snaps.values():
-            if snap.state is None:
+            if snap.state is None:  # expired (an anonymous visitor's TTL) or merged away
+                gone[snap.subject] = None
                 continue
             try:
                 state = decode_state(snap.state)
@@ -50,13 +56,13 @@ class Sweeper:
                 log.warning(
                     "not sweeping %s: stored state cannot be decoded (%s)", snap.subject, error
                 )
-                unreadable[snap.subject] = None
+                gone[snap.subject] = None
                 continue
             # the index entry is the crossing an earlier commit computed: a hint
             state, caused = evaluate(state, at, self.model, hint=due[snap.subject])
             commits.append(make_commit(snap, state, (), caused, decided=decided, model=self.model))
-        if unreadable:
-            await self.store.index_due(unreadable)
+        if gone:
+            await self.store.index_due(gone)
         lost = await self.store.commit(commits)
         # a lost race means another worker or the lead's own partition updated it
         await self.outbox.publish(

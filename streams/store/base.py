@@ -24,6 +24,8 @@ from typing import Protocol
 
 SEEN_WINDOW = 1000
 """Event ids remembered per lead for idempotency (see the module docstring)."""
+ANONYMOUS_TTL = 90 * 86400.0
+"""Default seconds of inactivity after which an anonymous visitor's state and alias expire."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,10 +53,21 @@ class Commit:
     outbox: Mapping[str, bytes] = field(default_factory=dict)
     due_at: float | None = None
     """Next time decay alone could recycle the lead; None removes it from the index."""
+    anonymous: bool = False
+    """An anonymous visitor's state: it expires after the store's inactivity TTL."""
 
 
 class LeadStore(Protocol):
-    """Port for lead state; RedisLeadStore and MemoryLeadStore pass one contract suite."""
+    """Port for lead state; RedisLeadStore and MemoryLeadStore pass one contract suite.
+
+    A store is built for one events topic with `partitions` partitions: the
+    due index and the pending-outbox index are sharded by the partition a
+    subject's key maps to (`keys.shard_of`, Kafka's default partitioner), so
+    the worker that owns a partition is the one that sweeps and replays it.
+    """
+
+    partitions: int
+    """The events topic's partition count: the shards are 0 .. partitions - 1."""
 
     async def snapshot(self, wanted: Mapping[str, Collection[str]]) -> dict[str, Snapshot]:
         """Read state, version, alias, outbox, and which of the given event ids were seen."""
@@ -64,7 +77,8 @@ class LeadStore(Protocol):
         """Apply commits atomically per lead; return subjects that lost a race.
 
         A commit loses when the version moved or the subject became an alias
-        (merged into a known lead) since the snapshot.
+        (merged into a known lead) since the snapshot. Winning commits with
+        outbox entries are added to the pending-outbox index of their shard.
         """
         ...
 
@@ -81,23 +95,45 @@ class LeadStore(Protocol):
         """Forget outbox entries whose publication Kafka acknowledged."""
         ...
 
-    def pending_outboxes(self) -> AsyncIterator[tuple[str, dict[str, bytes]]]:
-        """Every lead with unpublished messages (replayed after a restart)."""
+    def pending_outboxes(
+        self, shards: Collection[int]
+    ) -> AsyncIterator[tuple[str, dict[str, bytes]]]:
+        """Every lead of these shards with unpublished messages (replayed on assignment)."""
         ...
 
-    async def due(self, now: float, limit: int) -> dict[str, float]:
-        """Leads whose next_recycle_at is <= now, with it; at most `limit` per shard."""
+    async def due(self, now: float, limit: int, shards: Collection[int]) -> dict[str, float]:
+        """Leads of these shards whose next_recycle_at is <= now; at most `limit` per shard."""
         ...
 
-    async def detach(self, anonymous_id: str, lead_id: str) -> bytes | None:
-        """Point the anonymous id at the lead and hand over its state for merging.
+    async def detach(self, links: Sequence[tuple[str, str]]) -> list[bytes | None]:
+        """For each (anonymous id, lead id): alias the anonymous id, hand over its history.
 
-        Idempotent: called again (after a crash) it returns the same state
-        until `forget_detached` confirms the merge was committed.
+        One merge per visitor: the first lead to detach an anonymous id gets
+        its state (and gets it again, idempotently, until `forget_detached`);
+        a later link of the same id to another lead gets None and only keeps
+        the alias pointing at the first. One round trip for all links.
         """
         ...
 
-    async def forget_detached(self, anonymous_id: str) -> None: ...
+    async def forget_detached(self, anonymous_ids: Collection[str]) -> None:
+        """Drop handed-over states whose merge was committed."""
+        ...
+
+    async def record_progress(self, topic: str, offsets: Mapping[int, int]) -> None:
+        """Remember the next offset to read per partition, after the states were committed."""
+        ...
+
+    async def progress(self, topic: str) -> dict[int, int]:
+        """The recorded next offsets per partition of `topic` (a worker resumes from them)."""
+        ...
+
+    async def publish_watermarks(self, topic: str, marks: Mapping[int, float]) -> None:
+        """Share partitions' event-time watermarks with the other workers."""
+        ...
+
+    async def watermarks(self, topic: str) -> dict[int, float]:
+        """Every partition's last published watermark."""
+        ...
 
     async def ping(self) -> None: ...
 

@@ -1,49 +1,116 @@
 """The in-memory LeadStore: dict-backed, same semantics as Redis, for fast tests.
 
 It passes the same contract suite as `RedisLeadStore`
-(tests/integration/test_store_contract.py).
+(tests/integration/test_store_contract.py). Expiry is emulated with the
+store's clock, per Redis key: a lead's state and seen window (one hash in
+Redis) expire together, an alias and a detached state each on their own.
 """
 
 from __future__ import annotations
 
+import heapq
+import time
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from typing import Literal
 
-from streams.store.base import SEEN_WINDOW, Commit, Snapshot
+from streams.store.base import ANONYMOUS_TTL, SEEN_WINDOW, Commit, Snapshot
 from streams.store.redis import keys
+
+_Kind = Literal["state", "alias", "detached"]
 
 
 class MemoryLeadStore:
     """Dict-backed LeadStore with the same semantics as the Redis one."""
 
-    def __init__(self, due_shards: int = 16, seen_window: int = SEEN_WINDOW) -> None:
+    def __init__(
+        self,
+        *,
+        partitions: int = 12,
+        seen_window: int = SEEN_WINDOW,
+        anonymous_ttl: float | None = ANONYMOUS_TTL,
+        known_ttl: float | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         if seen_window < 1:
             raise ValueError("seen_window must be at least 1")
+        if partitions < 1:
+            raise ValueError("partitions must be at least 1")
+        for name, ttl in (("anonymous_ttl", anonymous_ttl), ("known_ttl", known_ttl)):
+            if ttl is not None and not ttl > 0:
+                raise ValueError(f"{name} must be positive or None")
         self.states: dict[str, tuple[int, bytes]] = {}
         self.seen: dict[str, _Window] = {}
         self.outboxes: dict[str, dict[str, bytes]] = {}
         self.aliases: dict[str, str] = {}
         self.detached: dict[str, bytes] = {}
         self.due_index: dict[str, float] = {}
-        self.due_shards = due_shards
+        self.offsets: dict[str, dict[int, int]] = {}
+        self.marks: dict[str, dict[int, float]] = {}
+        self.partitions = partitions
         self.seen_window = seen_window
+        self.anonymous_ttl = anonymous_ttl
+        self.known_ttl = known_ttl
+        self.clock = clock
+        self._deadlines: dict[tuple[_Kind, str], float] = {}
+        self._heap: list[tuple[float, _Kind, str]] = []
+
+    # -- expiry, as Redis does it per key ------------------------------------------------
+
+    def _expire(self) -> None:
+        """Drop every key whose deadline passed (Redis: expired once now > deadline)."""
+        now = self.clock()
+        heap = self._heap
+        while heap and heap[0][0] < now:
+            at, kind, key = heapq.heappop(heap)
+            if self._deadlines.get((kind, key)) == at:
+                del self._deadlines[kind, key]
+                self._drop(kind, key)
+
+    def _drop(self, kind: _Kind, key: str) -> None:
+        if kind == "state":
+            self.states.pop(key, None)
+            self.seen.pop(key, None)
+        elif kind == "alias":
+            self.aliases.pop(key, None)
+        else:
+            self.detached.pop(key, None)
+
+    def _set_ttl(self, kind: _Kind, key: str, ttl: float | None) -> None:
+        """PEXPIRE (ttl) or PERSIST (None)."""
+        if ttl is None:
+            self._deadlines.pop((kind, key), None)
+            return
+        at = self.clock() + ttl
+        self._deadlines[kind, key] = at
+        heapq.heappush(self._heap, (at, kind, key))
+        if len(self._heap) > 2 * len(self._deadlines) + 64:  # superseded deadlines
+            self._heap = [(at, k, key) for (k, key), at in self._deadlines.items()]
+            heapq.heapify(self._heap)
+
+    # -- the port -------------------------------------------------------------------------
 
     async def snapshot(self, wanted: Mapping[str, Collection[str]]) -> dict[str, Snapshot]:
+        self._expire()
         result = {}
         for subject, ids in wanted.items():
             version, blob = self.states.get(subject, (0, None))
             seen = self.seen.get(subject, _EMPTY)
+            alias = self.aliases.get(subject)
+            if alias is not None and self.anonymous_ttl is not None:
+                self._set_ttl("alias", subject, self.anonymous_ttl)
             result[subject] = Snapshot(
                 subject=subject,
                 state=blob,
                 version=version,
-                alias=self.aliases.get(subject),
+                alias=alias,
                 seen=frozenset(i for i in ids if i in seen),
                 outbox=dict(self.outboxes.get(subject, {})),
             )
         return result
 
     async def commit(self, commits: Sequence[Commit]) -> set[str]:
+        self._expire()
         lost = set()
         for c in commits:
             version = self.states.get(c.subject, (0, b""))[0]
@@ -54,6 +121,7 @@ class MemoryLeadStore:
             if c.event_ids:
                 window = self.seen.setdefault(c.subject, _Window(self.seen_window))
                 window.extend(c.event_ids)
+            self._set_ttl("state", c.subject, self.anonymous_ttl if c.anonymous else self.known_ttl)
             if c.outbox:
                 self.outboxes.setdefault(c.subject, {}).update(c.outbox)
         await self.index_due({c.subject: c.due_at for c in commits if c.subject not in lost})
@@ -76,31 +144,68 @@ class MemoryLeadStore:
             if not box:
                 del self.outboxes[subject]
 
-    async def pending_outboxes(self) -> AsyncIterator[tuple[str, dict[str, bytes]]]:
+    async def pending_outboxes(
+        self, shards: Collection[int]
+    ) -> AsyncIterator[tuple[str, dict[str, bytes]]]:
+        wanted = set(shards)
         for subject, box in list(self.outboxes.items()):
-            if box:
+            if box and keys.shard_of(subject, self.partitions) in wanted:
                 yield subject, dict(box)
 
-    async def due(self, now: float, limit: int) -> dict[str, float]:
+    async def due(self, now: float, limit: int, shards: Collection[int]) -> dict[str, float]:
+        wanted = set(shards)
         per_shard: dict[int, list[tuple[float, str]]] = {}
         for subject, at in self.due_index.items():
             if at <= now:
-                shard = keys.shard_of(subject, self.due_shards)
-                per_shard.setdefault(shard, []).append((at, subject))
+                shard = keys.shard_of(subject, self.partitions)
+                if shard in wanted:
+                    per_shard.setdefault(shard, []).append((at, subject))
         leads: dict[str, float] = {}
         for shard in sorted(per_shard):
             leads.update((s, at) for at, s in sorted(per_shard[shard])[:limit])
         return leads
 
-    async def detach(self, anonymous_id: str, lead_id: str) -> bytes | None:
-        self.aliases[anonymous_id] = lead_id
-        if anonymous_id in self.states:
-            self.detached[anonymous_id] = self.states.pop(anonymous_id)[1]
+    async def detach(self, links: Sequence[tuple[str, str]]) -> list[bytes | None]:
+        self._expire()
+        ttl = self.anonymous_ttl
+        blobs: list[bytes | None] = []
+        for anonymous_id, lead_id in links:
+            owner = self.aliases.get(anonymous_id)
+            if owner is not None:
+                blobs.append(self.detached.get(anonymous_id) if owner == lead_id else None)
+                continue
+            self.aliases[anonymous_id] = lead_id
+            self._set_ttl("alias", anonymous_id, ttl)
+            if anonymous_id not in self.states:
+                blobs.append(None)
+                continue
+            blob = self.states.pop(anonymous_id)[1]
+            self.detached[anonymous_id] = blob
+            self._set_ttl("detached", anonymous_id, ttl)
             self.due_index.pop(anonymous_id, None)
-        return self.detached.get(anonymous_id)
+            if anonymous_id not in self.seen:  # the hash is gone, and its TTL with it
+                self._deadlines.pop(("state", anonymous_id), None)
+            elif ttl is not None:
+                self._set_ttl("state", anonymous_id, ttl)
+            blobs.append(blob)
+        return blobs
 
-    async def forget_detached(self, anonymous_id: str) -> None:
-        self.detached.pop(anonymous_id, None)
+    async def forget_detached(self, anonymous_ids: Collection[str]) -> None:
+        for anonymous_id in anonymous_ids:
+            self.detached.pop(anonymous_id, None)
+            self._deadlines.pop(("detached", anonymous_id), None)
+
+    async def record_progress(self, topic: str, offsets: Mapping[int, int]) -> None:
+        self.offsets.setdefault(topic, {}).update(offsets)
+
+    async def progress(self, topic: str) -> dict[int, int]:
+        return dict(self.offsets.get(topic, {}))
+
+    async def publish_watermarks(self, topic: str, marks: Mapping[int, float]) -> None:
+        self.marks.setdefault(topic, {}).update(marks)
+
+    async def watermarks(self, topic: str) -> dict[int, float]:
+        return dict(self.marks.get(topic, {}))
 
     async def ping(self) -> None:
         return None

@@ -38,7 +38,7 @@ class Clock:
 
 @pytest.fixture
 def store() -> MemoryLeadStore:
-    return MemoryLeadStore(due_shards=4)
+    return MemoryLeadStore(partitions=4)
 
 
 @pytest.fixture

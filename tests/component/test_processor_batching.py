@@ -61,7 +61,7 @@ def records(bodies: list[dict[str, Any]]) -> list[Record]:
 async def run(
     bodies: list[dict[str, Any]], model: ScoringModel, chunk: int
 ) -> tuple[MemoryLeadStore, FakePublisher, Report]:
-    store, publisher = MemoryLeadStore(due_shards=4), FakePublisher()
+    store, publisher = MemoryLeadStore(partitions=4), FakePublisher()
     processor = Processor(store, publisher, model, clock=Clock())
     total = Report()
     batch = records(bodies)
@@ -151,7 +151,7 @@ def test_rounds_keep_each_subjects_order_and_group_independent_links() -> None:
 
 class CountingStore(MemoryLeadStore):
     def __init__(self) -> None:
-        super().__init__(due_shards=4)
+        super().__init__(partitions=4)
         self.calls: dict[str, int] = {}
 
     async def snapshot(self, wanted: Any) -> Any:

@@ -18,6 +18,7 @@ from streams.dev.devstack import DevStack, free_port
 from streams.dev.workerproc import WorkerProcess
 from streams.kafka.topics import create_topics
 from streams.settings import Settings
+from streams.store import decode_state
 from streams.store.redis import keys
 
 MODEL_YAML = """
@@ -147,7 +148,7 @@ def read_state(settings: Settings, lead: str) -> tuple[int, LeadState | None]:
         version, blob = client.hmget(keys.state(lead), ["v", "s"])
     finally:
         client.close()
-    state = LeadState.model_validate_json(blob) if blob else None
+    state = decode_state(blob) if blob else None
     return int(version or 0), state
 
 

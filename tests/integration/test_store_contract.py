@@ -1,15 +1,21 @@
-"""One contract, two stores: the in-memory fake must behave like Redis."""
+"""One contract, two stores: the in-memory fake must behave like Redis.
+
+Every test taking `store` (or another parametrized store fixture) runs against
+both; tests taking only `contract_redis` are Redis wire details.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
+from redis.exceptions import MaxConnectionsError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from streams.dev.devstack import RedisServer
@@ -19,6 +25,9 @@ from streams.store.redis import RedisLeadStore, connect, keys, lead_fields
 
 pytestmark = pytest.mark.integration
 
+PARTITIONS = 4
+ALL = range(PARTITIONS)
+
 
 @pytest.fixture(scope="module")
 def contract_redis() -> Iterator[RedisServer]:
@@ -26,14 +35,44 @@ def contract_redis() -> Iterator[RedisServer]:
         yield server
 
 
-async def _stores(kind: str, server: RedisServer, window: int) -> AsyncIterator[LeadStore]:
+class Clock:
+    """Time for expiry tests: the memory store's fake clock moves, Redis's real one passes."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.now = 1_763_900_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def advance(self, seconds: float) -> None:
+        if self.kind == "memory":
+            self.now += seconds
+        else:
+            await asyncio.sleep(seconds)
+
+
+async def _stores(
+    kind: str,
+    server: RedisServer,
+    window: int = SEEN_WINDOW,
+    *,
+    clock: Clock | None = None,
+    max_connections: int | None = None,
+    **ttls: Any,
+) -> AsyncIterator[LeadStore]:
     if kind == "memory":
-        yield MemoryLeadStore(due_shards=4, seen_window=window)
+        yield MemoryLeadStore(
+            partitions=PARTITIONS, seen_window=window, clock=clock or time.time, **ttls
+        )
         return
-    # the worker's own client (hiredis packing, retries), not a plain one
-    client = connect(Settings(redis_url=server.url))
+    # the worker's own client (hiredis packing, retries, timeouts), not a plain one
+    settings = Settings(redis_url=server.url)
+    if max_connections is not None:
+        settings = settings.replace(redis_max_connections=max_connections)
+    client = connect(settings)
     await client.flushall()
-    redis_store = RedisLeadStore(client, due_shards=4, seen_window=window)
+    redis_store = RedisLeadStore(client, partitions=PARTITIONS, seen_window=window, **ttls)
     try:
         yield redis_store
     finally:
@@ -44,7 +83,7 @@ async def _stores(kind: str, server: RedisServer, window: int) -> AsyncIterator[
 async def store(
     request: pytest.FixtureRequest, contract_redis: RedisServer
 ) -> AsyncIterator[LeadStore]:
-    async for made in _stores(request.param, contract_redis, SEEN_WINDOW):
+    async for made in _stores(request.param, contract_redis):
         yield made
 
 
@@ -58,6 +97,36 @@ async def small_window(
     """A store that remembers only the last WINDOW event ids of a lead."""
     async for made in _stores(request.param, contract_redis, WINDOW):
         yield made
+
+
+TTL = 1.5
+"""Seconds, for expiry tests: long enough that a loaded machine keeps 'not yet'
+true for 0.6 TTL, short enough to wait for on Redis."""
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def expiring(
+    request: pytest.FixtureRequest, contract_redis: RedisServer
+) -> AsyncIterator[tuple[LeadStore, Clock]]:
+    """A store whose anonymous visitors expire after TTL, with its clock."""
+    clock = Clock(request.param)
+    async for made in _stores(request.param, contract_redis, clock=clock, anonymous_ttl=TTL):
+        yield made, clock
+
+
+async def _all(items: Any) -> list[Any]:
+    return [item async for item in items]
+
+
+def in_shard(shard: int, count: int, prefix: str = "lead-") -> list[str]:
+    """`count` subjects that Kafka's partitioner sends to `shard`."""
+    found: list[str] = []
+    n = 0
+    while len(found) < count:
+        if keys.shard_of(f"{prefix}{n}", PARTITIONS) == shard:
+            found.append(f"{prefix}{n}")
+        n += 1
+    return found
 
 
 async def test_unknown_lead_is_empty(store: LeadStore) -> None:
@@ -161,16 +230,111 @@ async def test_sweep_snapshot_without_ids_reads_state(store: LeadStore) -> None:
     assert (snap.state, snap.version, snap.seen) == (b"s1", 1, frozenset())
 
 
+# -- outbox and its pending index ---------------------------------------------------------
+
+
 async def test_outbox_is_kept_until_cleared(store: LeadStore) -> None:
     await store.commit([Commit("lead-{1}", 0, b"s", ["e1"], outbox={"t1": b"m1", "h:t1": b"h1"})])
     snap = (await store.snapshot({"lead-{1}": []}))["lead-{1}"]
     assert dict(snap.outbox) == {"t1": b"m1", "h:t1": b"h1"}
-    pending = [item async for item in store.pending_outboxes()]
+    pending = await _all(store.pending_outboxes(ALL))
     assert pending == [("lead-{1}", {"t1": b"m1", "h:t1": b"h1"})]
     await store.clear_outbox({"lead-{1}": ["t1"]})
-    assert [item async for item in store.pending_outboxes()] == [("lead-{1}", {"h:t1": b"h1"})]
+    assert await _all(store.pending_outboxes(ALL)) == [("lead-{1}", {"h:t1": b"h1"})]
     await store.clear_outbox({"lead-{1}": ["h:t1"]})
-    assert [item async for item in store.pending_outboxes()] == []
+    assert await _all(store.pending_outboxes(ALL)) == []
+
+
+async def test_pending_outboxes_reads_only_the_given_shards(store: LeadStore) -> None:
+    leads = {shard: in_shard(shard, 3) for shard in ALL}
+    await store.commit(
+        [
+            Commit(lead, 0, b"s", [], outbox={f"t:{lead}": lead.encode()})
+            for chosen in leads.values()
+            for lead in chosen
+        ]
+    )
+    await store.commit([Commit("quiet", 0, b"s", ["e1"])])  # no outbox: not pending
+    for shard, chosen in leads.items():
+        found = await _all(store.pending_outboxes([shard]))
+        assert sorted(found) == sorted((lead, {f"t:{lead}": lead.encode()}) for lead in chosen)
+    both = sorted(subject for subject, _ in await _all(store.pending_outboxes([1, 3])))
+    assert both == sorted(leads[1] + leads[3])
+    assert await _all(store.pending_outboxes([])) == []
+
+
+async def test_a_lost_commit_leaves_no_pending_outbox(store: LeadStore) -> None:
+    await store.commit([Commit("a", 0, b"s", [])])
+    assert await store.commit([Commit("a", 0, b"x", [], outbox={"t:1": b"m"})]) == {"a"}
+    assert await _all(store.pending_outboxes(ALL)) == []
+
+
+async def test_a_lead_with_new_messages_stays_pending(store: LeadStore) -> None:
+    """Clearing what was published keeps a lead whose later commit added messages."""
+    await store.commit([Commit("a", 0, b"s", [], outbox={"t:1": b"m1"})])
+    await store.commit([Commit("a", 1, b"s", [], outbox={"t:2": b"m2"})])
+    await store.clear_outbox({"a": ["t:1"]})
+    assert await _all(store.pending_outboxes(ALL)) == [("a", {"t:2": b"m2"})]
+    await store.clear_outbox({"a": ["t:2"]})
+    await store.commit([Commit("a", 2, b"s", [], outbox={"t:3": b"m3"})])
+    assert await _all(store.pending_outboxes(ALL)) == [("a", {"t:3": b"m3"})]
+
+
+async def test_stale_pending_members_are_dropped(contract_redis: RedisServer) -> None:
+    """Redis only: an indexed lead whose outbox is empty (a crash after the HDEL, or
+    the outbox key lost) is neither yielded nor kept in the index."""
+    client = connect(Settings(redis_url=contract_redis.url))
+    await client.flushall()
+    store = RedisLeadStore(client, partitions=PARTITIONS)
+    try:
+        await store.commit(
+            [
+                Commit("a", 0, b"s", [], outbox={"t:1": b"m"}),
+                Commit("b", 0, b"s", [], outbox={"t:1": b"m"}),
+            ]
+        )
+        pending_a = keys.pending(keys.shard_of("a", PARTITIONS))
+        assert await client.sismember(pending_a, "a")
+        await client.delete(keys.outbox("a"))
+        assert await _all(store.pending_outboxes(ALL)) == [("b", {"t:1": b"m"})]
+        assert not await client.sismember(pending_a, "a")
+        await store.clear_outbox({"b": ["t:1"]})
+        assert await client.scard(keys.pending(keys.shard_of("b", PARTITIONS))) == 0
+    finally:
+        await store.close()
+
+
+async def test_unindexing_puts_back_a_lead_that_got_messages(contract_redis: RedisServer) -> None:
+    """Redis only: the second look after SREM closes the race with a concurrent commit
+    (its outbox was written after our emptiness check, its SADD came before our SREM)."""
+    client = connect(Settings(redis_url=contract_redis.url))
+    await client.flushall()
+    store = RedisLeadStore(client, partitions=PARTITIONS)
+    try:
+        shard = keys.shard_of("a", PARTITIONS)
+        await client.hset(keys.outbox("a"), "t:9", b"new")
+        await client.sadd(keys.pending(shard), "a", "gone")
+        await store._unindex(shard, ["a", "gone"])
+        assert await client.smembers(keys.pending(shard)) == {b"a"}
+    finally:
+        await store.close()
+
+
+async def test_many_pending_outboxes_are_scanned_in_pages(contract_redis: RedisServer) -> None:
+    """Redis only: a shard with more pending leads than one SSCAN page yields each once."""
+    client = connect(Settings(redis_url=contract_redis.url))
+    await client.flushall()
+    store = RedisLeadStore(client, partitions=1)
+    try:
+        leads = [f"lead-{i}" for i in range(2500)]
+        await store.commit([Commit(lead, 0, b"s", [], outbox={"t:1": b"m"}) for lead in leads])
+        found = [subject for subject, _ in await _all(store.pending_outboxes([0]))]
+        assert sorted(found) == sorted(leads)
+    finally:
+        await store.close()
+
+
+# -- the due index, one shard per partition -----------------------------------------------
 
 
 async def test_due_index_follows_commits(store: LeadStore) -> None:
@@ -181,11 +345,11 @@ async def test_due_index_follows_commits(store: LeadStore) -> None:
             Commit("ünïcode lead", 0, b"s", [], due_at=50.0),
         ]
     )
-    assert sorted(await store.due(99.0, limit=10)) == ["ünïcode lead"]
-    assert sorted(await store.due(150.0, limit=10)) == ["a", "ünïcode lead"]
-    assert await store.due(150.0, limit=10) == {"a": 100.0, "ünïcode lead": 50.0}
+    assert sorted(await store.due(99.0, 10, ALL)) == ["ünïcode lead"]
+    assert sorted(await store.due(150.0, 10, ALL)) == ["a", "ünïcode lead"]
+    assert await store.due(150.0, 10, ALL) == {"a": 100.0, "ünïcode lead": 50.0}
     await store.commit([Commit("a", 1, b"s2", [], due_at=None)])
-    assert sorted(await store.due(1000.0, limit=10)) == ["b", "ünïcode lead"]
+    assert sorted(await store.due(1000.0, 10, ALL)) == ["b", "ünïcode lead"]
 
 
 async def test_one_batch_adds_moves_and_removes_due_entries(store: LeadStore) -> None:
@@ -199,51 +363,289 @@ async def test_one_batch_adds_moves_and_removes_due_entries(store: LeadStore) ->
     batch.append(Commit("new", 0, b"s", [], due_at=5.0))
     batch.append(Commit("lead-3", 0, b"stale", [], due_at=1.0))  # loses: keeps its entry
     assert await store.commit(batch) == {"lead-3"}
-    assert sorted(await store.due(15.0, limit=100)) == ["lead-3", "new"]
+    assert sorted(await store.due(15.0, 100, ALL)) == ["lead-3", "new"]
     expected = {"lead-3", "new", *(lead for i, lead in enumerate(leads) if i % 2 == 0)}
-    assert sorted(await store.due(100.0, limit=100)) == sorted(expected)
+    assert sorted(await store.due(100.0, 100, ALL)) == sorted(expected)
 
 
 async def test_due_limit_applies_per_shard(store: LeadStore) -> None:
     leads = [f"lead-{i}" for i in range(40)]
     await store.commit([Commit(lead, 0, b"s", [], due_at=float(i)) for i, lead in enumerate(leads)])
-    due = await store.due(1000.0, limit=2)
-    shards = {keys.shard_of(lead, 4) for lead in leads}
+    due = await store.due(1000.0, 2, ALL)
+    shards = {keys.shard_of(lead, PARTITIONS) for lead in leads}
     assert len(due) == 2 * len(shards)
     per_shard: dict[int, list[str]] = {}
     for lead in due:
-        per_shard.setdefault(keys.shard_of(lead, 4), []).append(lead)
+        per_shard.setdefault(keys.shard_of(lead, PARTITIONS), []).append(lead)
     for shard, chosen in per_shard.items():
-        earliest = [lead for lead in leads if keys.shard_of(lead, 4) == shard][:2]
+        earliest = [lead for lead in leads if keys.shard_of(lead, PARTITIONS) == shard][:2]
         assert sorted(chosen) == sorted(earliest)
 
 
+async def test_due_reads_only_the_given_shards(store: LeadStore) -> None:
+    leads = {shard: in_shard(shard, 3) for shard in ALL}
+    await store.index_due({lead: 1.0 for chosen in leads.values() for lead in chosen})
+    for shard, chosen in leads.items():
+        assert sorted(await store.due(10.0, 100, [shard])) == sorted(chosen)
+    assert sorted(await store.due(10.0, 100, [0, 2])) == sorted(leads[0] + leads[2])
+    assert await store.due(10.0, 100, []) == {}
+
+
+async def test_index_due_sets_and_removes_entries(store: LeadStore) -> None:
+    await store.index_due({"a": 10.0, "b": 20.0})
+    assert sorted(await store.due(15.0, 10, ALL)) == ["a"]
+    await store.index_due({"a": None, "b": 5.0})
+    assert sorted(await store.due(15.0, 10, ALL)) == ["b"]
+
+
+async def test_due_times_come_back_exactly(store: LeadStore) -> None:
+    """The sweeper hands the index time to the search as a hint: no rounding."""
+    times = {"a": 1763900000.1234567, "b": 1763900000.0000002, "c": 1e-300}
+    await store.index_due(times)
+    assert await store.due(1763900001.0, 10, ALL) == times
+
+
+async def test_due_shards_are_the_kafka_partitions(contract_redis: RedisServer) -> None:
+    """Redis only: a lead's due entry is in the sorted set of its Kafka partition."""
+    client = connect(Settings(redis_url=contract_redis.url))
+    await client.flushall()
+    store = RedisLeadStore(client, partitions=PARTITIONS)
+    try:
+        leads = [f"lead-{i}" for i in range(30)]
+        await store.index_due(dict.fromkeys(leads, 1.0))
+        for lead in leads:
+            shard = keys.shard_of(lead, PARTITIONS)
+            assert await client.zscore(keys.due_shard(shard), lead) == 1.0
+        assert sum([await client.zcard(keys.due_shard(s)) for s in ALL]) == len(leads)
+    finally:
+        await store.close()
+
+
+# -- identity: one merge per anonymous visitor --------------------------------------------
+
+
 async def test_detach_aliases_and_hands_over_state_idempotently(store: LeadStore) -> None:
-    await store.commit([Commit("anon-1", 0, b"anon-state", ["a1"], due_at=10.0)])
-    assert await store.detach("anon-1", "lead-1") == b"anon-state"
-    assert await store.detach("anon-1", "lead-1") == b"anon-state"
+    await store.commit([Commit("anon-1", 0, b"anon-state", ["a1"], due_at=10.0, anonymous=True)])
+    assert await store.detach([("anon-1", "lead-1")]) == [b"anon-state"]
+    assert await store.detach([("anon-1", "lead-1")]) == [b"anon-state"]
     snap = (await store.snapshot({"anon-1": ["a1"]}))["anon-1"]
     assert (snap.alias, snap.state, snap.seen) == ("lead-1", None, frozenset({"a1"}))
-    assert await store.due(100.0, limit=10) == {}
-    assert await store.commit([Commit("anon-1", 0, b"late", ["a2"])]) == {"anon-1"}
+    assert await store.due(100.0, 10, ALL) == {}
+    assert await store.commit([Commit("anon-1", 0, b"late", ["a2"], anonymous=True)]) == {"anon-1"}
     snap = (await store.snapshot({"anon-1": ["a1", "a2"]}))["anon-1"]
     assert (snap.state, snap.seen) == (None, frozenset({"a1"}))
-    await store.forget_detached("anon-1")
-    assert await store.detach("anon-1", "lead-1") is None
+    await store.forget_detached(["anon-1"])
+    assert await store.detach([("anon-1", "lead-1")]) == [None]
 
 
 async def test_detach_of_unknown_anonymous_id_still_links(store: LeadStore) -> None:
-    assert await store.detach("anon-9", "lead-9") is None
+    assert await store.detach([("anon-9", "lead-9")]) == [None]
     snap = (await store.snapshot({"anon-9": []}))["anon-9"]
     assert snap.alias == "lead-9"
     assert await store.commit([Commit("anon-9", 0, b"x", ["z"])]) == {"anon-9"}
+
+
+async def test_a_visitor_merges_into_one_lead_only(store: LeadStore) -> None:
+    await store.commit([Commit("z", 0, b"z-history", ["e1"], anonymous=True)])
+    assert await store.detach([("z", "lead-1")]) == [b"z-history"]
+    assert await store.detach([("z", "lead-2")]) == [None]
+    assert (await store.snapshot({"z": []}))["z"].alias == "lead-1"
+    # the first lead still gets the history until its merge is committed
+    assert await store.detach([("z", "lead-1")]) == [b"z-history"]
+    await store.forget_detached(["z"])
+    assert await store.detach([("z", "lead-2"), ("z", "lead-1")]) == [None, None]
+    assert (await store.snapshot({"z": []}))["z"].alias == "lead-1"
+
+
+async def test_competing_links_in_one_call_go_in_order(store: LeadStore) -> None:
+    await store.commit(
+        [Commit("z", 0, b"z", [], anonymous=True), Commit("y", 0, b"y", [], anonymous=True)]
+    )
+    got = await store.detach([("z", "lead-2"), ("y", "lead-1"), ("z", "lead-1"), ("x", "lead-3")])
+    assert got == [b"z", b"y", None, None]
+    snaps = await store.snapshot({"z": [], "y": [], "x": []})
+    assert [snaps[s].alias for s in "zyx"] == ["lead-2", "lead-1", "lead-3"]
+
+
+async def test_forget_detached_takes_many(store: LeadStore) -> None:
+    anons = [f"anon-{i}" for i in range(10)]
+    await store.commit([Commit(a, 0, a.encode(), [], anonymous=True) for a in anons])
+    assert await store.detach([(a, f"lead-{a}") for a in anons]) == [a.encode() for a in anons]
+    await store.forget_detached(anons[:5])
+    await store.forget_detached([])
+    got = await store.detach([(a, f"lead-{a}") for a in anons])
+    assert got == [None] * 5 + [a.encode() for a in anons[5:]]
+    assert await store.detach([]) == []
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def small_pool(
+    request: pytest.FixtureRequest, contract_redis: RedisServer
+) -> AsyncIterator[LeadStore]:
+    """A store whose Redis client may open at most 4 connections."""
+    async for made in _stores(request.param, contract_redis, max_connections=4):
+        yield made
+
+
+async def test_200_links_at_once_with_a_small_pool(small_pool: LeadStore) -> None:
+    store = small_pool
+    anons = [f"anon-{i}" for i in range(200)]
+    await store.commit(
+        [Commit(a, 0, a.encode(), [f"e-{a}"], due_at=1.0, anonymous=True) for a in anons]
+    )
+    links = [(a, f"lead-{i}") for i, a in enumerate(anons)]
+    assert await store.detach(links) == [a.encode() for a in anons]
+    assert await store.due(10.0, 1000, ALL) == {}
+    await store.forget_detached(anons)
+    assert await store.detach(links) == [None] * 200
+    if isinstance(store, RedisLeadStore):
+        # what the worker did before: one call per link, all at once, overflows the pool
+        results = await asyncio.gather(
+            *(store.snapshot({a: []}) for a in anons), return_exceptions=True
+        )
+        assert any(isinstance(r, MaxConnectionsError) for r in results)
+
+
+# -- progress and watermarks ---------------------------------------------------------------
+
+
+async def test_progress_is_what_was_recorded(store: LeadStore) -> None:
+    assert await store.progress("events") == {}
+    await store.record_progress("events", {0: 10, 3: 7})
+    await store.record_progress("events", {3: 9, 1: 0})
+    await store.record_progress("other", {0: 99})
+    await store.record_progress("events", {})
+    assert await store.progress("events") == {0: 10, 1: 0, 3: 9}
+    # exactly what was given, even backwards: the caller knows (a reset, a replay)
+    await store.record_progress("events", {0: 2})
+    assert await store.progress("events") == {0: 2, 1: 0, 3: 9}
+    assert await store.progress("other") == {0: 99}
+
+
+async def test_watermarks_are_shared_exactly(store: LeadStore) -> None:
+    assert await store.watermarks("events") == {}
+    marks = {0: 1763900000.1234567, 5: 1e-300, 11: 0.0}
+    await store.publish_watermarks("events", marks)
+    await store.publish_watermarks("events", {5: 1763900001.5})
+    await store.publish_watermarks("events", {})
+    assert await store.watermarks("events") == {**marks, 5: 1763900001.5}
+    assert await store.watermarks("other") == {}
+
+
+# -- bounded state: inactivity TTLs ------------------------------------------------------
+
+
+async def test_an_inactive_visitor_expires(expiring: tuple[LeadStore, Clock]) -> None:
+    store, clock = expiring
+    await store.commit([Commit("anon", 0, b"s1", ["e1"], anonymous=True)])
+    await clock.advance(0.6 * TTL)
+    await store.commit([Commit("anon", 1, b"s2", ["e2"], anonymous=True)])  # activity
+    await clock.advance(0.6 * TTL)
+    snap = (await store.snapshot({"anon": ["e1", "e2"]}))["anon"]
+    assert (snap.state, snap.version, snap.seen) == (b"s2", 2, frozenset({"e1", "e2"}))
+    await clock.advance(0.5 * TTL)
+    snap = (await store.snapshot({"anon": ["e1", "e2"]}))["anon"]
+    assert (snap.state, snap.version, snap.seen) == (None, 0, frozenset())
+    # a visitor that comes back starts over
+    assert await store.commit([Commit("anon", 0, b"new", ["e3"], anonymous=True)]) == set()
+
+
+async def test_known_leads_do_not_expire(expiring: tuple[LeadStore, Clock]) -> None:
+    store, clock = expiring
+    await store.commit(
+        [
+            Commit("lead", 0, b"s", ["e1"]),
+            Commit("was-anon", 0, b"a", ["e2"], anonymous=True),
+        ]
+    )
+    await store.commit([Commit("was-anon", 1, b"known now", ["e3"])])
+    await clock.advance(1.2 * TTL)
+    snaps = await store.snapshot({"lead": ["e1"], "was-anon": ["e2", "e3"]})
+    assert (snaps["lead"].state, snaps["lead"].seen) == (b"s", frozenset({"e1"}))
+    assert (snaps["was-anon"].state, snaps["was-anon"].seen) == (
+        b"known now",
+        frozenset({"e2", "e3"}),
+    )
+
+
+async def test_a_merged_visitors_alias_expires_when_unused(
+    expiring: tuple[LeadStore, Clock],
+) -> None:
+    store, clock = expiring
+    await store.commit(
+        [
+            Commit("used", 0, b"u", ["e1"], anonymous=True),
+            Commit("unused", 0, b"n", ["e2"], anonymous=True),
+        ]
+    )
+    assert await store.detach([("used", "lead-1"), ("unused", "lead-2")]) == [b"u", b"n"]
+    await clock.advance(0.6 * TTL)
+    assert (await store.snapshot({"used": ["e1"]}))["used"].alias == "lead-1"  # read: active
+    await clock.advance(0.6 * TTL)
+    snaps = await store.snapshot({"used": ["e1"], "unused": ["e2"]})
+    assert (snaps["used"].alias, snaps["unused"].alias) == ("lead-1", None)
+    # the window kept at the merge expired too (re-deliveries come within seconds)
+    assert snaps["unused"].seen == frozenset()
+    assert await store.detach([("unused", "lead-2")]) == [None]  # the state went too
+
+
+async def test_known_ttl_bounds_known_leads(contract_redis: RedisServer) -> None:
+    for kind in ("memory", "redis"):
+        clock = Clock(kind)
+        async for store in _stores(kind, contract_redis, clock=clock, known_ttl=TTL):
+            await store.commit([Commit("lead", 0, b"s", ["e1"])])
+            await clock.advance(0.6 * TTL)
+            assert (await store.snapshot({"lead": []}))["lead"].state == b"s"
+            await clock.advance(0.6 * TTL)
+            assert (await store.snapshot({"lead": []}))["lead"].state is None, kind
+
+
+async def test_ttls_on_the_wire(contract_redis: RedisServer) -> None:
+    """Redis only: which keys carry which TTL (PTTL -1 = none)."""
+    client = connect(Settings(redis_url=contract_redis.url))
+    await client.flushall()
+    day = 86400.0
+    store = RedisLeadStore(client, partitions=PARTITIONS, anonymous_ttl=90 * day)
+    try:
+        await store.commit(
+            [
+                Commit("anon", 0, b"a", ["e1"], anonymous=True),
+                Commit("lead", 0, b"l", ["e2"], outbox={"t:1": b"m"}),
+            ]
+        )
+        assert 89 * day * 1000 < await client.pttl(keys.state("anon")) <= 90 * day * 1000
+        assert await client.pttl(keys.state("lead")) == -1
+        assert await client.pttl(keys.outbox("lead")) == -1
+        await store.commit([Commit("anon", 1, b"a", [])])  # became known: stops expiring
+        assert await client.pttl(keys.state("anon")) == -1
+        await store.commit([Commit("z", 0, b"z", ["e3"], anonymous=True)])
+        await client.pexpire(keys.state("z"), 5000)
+        assert await store.detach([("z", "lead")]) == [b"z"]
+        for key in (keys.alias("z"), keys.detached("z"), keys.state("z")):
+            assert await client.pttl(key) > 89 * day * 1000, key
+        await client.pexpire(keys.alias("z"), 5000)
+        await store.snapshot({"z": []})
+        assert await client.pttl(keys.alias("z")) > 89 * day * 1000
+    finally:
+        await store.close()
+    forever = RedisLeadStore(connect(Settings(redis_url=contract_redis.url)), anonymous_ttl=None)
+    try:
+        await forever.commit([Commit("y", 0, b"y", ["e1"], anonymous=True)])
+        assert await forever.detach([("y", "lead")]) == [b"y"]
+        for key in (keys.state("y"), keys.alias("y"), keys.detached("y")):
+            assert await forever.client.pttl(key) == -1, key
+    finally:
+        await forever.close()
+
+
+# -- Redis wire details ----------------------------------------------------------------------
 
 
 async def test_bulk_load_fields_are_what_commits_write(contract_redis: RedisServer) -> None:
     """Redis only: `lead_fields` (bulk loading) writes the same hash as commits."""
     client = aioredis.Redis.from_url(contract_redis.url)
     await client.flushall()
-    store = RedisLeadStore(client, due_shards=4, seen_window=WINDOW)
+    store = RedisLeadStore(client, partitions=PARTITIONS, seen_window=WINDOW)
     try:
         ids = [f"e{i}" for i in range(7)]
         await store.commit([Commit("a", 0, b"s1", ids[:3])])
@@ -262,18 +664,11 @@ async def test_bulk_load_fields_are_what_commits_write(contract_redis: RedisServ
         await store.close()
 
 
-async def test_index_due_sets_and_removes_entries(store: LeadStore) -> None:
-    await store.index_due({"a": 10.0, "b": 20.0})
-    assert sorted(await store.due(15.0, limit=10)) == ["a"]
-    await store.index_due({"a": None, "b": 5.0})
-    assert sorted(await store.due(15.0, limit=10)) == ["b"]
-
-
 async def test_scripts_the_server_lost_are_loaded_again(contract_redis: RedisServer) -> None:
     """Redis only: after SCRIPT FLUSH (or a restart) every call still runs exactly once."""
     client = connect(Settings(redis_url=contract_redis.url))
     await client.flushall()
-    store = RedisLeadStore(client, due_shards=4)
+    store = RedisLeadStore(client, partitions=PARTITIONS)
     try:
         await store.commit([Commit("a", 0, b"s1", ["e1"], {"t:1": b"m"})])
         await client.script_flush()
@@ -289,7 +684,7 @@ async def test_scripts_the_server_lost_are_loaded_again(contract_redis: RedisSer
         )
         assert (snaps["b"].version, dict(snaps["a"].outbox)) == (1, {"t:1": b"m"})
         await client.script_flush()
-        assert await store.detach("b", "a") == b"t"
+        assert await store.detach([("b", "a")]) == [b"t"]
     finally:
         await store.close()
 
@@ -298,7 +693,7 @@ async def test_an_error_reply_leaves_the_connection_usable(contract_redis: Redis
     """Redis only: every reply of a batch is read even when one is an error."""
     client = connect(Settings(redis_url=contract_redis.url))
     await client.flushall()
-    store = RedisLeadStore(client, due_shards=4)
+    store = RedisLeadStore(client, partitions=PARTITIONS)
     try:
         await client.set(keys.state("x"), b"not a hash")
         batch = [Commit("a", 0, b"s", ["e1"]), Commit("x", 0, b"s", []), Commit("b", 0, b"t", [])]
@@ -315,22 +710,15 @@ async def test_an_error_reply_leaves_the_connection_usable(contract_redis: Redis
         await store.close()
 
 
-async def test_due_times_come_back_exactly(store: LeadStore) -> None:
-    """The sweeper hands the index time to the search as a hint: no rounding."""
-    times = {"a": 1763900000.1234567, "b": 1763900000.0000002, "c": 1e-300}
-    await store.index_due(times)
-    assert await store.due(1763900001.0, limit=10) == times
-
-
-async def test_due_over_resp2(contract_redis: RedisServer) -> None:
-    """Redis only: a redis:// URL with ?protocol=2 gets flat replies; same result."""
+async def test_over_resp2(contract_redis: RedisServer) -> None:
+    """Redis only: a redis:// URL with ?protocol=2 gets flat replies; same results."""
     client = connect(Settings(redis_url=contract_redis.url + "?protocol=2"))
     await client.flushall()
-    store = RedisLeadStore(client, due_shards=4)
+    store = RedisLeadStore(client, partitions=PARTITIONS)
     try:
         times = {"a": 1763900000.1234567, "b": 5.0}
         await store.index_due(times)
-        assert await store.due(1763900001.0, limit=10) == times
+        assert await store.due(1763900001.0, 10, ALL) == times
         await store.commit([Commit("a", 0, b"s", ["e1"], {"t:1": b"m"})])
         snap = (await store.snapshot({"a": ["e1"]}))["a"]
         assert (snap.state, snap.seen, dict(snap.outbox)) == (
@@ -338,31 +726,65 @@ async def test_due_over_resp2(contract_redis: RedisServer) -> None:
             frozenset({"e1"}),
             {"t:1": b"m"},
         )
+        assert await _all(store.pending_outboxes(ALL)) == [("a", {"t:1": b"m"})]
+        await store.record_progress("t", {1: 5})
+        await store.publish_watermarks("t", {1: 2.5})
+        assert (await store.progress("t"), await store.watermarks("t")) == ({1: 5}, {1: 2.5})
     finally:
         await store.close()
 
 
-async def test_a_stalled_redis_times_out_and_the_store_recovers(
-    contract_redis: RedisServer,
-) -> None:
-    """Redis only: replies that stop coming fail the call within the socket timeout
-    (the batch is retried by the worker), and the next call works."""
-    client = aioredis.Redis.from_url(contract_redis.url, socket_timeout=0.3)
-    await client.flushall()
-    store = RedisLeadStore(client, due_shards=4)
-    pid = contract_redis.pid
-    assert pid is not None
-    try:
-        await store.commit([Commit("a", 0, b"s", ["e1"])])
-        os.kill(pid, signal.SIGSTOP)
+def _every_call(store: LeadStore, n: int) -> dict[str, Callable[[], Awaitable[Any]]]:
+    """One call of every LeadStore method but close, on subjects of their own."""
+    return {
+        "snapshot": lambda: store.snapshot({f"a{n}": ["e1"]}),
+        "commit": lambda: store.commit([Commit(f"b{n}", 0, b"s", ["e1"], {"t:1": b"m"})]),
+        "index_due": lambda: store.index_due({f"c{n}": 5.0}),
+        "clear_outbox": lambda: store.clear_outbox({f"d{n}": ["t:1"]}),
+        "pending_outboxes": lambda: _all(store.pending_outboxes(ALL)),
+        "due": lambda: store.due(10.0, 10, ALL),
+        "detach": lambda: store.detach([(f"z{n}", f"e{n}")]),
+        "forget_detached": lambda: store.forget_detached([f"z{n}"]),
+        "record_progress": lambda: store.record_progress("t", {0: n}),
+        "progress": lambda: store.progress("t"),
+        "publish_watermarks": lambda: store.publish_watermarks("t", {0: 1.5}),
+        "watermarks": lambda: store.watermarks("t"),
+        "ping": store.ping,
+    }
+
+
+def test_the_stall_test_covers_every_method() -> None:
+    methods = {name for name in vars(LeadStore) if not name.startswith("_")} - {"close"}
+    assert set(_every_call(MemoryLeadStore(), 0)) == methods
+
+
+async def test_a_stalled_redis_times_out_and_the_store_recovers() -> None:
+    """Redis only: with the worker's own client (`connect`) and only the socket timeout
+    lowered, every method fails within about that timeout while Redis is stopped
+    (the worker retries the batch), and works again once Redis is back."""
+    timeout = 1.0
+    with RedisServer() as server:  # private: SIGSTOP would stall every other test
+        pid = server.pid
+        assert pid is not None
+        store = RedisLeadStore(
+            connect(Settings(redis_url=server.url, redis_socket_timeout=timeout)),
+            partitions=PARTITIONS,
+        )
         try:
-            started = time.monotonic()
-            with pytest.raises((TimeoutError, RedisTimeoutError)):
-                await store.snapshot({"a": ["e1"]})
-            assert time.monotonic() - started < 3
+            await store.commit([Commit("a", 0, b"s", ["e1"])])
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                for name, run in _every_call(store, 1).items():
+                    started = time.monotonic()
+                    with pytest.raises((TimeoutError, RedisTimeoutError)):
+                        await run()
+                    took = time.monotonic() - started
+                    assert took < 2 * timeout, (name, took)
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            for run in _every_call(store, 2).values():
+                await run()
+            snap = (await store.snapshot({"a": ["e1"]}))["a"]
+            assert (snap.state, snap.seen) == (b"s", frozenset({"e1"}))
         finally:
-            os.kill(pid, signal.SIGCONT)
-        snap = (await store.snapshot({"a": ["e1"]}))["a"]
-        assert (snap.state, snap.seen) == (b"s", frozenset({"e1"}))
-    finally:
-        await store.close()
+            await store.close()

@@ -353,7 +353,7 @@ def read_states(redis_url: str, subjects: Sequence[str]) -> dict[str, LeadState 
             for s in chunk:
                 pipe.hget(keys.state(s), "s")
             for s, blob in zip(chunk, pipe.execute(), strict=True):
-                result[s] = LeadState.model_validate_json(blob) if blob else None
+                result[s] = decode_state(blob) if blob else None
     finally:
         client.close()
     return result

@@ -87,7 +87,7 @@ def test_latest_is_the_record_time_plus_skew_else_now() -> None:
 
 
 async def test_processor_clamps_to_the_record_timestamp() -> None:
-    store, publisher = MemoryLeadStore(due_shards=1), FakePublisher()
+    store, publisher = MemoryLeadStore(partitions=1), FakePublisher()
     processor = Processor(store, publisher, MODEL, clock=lambda: E0 + 86400, max_future_skew=60)
     ahead = event(0, "ping", 5 * 3600, properties={"n": 2})
     on_time = event(1, "ping", 30, properties={"n": 2})

@@ -1,13 +1,16 @@
-"""The Redis LeadStore: key names, Lua scripts, pipelined wire code."""
+"""The Redis LeadStore: key names (`keys`), Lua scripts, pipelined wire code."""
 
-from streams.store.redis.store import RedisLeadStore, connect
+from streams.store.redis import keys
+from streams.store.redis.store import DEFAULT_TIMEOUT, RedisLeadStore, connect
 from streams.store.redis.wire import id_digest, in_window, lead_fields, pack, window_field
 
 __all__ = [
+    "DEFAULT_TIMEOUT",
     "RedisLeadStore",
     "connect",
     "id_digest",
     "in_window",
+    "keys",
     "lead_fields",
     "pack",
     "window_field",

@@ -13,7 +13,10 @@ from typing import Any
 
 # KEYS: lead hash, outbox hash, alias string
 # ARGV: expected version, state blob, new id digests (concatenated), window size in
-#       bytes (ids * DIGEST_SIZE), outbox id/blob pairs...
+#       bytes (ids * DIGEST_SIZE), TTL of the lead hash in ms (0 = none),
+#       outbox id/blob pairs...
+# The TTL is set on every commit: an anonymous visitor expires after inactivity;
+# PERSIST stops a lead that was anonymous and became known from expiring.
 _COMMIT = """
 if redis.call('EXISTS', KEYS[3]) == 1 then return -2 end
 local got = redis.call('HMGET', KEYS[1], 'v', 'w')
@@ -27,15 +30,22 @@ else
   if #w > keep then w = string.sub(w, -keep) end
   redis.call('HSET', KEYS[1], 'v', v + 1, 's', ARGV[2], 'w', w)
 end
-for i = 5, #ARGV, 2 do
+if ARGV[5] == '0' then
+  redis.call('PERSIST', KEYS[1])
+else
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+end
+for i = 6, #ARGV, 2 do
   redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
 end
 return v + 1
 """
 
-# KEYS: lead hash, alias string, outbox hash; ARGV: '1' to read the seen window too
+# KEYS: lead hash, alias string, outbox hash
+# ARGV: '1' to read the seen window too, TTL of an alias in ms (0 = none)
 # One call instead of three commands per lead: on a pipeline the client's cost
-# per command dominates a snapshot.
+# per command dominates a snapshot. Reading an alias means its visitor is
+# active, so the alias's inactivity TTL starts again.
 _SNAPSHOT = """
 local got
 if ARGV[1] == '1' then
@@ -43,21 +53,39 @@ if ARGV[1] == '1' then
 else
   got = redis.call('HMGET', KEYS[1], 'v', 's')
 end
-return {got[1], got[2], got[3] or false, redis.call('GET', KEYS[2]),
-        redis.call('HGETALL', KEYS[3])}
+local alias = redis.call('GET', KEYS[2])
+if alias and ARGV[2] ~= '0' then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
+return {got[1], got[2], got[3] or false, alias, redis.call('HGETALL', KEYS[3])}
 """
 
-# KEYS: lead hash, alias string, detached string; ARGV: lead id
-# The seen window (field w) stays: events already applied to the anonymous id
-# must not be credited to the lead again when they are re-delivered.
+# KEYS: anonymous hash, alias string, detached string; ARGV: lead id, TTL in ms (0 = none)
+# One merge per visitor: an alias to another lead means that lead owns the
+# history (nil, nothing changes); an alias to this lead means a redo after a
+# crash (the detached state again, nil once forgotten). The seen window (field
+# w) stays: events already applied to the anonymous id must not be credited to
+# the lead again when they are re-delivered.
 _DETACH = """
-redis.call('SET', KEYS[2], ARGV[1])
-local blob = redis.call('HGET', KEYS[1], 's')
-if blob then
-  redis.call('SET', KEYS[3], blob)
-  redis.call('HDEL', KEYS[1], 'v', 's')
+local owner = redis.call('GET', KEYS[2])
+if owner then
+  if owner ~= ARGV[1] then return false end
+  return redis.call('GET', KEYS[3])
 end
-return redis.call('GET', KEYS[3])
+local ttl = ARGV[2]
+if ttl == '0' then
+  redis.call('SET', KEYS[2], ARGV[1])
+else
+  redis.call('SET', KEYS[2], ARGV[1], 'PX', ttl)
+end
+local blob = redis.call('HGET', KEYS[1], 's')
+if not blob then return false end
+if ttl == '0' then
+  redis.call('SET', KEYS[3], blob)
+else
+  redis.call('SET', KEYS[3], blob, 'PX', ttl)
+end
+redis.call('HDEL', KEYS[1], 'v', 's')
+if ttl ~= '0' then redis.call('PEXPIRE', KEYS[1], ttl) end
+return blob
 """
 
 

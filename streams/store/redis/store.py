@@ -1,12 +1,17 @@
-"""LeadStore on Redis: one Lua script per lead update, pipelined per batch."""
+"""LeadStore on Redis: one Lua script per lead update, pipelined per batch.
+
+Every call goes through `_pipelined`, which is bounded by the client's socket
+timeout (`DEFAULT_TIMEOUT` when the client has none): a stalled Redis fails the
+call, the worker retries the batch, instead of the worker hanging forever.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import math
 import ssl
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
-from typing import Any, cast
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection
@@ -15,21 +20,28 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import NoScriptError, ResponseError
 
 from streams.settings import Settings
-from streams.store.base import SEEN_WINDOW, Commit, Snapshot
+from streams.store.base import ANONYMOUS_TTL, SEEN_WINDOW, Commit, Snapshot
 from streams.store.redis import keys
 from streams.store.redis.scripts import COMMIT, DETACH, NOSCRIPT_ATTEMPTS, SNAPSHOT, Call, call
 from streams.store.redis.wire import DIGEST_SIZE, id_digest, in_window, pack, window_field
 
+DEFAULT_TIMEOUT: float = Settings.model_fields["redis_socket_timeout"].default
+"""Seconds a call may take when the client was built without a socket timeout."""
+SCAN_COUNT = 1000
+"""Members asked for per SSCAN of a pending-outbox shard."""
+
 
 def connect(settings: Settings) -> aioredis.Redis:
-    """A client for the configured Redis; TLS with rediss:// and a CA file."""
+    """A client for the configured Redis: bounded timeouts and pool, TLS with rediss://."""
     # redis-py 8.1's asyncio from_url() sets no retry: without one, the first
     # command after a Redis restart fails instead of reconnecting.
     options: dict[str, Any] = {
         "decode_responses": False,
         "health_check_interval": 10,
         "retry": Retry(ExponentialWithJitterBackoff(base=0.05, cap=2.0), 3),
-        "socket_connect_timeout": 5,
+        "socket_timeout": settings.redis_socket_timeout,
+        "socket_connect_timeout": settings.redis_connect_timeout,
+        "max_connections": settings.redis_max_connections,
     }
     if settings.redis_password is not None:
         options["password"] = settings.redis_password.get_secret_value()
@@ -40,21 +52,57 @@ def connect(settings: Settings) -> aioredis.Redis:
     return client
 
 
+def _ttl_ms(seconds: float | None, name: str) -> bytes:
+    """A TTL as the scripts take it: milliseconds, b"0" for none."""
+    if seconds is None:
+        return b"0"
+    if not seconds > 0:
+        raise ValueError(f"{name} must be positive or None")
+    return str(max(1, round(seconds * 1000))).encode()
+
+
 class RedisLeadStore:
     """LeadStore backed by Redis >= 6.2; every key of a lead shares its hash tag.
 
     A lead is one hash (see `keys.state`): version, state blob and its seen
     window, the digests of the last `seen_window` event ids, oldest first.
+    The due and pending-outbox indexes have one key per partition of the
+    events topic (`partitions`); see `streams.store.redis.keys`.
     """
 
     def __init__(
-        self, client: aioredis.Redis, due_shards: int = 16, seen_window: int = SEEN_WINDOW
+        self,
+        client: aioredis.Redis,
+        *,
+        partitions: int = 12,
+        seen_window: int = SEEN_WINDOW,
+        anonymous_ttl: float | None = ANONYMOUS_TTL,
+        known_ttl: float | None = None,
     ) -> None:
         if seen_window < 1:
             raise ValueError("seen_window must be at least 1")
+        if partitions < 1:
+            raise ValueError("partitions must be at least 1")
         self.client = client
-        self.due_shards = due_shards
+        self.partitions = partitions
         self.seen_window = seen_window
+        self.anonymous_ttl = anonymous_ttl
+        self.known_ttl = known_ttl
+        self._anonymous_ms = _ttl_ms(anonymous_ttl, "anonymous_ttl")
+        self._known_ms = _ttl_ms(known_ttl, "known_ttl")
+        configured = client.connection_pool.connection_kwargs.get("socket_timeout")
+        self.timeout: float = configured or DEFAULT_TIMEOUT
+        """Seconds one exchange (connect, write, every reply) may take."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RedisLeadStore:
+        """The worker's store: its client, partitions and expiry, all from settings."""
+        return cls(
+            connect(settings),
+            partitions=settings.partitions,
+            anonymous_ttl=settings.anonymous_ttl,
+            known_ttl=settings.known_ttl,
+        )
 
     async def _run(self, calls: Sequence[Call]) -> list[Any]:
         """EVALSHA every call in one pipeline; the replies in order.
@@ -79,8 +127,8 @@ class RedisLeadStore:
                     replies[i] = answer
             if not missing:
                 return replies
-            for script in {calls[i][0] for i in missing}:
-                await self.client.script_load(script.source)
+            scripts = {calls[i][0].sha: calls[i][0] for i in missing}
+            await self._checked([("SCRIPT", "LOAD", s.source) for s in scripts.values()])
             todo = missing
         raise NoScriptError(f"scripts still missing after {NOSCRIPT_ATTEMPTS} loads")
 
@@ -91,26 +139,28 @@ class RedisLeadStore:
         bookkeeping (command stack, response callbacks, two parse layers),
         which cost more CPU than the scripts take in Redis. A connection
         that failed half-way is dropped, so no reply is left unread on it.
-        The connection's socket timeout bounds reading all the replies, not
-        each one: a timeout context per reply was a tenth of a sweep tick.
+        One timeout bounds the whole exchange (taking a connection, which may
+        connect, the write and all the replies), not each reply: a timeout
+        context per reply was a tenth of a sweep tick.
         """
         pool = self.client.connection_pool
-        # untyped in redis-py 8.1
-        conn: AbstractConnection = await pool.get_connection()  # type: ignore[no-untyped-call]
-        try:
-            await conn.send_packed_command(pack(commands))
-            replies: list[Any] = []
-            async with asyncio.timeout(conn.socket_timeout):
+        async with asyncio.timeout(self.timeout):
+            # untyped in redis-py 8.1
+            conn: AbstractConnection = await pool.get_connection()  # type: ignore[no-untyped-call]
+            try:
+                await conn.send_packed_command(pack(commands))
+                replies: list[Any] = []
                 for _ in commands:
                     try:
                         replies.append(await conn.read_response(timeout=math.inf))
                     except ResponseError as error:  # read whole; the next reply follows
                         replies.append(error)
-        except BaseException:
-            await conn.disconnect()
-            raise
-        finally:
-            await pool.release(conn)
+            except BaseException:
+                # nowait: closing must not wait on the peer that stalled
+                await conn.disconnect(nowait=True)
+                raise
+            finally:
+                await pool.release(conn)
         return replies
 
     async def _checked(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
@@ -128,6 +178,7 @@ class RedisLeadStore:
             return {}
         order = []
         calls = []
+        alias_ttl = self._anonymous_ms
         for subject, ids in wanted.items():
             id_list = list(ids)
             order.append((subject, id_list))
@@ -136,7 +187,7 @@ class RedisLeadStore:
                 call(
                     SNAPSHOT,
                     (keys.state(subject), keys.alias(subject), keys.outbox(subject)),
-                    (b"1" if id_list else b"0",),
+                    (b"1" if id_list else b"0", alias_ttl),
                 )
             )
         replies = await self._run(calls)
@@ -157,6 +208,12 @@ class RedisLeadStore:
         return result
 
     async def commit(self, commits: Sequence[Commit]) -> set[str]:
+        """The scripts, then one pipeline for the due and pending-outbox indexes.
+
+        A crash in between leaves the indexes behind; the events were not
+        recorded as processed yet, so they are re-delivered and their snapshot
+        (which shows the outbox, published then) repairs it.
+        """
         if not commits:
             return set()
         calls = []
@@ -167,6 +224,7 @@ class RedisLeadStore:
                 c.state,
                 window_field(c.event_ids, self.seen_window),
                 window,
+                self._anonymous_ms if c.anonymous else self._known_ms,
             ]
             for message_id, blob in c.outbox.items():
                 args += [message_id, blob]
@@ -178,42 +236,132 @@ class RedisLeadStore:
                 )
             )
         replies = await self._run(calls)
-        lost = {c.subject for c, reply in zip(commits, replies, strict=True) if int(reply) < 0}
-        # the due index, one command per shard and kind (the last commit of a lead decides)
-        await self.index_due({c.subject: c.due_at for c in commits if c.subject not in lost})
+        won = [int(reply) >= 0 for reply in replies]
+        lost = {c.subject for c, ok in zip(commits, won, strict=True) if not ok}
+        # the indexes live in other slots: one follow-up pipeline, one command per
+        # shard and kind (the last commit of a lead decides its due time)
+        boxed = {c.subject for c, ok in zip(commits, won, strict=True) if ok and c.outbox}
+        await self._checked(
+            [
+                *self._due_commands(
+                    {c.subject: c.due_at for c in commits if c.subject not in lost}
+                ),
+                *self._pending_adds(boxed),
+            ]
+        )
         return lost
 
     async def index_due(self, due_at: Mapping[str, float | None]) -> None:
-        adds: dict[int, dict[str, float]] = {}
+        await self._checked(self._due_commands(due_at))
+
+    def _due_commands(self, due_at: Mapping[str, float | None]) -> list[tuple[Any, ...]]:
+        adds: dict[int, list[Any]] = {}
         removes: dict[int, list[str]] = {}
+        partitions = self.partitions
         for subject, at in due_at.items():
-            shard = keys.shard_of(subject, self.due_shards)
+            shard = keys.shard_of(subject, partitions)
             if at is None:
                 removes.setdefault(shard, []).append(subject)
             else:
-                adds.setdefault(shard, {})[subject] = at
+                adds.setdefault(shard, []).extend((at, subject))
         commands: list[tuple[Any, ...]] = []
-        for shard, members in adds.items():
-            pairs = [item for subject, at in members.items() for item in (at, subject)]
+        for shard, pairs in adds.items():
             commands.append(("ZADD", keys.due_shard(shard), *pairs))
         for shard, subjects in removes.items():
             commands.append(("ZREM", keys.due_shard(shard), *subjects))
-        await self._checked(commands)
+        return commands
+
+    def _pending_adds(self, subjects: Iterable[str]) -> list[tuple[Any, ...]]:
+        return [
+            ("SADD", keys.pending(shard), *members)
+            for shard, members in self._by_shard(subjects).items()
+        ]
+
+    def _by_shard(self, subjects: Iterable[str]) -> dict[int, list[str]]:
+        shards: dict[int, list[str]] = {}
+        for subject in subjects:
+            shards.setdefault(keys.shard_of(subject, self.partitions), []).append(subject)
+        return shards
 
     async def clear_outbox(self, published: Mapping[str, Collection[str]]) -> None:
-        await self._checked(
-            [("HDEL", keys.outbox(subject), *ids) for subject, ids in published.items() if ids]
+        """HDEL the published ids; a lead whose outbox is then empty leaves the index.
+
+        One pipeline: the leads leave their pending shards first, then each
+        outbox loses the published ids and reports what is left; a lead with
+        messages left (a commit added some since they were read) is put back.
+        A commit writes its outbox before it adds its lead to the index, so a
+        commit racing with this either is seen by the count or adds the lead
+        after the SREM. Not atomic (the index is in other slots): a worker
+        crash before the put-back leaves such a lead out of the index until
+        it is added again; its messages are still published, from the
+        snapshot, the next time the lead is processed.
+        """
+        subjects = [subject for subject, ids in published.items() if ids]
+        if not subjects:
+            return
+        by_shard = self._by_shard(subjects)
+        replies = await self._checked(
+            [
+                *(("SREM", keys.pending(shard), *members) for shard, members in by_shard.items()),
+                *(
+                    command
+                    for s in subjects
+                    for command in (
+                        ("HDEL", keys.outbox(s), *published[s]),
+                        ("HLEN", keys.outbox(s)),
+                    )
+                ),
+            ]
         )
+        left = [s for s, n in zip(subjects, replies[len(by_shard) + 1 :: 2], strict=True) if n]
+        await self._checked(self._pending_adds(left))
 
-    async def pending_outboxes(self) -> AsyncIterator[tuple[str, dict[str, bytes]]]:
-        async for key in self.client.scan_iter(match=keys.OUTBOX_PATTERN, count=1000):
-            text = key.decode()
-            subject = text[len(keys.PREFIX) + 2 : -len("}:outbox")]
-            box = cast("dict[bytes, bytes]", await self.client.hgetall(key))
-            if box:
-                yield subject, {k.decode(): v for k, v in box.items()}
+    async def _unindex(self, shard: int, subjects: Sequence[str]) -> None:
+        """Take leads whose outbox looked empty out of a pending shard, race-free.
 
-    async def due(self, now: float, limit: int) -> dict[str, float]:
+        The same order as `clear_outbox`: SREM first, then count, and put back
+        a lead that a commit gave messages in between.
+        """
+        replies = await self._checked(
+            [
+                ("SREM", keys.pending(shard), *subjects),
+                *(("HLEN", keys.outbox(s)) for s in subjects),
+            ]
+        )
+        back = [s for s, n in zip(subjects, replies[1:], strict=True) if n]
+        if back:
+            await self._checked([("SADD", keys.pending(shard), *back)])
+
+    async def pending_outboxes(
+        self, shards: Collection[int]
+    ) -> AsyncIterator[tuple[str, dict[str, bytes]]]:
+        """SSCAN each shard's pending set; stale members (empty outbox) are removed."""
+        for shard in shards:
+            key = keys.pending(shard)
+            cursor: Any = 0
+            done: set[bytes] = set()  # SSCAN may return a member twice
+            while True:
+                ((cursor, members),) = await self._checked(
+                    [("SSCAN", key, cursor, "COUNT", SCAN_COUNT)]
+                )
+                batch = [m for m in members if m not in done]
+                done.update(batch)
+                if batch:
+                    subjects = [m.decode() for m in batch]
+                    boxes = await self._checked([("HGETALL", keys.outbox(s)) for s in subjects])
+                    stale = []
+                    for subject, box in zip(subjects, boxes, strict=True):
+                        pairs = _pairs(box)
+                        if pairs:
+                            yield subject, {k.decode(): v for k, v in pairs}
+                        else:
+                            stale.append(subject)
+                    if stale:
+                        await self._unindex(shard, stale)
+                if int(cursor) == 0:
+                    break
+
+    async def due(self, now: float, limit: int, shards: Collection[int]) -> dict[str, float]:
         replies = await self._checked(
             [
                 (
@@ -226,7 +374,7 @@ class RedisLeadStore:
                     0,
                     limit,
                 )
-                for shard in range(self.due_shards)
+                for shard in shards
             ]
         )
         found: dict[str, float] = {}
@@ -238,28 +386,65 @@ class RedisLeadStore:
                 found[member.decode()] = float(score)
         return found
 
-    async def detach(self, anonymous_id: str, lead_id: str) -> bytes | None:
-        (blob,) = await self._run(
+    async def detach(self, links: Sequence[tuple[str, str]]) -> list[bytes | None]:
+        """One DETACH script per link in one pipeline, then the due entries go.
+
+        The ZREMs follow the scripts (the due index is in another slot); a
+        crash in between is repaired by the redo, which returns the detached
+        state again and so removes the entry again.
+        """
+        if not links:
+            return []
+        ttl = self._anonymous_ms
+        replies = await self._run(
             [
                 call(
                     DETACH,
-                    (
-                        keys.state(anonymous_id),
-                        keys.alias(anonymous_id),
-                        keys.detached(anonymous_id),
-                    ),
-                    (lead_id,),
+                    (keys.state(anon), keys.alias(anon), keys.detached(anon)),
+                    (lead, ttl),
                 )
+                for anon, lead in links
             ]
         )
-        await self.client.zrem(keys.due(anonymous_id, self.due_shards), anonymous_id)
-        return blob if blob is None else bytes(blob)
+        blobs = [None if reply is None else bytes(reply) for reply in replies]
+        moved = {
+            anon: None for (anon, _), blob in zip(links, blobs, strict=True) if blob is not None
+        }
+        await self._checked(self._due_commands(moved))
+        return blobs
 
-    async def forget_detached(self, anonymous_id: str) -> None:
-        await self.client.delete(keys.detached(anonymous_id))
+    async def forget_detached(self, anonymous_ids: Collection[str]) -> None:
+        # one DEL per key: the keys are in different cluster slots
+        await self._checked([("DEL", keys.detached(anon)) for anon in anonymous_ids])
+
+    async def record_progress(self, topic: str, offsets: Mapping[int, int]) -> None:
+        if offsets:
+            pairs = [item for partition, offset in offsets.items() for item in (partition, offset)]
+            await self._checked([("HSET", keys.progress(topic), *pairs)])
+
+    async def progress(self, topic: str) -> dict[int, int]:
+        (reply,) = await self._checked([("HGETALL", keys.progress(topic))])
+        return {int(partition): int(offset) for partition, offset in _pairs(reply)}
+
+    async def publish_watermarks(self, topic: str, marks: Mapping[int, float]) -> None:
+        if marks:
+            # repr: the shortest text that reads back as the same float
+            pairs = [item for partition, at in marks.items() for item in (partition, repr(at))]
+            await self._checked([("HSET", keys.watermarks(topic), *pairs)])
+
+    async def watermarks(self, topic: str) -> dict[int, float]:
+        (reply,) = await self._checked([("HGETALL", keys.watermarks(topic))])
+        return {int(partition): float(at) for partition, at in _pairs(reply)}
 
     async def ping(self) -> None:
-        await self.client.ping()
+        await self._checked([("PING",)])
 
     async def close(self) -> None:
         await self.client.aclose()
+
+
+def _pairs(reply: Any) -> list[tuple[Any, Any]]:
+    """HGETALL's reply as (field, value) pairs: a map over RESP3, flat over RESP2."""
+    if isinstance(reply, dict):
+        return list(reply.items())
+    return list(zip(reply[::2], reply[1::2], strict=True))
