@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -159,3 +160,118 @@ def wait_for(condition: Callable[[], bool], timeout: float = 60.0, what: str = "
             return
         time.sleep(0.1)
     raise TimeoutError(f"{what} not reached in {timeout:.0f}s")
+
+
+# -- helpers of the hardening tests (lag, identity race, outbox replay, dev defaults) ----
+
+
+def poll_topic(
+    settings: Settings,
+    topic: str,
+    *,
+    done: Callable[[list[bytes]], bool],
+    timeout: float,
+) -> list[bytes]:
+    """Raw values of `topic` from the beginning, until `done` holds or `timeout` passed.
+
+    Unlike `TopicReader.until` it does not raise at the deadline: it returns what
+    it read, so a test can show what was published instead of just timing out.
+    """
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=settings.bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=300,
+    )
+    values: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            values.extend(message.value for message in consumer)
+            if done(values) or time.monotonic() > deadline:
+                return values
+    finally:
+        consumer.close()
+
+
+def peer_settings(settings: Settings, workdir: Path, name: str) -> Settings:
+    """Settings of one more worker of the same app: same group and topics, own port and dir."""
+    return settings.replace(web_port=free_port(), data_dir=workdir / f"data-{name}")
+
+
+def start_workers(
+    settings: Iterable[Settings], logs: Iterable[Path], *, timeout: float = 120.0
+) -> list[WorkerProcess]:
+    """Start workers of one group together; return once they share all partitions.
+
+    Every worker owns at least one partition and together they own
+    `partitions` (a joining worker triggers a rebalance; this waits it out).
+    Stops them all if that does not happen in `timeout` seconds.
+    """
+    workers = [WorkerProcess(s, log) for s, log in zip(settings, logs, strict=True)]
+    try:
+        for worker in workers:
+            worker.start()
+        wanted = workers[0].settings.partitions
+        deadline = time.monotonic() + timeout
+        while True:
+            for worker in workers:
+                if not worker.alive():
+                    raise RuntimeError(f"a worker exited:\n{worker.log_tail()}")
+            owned = [w.stats().get("assigned_partitions", 0) for w in workers]
+            if all(owned) and sum(owned) == wanted:
+                return workers
+            if time.monotonic() > deadline:
+                tails = "\n---\n".join(w.log_tail(15) for w in workers)
+                raise TimeoutError(f"partitions not shared ({owned} of {wanted}):\n{tails}")
+            time.sleep(0.25)
+    except BaseException:
+        for worker in workers:
+            worker.stop()
+        raise
+
+
+def stats_total(workers: Iterable[WorkerProcess], name: str) -> int:
+    """A /stats counter summed over workers (a worker not serving counts 0)."""
+    return sum(int(w.stats().get(name, 0)) for w in workers)
+
+
+def wait_progressing(
+    condition: Callable[[], bool],
+    progress: Callable[[], object],
+    *,
+    timeout: float,
+    stall: float,
+    what: str,
+) -> None:
+    """`wait_for`, failing early once `progress()` stayed the same for `stall` seconds.
+
+    For waits on a worker that may be stuck in its retry loop: a stall shows up
+    after `stall` seconds instead of at the end of a long `timeout`.
+    """
+    deadline = time.monotonic() + timeout
+    last, since = progress(), time.monotonic()
+    while not condition():
+        now = time.monotonic()
+        if now > deadline:
+            raise TimeoutError(f"{what} not reached in {timeout:.0f}s (progress {last!r})")
+        current = progress()
+        if current != last:
+            last, since = current, now
+        elif now - since > stall:
+            raise TimeoutError(f"{what}: no progress for {stall:.0f}s (stuck at {last!r})")
+        time.sleep(0.2)
+
+
+def owned_partitions(worker: WorkerProcess) -> set[int]:
+    """The events-topic partitions the group assigned to `worker`, from Faust's /router/topics.
+
+    Any worker of the group serves the whole table (canonical URL -> topic -> partitions).
+    """
+    port = worker.settings.web_port
+    url = f"http://127.0.0.1:{port}/router/topics"
+    with urllib.request.urlopen(url, timeout=3) as reply:
+        table: dict[str, dict[str, list[int]]] = json.load(reply)
+    mine = table.get(f"http://127.0.0.1:{port}", {})
+    return set(mine.get(worker.settings.events_topic, []))

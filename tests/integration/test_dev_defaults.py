@@ -1,0 +1,189 @@
+"""`leadpulse dev` with no flags at all, from an empty directory: the defaults are the product.
+
+It picks free broker and redis ports itself, serves the worker on the default
+web port 6066, creates its data dir `.leadpulse/dev` under the working
+directory, and Ctrl-C stops everything it started with exit status 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+DEFAULT_WEB_PORT = 6066
+START_TIMEOUT = 120.0
+
+
+def leadpulse_command() -> list[str]:
+    """The installed console script next to this interpreter, else `python -m streams.cli`."""
+    script = Path(sys.executable).with_name("leadpulse")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "streams.cli"]
+
+
+def clean_environment() -> dict[str, str]:
+    """This environment without LEADPULSE_* settings (PYTHONPATH kept: the code under test)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("LEADPULSE_")}
+
+
+def port_open(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+        return True
+    return False
+
+
+# -- processes, from /proc: which ones `dev` started, and whether they are gone ----------
+
+
+@dataclass(frozen=True)
+class Proc:
+    pid: int
+    ppid: int
+    pgid: int
+    state: str
+    started: int
+    """Start time in clock ticks since boot: with the pid, identifies one process."""
+
+
+def _stat(pid: int) -> Proc | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2 :].split()
+    return Proc(pid, int(fields[1]), int(fields[2]), fields[0], int(fields[19]))
+
+
+def _all() -> list[Proc]:
+    stats = (_stat(int(e.name)) for e in Path("/proc").iterdir() if e.name.isdigit())
+    return [proc for proc in stats if proc is not None]
+
+
+def descendants(root: int) -> list[Proc]:
+    """Every live process below `root` (children in their own sessions included)."""
+    procs = _all()
+    below: list[Proc] = []
+    frontier = {root}
+    while frontier:
+        children = [p for p in procs if p.ppid in frontier]
+        below += children
+        frontier = {p.pid for p in children}
+    return below
+
+
+def alive(proc: Proc) -> bool:
+    now = _stat(proc.pid)
+    return now is not None and now.started == proc.started and now.state != "Z"
+
+
+def in_group(pgid: int) -> list[Proc]:
+    return [p for p in _all() if p.pgid == pgid and p.state != "Z"]
+
+
+@dataclass
+class Dev:
+    process: subprocess.Popen[bytes]
+    output: Path
+    cwd: Path
+    started: list[Proc]
+
+    def text(self) -> str:
+        return self.output.read_text(errors="replace")
+
+
+@pytest.fixture
+def dev(tmp_path: Path) -> Iterator[Dev]:
+    """`leadpulse dev` started bare in an empty directory; always stopped, with its children."""
+    if port_open(DEFAULT_WEB_PORT):
+        pytest.skip(f"port {DEFAULT_WEB_PORT} is taken on this machine; the default needs it")
+    cwd = tmp_path / "fresh"
+    cwd.mkdir()
+    output = tmp_path / "dev.out"
+    with output.open("wb") as sink:
+        process = subprocess.Popen(
+            [*leadpulse_command(), "dev"],
+            cwd=cwd,
+            env=clean_environment(),
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    handle = Dev(process, output, cwd, [])
+    try:
+        yield handle
+    finally:
+        if process.poll() is None:
+            handle.started += descendants(process.pid)
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+        for proc in handle.started:  # the servers run in sessions of their own
+            if alive(proc):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGKILL)
+
+
+def _wait(condition: Callable[[], bool], dev: Dev, what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if dev.process.poll() is not None:
+            pytest.fail(
+                f"leadpulse dev exited with {dev.process.returncode}:\n{dev.text()[-3000:]}"
+            )
+        if condition():
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} not reached in {timeout:.0f}s; output:\n{dev.text()[-3000:]}")
+        time.sleep(0.25)
+
+
+def _assigned() -> int:
+    url = f"http://127.0.0.1:{DEFAULT_WEB_PORT}/stats"
+    try:
+        with urllib.request.urlopen(url, timeout=2) as reply:
+            return int(json.load(reply).get("assigned_partitions", 0))
+    except (OSError, ValueError):
+        return 0
+
+
+def test_dev_with_no_flags_serves_a_worker_and_stops_cleanly(dev: Dev) -> None:
+    began = time.monotonic()
+    stats_url = f"http://127.0.0.1:{DEFAULT_WEB_PORT}/stats"
+    _wait(lambda: stats_url in dev.text(), dev, "the printed addresses", 60)
+    _wait(lambda: _assigned() > 0, dev, f"{stats_url} with assigned_partitions > 0", START_TIMEOUT)
+    ready = time.monotonic() - began
+    text = dev.text()
+    kafka = re.search(r"kafka\s+127\.0\.0\.1:(\d+)", text)
+    redis = re.search(r"redis\s+redis://127\.0\.0\.1:(\d+)", text)
+    assert kafka, text
+    assert redis, text
+    ports = [int(kafka.group(1)), int(redis.group(1)), DEFAULT_WEB_PORT]
+    dev.started += descendants(dev.process.pid)
+    assert dev.started, "dev started no child processes?"
+
+    os.killpg(dev.process.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole group
+    try:
+        code = dev.process.wait(60)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"leadpulse dev did not exit within 60 s of Ctrl-C:\n{dev.text()[-3000:]}")
+    print(
+        f"\nleadpulse dev: worker assigned after {ready:.1f}s, exit {code}, "
+        f"{len(dev.started)} child processes, ports {ports}"
+    )
+    assert code == 0, dev.text()[-3000:]
+    left = [p for p in dev.started if alive(p)] + in_group(dev.process.pid)
+    assert not left, f"processes left behind: {left}"
+    assert not [p for p in ports if port_open(p)], f"ports still open: {ports}"
+    assert (dev.cwd / ".leadpulse" / "dev").is_dir(), "data dir not created under the cwd"
