@@ -70,7 +70,8 @@ def test_events_in_handoff_out_with_scoring_engagement(
         state, _ = apply(state, BehaviorEvent.model_validate(body), MODEL)
     assert handoff["engagement"] == pytest.approx(engagement(state, state.clock, MODEL), rel=1e-9)
     assert handoff["grade"] == "A"
-    assert handoff["profile"]["title"] == "VP Sales"
+    # the test model declares no handoff profile: only the traits its fit rules read
+    assert handoff["profile"] == {"company_size": 400}
     assert {r["rule"] for r in handoff["reasons"]} == {"demo-request", "pricing-page", "page-view"}
 
 

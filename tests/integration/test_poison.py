@@ -47,11 +47,15 @@ MAX_REQUEST = 2000
 """Bytes; the big lead's handoff is about 3,700, every other message under 1,500."""
 BIG_TRAIT = "s" * 3000
 
-POISON_MODEL_YAML = MODEL_YAML.replace(
-    "    - {name: mid-market, trait: company_size, between: [50, 5000], points: 40}\n",
-    "    - {name: mid-market, trait: company_size, between: [50, 5000], points: 40}\n"
-    "    - {name: has-segment, trait: segment, exists: true, points: 1}\n",
+POISON_MODEL_YAML = (
+    MODEL_YAML.replace(
+        "    - {name: mid-market, trait: company_size, between: [50, 5000], points: 40}\n",
+        "    - {name: mid-market, trait: company_size, between: [50, 5000], points: 40}\n"
+        "    - {name: has-segment, trait: segment, exists: true, points: 1}\n",
+    )
+    + "limits: {max_trait_bytes: 4096}\n"
 )
+"""A trait of 3,000 bytes is within this model's bound (the default is 1,024)."""
 assert POISON_MODEL_YAML != MODEL_YAML
 
 TOO_LARGE = re.compile(r"too.?large|size", re.IGNORECASE)
