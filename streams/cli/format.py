@@ -56,4 +56,7 @@ def format_lead(view: dict[str, Any]) -> str:
     if e.get("fit_parts"):
         lines.append("fit:")
         lines.extend(f"  {p['rule']:28} {p['points']:+9.0f}" for p in e["fit_parts"])
+    if e.get("notes"):
+        lines.append("notes:")
+        lines.extend(f"  {note}" for note in e["notes"])
     return "\n".join(lines)

@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -29,45 +28,10 @@ from kafka.partitioner.default import murmur2
 
 from scoring import LeadState
 from streams.dev.devstack import RedisServer
-from streams.dev.workerproc import WorkerProcess, worker_command
+from streams.dev.workerproc import WorkerProcess
 from streams.settings import Settings
 from streams.store import decode_state
 from streams.store.redis import keys
-
-# -- a worker with extra environment ------------------------------------------------------
-
-
-class EnvWorker(WorkerProcess):
-    """A `WorkerProcess` with extra LEADPULSE_* variables in its environment.
-
-    For settings this release may not know yet: `Settings` forbids unknown
-    fields, but the worker ignores unknown environment variables, so a test
-    written against the coming contract still runs (and fails on behaviour).
-    """
-
-    def __init__(self, settings: Settings, log_path: Path, extra_env: Mapping[str, str]) -> None:
-        super().__init__(settings, log_path)
-        self.extra_env = dict(extra_env)
-
-    def start(self) -> Self:
-        argv, env = worker_command(self.settings, "--loglevel", self.loglevel)
-        env.update(self.extra_env)
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            argv, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        return self
-
-
-def start_env_worker(settings: Settings, log: Path, extra_env: Mapping[str, str]) -> EnvWorker:
-    worker = EnvWorker(settings, log, extra_env).start()
-    try:
-        worker.wait_assigned(timeout=90)
-    except BaseException:
-        worker.stop()
-        raise
-    return worker
 
 
 def health(settings: Settings, timeout: float = 3.0) -> tuple[int, dict[str, Any]]:
@@ -189,23 +153,6 @@ def state_of(redis_url: str, lead: str) -> LeadState | None:
         client.close()
     assert blob is None or isinstance(blob, bytes)
     return decode_state(blob) if blob else None
-
-
-def states_of(redis_url: str, subjects: Iterable[str]) -> dict[str, LeadState | None]:
-    subjects = list(subjects)
-    client = redis.Redis.from_url(redis_url)
-    result: dict[str, LeadState | None] = {}
-    try:
-        for at in range(0, len(subjects), 1000):
-            chunk = subjects[at : at + 1000]
-            pipe = client.pipeline(transaction=False)
-            for s in chunk:
-                pipe.hget(keys.state(s), "s")
-            for s, blob in zip(chunk, pipe.execute(), strict=True):
-                result[s] = decode_state(blob) if blob else None
-    finally:
-        client.close()
-    return result
 
 
 class Topic:

@@ -26,10 +26,10 @@ import pytest
 import redis
 
 from streams.dev.devstack import DevStack
+from streams.dev.workerproc import WorkerProcess
 from streams.settings import Settings
 from streams.store.redis import keys
 from tests.integration.faults import (
-    EnvWorker,
     Topic,
     alive_check,
     health,
@@ -37,10 +37,9 @@ from tests.integration.faults import (
     partition_of,
     poll,
     produce_at,
-    start_env_worker,
     state_of,
 )
-from tests.integration.harness import MODEL_YAML, worker_settings
+from tests.integration.harness import MODEL_YAML, start_worker, worker_settings
 
 PARTITIONS = 4
 MAX_REQUEST = 2000
@@ -71,17 +70,13 @@ FLOW_TIMEOUT = 30.0
 @pytest.fixture(scope="module")
 def poisoned(
     stack: DevStack, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Settings, EnvWorker]]:
+) -> Iterator[tuple[Settings, WorkerProcess]]:
     workdir = tmp_path_factory.mktemp("poison")
     settings = worker_settings(stack, workdir, partitions=PARTITIONS)
     model = workdir / "poison-model.yaml"
     model.write_text(POISON_MODEL_YAML)
-    settings = settings.replace(model_file=model)
-    worker = start_env_worker(
-        settings,
-        workdir / "worker.log",
-        {"LEADPULSE_PRODUCER_MAX_REQUEST_SIZE": str(MAX_REQUEST)},
-    )
+    settings = settings.replace(model_file=model, producer_max_request_size=MAX_REQUEST)
+    worker = start_worker(settings, workdir / "worker.log")
     try:
         yield settings, worker
     finally:
@@ -113,7 +108,7 @@ def dead_lettered(settings: Settings) -> int:
 
 def check_flow_and_letter(
     settings: Settings,
-    worker: EnvWorker,
+    worker: WorkerProcess,
     poison: str,
     reason: re.Pattern[str],
     followers: list[str],
@@ -148,7 +143,7 @@ def check_flow_and_letter(
 
 
 def test_too_large_handoff_is_dead_lettered_and_the_worker_goes_on(
-    poisoned: tuple[Settings, EnvWorker],
+    poisoned: tuple[Settings, WorkerProcess],
 ) -> None:
     started = time.monotonic()
     settings, worker = poisoned
@@ -207,7 +202,7 @@ def test_too_large_handoff_is_dead_lettered_and_the_worker_goes_on(
 
 
 def test_undecodable_state_is_dead_lettered_and_the_worker_goes_on(
-    poisoned: tuple[Settings, EnvWorker],
+    poisoned: tuple[Settings, WorkerProcess],
 ) -> None:
     started = time.monotonic()
     settings, worker = poisoned

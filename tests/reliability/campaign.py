@@ -10,9 +10,11 @@ partition by partition in offset order.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import random
+import threading
 import time
 import uuid
 from collections import defaultdict
@@ -480,8 +482,11 @@ def assert_published(
             )
     extra = set(by_id) - set(clean)
     if extra:
+        example = by_id[min(extra)][0]
+        shown = {k: example.get(k) for k in ("lead_id", "from_stage", "to_stage", "occurred_at")}
         problems.append(
-            f"{len(extra)} published ids the clean run never decided, e.g. {min(extra)}"
+            f"{len(extra)} published ids the clean run never decided, e.g. {min(extra)}: "
+            f"{shown} ({example.get('reason')})"
         )
     assert not problems, f"{len(problems)} problems, first ones:\n" + "\n".join(problems[:20])
     return duplicates
@@ -491,3 +496,27 @@ def write_model(workdir: Path, text: str = CAMPAIGN_MODEL_YAML) -> Path:
     path = workdir / "campaign-model.yaml"
     path.write_text(text)
     return path
+
+
+class CleanRunThread(threading.Thread):
+    """Computes the uninterrupted run on the other core while the worker is being killed."""
+
+    def __init__(self, sent: list[Sent], settings: Settings) -> None:
+        super().__init__(name="clean-run", daemon=True)
+        self.sent = sent
+        self.settings = settings
+        self.result: CleanRun | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.result = asyncio.run(clean_run(self.sent, CAMPAIGN_MODEL, self.settings))
+        except BaseException as error:  # handed to the test thread
+            self.error = error
+
+    def wait(self, timeout: float = 300) -> CleanRun:
+        self.join(timeout=timeout)
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None, "clean run did not finish"
+        return self.result

@@ -19,12 +19,10 @@ The seed is fixed so CI is reproducible; set LEADPULSE_CAMPAIGN_SEED to explore.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import os
 import random
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -42,12 +40,12 @@ from tests.integration.harness import start_worker, worker_settings
 from tests.reliability.campaign import (
     CAMPAIGN_MODEL,
     CleanRun,
+    CleanRunThread,
     Sent,
     Traffic,
     assert_published,
     assert_same_states,
     campaign_traffic,
-    clean_run,
     encode_bodies,
     produce_records,
     read_states,
@@ -73,30 +71,6 @@ def campaign_settings(stack: DevStack, workdir: Path, *, redis_url: str | None =
     if redis_url is not None:
         update["redis_url"] = redis_url
     return settings.replace(**update)
-
-
-class CleanRunThread(threading.Thread):
-    """Computes the uninterrupted run on the other core while the worker is being killed."""
-
-    def __init__(self, sent: list[Sent], settings: Settings) -> None:
-        super().__init__(name="clean-run", daemon=True)
-        self.sent = sent
-        self.settings = settings
-        self.result: CleanRun | None = None
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self.result = asyncio.run(clean_run(self.sent, CAMPAIGN_MODEL, self.settings))
-        except BaseException as error:  # handed to the test thread
-            self.error = error
-
-    def wait(self) -> CleanRun:
-        self.join(timeout=300)
-        if self.error is not None:
-            raise self.error
-        assert self.result is not None, "clean run did not finish"
-        return self.result
 
 
 @dataclass

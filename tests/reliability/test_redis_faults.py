@@ -18,10 +18,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -43,19 +41,17 @@ from tests.integration.faults import (
     poll,
     reused_transition_ids,
     sigkill,
-    states_of,
 )
 from tests.integration.harness import produce, start_worker, worker_settings
 from tests.reliability.campaign import (
     CAMPAIGN_MODEL,
-    CleanRun,
-    Sent,
+    CleanRunThread,
     assert_published,
     assert_same_states,
     campaign_traffic,
-    clean_run,
     encode_bodies,
     produce_records,
+    read_states,
     write_model,
 )
 
@@ -103,29 +99,6 @@ def plain_redis(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
-
-
-class CleanRunThread(threading.Thread):
-    """The uninterrupted in-memory run, computed while the real worker is busy."""
-
-    def __init__(self, sent: list[Sent], settings: Settings) -> None:
-        super().__init__(name="clean-run", daemon=True)
-        self.sent, self.settings = sent, settings
-        self.result: CleanRun | None = None
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self.result = asyncio.run(clean_run(self.sent, CAMPAIGN_MODEL, self.settings))
-        except BaseException as error:  # handed to the test thread
-            self.error = error
-
-    def wait(self) -> CleanRun:
-        self.join(timeout=180)
-        if self.error is not None:
-            raise self.error
-        assert self.result is not None, "clean run did not finish in 180s"
-        return self.result
 
 
 class Worker:
@@ -206,7 +179,7 @@ def test_redis_crash_losing_last_second_rereads_events(
         aof_redis.restart()
         assert aof_redis.pid != redis_pid
 
-        clean = clean_thread.wait()
+        clean = clean_thread.wait(timeout=180)
         moves = [(t["from_stage"], t["to_stage"]) for t in clean.transitions().values()]
         assert moves.count(("iql", "mql")) > 100, moves[:5]
         assert moves.count(("mql", "sal")) > 20, moves[:5]
@@ -218,7 +191,7 @@ def test_redis_crash_losing_last_second_rereads_events(
         want_applied = {s: st.events_applied for s, st in clean.states().items()}
 
         def all_applied() -> bool:
-            real = states_of(settings.redis_url, subjects)
+            real = read_states(settings.redis_url, list(subjects))
             return all(
                 (st.events_applied if st else None) == want_applied.get(s) for s, st in real.items()
             )
@@ -241,7 +214,7 @@ def test_redis_crash_losing_last_second_rereads_events(
         with Topic(settings, settings.handoffs_topic) as h_topic:
             h_topic.until(lambda vs: want_h.keys() <= {v["handoff_id"] for v in vs}, wait)
             published_h = list(h_topic.values)
-        real = states_of(settings.redis_url, subjects)
+        real = read_states(settings.redis_url, list(subjects))
     finally:
         worker.stop()
 
@@ -304,7 +277,7 @@ def test_redis_stall_turns_health_503_then_recovers(
     try:
         produce(settings, (_event(lead, "page_view", now) for lead in warm))
         assert poll(
-            lambda: all(st is not None for st in states_of(plain_redis.url, warm).values()),
+            lambda: all(st is not None for st in read_states(plain_redis.url, list(warm)).values()),
             timeout=30,
             check=check,
         ), "warm-up events were not scored"
@@ -351,12 +324,12 @@ def test_redis_stall_turns_health_503_then_recovers(
             status, _ = health(settings)
             if status != 200:
                 return False
-            got = states_of(plain_redis.url, stalled)
+            got = read_states(plain_redis.url, list(stalled))
             return all(st is not None and st.stage == "mql" for st in got.values())
 
         back = poll(recovered, timeout=45, interval=0.25, check=check)
         if back is None:
-            got = states_of(plain_redis.url, stalled)
+            got = read_states(plain_redis.url, list(stalled))
             missing = [s for s, st in got.items() if st is None or st.stage != "mql"]
             problems.append(
                 f"45s after SIGCONT: /health {health(settings)}, "
