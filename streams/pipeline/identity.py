@@ -7,13 +7,17 @@ lead once, decay included.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from schemas import BehaviorEvent, StageTransition
 from scoring import LeadState, ScoringModel, apply, evaluate, merge
+from streams.errors import CorruptStateError
 from streams.pipeline.outbox import Outbox, make_commit
 from streams.pipeline.records import Decided, Report
 from streams.store import Commit, LeadStore, Snapshot, decode_state
+
+log = logging.getLogger(__name__)
 
 MAX_COMMIT_ATTEMPTS = 50
 """Version races only happen between a partition's owner, the sweeper and
@@ -21,19 +25,29 @@ identity redirects; fifty lost races in a row means something is broken."""
 
 Apply = Callable[[Sequence[BehaviorEvent]], Awaitable[Report]]
 Load = Callable[[Snapshot, bool], LeadState]
+Reject = Callable[[Sequence[BehaviorEvent], str, str], None]
+"""Dead-letter events that can never be applied: (events, reason, lead)."""
 
 
 class Identity:
     """Merges anonymous histories into leads; plain events go back to `apply`."""
 
     def __init__(
-        self, store: LeadStore, outbox: Outbox, model: ScoringModel, apply_events: Apply, load: Load
+        self,
+        store: LeadStore,
+        outbox: Outbox,
+        model: ScoringModel,
+        *,
+        apply_events: Apply,
+        load: Load,
+        reject: Reject,
     ) -> None:
         self.store = store
         self.outbox = outbox
         self.model = model
         self.apply_events = apply_events
         self.load = load
+        self.reject = reject
 
     async def link(self, links: Sequence[BehaviorEvent]) -> Report:
         """identify(anonymous -> lead): merge the anonymous history, then apply.
@@ -66,8 +80,13 @@ class Identity:
             outboxes: dict[str, dict[str, bytes]] = {}
             for lead, (event, blob) in pending.items():
                 snap = snaps[lead]
+                try:
+                    state = self.load(snap, True)
+                except CorruptStateError as error:
+                    # the visitor's history stays detached (until its TTL) for a repair
+                    self.reject([event], error.reason, lead)
+                    continue
                 outboxes[lead] = dict(snap.outbox)
-                state = self.load(snap, True)
                 ids: list[str] = []
                 transitions: list[StageTransition] = []
                 marker = merge_marker(event)
@@ -76,7 +95,9 @@ class Identity:
                     state, caused = evaluate(state, event.occurred_at, self.model)
                     transitions.extend(caused)
                     # merge runs no lifecycle: the identify event applied next decides moves
-                    state = merge(state, decode_state(blob), self.model)
+                    history = _readable(blob, anonymous_of(event))
+                    if history is not None:
+                        state = merge(state, history, self.model)
                     ids.append(marker)
                 if event.event_id not in snap.seen:
                     state, caused = apply(state, event, self.model)
@@ -157,6 +178,15 @@ def rounds(
         else:
             result[level.get(event.subject, 0)][0].append(event)
     return result
+
+
+def _readable(blob: bytes, anonymous_id: str) -> LeadState | None:
+    """A detached visitor's history, or None (logged) if this release cannot read it."""
+    try:
+        return decode_state(blob, subject=anonymous_id)
+    except CorruptStateError as error:
+        log.warning("history of %s cannot be read, not merged: %s", anonymous_id, error.reason)
+        return None
 
 
 def lead_of(event: BehaviorEvent) -> str:

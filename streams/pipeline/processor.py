@@ -58,7 +58,9 @@ class Processor:
             publisher, self.topics.dlq, clock, self.health, max_message=max_message
         )
         self.outbox = Outbox(store, publisher, self.topics, self.letters)
-        self.identity = Identity(store, self.outbox, model, self._apply, self.load)
+        self.identity = Identity(
+            store, self.outbox, model, apply_events=self._apply, load=self.load, reject=self.reject
+        )
         self.sweeper = Sweeper(store, self.outbox, model, limit=sweep_limit)
         self._origin: dict[int, Record] = {}
         """id() of each event of the current batch -> the record it came from."""

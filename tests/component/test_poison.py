@@ -147,3 +147,18 @@ async def test_a_batch_that_failed_after_lettering_letters_nothing_twice(
     assert len(publisher.on(TOPICS.dlq)) == 1
     assert report.dead_lettered == 1
     assert [decode_handoff(m.value).lead_id for m in publisher.on(TOPICS.handoffs)] == ["lead-ok"]
+
+
+async def test_an_identify_into_an_unreadable_lead_is_dead_lettered_and_keeps_the_history(
+    model: ScoringModel,
+) -> None:
+    publisher = FakePublisher()
+    processor, store = make(model, publisher)
+    await processor.process(records([page("https://x.io/pricing", None, anon="anon-9")]))
+    store.states["lead-bad"] = (1, b"\x00not a state")
+    link = event("identify", "lead-bad", anon="anon-9", at=2)
+    report = await processor.process(records([link, *hot("lead-ok")], start=5))
+    letters = [decode_dead_letter(m.value) for m in publisher.on(TOPICS.dlq)]
+    assert [(d.lead_id, d.source_offset) for d in letters] == [("lead-bad", 5)]
+    assert report.scored == 3
+    assert "anon-9" in store.detached, "the visitor's history must not be thrown away"
