@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 import urllib.request
@@ -44,15 +45,37 @@ lifecycle:
 """
 
 
+_DATABASES = itertools.cycle(range(1, 16))
+"""Redis databases handed to test workers in turn (0 stays the stack's default)."""
+
+
+def private_database(redis_url: str) -> str:
+    """`redis_url` on the next Redis database of 1-15, emptied first.
+
+    All workers on one Redis database share its key space (the due index, the
+    pending outboxes, progress): one database per deployment, by design. So a
+    test worker gets one of its own, and cannot sweep or replay what an
+    earlier test's worker left behind. Tests run one at a time, and no module
+    starts 15 workers, so a database is never emptied under a live worker.
+    """
+    url = f"{redis_url.rsplit('/', 1)[0]}/{next(_DATABASES)}"
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+    return url
+
+
 def worker_settings(stack: DevStack, workdir: Path, *, partitions: int = 4) -> Settings:
-    """Settings for a worker with topics and consumer group of its own."""
+    """Settings for a worker with topics, consumer group and Redis database of its own."""
     suffix = uuid.uuid4().hex[:8]
     model_file = workdir / "model.yaml"
     model_file.write_text(MODEL_YAML)
     settings = Settings(
         app_id=f"lp-test-{suffix}",
         broker=f"kafka://{stack.bootstrap}",
-        redis_url=stack.redis_url,
+        redis_url=private_database(stack.redis_url),
         model_file=model_file,
         events_topic=f"events.{suffix}",
         handoffs_topic=f"handoffs.{suffix}",
