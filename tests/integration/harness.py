@@ -206,6 +206,8 @@ def poll_topic(
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         consumer_timeout_ms=300,
+        fetch_max_bytes=64 * 1024 * 1024,
+        max_partition_fetch_bytes=16 * 1024 * 1024,
     )
     values: list[bytes] = []
     deadline = time.monotonic() + timeout

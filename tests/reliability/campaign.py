@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 import redis
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaProducer
 from kafka.partitioner.default import murmur2
 
 from scoring import LeadState, ScoringModel, engagement, parse_model
@@ -36,6 +36,7 @@ from streams.settings import Settings
 from streams.store import Commit, MemoryLeadStore, decode_state
 from streams.store.redis import keys
 from tests.component.conftest import FakePublisher
+from tests.integration.harness import poll_topic
 
 CAMPAIGN_MODEL_YAML = """
 version: "reliability-1"
@@ -368,27 +369,11 @@ def read_topic(
     *,
     timeout: float,
 ) -> list[bytes]:
-    """Raw values of `topic` from the beginning, polled until `done` holds."""
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=settings.bootstrap_servers,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        consumer_timeout_ms=300,
-        fetch_max_bytes=64 * 1024 * 1024,
-        max_partition_fetch_bytes=16 * 1024 * 1024,
-    )
-    values: list[bytes] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            values.extend(message.value for message in consumer)
-            if done(values):
-                return values
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{topic}: condition not met, have {len(values)} messages")
-    finally:
-        consumer.close()
+    """Raw values of `topic` from the beginning, polled until `done` holds (else TimeoutError)."""
+    values = poll_topic(settings, topic, done=done, timeout=timeout)
+    if not done(values):
+        raise TimeoutError(f"{topic}: condition not met, have {len(values)} messages")
+    return values
 
 
 def wait_until(
