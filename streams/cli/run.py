@@ -77,7 +77,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
         )
         for name, value in stack.describe().items():
             print(f"  {name:10} {value}")
-        print(f"  {'http':10} http://{settings.web_host}:{settings.web_port}/stats")
+        web = f"http://{settings.web_host}:{settings.web_port}"
+        print(f"  {'http':10} {web}/stats  {web}/health  {web}/leads/<id>")
         print(f"\n  export LEADPULSE_BROKER=kafka://{stack.bootstrap}")
         print(f"  export LEADPULSE_REDIS_URL={stack.redis_url}\n", flush=True)
         argv, env = worker_command(settings, "--loglevel", args.loglevel)

@@ -82,9 +82,9 @@ class Pipeline:
     store: LeadStore
     totals: Totals
     health: Health
+    runtime: Runtime
     agent: Any = field(default=None)
     """The scoring agent, for `agent.test_context()` in component tests."""
-    runtime: Runtime | None = None
 
 
 def build(
@@ -124,21 +124,21 @@ def build(
         max_message=settings.producer_max_request_size,
         max_future_skew=settings.max_future_skew,
     )
-    pipeline = Pipeline(
-        app=app, processor=processor, store=store, totals=totals or Totals(), health=health
-    )
+    totals = totals or Totals()
     runtime = Runtime(
         processor,
         store,
         topic,
-        totals=pipeline.totals,
+        totals=totals,
         health=health,
         stopped=lambda: bool(app.should_stop),
         highwater=functools.partial(_highwater, app, topic),
         clock=clock,
         on_fatal=on_fatal or restart_in_place,
     )
-    pipeline.runtime = runtime
+    pipeline = Pipeline(
+        app=app, processor=processor, store=store, totals=totals, health=health, runtime=runtime
+    )
     app.transport = consumer_transport(app, fetch_max_wait_ms(settings), runtime.after_seek)
 
     @app.agent(events, concurrency=1, name="leadpulse.score")
