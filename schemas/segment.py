@@ -399,7 +399,7 @@ def _shape(
 
 def _track_type(message: Mapping[str, object], events: Mapping[str, str], trusted: bool) -> str:
     name = message.get("event")
-    if not isinstance(name, str) or not name.strip():
+    if not isinstance(name, str) or not name:
         shown = "missing" if name is None or name == "" else f"expected a name, got {_kind(name)}"
         raise DecodeError([f"event: {shown} (a track call names its event)"])
     mapped = events.get(name)
