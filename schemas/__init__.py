@@ -13,16 +13,20 @@ from schemas.codec import (
 )
 from schemas.json_schema import MESSAGES, json_schemas
 from schemas.messages import (
+    SALES_ONLY_EVENTS,
     BehaviorEvent,
     DeadLetter,
     Handoff,
     RuleContribution,
     Stage,
     StageTransition,
+    is_sales_only,
 )
+from schemas.segment import from_segment, merge_batch_item
 
 __all__ = [
     "MESSAGES",
+    "SALES_ONLY_EVENTS",
     "BehaviorEvent",
     "DeadLetter",
     "DecodeError",
@@ -37,6 +41,9 @@ __all__ = [
     "decode_handoff",
     "decode_transition",
     "encode",
+    "from_segment",
+    "is_sales_only",
     "json_schemas",
+    "merge_batch_item",
     "original_payload",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Final, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -52,6 +52,17 @@ EventType = Annotated[
     str,
     StringConstraints(max_length=limits.MAX_TYPE_LENGTH, pattern=limits.EVENT_TYPE_PATTERN),
 ]
+
+
+SALES_ONLY_EVENTS: Final = frozenset({"sales_qualified", "sales_rejected"})
+"""Event types only a sales tool (a trusted write key) may send: a tracker must
+not be able to qualify or reject its own lead. scoring's RESERVED_EVENTS is the
+same set (a unit test keeps them equal)."""
+
+
+def is_sales_only(event_type: str) -> bool:
+    """True for the types only sales tools may send (`SALES_ONLY_EVENTS`)."""
+    return event_type in SALES_ONLY_EVENTS
 
 
 def _check_json_tree(value: dict[str, JsonValue]) -> dict[str, JsonValue]:

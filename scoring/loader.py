@@ -185,6 +185,8 @@ def _structure_issues(root: yaml.Node, source: str) -> list[str]:
 
 def _pydantic_issue(root: yaml.Node, source: str, error: ErrorDetails) -> tuple[int, str]:
     loc: Path = tuple(error["loc"])
+    if loc and loc[-1] == "[key]":  # a mapping key that failed (events: names)
+        loc = loc[:-1]
     kind = error["type"]
     given = error.get("input")
     if kind == "missing":

@@ -19,6 +19,7 @@ from typing import Annotated, Final, NamedTuple, Self
 from pydantic import AfterValidator, BaseModel, BeforeValidator, JsonValue, model_validator
 
 from schemas.limits import EVENT_TYPE_PATTERN, MAX_KEY_LENGTH, MAX_MESSAGE_BYTES
+from schemas.segment import normalise_event_name
 from scoring.durations import parse_duration
 from scoring.matchers import (
     SPEC_CONFIG,
@@ -57,6 +58,35 @@ def _event_type(value: object) -> str:
             "'_', '.', ':' or '-', starting with a letter"
         )
     return value
+
+
+def _mapped_event_type(value: object) -> str:
+    """An ``events:`` value: an event type, with the normalised form as a hint."""
+    if isinstance(value, str) and EVENT_PATTERN.match(value):
+        return value
+    hint = normalise_event_name(value) if isinstance(value, str) else None
+    suggestion = f"; did you mean '{hint}'?" if hint else ""
+    raise ValueError(
+        f"invalid event type {describe(value)}{suggestion} (use 1-64 lowercase letters, "
+        "digits, '_', '.', ':' or '-', starting with a letter)"
+    )
+
+
+def _segment_event_name(value: object) -> str:
+    if (
+        not isinstance(value, str)
+        or not 0 < len(value) <= MAX_KEY_LENGTH
+        or any(ord(char) < 32 or ord(char) == 127 for char in value)
+    ):
+        raise ValueError(
+            f"invalid event name {describe(value)}: use the name as the tracker sends it "
+            f"(1-{MAX_KEY_LENGTH} characters, no control characters)"
+        )
+    return value
+
+
+def _no_empty_events(value: object) -> object:
+    return None if value == {} else value
 
 
 def _number(value: object, what: str) -> float:
@@ -236,6 +266,8 @@ class Fit(BaseModel):
 
 
 TraitKey = Annotated[str, BeforeValidator(_trait_key)]
+SegmentEventName = Annotated[str, BeforeValidator(_segment_event_name)]
+MappedEventType = Annotated[str, BeforeValidator(_mapped_event_type)]
 
 
 class HandoffRule(BaseModel):
@@ -287,9 +319,11 @@ DEFAULT_LIMITS: Final = Limits()
 class ModelSpec(BaseModel):
     """The model file, one field per section.
 
-    `limits` (and `lifecycle.handoff.profile`) are optional; when absent they
-    are left out of the canonical form, so adding them to the code did not
-    re-version existing files.
+    `limits`, `events` (and `lifecycle.handoff.profile`) are optional; when
+    absent they are left out of the canonical form, so adding them to the code
+    did not re-version existing files. `events` maps Segment ``track`` event
+    names (as trackers send them) to leadpulse event types; an empty mapping is
+    the same as none.
     """
 
     model_config = SPEC_CONFIG
@@ -299,6 +333,9 @@ class ModelSpec(BaseModel):
     fit: Fit
     lifecycle: Lifecycle
     limits: Limits | None = None
+    events: Annotated[
+        dict[SegmentEventName, MappedEventType] | None, BeforeValidator(_no_empty_events)
+    ] = None
 
 
 def _duplicates(section: str, names: list[str]) -> list[tuple[Path, str]]:
@@ -450,6 +487,8 @@ class ScoringModel:
     """The traits a handoff carries: `lifecycle.handoff.profile`, or the fit rules' traits."""
     declared_traits: frozenset[str]
     """Traits the model reads (fit rules, profile): never dropped to make room."""
+    event_names: Mapping[str, str]
+    """The file's `events`: Segment track name -> leadpulse event type (default empty)."""
     _rank: Mapping[str, int] = field(repr=False)
 
     @classmethod
@@ -485,6 +524,7 @@ class ScoringModel:
             limits=spec.limits or DEFAULT_LIMITS,
             profile_traits=profile,
             declared_traits=frozenset((*fit_traits, *profile)),
+            event_names=MappingProxyType(dict(spec.events or {})),
             _rank=MappingProxyType({letter: rank for rank, letter in enumerate(letters)}),
         )
 

@@ -49,4 +49,7 @@ def summary(model: ScoringModel) -> str:
         f"reads; {limits.max_trait_bytes} bytes of JSON per trait value; the "
         f"{limits.max_merged_from} most recent merged ids"
     )
+    if model.event_names:
+        mapped = ", ".join(f"{name!r} → {kind}" for name, kind in model.event_names.items())
+        lines.append(f"segment events: {mapped}")
     return "\n".join(line.rstrip() for line in lines)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,7 @@ lifecycle:
 HINT = "(use e.g. 90s, 30m, 12h, 7d, 2w)"
 MATCHER_KEYS = "(allowed: between, equals, exists, in, property, url_contains)"
 ONE_OP = "needs exactly one of equals, in, between, exists"
+TYPE_HINT = "(use 1-64 lowercase letters, digits, '_', '.', ':' or '-', starting with a letter)"
 
 # (case, text replaced in BASE, replacement, expected issues)
 EDITS: list[tuple[str, str, str, list[str]]] = [
@@ -243,7 +245,7 @@ EDITS: list[tuple[str, str, str, list[str]]] = [
         [
             "bad.yaml:1: (top level): missing required key 'lifecycle'",
             "bad.yaml:24: lifecycel: unknown key; did you mean 'lifecycle'? "
-            "(allowed: engagement, fit, lifecycle, limits, version)",
+            "(allowed: engagement, events, fit, lifecycle, limits, version)",
         ],
     ),
     (
@@ -285,7 +287,8 @@ EDITS: list[tuple[str, str, str, list[str]]] = [
         "engagement: 3\nxx:\n  rules:",
         [
             "bad.yaml:2: engagement: expected a mapping, got 3",
-            "bad.yaml:3: xx: unknown key (allowed: engagement, fit, lifecycle, limits, version)",
+            "bad.yaml:3: xx: unknown key "
+            "(allowed: engagement, events, fit, lifecycle, limits, version)",
         ],
     ),
     (
@@ -346,6 +349,54 @@ EDITS: list[tuple[str, str, str, list[str]]] = [
             "bad.yaml:30: limits.max_merged_from: max_merged_from must be a whole number "
             "from 0 to 10000, got true",
         ],
+    ),
+    (
+        "events value that is not an event type: the normalised form as a hint",
+        "  recycle: 25\n",
+        "  recycle: 25\nevents:\n  Demo Requested: Demo Request\n  Signed Up: trial_signup\n",
+        [
+            f"bad.yaml:31: events.Demo Requested: invalid event type 'Demo Request'; "
+            f"did you mean 'demo_request'? {TYPE_HINT}"
+        ],
+    ),
+    (
+        "events values that cannot be event types",
+        "  recycle: 25\n",
+        "  recycle: 25\nevents:\n  a: 3\n  b: '日本'\n",
+        [
+            f"bad.yaml:31: events.a: invalid event type 3 {TYPE_HINT}",
+            f"bad.yaml:32: events.b: invalid event type '日本' {TYPE_HINT}",
+        ],
+    ),
+    (
+        "empty events name",
+        "  recycle: 25\n",
+        "  recycle: 25\nevents:\n  ok: ok\n  '': x\n",
+        [
+            "bad.yaml:32: events.: invalid event name '': use the name as the tracker "
+            "sends it (1-128 characters, no control characters)"
+        ],
+    ),
+    (
+        "duplicate events name",
+        "  recycle: 25\n",
+        "  recycle: 25\nevents:\n  Signed Up: trial_signup\n  Signed Up: demo_request\n",
+        ["bad.yaml:32: events.Signed Up: duplicate key 'Signed Up' (first on line 31)"],
+    ),
+    (
+        "misspelt events section",
+        "  recycle: 25\n",
+        "  recycle: 25\nevent:\n  a: b\n",
+        [
+            "bad.yaml:30: event: unknown key; did you mean 'events'? "
+            "(allowed: engagement, events, fit, lifecycle, limits, version)"
+        ],
+    ),
+    (
+        "events as a list",
+        "  recycle: 25\n",
+        "  recycle: 25\nevents: [a]\n",
+        ["bad.yaml:30: events: expected a mapping, got ['a']"],
     ),
     (
         "limits as a list",
@@ -564,6 +615,7 @@ def test_model_version_is_pinned() -> None:
         ("    min_grade: B\n", "    min_grade: B\n    profile: [title]\n"),
         ("    min_grade: B\n", "    min_grade: B\n    profile: []\n"),
         ("  recycle: 25\n", "  recycle: 25\nlimits: {max_traits: 5}\n"),
+        ("  recycle: 25\n", "  recycle: 25\nevents: {Signed Up: trial_signup}\n"),
     ],
 )
 def test_model_version_changes_with_content(old: str, new: str) -> None:
@@ -648,3 +700,36 @@ def test_shipped_models_declare_a_profile_and_limits() -> None:
         assert "email" not in model.profile_traits
         assert {"title", "company_size", "seniority"} <= set(model.profile_traits)
         assert model.spec.limits is not None
+
+
+def test_events_default_to_none_and_keep_the_version() -> None:
+    base = parse_model(BASE, "a.yaml")
+    assert dict(base.event_names) == {}
+    assert base.spec.events is None
+    for empty in ("events: {}\n", "events:\n"):
+        same = parse_model(BASE + empty, "a.yaml")
+        assert same.model_version == base.model_version == "t-1+c3783c985455"
+        assert dict(same.event_names) == {}
+
+
+def test_declared_events_map_segment_names() -> None:
+    text = BASE + 'events:\n  Demo Requested: demo_request\n  "Signed Up": trial_signup\n'
+    model = parse_model(text, "a.yaml")
+    assert dict(model.event_names) == {
+        "Demo Requested": "demo_request",
+        "Signed Up": "trial_signup",
+    }
+    with pytest.raises(TypeError):
+        model.event_names["x"] = "y"  # type: ignore[index]
+    from schemas import from_segment
+
+    event = from_segment(
+        {"type": "track", "event": "Signed Up", "userId": "lead-1", "messageId": "m"},
+        received_at=datetime(2026, 11, 22, tzinfo=UTC),
+        events=model.event_names,
+    )
+    assert event.type == "trial_signup"
+    assert "segment events: 'Demo Requested' → demo_request, 'Signed Up' → trial_signup" in (
+        summary(model)
+    )
+    assert "segment events" not in summary(parse_model(BASE, "a.yaml"))
