@@ -96,6 +96,9 @@ def decode_event(
     if size > limits.MAX_MESSAGE_BYTES:
         raise DecodeError([f"message: larger than {limits.MAX_MESSAGE_BYTES} bytes"])
     event = decode(data, BehaviorEvent)
+    if event.reported_at is not None:
+        # set only by the clamp below: a tracker cannot claim its time was clamped
+        event = event.model_copy(update={"reported_at": None})
     if latest is not None:
         if latest.tzinfo is None or latest.utcoffset() is None:
             raise ValueError(f"latest={latest.isoformat()} has no timezone")
@@ -142,12 +145,16 @@ def decode_lenient(data: bytes | str, model: type[M]) -> M:
     except ValueError:
         return decode(data, model)  # the strict path words the error
     try:
-        return model.model_validate(_known_only(parsed, model))
+        return model.model_validate(known_fields(parsed, model))
     except ValidationError as exc:
         raise DecodeError(_describe(exc)) from None
 
 
-def _known_only(value: object, model: type[BaseModel]) -> object:
+def known_fields(value: object, model: type[BaseModel]) -> object:
+    """`value` (parsed JSON) with the keys `model` and its nested models do not know dropped.
+
+    For reading what a newer release wrote: its new fields are ignored, at any depth.
+    """
     if not isinstance(value, dict):
         return value
     kept: dict[str, object] = {}
@@ -157,18 +164,23 @@ def _known_only(value: object, model: type[BaseModel]) -> object:
         inner = _nested_model(info.annotation)
         item = value[name]
         if inner is not None and isinstance(item, list):
-            kept[name] = [_known_only(x, inner) for x in item]
+            kept[name] = [known_fields(x, inner) for x in item]
         elif inner is not None:
-            kept[name] = _known_only(item, inner)
+            kept[name] = known_fields(item, inner)
         else:
             kept[name] = item
     return kept
 
 
 def _nested_model(annotation: object) -> type[BaseModel] | None:
-    """The model a field holds directly or as list items, if any."""
+    """The model a field holds directly, optionally or as list items, if any.
+
+    Maps of models are left alone: their keys are data, not field names.
+    """
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
+    if typing.get_origin(annotation) is dict:
+        return None
     for arg in typing.get_args(annotation):
         if isinstance(arg, type) and issubclass(arg, BaseModel):
             return arg

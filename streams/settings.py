@@ -17,6 +17,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from scoring import parse_duration
 
 PATH_FIELDS = ("model_file", "redis_tls_ca_file", "kafka_ssl_cafile", "data_dir")
+NEVER = frozenset({"never", "none", "off"})
+"""What an optional duration (a TTL) takes in the environment for "no limit"."""
 
 
 class Settings(BaseSettings):
@@ -121,7 +123,9 @@ class Settings(BaseSettings):
     )
     @classmethod
     def _duration(cls, value: Any) -> Any:
-        """Seconds, or a duration such as ``5m`` / ``90d``."""
+        """Seconds, or a duration such as ``5m`` / ``90d``; ``never`` for an optional one."""
+        if isinstance(value, str) and value.strip().lower() in NEVER:
+            return None
         if isinstance(value, str) and value and not value.replace(".", "", 1).isdigit():
             return parse_duration(value)
         return value

@@ -22,6 +22,8 @@ def worker_command(settings: Settings, *extra: str) -> tuple[list[str], dict[str
     for name, value in settings.model_dump(mode="json").items():
         if value is not None:
             env[f"LEADPULSE_{name.upper()}"] = str(value)
+        elif Settings.model_fields[name].default is not None:
+            env[f"LEADPULSE_{name.upper()}"] = "never"  # switched off (a TTL), not defaulted
     for name in ("redis_password", "kafka_sasl_password"):
         secret = getattr(settings, name)
         if secret is not None:

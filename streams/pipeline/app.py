@@ -38,6 +38,9 @@ from streams.store import LeadStore
 
 log = logging.getLogger("leadpulse")
 
+STARTED_IN = os.getcwd()
+"""The directory the worker was started in, before faust.Worker changes into its data dir."""
+
 
 def freeze_heap() -> None:
     """Leave the start-up heap (Faust, aiokafka, pydantic, the model) out of GC scans.
@@ -135,6 +138,7 @@ def build(
         highwater=functools.partial(_highwater, app, topic),
         clock=clock,
         on_fatal=on_fatal or restart_in_place,
+        owns=functools.partial(_owns, app, topic),
     )
     pipeline = Pipeline(
         app=app, processor=processor, store=store, totals=totals, health=health, runtime=runtime
@@ -197,7 +201,15 @@ def restart_in_place(error: FatalError) -> None:
     """
     log.error("%s; restarting the worker to read those events again", error)
     logging.shutdown()
+    os.chdir(STARTED_IN)  # faust.Worker moved into the data dir; argv may be relative
     os.execv(sys.executable, sys.orig_argv)  # noqa: S606 -- our own command line, again
+
+
+def _owns(app: faust.App, topic: str, partition: int) -> bool:
+    try:
+        return TP(topic, partition) in app.consumer.assignment()
+    except Exception:  # noqa: BLE001 -- no consumer yet (component tests): nothing revoked
+        return True
 
 
 def _highwater(app: faust.App, topic: str, partition: int) -> int | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 
-from schemas import Handoff, StageTransition, decode_transition, encode
+from schemas import DecodeError, Handoff, StageTransition, decode_transition, encode
 from scoring import LeadState, ScoringModel, handoff_profile, next_recycle_at
 from streams.kafka.publisher import Outgoing, Publisher, RefusedMessagesError
 from streams.pipeline.letters import DeadLetters
@@ -89,10 +89,9 @@ class Outbox:
                     message = Outgoing(self.topics.handoffs, subject, blob)
                 else:
                     message = Outgoing(self.topics.transitions, subject, blob)
-                    made = known.get((subject, message_id))
-                    transitions[id(message)] = (
-                        made if made is not None else decode_transition(blob, lenient=True)
-                    )
+                    made = known.get((subject, message_id)) or _readable(blob)
+                    if made is not None:
+                        transitions[id(message)] = made
                 messages.append(message)
                 origin[id(message)] = (subject, message_id)
                 sent.setdefault(subject, []).append(message_id)
@@ -117,6 +116,18 @@ class Outbox:
         async for subject, box in self.store.pending_outboxes(shards):
             await self.publish({subject: box}, report)
         return report
+
+
+def _readable(blob: bytes) -> StageTransition | None:
+    """A transition an earlier run (maybe a newer release) left, for the report only.
+
+    It is published as stored whatever happens here: one this release cannot
+    read (a stage it does not know) is just not counted.
+    """
+    try:
+        return decode_transition(blob, lenient=True)
+    except DecodeError:
+        return None
 
 
 def _publish_order(item: tuple[str, bytes]) -> tuple[str, bool]:

@@ -83,7 +83,11 @@ class Processor:
                     continue
                 self._origin[id(event)] = record
                 events.append(event)
+                # the watermark follows the record time too: a clamped event time may
+                # still lie up to the skew past the backlog it was written with
                 at = event.occurred_at.timestamp()
+                if record.timestamp is not None and record.timestamp >= _EARLIEST:
+                    at = min(at, record.timestamp)
                 if at > report.event_times.get(record.partition, at - 1):
                     report.event_times[record.partition] = at
             for segment, links in rounds(events):
@@ -268,9 +272,10 @@ def _latest(timestamp: float | None, now: float, skew: float) -> datetime:
     """The latest event time a record allows: its timestamp plus the skew.
 
     A missing or implausible timestamp (Kafka's -1, before MIN_EVENT_YEAR, out
-    of range) bounds by the wall clock instead.
+    of range) bounds by the wall clock instead, and so does one later than it.
     """
-    stamp = timestamp if timestamp is not None and timestamp >= _EARLIEST else now
+    # a producer whose clock runs fast must not lift the bound past the wall clock either
+    stamp = min(timestamp, now) if timestamp is not None and timestamp >= _EARLIEST else now
     try:
         return datetime.fromtimestamp(stamp + skew, UTC)
     except (OverflowError, OSError, ValueError):

@@ -12,7 +12,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from streams.errors import FatalError, PermanentError
@@ -26,6 +26,11 @@ from streams.pipeline.watermarks import Highwater, Watermarks, sweep_bound
 from streams.store import LeadStore
 
 log = logging.getLogger("leadpulse")
+
+RESUME_ATTEMPTS = 3
+"""Reads of the store's progress during a rebalance before falling back to Kafka's."""
+REPLAY_EVERY = 60
+"""Sweep ticks between replays of the owned partitions' pending outboxes (~1 min)."""
 
 
 class Runtime:
@@ -43,6 +48,7 @@ class Runtime:
         highwater: Highwater,
         clock: Callable[[], float],
         on_fatal: Callable[[FatalError], None],
+        owns: Callable[[int], bool] | None = None,
     ) -> None:
         self.processor = processor
         self.store = store
@@ -53,9 +59,11 @@ class Runtime:
         self.retry = functools.partial(retrying, stopped=stopped, health=health)
         self.watermarks = Watermarks(highwater=highwater)
         self.progress = Progress(store, topic)
+        self.owns = owns or (lambda partition: True)
         self.sweep_bound: float | None = None
         """The time the last sweep evaluated due leads at (the lowest watermark)."""
         self._background: set[asyncio.Task[None]] = set()
+        self._ticks = 0
 
     async def score(self, records: Sequence[Record]) -> None:
         """Score one batch, then record how far its partitions were processed."""
@@ -63,7 +71,8 @@ class Runtime:
         if totals.first_batch_at is None:
             totals.first_batch_at = time.time()
         processor = self.processor
-        offsets = next_offsets(records)
+        # a batch that outlived a rebalance says nothing about partitions now owned elsewhere
+        offsets = {p: o for p, o in next_offsets(records).items() if self.owns(p)}
 
         async def attempt() -> Report:
             await self.progress.check(offsets)
@@ -82,7 +91,9 @@ class Runtime:
         except FatalError as error:
             self.on_fatal(error)
             raise
-        self.watermarks.processed(offsets, report.event_times)
+        self.watermarks.processed(
+            offsets, {p: t for p, t in report.event_times.items() if p in offsets}
+        )
         totals.add(report)
         totals.last_batch_at = time.time()
         for t in report.transitions:
@@ -96,15 +107,25 @@ class Runtime:
             )
 
     async def sweep(self) -> None:
-        report = await self.retry("decay sweep", self._sweep_once)
+        try:
+            report = await self.retry("decay sweep", self._sweep_once)
+        except FatalError as error:
+            self.on_fatal(error)
+            raise
         self.totals.add(report)
         for t in report.transitions:
             log.info("%s %s -> %s by decay", t.lead_id, t.from_stage, t.to_stage)
+        self._ticks += 1
+        if self._ticks % REPLAY_EVERY == 0 and self.watermarks.positions:
+            # what a failed publish left in an outbox of a lead no event touches again
+            self._spawn(self._replay(set(self.watermarks.positions)))
 
     async def _sweep_once(self) -> Report:
         mine = set(self.watermarks.positions)
         if not mine:
             return Report()
+        # an idle partition's lost updates must not be swept on: check it as a batch would
+        await self.progress.check(mine)
         now = self.clock()
         local = self.watermarks.local(now)
         await self.store.publish_watermarks(self.topic, local)
@@ -116,15 +137,14 @@ class Runtime:
         """Resume each assigned partition where the store says it was processed to.
 
         Runs inside a rebalance, with the stream paused, after Faust sought
-        every partition to Kafka's committed offset.
+        every partition to Kafka's committed offset. Faust's own idea of the
+        committed offset moves with the seek: it commits only offsets
+        contiguous with it, so a partition resumed ahead of Kafka's committed
+        offset would otherwise never be committed to Kafka again.
         """
         assigned = {tp.partition: tp for tp in consumer.assignment() if tp.topic == self.topic}
         self.progress.revoked(set(self.watermarks.positions) - set(assigned))
-        try:
-            points = await self.progress.resume_points(set(assigned))
-        except Exception as error:  # noqa: BLE001 -- a rebalance must not wait on Redis
-            log.warning("cannot read recorded progress (%s); resuming from Kafka's", error)
-            points = {}
+        points = await self._resume_points(set(assigned))
         starts: dict[int, int | None] = {}
         for partition, tp in assigned.items():
             committed = consumer._committed_offset.get(tp)
@@ -137,14 +157,34 @@ class Runtime:
                     committed,
                 )
                 await consumer.seek(tp, target)
+                consumer._committed_offset[tp] = target
                 committed = target
             starts[partition] = committed
         new = set(assigned) - set(self.watermarks.positions)
         self.watermarks.assigned(starts)
         if new:
-            task = asyncio.ensure_future(self._replay(new))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._spawn(self._replay(new))
+
+    async def _resume_points(self, partitions: set[int]) -> dict[int, int]:
+        """The store's record, tried a few times: a rebalance must not wait long on Redis."""
+        for attempt in range(RESUME_ATTEMPTS):
+            try:
+                return await self.progress.resume_points(partitions)
+            except Exception as error:  # noqa: BLE001 -- any failure: retry, then fall back
+                if attempt == RESUME_ATTEMPTS - 1:
+                    log.warning(
+                        "cannot read recorded progress (%s); resuming from Kafka's committed "
+                        "offsets (re-delivered events count once)",
+                        error,
+                    )
+                    break
+                await asyncio.sleep(0.2 * (attempt + 1))
+        return {}
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _replay(self, partitions: set[int]) -> None:
         report = await self.retry(

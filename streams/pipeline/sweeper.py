@@ -64,8 +64,15 @@ class Sweeper:
         if gone:
             await self.store.index_due(gone)
         lost = await self.store.commit(commits)
-        # a lost race means another worker or the lead's own partition updated it
+        # a lost race means another worker or the lead's own partition updated it; what an
+        # earlier publish left in a winner's outbox goes out with what this sweep decided
         await self.outbox.publish(
-            {c.subject: c.outbox for c in commits if c.subject not in lost}, report, decided
+            {
+                c.subject: {**snaps[c.subject].outbox, **c.outbox}
+                for c in commits
+                if c.subject not in lost
+            },
+            report,
+            decided,
         )
         return report

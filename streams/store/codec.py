@@ -6,7 +6,7 @@ version apart from the state's own fields. `decode_state` also reads:
 
 - format 1, the previous release's blobs: the bare state object, no envelope;
 - newer formats (``format`` > 2): their ``state`` is read, and keys this
-  release does not know, in the envelope or at the top of the state, are
+  release does not know, in the envelope or anywhere in the state, are
   ignored, so a rollback after a newer release wrote some states still works.
 
 Anything else (not JSON, not an object, wrong types) is a `CorruptStateError`:
@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from schemas.codec import known_fields
 from scoring import LeadState
 from streams.errors import CorruptStateError
 
@@ -29,7 +30,6 @@ _HEAD = b'{"format":2,"state":'
 """What every blob of this release starts with; the state follows, then ``}``."""
 _FORMAT_1_HEAD = b'{"lead_id":'
 """How `LeadState.model_dump_json` starts: the previous release's bare blobs."""
-_FIELDS = frozenset(LeadState.model_fields)
 
 
 def encode_state(state: LeadState) -> bytes:
@@ -72,7 +72,7 @@ def _decode_any(blob: bytes, subject: str | None) -> LeadState:
         if not isinstance(fields, dict):
             reason = f"format {version} state has no 'state' object"
             raise CorruptStateError(reason, subject=subject)
-    known = {key: value for key, value in fields.items() if key in _FIELDS}
+    known = known_fields(fields, LeadState)  # nested models' new fields too
     try:
         # validated as JSON again: the same (JSON-mode) rules as the fast path
         return LeadState.model_validate_json(json.dumps(known))

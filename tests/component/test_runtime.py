@@ -50,7 +50,9 @@ class FakeConsumer:
         self.sought[tp] = offset
 
 
-def make(model: ScoringModel, highwater: dict[int, int]) -> tuple[Runtime, MemoryLeadStore, list]:
+def make(
+    model: ScoringModel, highwater: dict[int, int], owned: set[int] | None = None
+) -> tuple[Runtime, MemoryLeadStore, list]:
     store = MemoryLeadStore(partitions=4)
     publisher = FakePublisher()
     clock = Clock(T0.timestamp() + 3600)
@@ -67,6 +69,7 @@ def make(model: ScoringModel, highwater: dict[int, int]) -> tuple[Runtime, Memor
         highwater=highwater.get,
         clock=clock,
         on_fatal=fatal.append,
+        owns=None if owned is None else owned.__contains__,
     )
     return runtime, store, fatal
 
@@ -108,6 +111,8 @@ async def test_assigned_partitions_resume_where_the_store_recorded(model: Scorin
     await runtime.after_seek(consumer)
     assert consumer.sought == {tp0: 9}
     assert runtime.watermarks.positions == {0: 9, 1: None}
+    # Faust commits only offsets contiguous with what it thinks is committed
+    assert consumer._committed_offset[tp0] == 9
 
 
 async def test_the_sweep_waits_for_a_lagging_partition(model: ScoringModel) -> None:
@@ -135,3 +140,50 @@ async def test_the_sweep_waits_for_a_lagging_partition(model: ScoringModel) -> N
     assert runtime.sweep_bound == clock.now
     moves = [json.loads(m.value)["to_stage"] for m in publisher.on(Topics().transitions)]
     assert moves[-1] == "nurture"
+
+
+async def test_a_batch_that_outlived_a_rebalance_records_only_owned_partitions(
+    model: ScoringModel,
+) -> None:
+    runtime, store, _ = make(model, {}, owned={1})
+    batch = records(1, 10, [page("https://x.io/", "lead-a")]) + records(
+        2, 50, [page("https://x.io/", "lead-b")]
+    )
+    await runtime.score(batch)
+    assert await store.progress(TOPIC) == {1: 11}, "partition 2 belongs to another worker now"
+    assert set(runtime.watermarks.positions) == {1}
+
+
+async def test_an_idle_partition_whose_progress_the_store_lost_is_not_swept_on(
+    model: ScoringModel,
+) -> None:
+    runtime, store, fatal = make(model, {0: 100})
+    await runtime.after_seek(FakeConsumer({TP(TOPIC, 0): 0}))
+    await runtime.score(records(0, 99, [page("https://x.io/", "lead-a")]))
+    await store.record_progress(TOPIC, {0: 40})  # Redis restarted without its last second
+    with pytest.raises(RollbackError):
+        await runtime.sweep()
+    assert len(fatal) == 1
+
+
+async def test_the_sweep_publishes_what_an_earlier_publish_left_in_the_outbox(
+    model: ScoringModel,
+) -> None:
+    """A recycle whose publish failed once is sent with the lead's next sweep."""
+    runtime, store, _ = make(model, dict.fromkeys(range(4), 0))
+    await runtime.after_seek(FakeConsumer({TP(TOPIC, p): 0 for p in range(4)}))
+    publisher = runtime.processor.publisher
+    assert isinstance(publisher, FakePublisher)
+    lead = "lead-left"
+    hot = [
+        event("identify", lead, traits={"company_size": 300}),
+        page("https://x.io/pricing", lead, at=1),
+        event("demo_request", lead, at=2),
+    ]
+    await runtime.score(records(0, 0, hot))
+    left = publisher.on(Topics().transitions)[0].value
+    store.outboxes.setdefault(lead, {})["t:0000000000"] = left
+    sent_before = len(publisher.sent)
+    await runtime.sweep()
+    assert lead not in store.outboxes
+    assert len(publisher.sent) > sent_before

@@ -78,7 +78,7 @@ def test_anonymous_clamps_count_after_a_merge() -> None:
 
 
 def test_latest_is_the_record_time_plus_skew_else_now() -> None:
-    now = E0 + 10.0
+    now = RECORD_TIME + 10.0  # the record was written ten seconds ago
     assert _latest(RECORD_TIME, now, 300.0) == LATEST
     assert _latest(None, now, 300.0) == datetime.fromtimestamp(now + 300, UTC)
     assert _latest(-0.001, now, 60.0) == datetime.fromtimestamp(now + 60, UTC)  # Kafka's -1 ms
@@ -107,3 +107,24 @@ async def test_processor_clamps_to_the_record_timestamp() -> None:
     assert [decode_transition(m.value) for m in publisher.on(Topics().transitions)] == []
     # the first ping scored at its record time + skew, not five hours ahead
     assert state.rules["hot"].ref == E0 + 60
+
+
+def test_a_record_time_ahead_of_the_wall_clock_bounds_by_the_wall_clock() -> None:
+    """A producer with a fast clock must not lift the bound either."""
+    now = E0 + 10.0
+    assert _latest(now + 7200, now, 300.0) == datetime.fromtimestamp(now + 300, UTC)
+
+
+def test_a_tracker_cannot_claim_its_time_was_clamped() -> None:
+    from schemas import decode_event
+
+    body = {
+        "event_id": "e-claim",
+        "type": "page_view",
+        "lead_id": "lead-1",
+        "occurred_at": "2026-11-22T10:00:00Z",
+        "reported_at": "2026-11-22T12:00:00Z",
+    }
+    assert decode_event(json.dumps(body)).reported_at is None
+    latest = datetime(2026, 11, 22, 11, 0, tzinfo=UTC)
+    assert decode_event(json.dumps(body), latest=latest).reported_at is None

@@ -133,3 +133,15 @@ def test_a_corrupt_reason_does_not_echo_the_state() -> None:
     assert "someone@example.com" not in raised.value.reason
     assert "never" not in raised.value.reason
     assert raised.value.subject is None
+
+
+def test_fields_a_newer_release_added_inside_nested_models_are_ignored() -> None:
+    state = {
+        **LEAD.model_dump(mode="json"),
+        "clamped_events": 1,
+        "last_clamp": {"event_id": "e", "reported_at": 2.0, "clamped_to": 1.0, "source": "x"},
+    }
+    decoded = decode_state(json.dumps({"format": 3, "state": state}).encode())
+    assert decoded.last_clamp is not None
+    assert decoded.last_clamp.event_id == "e"
+    assert decoded.rules == LEAD.rules, "rule names are data, never dropped as unknown fields"

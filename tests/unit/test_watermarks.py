@@ -61,3 +61,14 @@ def test_the_sweep_bound_is_the_lowest_watermark_of_every_partition() -> None:
     assert sweep_bound(NOW, {0: NOW}, shared) == NOW - 700
     assert sweep_bound(NOW, {}, {}) == NOW
     assert sweep_bound(NOW, {0: NOW + 10}, {}) == NOW
+
+
+def test_optional_durations_are_switched_off_with_never() -> None:
+    from streams.dev.workerproc import worker_command
+    from streams.settings import Settings
+
+    settings = Settings(anonymous_ttl="never")
+    assert settings.anonymous_ttl is None
+    _, env = worker_command(settings)
+    assert env["LEADPULSE_ANONYMOUS_TTL"] == "never", "a child worker must not fall back to 90d"
+    assert Settings(anonymous_ttl="30d").anonymous_ttl == 30 * 86400
