@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import subprocess
 from pathlib import Path
 
@@ -11,6 +12,8 @@ from scoring import ScoringModel
 from streams.cli.common import EXIT_OK, load_scoring_model, load_settings
 from streams.dev.workerproc import stop_process, worker_command
 from streams.settings import Settings
+
+log = logging.getLogger("leadpulse")
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -37,6 +40,7 @@ def run_worker(settings: Settings, model: ScoringModel, *, loglevel: str = "info
     from streams.pipeline.app import build, freeze_heap
     from streams.store.redis import RedisLeadStore
 
+    reindex_store(settings)
     # faust.Worker chdirs into workdir and exits with status 1, silently, if it is missing
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = RedisLeadStore.from_settings(settings)
@@ -50,6 +54,31 @@ def run_worker(settings: Settings, model: ScoringModel, *, loglevel: str = "info
     )
     freeze_heap()
     worker.execute_from_commandline()
+
+
+def reindex_store(settings: Settings) -> None:
+    """Bring the store's indexes to this release's layout (after an upgrade), once.
+
+    Runs before the worker starts, on a loop and client of its own. If Redis
+    cannot be reached now, the worker starts anyway and the next start tries
+    again: until then, leads indexed by the previous release are not swept.
+    """
+    from streams.store.redis import RedisLeadStore
+
+    async def run() -> int:
+        store = RedisLeadStore.from_settings(settings)
+        try:
+            return await store.reindex()
+        finally:
+            await store.close()
+
+    try:
+        moved = asyncio.run(run())
+    except Exception as error:  # noqa: BLE001 -- the worker must still start
+        log.warning("could not check the store's index layout (%s); will retry next start", error)
+        return
+    if moved:
+        log.info("re-indexed %d due and outbox entries for this release's layout", moved)
 
 
 def event_loop() -> asyncio.AbstractEventLoop:

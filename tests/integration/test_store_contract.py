@@ -788,3 +788,34 @@ async def test_a_stalled_redis_times_out_and_the_store_recovers() -> None:
             assert (snap.state, snap.seen) == (b"s", frozenset({"e1"}))
         finally:
             await store.close()
+
+
+async def test_reindex_moves_the_previous_releases_index_entries(
+    contract_redis: RedisServer,
+) -> None:
+    """An upgrade from the release with 16 CRC-32 due shards and scanned outboxes."""
+    import zlib
+
+    client = connect(Settings(redis_url=contract_redis.url))
+    await client.flushall()
+    store = RedisLeadStore(client, partitions=4)
+    try:
+        leads = [f"old-{n}" for n in range(40)]
+        for n, lead in enumerate(leads):  # as the previous release indexed them
+            await client.zadd(keys.due_shard(zlib.crc32(lead.encode()) % 16), {lead: 1000.0 + n})
+        await client.hset(keys.outbox("old-3"), "t:0000000001", b"{}")
+        moved = await store.reindex()
+        assert moved > 0
+        due = await store.due(2000.0, 1000, range(4))
+        assert due == {lead: 1000.0 + n for n, lead in enumerate(leads)}
+        for shard in range(4, 16):
+            assert await client.zcard(keys.due_shard(shard)) == 0
+        pending = [s async for s, _ in store.pending_outboxes(range(4))]
+        assert pending == ["old-3"]
+        assert await store.reindex() == 0, "the layout is recorded: later starts skip it"
+        # a new partition count re-homes again
+        wider = RedisLeadStore(client, partitions=8)
+        await wider.reindex()
+        assert await wider.due(2000.0, 1000, range(8)) == due
+    finally:
+        await store.close()

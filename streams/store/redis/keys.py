@@ -62,6 +62,26 @@ def pending(shard: int) -> str:
     return f"{PREFIX}:pending:{{{shard}}}"
 
 
+LAYOUT = f"{PREFIX}:layout"
+"""String: the index layout the indexes were last built for (see `layout_id`)."""
+
+PREVIOUS_DUE_SHARDS = 16
+"""The previous release kept its due index in 16 shards keyed by CRC-32."""
+
+OUTBOX_PATTERN = f"{PREFIX}:{{*}}:outbox"
+"""SCAN pattern of every lead's outbox (only for re-indexing after an upgrade)."""
+
+
+def layout_id(partitions: int) -> str:
+    """Names the index layout: shards are the partitions of a `partitions`-partition topic."""
+    return f"kafka-partition/{partitions}"
+
+
+def subject_of_outbox(key: str) -> str:
+    """The subject of an outbox key `lp:{<subject>}:outbox`."""
+    return key[len(PREFIX) + 2 : -len("}:outbox")]
+
+
 def progress(topic: str) -> str:
     """Hash: partition -> next offset to read, recorded after the states were committed."""
     return f"{PREFIX}:progress:{{{topic}}}"

@@ -61,6 +61,12 @@ def _ttl_ms(seconds: float | None, name: str) -> bytes:
     return str(max(1, round(seconds * 1000))).encode()
 
 
+REINDEX_PAGE = 5000
+"""Due entries read (and moved) per round trip while re-indexing."""
+MAX_PARTITIONS = 1024
+"""The most partitions settings allow: re-indexing looks at that many shards."""
+
+
 class RedisLeadStore:
     """LeadStore backed by Redis >= 6.2; every key of a lead shares its hash tag.
 
@@ -360,6 +366,57 @@ class RedisLeadStore:
                         await self._unindex(shard, stale)
                 if int(cursor) == 0:
                     break
+
+    async def reindex(self) -> int:
+        """Rebuild the due and pending-outbox indexes if they were built for another layout.
+
+        The previous release sharded its due index by CRC-32 into 16 shards and
+        found outboxes by scanning the keyspace; a change of the partition count
+        moves leads between shards too. Entries in a wrong shard are moved to
+        their own (an entry already there, written since, is kept), and every
+        outbox is entered in its shard's pending set; then the layout is
+        recorded, so later starts skip this. Idempotent: workers starting
+        together may all run it. Returns how many entries moved or were added.
+        """
+        wanted = keys.layout_id(self.partitions).encode()
+        (current,) = await self._checked([("GET", keys.LAYOUT)])
+        if current == wanted:
+            return 0
+        changed = 0
+        # any shard an earlier layout may have used: 16 CRC-32 shards, or up to the
+        # largest partition count settings allow; one pipeline asks all their sizes
+        shards = range(max(keys.PREVIOUS_DUE_SHARDS, self.partitions, MAX_PARTITIONS))
+        sizes = await self._checked([("ZCARD", keys.due_shard(n)) for n in shards])
+        for shard, size in zip(shards, sizes, strict=True):
+            if int(size):
+                changed += await self._rehome_due(shard, int(size))
+        async for key in self.client.scan_iter(match=keys.OUTBOX_PATTERN, count=SCAN_COUNT):
+            subject = keys.subject_of_outbox(key.decode())
+            home = keys.pending(keys.shard_of(subject, self.partitions))
+            await self._checked([("SADD", home, subject)])
+            changed += 1
+        await self._checked([("SET", keys.LAYOUT, wanted)])
+        return changed
+
+    async def _rehome_due(self, shard: int, size: int) -> int:
+        """Move the entries of one due shard that belong to another shard."""
+        key = keys.due_shard(shard)
+        moves: list[tuple[Any, ...]] = []
+        for start in range(0, size, REINDEX_PAGE):
+            (page,) = await self._checked(
+                [("ZRANGE", key, start, start + REINDEX_PAGE - 1, "WITHSCORES")]
+            )
+            # RESP3 (redis-py 8's default) pairs member and score; RESP2 is flat
+            flat = not (page and isinstance(page[0], list))
+            pairs = zip(page[::2], page[1::2], strict=True) if flat else page
+            for member, score in pairs:
+                home = keys.shard_of(member.decode(), self.partitions)
+                if home != shard:
+                    moves.append(("ZADD", keys.due_shard(home), "NX", float(score), member))
+                    moves.append(("ZREM", key, member))
+        for at in range(0, len(moves), 2 * REINDEX_PAGE):
+            await self._checked(moves[at : at + 2 * REINDEX_PAGE])
+        return len(moves) // 2
 
     async def due(self, now: float, limit: int, shards: Collection[int]) -> dict[str, float]:
         replies = await self._checked(
