@@ -72,17 +72,22 @@ def _mapped_event_type(value: object) -> str:
     )
 
 
-def _segment_event_name(value: object) -> str:
+def _tracker_key(value: object, what: str, hint: str) -> str:
+    """A name as trackers send it: 1-MAX_KEY_LENGTH characters, no control characters."""
     if (
         not isinstance(value, str)
         or not 0 < len(value) <= MAX_KEY_LENGTH
         or any(ord(char) < 32 or ord(char) == 127 for char in value)
     ):
         raise ValueError(
-            f"invalid event name {describe(value)}: use the name as the tracker sends it "
+            f"invalid {what} {describe(value)}: {hint} "
             f"(1-{MAX_KEY_LENGTH} characters, no control characters)"
         )
     return value
+
+
+def _segment_event_name(value: object) -> str:
+    return _tracker_key(value, "event name", "use the name as the tracker sends it")
 
 
 def _no_empty_events(value: object) -> object:
@@ -161,16 +166,7 @@ def _grade_letter(value: object) -> str:
 
 
 def _trait_key(value: object) -> str:
-    if (
-        not isinstance(value, str)
-        or not 0 < len(value) <= MAX_KEY_LENGTH
-        or any(ord(char) < 32 or ord(char) == 127 for char in value)
-    ):
-        raise ValueError(
-            f"invalid trait name {describe(value)}: use a trait key as trackers send it "
-            f"(1-{MAX_KEY_LENGTH} characters, no control characters)"
-        )
-    return value
+    return _tracker_key(value, "trait name", "use a trait key as trackers send it")
 
 
 def _count(what: str, low: int, high: int) -> Callable[[object], int]:
