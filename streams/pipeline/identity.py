@@ -7,6 +7,7 @@ lead once, decay included.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
@@ -73,7 +74,7 @@ class Identity:
         pending = {lead_of(e): (e, blob) for e, blob in zip(links, detached, strict=True)}
         for _ in range(MAX_COMMIT_ATTEMPTS):
             snaps = await self.store.snapshot(
-                {lead: [e.event_id, merge_marker(e)] for lead, (e, _) in pending.items()}
+                {lead: [e.event_id, *merge_markers(e, blob)] for lead, (e, blob) in pending.items()}
             )
             commits: list[Commit] = []
             decided: Decided = {}
@@ -89,8 +90,8 @@ class Identity:
                 outboxes[lead] = dict(snap.outbox)
                 ids: list[str] = []
                 transitions: list[StageTransition] = []
-                marker = merge_marker(event)
-                if blob is not None and marker not in snap.seen:
+                markers = merge_markers(event, blob)
+                if blob is not None and not snap.seen.intersection(markers):
                     # a recycle the lead was due before the merge must not be hidden by it
                     state, caused = evaluate(state, event.occurred_at, self.model)
                     transitions.extend(caused)
@@ -98,7 +99,7 @@ class Identity:
                     history = _readable(blob, anonymous_of(event))
                     if history is not None:
                         state = merge(state, history, self.model)
-                    ids.append(marker)
+                    ids.append(markers[0])
                 if event.event_id not in snap.seen:
                     state, caused = apply(state, event, self.model)
                     transitions.extend(caused)
@@ -199,6 +200,17 @@ def anonymous_of(event: BehaviorEvent) -> str:
     return event.anonymous_id
 
 
-def merge_marker(link: BehaviorEvent) -> str:
-    """The id a merge of this link's anonymous history is recorded under."""
-    return f"merge:{anonymous_of(link)}"
+def merge_markers(link: BehaviorEvent, history: bytes | None) -> tuple[str, ...]:
+    """The ids a merge of this history is recorded under: the one to write first.
+
+    The marker names the detached history itself (a digest of its blob), so a
+    redo of the merge after a crash, or another identify of the same visitor
+    while it is still detached, finds it recorded; while a visitor that came
+    back after its alias expired brings a new history, which merges too. The
+    previous release recorded ``merge:<anonymous id>``: still honoured.
+    """
+    anonymous = anonymous_of(link)
+    if history is None:
+        return (f"merge:{anonymous}",)
+    digest = hashlib.blake2b(history, digest_size=12).hexdigest()
+    return (f"merge:{anonymous}:{digest}", f"merge:{anonymous}")

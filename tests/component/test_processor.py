@@ -235,3 +235,29 @@ async def test_pending_and_new_outbox_entries_are_published_together(
         ("sal", "nurture"),
     ]
     assert store.outboxes == {}
+
+
+async def test_a_visitor_back_after_its_alias_expired_merges_its_new_history(
+    model: ScoringModel,
+) -> None:
+    """The merge marker names the history, not just the visitor (issue 8 review, item 8)."""
+    now = [T0.timestamp()]
+    store = MemoryLeadStore(partitions=4, anonymous_ttl=60, clock=lambda: now[0])
+    publisher = FakePublisher()
+    proc = Processor(store, publisher, model, topics=TOPICS, clock=lambda: now[0])
+    await proc.process(records([page("https://x.io/a", None, anon="z-1")]))
+    await proc.process(records([event("identify", "lead-z", anon="z-1", at=1)]))
+    first = decode_state(store.states["lead-z"][1])
+    assert first.events_applied == 2
+    now[0] += 3600  # the alias and the visitor's leftovers expire
+    later = T0.timestamp() + 3600
+    await proc.process(
+        records(
+            [
+                page("https://x.io/b", None, anon="z-1", at=later - T0.timestamp()),
+                event("identify", "lead-z", anon="z-1", at=later - T0.timestamp() + 1),
+            ]
+        )
+    )
+    again = decode_state(store.states["lead-z"][1])
+    assert again.events_applied == 4, "the second history must merge too"
