@@ -261,3 +261,32 @@ async def test_a_visitor_back_after_its_alias_expired_merges_its_new_history(
     )
     again = decode_state(store.states["lead-z"][1])
     assert again.events_applied == 4, "the second history must merge too"
+
+
+async def test_a_handoff_carries_the_profile_of_its_own_event_not_of_later_ones() -> None:
+    """The same handoff whatever the batch boundaries (a replay after a crash cuts elsewhere)."""
+    from scoring import parse_model
+    from tests.component.conftest import MODEL_YAML
+
+    model = parse_model(
+        MODEL_YAML.replace(
+            "  handoff: {engagement: 70, min_grade: B}",
+            "  handoff: {engagement: 70, min_grade: B, profile: [company_size, industry]}",
+        ),
+        "profile-model.yaml",
+    )
+    bodies = [
+        event("identify", "lead-p", traits={"company_size": 300}),
+        page("https://x.io/pricing", "lead-p", at=1),
+        event("demo_request", "lead-p", at=2),
+        event("identify", "lead-p", at=3, traits={"industry": "fintech"}),
+    ]
+    profiles = []
+    for cut in (len(bodies), 3):  # one batch, or the last event in a batch of its own
+        store, publisher = MemoryLeadStore(partitions=4), FakePublisher()
+        proc = Processor(store, publisher, model, topics=TOPICS, clock=T0.timestamp)
+        await proc.process(records(bodies[:cut]))
+        await proc.process(records(bodies[cut:]))
+        (handoff,) = publisher.on(TOPICS.handoffs)
+        profiles.append(decode_handoff(handoff.value).profile)
+    assert profiles == [{"company_size": 300}, {"company_size": 300}]

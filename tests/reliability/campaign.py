@@ -453,8 +453,12 @@ def assert_published(
             problems.append(f"{message_id} ({want['lead_id']}) never published")
             continue
         duplicates += len(got) - 1
-        if any(g != got[0] for g in got):
-            problems.append(f"{message_id}: re-deliveries differ")
+        for other in got[1:]:
+            if other != got[0]:
+                fields = sorted(k for k in {*other, *got[0]} if other.get(k) != got[0].get(k))
+                shown = {k: (got[0].get(k), other.get(k)) for k in fields}
+                problems.append(f"{message_id}: re-deliveries differ in {shown}")
+                break
         first = got[0]
         problems.extend(
             f"{message_id}: {name} {first.get(name)!r} != {want.get(name)!r}"
