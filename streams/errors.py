@@ -53,20 +53,6 @@ _PERMANENT_KAFKA = frozenset(
 """Broker errors that repeat for the same message however often it is sent."""
 
 
-def is_transient(error: BaseException) -> bool:
-    """Whether retrying the same work later can succeed.
-
-    Unknown errors count as transient: a bug is better retried and reported
-    unhealthy than silently dead-lettered; only errors known to repeat for the
-    same input are permanent.
-    """
-    if isinstance(error, PermanentError):
-        return False
-    if isinstance(error, TransientError):
-        return True
-    return not is_permanent_kafka_error(error)
-
-
 def is_permanent_kafka_error(error: BaseException) -> bool:
     """A broker error that names the message, not the broker's state, as the cause."""
     seen: BaseException | None = error
@@ -87,5 +73,4 @@ __all__ = [
     "TransientError",
     "UnpublishableError",
     "is_permanent_kafka_error",
-    "is_transient",
 ]

@@ -76,6 +76,7 @@ class DeadLetters:
         where = {
             "reason": letter.reason,
             "lead_id": lead_id,
+            "topic": record.topic,
             "partition": record.partition,
             "offset": record.offset,
         }
@@ -99,28 +100,9 @@ class DeadLetters:
         self.record(made, reason, lead_id=lead_id, marker=("event", event.subject, event.event_id))
 
     def message(self, subject: str, message_id: str, message: Outgoing, reason: str) -> None:
-        """Queue a letter for a decided message the broker refused."""
-        marker = ("message", subject, message_id)
-        if marker in self._sent:
-            return
-        letter = dead_letter(
-            message.value,
-            reason,
-            key=subject.encode(),
-            topic=message.topic,
-            partition=-1,
-            offset=-1,
-            failed_at=self._now(),
-            lead_id=subject,
-            max_payload=self.max_payload,
-        )
-        where = {
-            "reason": reason,
-            "lead_id": subject,
-            "message_id": message_id,
-            "topic": message.topic,
-        }
-        self._pending.append((marker, Outgoing(self.topic, subject, encode(letter)), where))
+        """Queue a letter for a decided message the broker refused (no input record)."""
+        made = Record(subject.encode(), message.value, message.topic, partition=-1, offset=-1)
+        self.record(made, reason, lead_id=subject, marker=("message", subject, message_id))
 
     async def flush(self) -> int:
         """Publish the queued letters; returns how many were sent."""

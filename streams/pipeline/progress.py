@@ -46,7 +46,6 @@ class Progress:
     async def resume_points(self, partitions: Collection[int]) -> dict[int, int]:
         """The recorded next offsets of `partitions` (those the store knows)."""
         known = await self.store.progress(self.topic)
-        self.recorded = {p: o for p, o in self.recorded.items() if p in partitions}
         return {p: known[p] for p in partitions if p in known}
 
     async def check(self, partitions: Collection[int]) -> None:

@@ -143,7 +143,7 @@ class Runtime:
         offset would otherwise never be committed to Kafka again.
         """
         assigned = {tp.partition: tp for tp in consumer.assignment() if tp.topic == self.topic}
-        self.progress.revoked(set(self.watermarks.positions) - set(assigned))
+        self.progress.revoked(set(self.progress.recorded) - set(assigned))
         points = await self._resume_points(set(assigned))
         starts: dict[int, int | None] = {}
         for partition, tp in assigned.items():
