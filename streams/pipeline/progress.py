@@ -55,14 +55,16 @@ class Progress:
         restarted with less than this worker recorded is noticed before any
         newer event is applied on top of the older state.
         """
-        mine = [p for p in partitions if p in self.recorded]
-        if not mine:
+        # what was recorded before the read: a batch of this worker may record more
+        # while the read is in flight (the sweeper checks beside the agent)
+        expected = {p: self.recorded[p] for p in partitions if p in self.recorded}
+        if not expected:
             return
         stored = await self.store.progress(self.topic)
         lost = {
-            p: (self.recorded[p], stored.get(p, -1))
-            for p in mine
-            if stored.get(p, -1) < self.recorded[p]
+            p: (ours, stored.get(p, -1))
+            for p, ours in expected.items()
+            if stored.get(p, -1) < ours
         }
         if lost:
             raise RollbackError(lost)

@@ -187,3 +187,29 @@ async def test_the_sweep_publishes_what_an_earlier_publish_left_in_the_outbox(
     await runtime.sweep()
     assert lead not in store.outboxes
     assert len(publisher.sent) > sent_before
+
+
+async def test_a_batch_recorded_while_a_sweep_reads_progress_is_no_rollback(
+    model: ScoringModel,
+) -> None:
+    """The sweep's check and the agent's record interleave; only a real loss is a rollback."""
+    import asyncio
+
+    runtime, store, fatal = make(model, {0: 1000})
+    await runtime.after_seek(FakeConsumer({TP(TOPIC, 0): 0}))
+    await runtime.score(records(0, 0, [page("https://x.io/", "lead-a")]))
+    reading = asyncio.Event()
+    original = store.progress
+
+    async def slow_progress(topic: str) -> dict[int, int]:
+        got = await original(topic)
+        reading.set()
+        await asyncio.sleep(0.05)  # the read is in flight while the batch records
+        return got
+
+    store.progress = slow_progress  # type: ignore[method-assign]
+    check = asyncio.ensure_future(runtime.progress.check({0}))
+    await reading.wait()
+    await runtime.progress.record({0: 50})
+    await check  # raised RollbackError before: the stale read looked like a loss
+    assert fatal == []
