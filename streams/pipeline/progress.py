@@ -62,9 +62,7 @@ class Progress:
             return
         stored = await self.store.progress(self.topic)
         lost = {
-            p: (ours, stored.get(p, -1))
-            for p, ours in expected.items()
-            if stored.get(p, -1) < ours
+            p: (ours, stored.get(p, -1)) for p, ours in expected.items() if stored.get(p, -1) < ours
         }
         if lost:
             raise RollbackError(lost)
