@@ -308,7 +308,8 @@ def test_redis_restart_under_load_pauses_and_skips_nothing(
     log = (tmp_path / "worker.log").read_text(errors="replace")
     retries = log.count("failed (")
     assert retries > 0, "the worker never noticed that Redis was gone"
-    assert "scoring batch failed" in log
+    # Which step meets the outage first is timing: a batch, or the progress record after it.
+    assert "scoring batch failed" in log or "recording progress failed" in log
     print(
         f"\nredis restart: outage {OUTAGE_SECONDS}s at scored>={threshold}, "
         f"{stalled} events scored during the outage, {retries} retried steps, "
