@@ -100,6 +100,49 @@ class Settings(BaseSettings):
     )
     log_level: str = "info"
 
+    # -- the collector (`leadpulse collect`): Segment HTTP Tracking API in front of Kafka --
+    collector_host: str = Field(
+        "127.0.0.1", description="Collector bind address (0.0.0.0 to take traffic from sites)."
+    )
+    collector_port: int = Field(8088, ge=1, le=65535, description="Collector HTTP port.")
+    write_keys: SecretStr | None = Field(
+        None,
+        description=(
+            "Write keys the collector accepts, as SOURCE=KEY pairs separated by commas "
+            "(e.g. website=wk_3f9...,crm=wk_81a...); each key names the source it belongs to."
+        ),
+    )
+    sales_sources: str = Field(
+        "",
+        description=(
+            "Comma-separated sources (write key names) trusted to send the sales-only "
+            "event types (sales_qualified, sales_rejected, ...); trackers never are."
+        ),
+    )
+    collector_max_message_bytes: int = Field(
+        32 * 1024, ge=256, description="Largest single message (Segment: 32 KB)."
+    )
+    collector_max_batch_bytes: int = Field(
+        500 * 1024,
+        ge=1024,
+        description="Largest request body, after gzip decompression (Segment: 500 KB).",
+    )
+    collector_max_batch_messages: int = Field(
+        2500, ge=1, description="Most messages in one batch (Segment: 2,500)."
+    )
+    collector_cors_origins: str = Field(
+        "*",
+        description="Origins browsers may post from: * or a comma-separated list of origins.",
+    )
+    collector_linger_ms: int = Field(
+        5, ge=0, le=1000, description="Milliseconds the producer waits to fill a batch."
+    )
+    collector_produce_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds to wait for Kafka's acknowledgement before answering 503.",
+    )
+
     @field_validator("broker")
     @classmethod
     def _broker_url(cls, value: str) -> str:
@@ -119,6 +162,7 @@ class Settings(BaseSettings):
         "max_future_skew",
         "anonymous_ttl",
         "known_ttl",
+        "collector_produce_timeout",
         mode="before",
     )
     @classmethod
@@ -129,6 +173,24 @@ class Settings(BaseSettings):
         if isinstance(value, str) and value and not value.replace(".", "", 1).isdigit():
             return parse_duration(value)
         return value
+
+    @field_validator("write_keys")
+    @classmethod
+    def _write_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_write_keys(value.get_secret_value())  # reject a malformed list at load
+        return value
+
+    @property
+    def write_key_sources(self) -> dict[str, str]:
+        """Write key -> the source it names (empty when no keys are configured)."""
+        if self.write_keys is None:
+            return {}
+        return parse_write_keys(self.write_keys.get_secret_value())
+
+    @property
+    def sales_source_names(self) -> frozenset[str]:
+        return frozenset(name.strip() for name in self.sales_sources.split(",") if name.strip())
 
     def replace(self, **changes: Any) -> Self:
         """These settings with `changes`, validated again (paths made absolute).
@@ -143,6 +205,32 @@ class Settings(BaseSettings):
         """host:port list for plain Kafka clients (aiokafka, kafka-python)."""
         hosts = value_after_scheme(self.broker)
         return [h for h in hosts.replace(",", ";").split(";") if h]
+
+
+MIN_WRITE_KEY_LENGTH = 16
+
+
+def parse_write_keys(text: str) -> dict[str, str]:
+    """``SOURCE=KEY,...`` as key -> source; ValueError naming the bad entry (never the key)."""
+    keys: dict[str, str] = {}
+    for number, entry in enumerate(text.split(","), start=1):
+        item = entry.strip()
+        if not item:
+            continue
+        source, sep, key = item.partition("=")
+        source, key = source.strip(), key.strip()
+        if not sep or not source or not key:
+            raise ValueError(f"write key entry {number}: expected SOURCE=KEY")
+        if len(key) < MIN_WRITE_KEY_LENGTH:
+            raise ValueError(
+                f"write key of source {source!r}: shorter than {MIN_WRITE_KEY_LENGTH} characters"
+            )
+        if key in keys:
+            raise ValueError(f"write key of source {source!r}: the same key is listed twice")
+        keys[key] = source
+    if not keys:
+        raise ValueError("no write keys: expected SOURCE=KEY[,SOURCE=KEY...]")
+    return keys
 
 
 def value_after_scheme(url: str) -> str:

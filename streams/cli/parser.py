@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from streams.cli.collect import cmd_collect
 from streams.cli.feed import cmd_send, cmd_tail
 from streams.cli.inspect import cmd_lead
 from streams.cli.model import cmd_model_check, cmd_schema
@@ -43,6 +44,34 @@ def _add_run_commands(sub: Any) -> None:
         help="create missing topics with LEADPULSE_PARTITIONS partitions first",
     )
     p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser(
+        "collect",
+        help="run the Segment-compatible HTTP collector that tracker SDKs post to",
+        description=(
+            "Serves the Segment HTTP Tracking API (/v1/batch, /v1/track, /v1/identify, "
+            "/v1/page, /v1/screen, /v1/group, /v1/alias and analytics.js' short paths) and "
+            "produces every accepted message to the events topic before answering 200. "
+            "Point an SDK at it: segment-analytics-python host=URL, rudder-sdk-python "
+            "dataPlaneUrl=URL, analytics.js apiHost=HOST:PORT/v1. Write keys come from "
+            "LEADPULSE_WRITE_KEYS=SOURCE=KEY,...; sources in LEADPULSE_SALES_SOURCES may "
+            "send sales-only events."
+        ),
+        epilog="Also: GET /health and GET /stats. Limits, CORS origins and timeouts: "
+        "LEADPULSE_COLLECTOR_* variables (see README).",
+    )
+    p.add_argument("--host", help="bind address (LEADPULSE_COLLECTOR_HOST, 127.0.0.1)")
+    p.add_argument("--port", type=int, help="HTTP port (LEADPULSE_COLLECTOR_PORT, 8088)")
+    p.add_argument("--model", type=Path, help="model YAML whose `events:` maps track names")
+    p.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--create-topics",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="create missing topics first (if the broker is reachable)",
+    )
+    p.add_argument("--new-key", action="store_true", help="print a fresh random write key, exit")
+    p.set_defaults(func=cmd_collect)
 
     p = sub.add_parser(
         "dev",

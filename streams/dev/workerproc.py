@@ -13,22 +13,26 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
 
+from pydantic import SecretStr
+
 from streams.settings import Settings
 
 
-def worker_command(settings: Settings, *extra: str) -> tuple[list[str], dict[str, str]]:
-    """argv and environment that start `leadpulse worker` with these settings."""
+def worker_command(
+    settings: Settings, *extra: str, command: str = "worker"
+) -> tuple[list[str], dict[str, str]]:
+    """argv and environment that start `leadpulse worker` (or `command`) with these settings."""
     env = dict(os.environ)
     for name, value in settings.model_dump(mode="json").items():
         if value is not None:
             env[f"LEADPULSE_{name.upper()}"] = str(value)
         elif Settings.model_fields[name].default is not None:
             env[f"LEADPULSE_{name.upper()}"] = "never"  # switched off (a TTL), not defaulted
-    for name in ("redis_password", "kafka_sasl_password"):
+    for name in Settings.model_fields:
         secret = getattr(settings, name)
-        if secret is not None:
+        if isinstance(secret, SecretStr):  # dumped as "**********"; the child needs the value
             env[f"LEADPULSE_{name.upper()}"] = secret.get_secret_value()
-    return [sys.executable, "-m", "streams.cli", "worker", *extra], env
+    return [sys.executable, "-m", "streams.cli", command, *extra], env
 
 
 def stop_process(process: subprocess.Popen[Any], timeout: float = 15.0) -> None:
@@ -110,6 +114,84 @@ class WorkerProcess:
         return self.process is not None and self.process.poll() is None
 
     def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class CollectorProcess:
+    """`leadpulse collect` in a child process, output to a log file; ready once /health answers."""
+
+    def __init__(self, settings: Settings, log_path: Path, *, loglevel: str = "info") -> None:
+        self.settings = settings
+        self.log_path = log_path
+        self.loglevel = loglevel
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.settings.collector_host}:{self.settings.collector_port}"
+
+    def start(self, timeout: float = 30.0) -> Self:
+        argv, env = worker_command(
+            self.settings, "--loglevel", self.loglevel, "--no-create-topics", command="collect"
+        )
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            argv, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            self._wait_serving(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def health(self) -> dict[str, Any]:
+        try:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=2) as reply:  # noqa: S310
+                result: dict[str, Any] = json.load(reply)
+                return result
+        except (OSError, ValueError):
+            return {}
+
+    def _wait_serving(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(
+                    f"collector exited with {self.process.returncode}:\n{self.log_tail()}"
+                )
+            if self.health():
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"collector not serving in {timeout:.0f}s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process)
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import faust
 
@@ -54,30 +54,63 @@ class FaustPublisher:
 
     async def publish(self, messages: Sequence[Outgoing]) -> None:
         producer = self.app.producer
-        pending = []
-        refused: list[tuple[Outgoing, str]] = []
-        for m in messages:
-            try:
-                pending.append(
-                    (m, await producer.send(m.topic, m.key.encode(), m.value, None, None, None))
-                )
-            except Exception as error:
-                if not is_permanent_kafka_error(error):
-                    raise
-                refused.append((m, _reason(error)))
-        if pending:
-            results = await asyncio.gather(*(f for _, f in pending), return_exceptions=True)
-            transient: BaseException | None = None
-            for (m, _), result in zip(pending, results, strict=True):
-                if isinstance(result, BaseException):
-                    if is_permanent_kafka_error(result):
-                        refused.append((m, _reason(result)))
-                    elif transient is None:
-                        transient = result
-            if transient is not None:
-                raise transient
-        if refused:
-            raise RefusedMessagesError(refused)
+
+        async def send(m: Outgoing) -> Awaitable[object]:
+            future: Awaitable[object] = await producer.send(
+                m.topic, m.key.encode(), m.value, None, None, None
+            )
+            return future
+
+        await publish_all(send, messages)
+
+
+class AiokafkaPublisher:
+    """Publisher over a plain aiokafka producer (the collector's; no Faust app there)."""
+
+    def __init__(self, producer: Any) -> None:
+        self.producer = producer
+
+    async def publish(self, messages: Sequence[Outgoing]) -> None:
+        async def send(m: Outgoing) -> Awaitable[object]:
+            future: Awaitable[object] = await self.producer.send(
+                m.topic, m.value, key=m.key.encode()
+            )
+            return future
+
+        await publish_all(send, messages)
+
+
+async def publish_all(
+    send: Callable[[Outgoing], Awaitable[Awaitable[object]]], messages: Sequence[Outgoing]
+) -> None:
+    """Hand every message to the producer first, then await all acknowledgements together.
+
+    Raises `RefusedMessagesError` for the messages the broker refused for what
+    they are, once every other one was acknowledged; the first transient
+    failure is raised as it is (the caller retries, or answers 503).
+    """
+    pending = []
+    refused: list[tuple[Outgoing, str]] = []
+    for m in messages:
+        try:
+            pending.append((m, await send(m)))
+        except Exception as error:
+            if not is_permanent_kafka_error(error):
+                raise
+            refused.append((m, _reason(error)))
+    if pending:
+        results = await asyncio.gather(*(f for _, f in pending), return_exceptions=True)
+        transient: BaseException | None = None
+        for (m, _), result in zip(pending, results, strict=True):
+            if isinstance(result, BaseException):
+                if is_permanent_kafka_error(result):
+                    refused.append((m, _reason(result)))
+                elif transient is None:
+                    transient = result
+        if transient is not None:
+            raise transient
+    if refused:
+        raise RefusedMessagesError(refused)
 
 
 def _reason(error: BaseException) -> str:

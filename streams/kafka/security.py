@@ -48,3 +48,17 @@ def faust_credentials(settings: Settings) -> Any:
             mechanism=settings.kafka_sasl_mechanism or "PLAIN",
         )
     return context
+
+
+def aiokafka_options(settings: Settings) -> dict[str, Any]:
+    """aiokafka client options (the collector's producer); same meaning as the others."""
+    options: dict[str, Any] = {"security_protocol": settings.kafka_security_protocol}
+    context = ssl_context(settings)
+    if context is not None:
+        options["ssl_context"] = context
+    if settings.kafka_security_protocol.startswith("SASL"):
+        options["sasl_mechanism"] = settings.kafka_sasl_mechanism or "PLAIN"
+        options["sasl_plain_username"] = settings.kafka_sasl_username
+        if settings.kafka_sasl_password is not None:
+            options["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
+    return options

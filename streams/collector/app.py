@@ -1,0 +1,274 @@
+"""The collector's HTTP side: Segment endpoints, write-key auth, CORS, answers SDKs act on.
+
+Answers, and what the SDKs do with them: 200 once every accepted message of
+the request (and every dead letter) was acknowledged by Kafka, with a JSON
+body naming rejected messages; 400 / 413 / 415 for a body that can never be
+taken (SDKs drop it); 401 for a missing or unknown write key, without
+detail; 503 with ``Retry-After`` while Kafka is away (SDKs retry). Bad input
+never causes a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from aiohttp import web
+
+from schemas.codec import DecodeError, dead_letter, encode
+from streams.collector.auth import Source, WriteKeys, basic_username
+from streams.collector.body import BodyError, decoded, parsed
+from streams.collector.intake import (
+    BATCH_PATHS,
+    CALL_PATHS,
+    Intake,
+    Limits,
+    Rejected,
+    messages_of,
+    take,
+    write_key_in,
+)
+from streams.errors import TransientError
+from streams.kafka.publisher import Outgoing, RefusedMessagesError
+from streams.settings import Settings
+
+log = logging.getLogger("leadpulse.collector")
+
+RETRY_AFTER_SECONDS = 5
+ALLOWED_HEADERS = "Content-Type, Authorization, Content-Encoding, X-Retry-Count"
+Clock = Callable[[], datetime]
+
+
+class Sink(Protocol):
+    """Where accepted events and dead letters go; returns once all were acknowledged."""
+
+    async def publish(self, messages: Sequence[Outgoing]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CollectorConfig:
+    """What the handlers need from the settings, resolved once."""
+
+    events_topic: str
+    dlq_topic: str
+    limits: Limits
+    max_body_bytes: int
+    cors_origins: frozenset[str]
+    events: Mapping[str, str]
+
+    @classmethod
+    def from_settings(cls, settings: Settings, events: Mapping[str, str]) -> CollectorConfig:
+        origins = frozenset(o.strip() for o in settings.collector_cors_origins.split(",") if o)
+        return cls(
+            events_topic=settings.events_topic,
+            dlq_topic=settings.dlq_topic,
+            limits=Limits(
+                max_message_bytes=settings.collector_max_message_bytes,
+                max_batch_messages=settings.collector_max_batch_messages,
+            ),
+            max_body_bytes=settings.collector_max_batch_bytes,
+            cors_origins=origins,
+            events=events,
+        )
+
+
+class Collector:
+    """The request handlers over a `Sink`; `stats` counts what happened, for /stats."""
+
+    def __init__(
+        self,
+        config: CollectorConfig,
+        keys: WriteKeys,
+        sink: Sink,
+        *,
+        clock: Clock | None = None,
+        connected: Callable[[], bool] | None = None,
+    ) -> None:
+        self.config = config
+        self.keys = keys
+        self.sink = sink
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.connected = connected or (lambda: True)
+        self.stats: Counter[str] = Counter()
+
+    def application(self) -> web.Application:
+        app = web.Application(middlewares=[self._cors])
+        app.router.add_post("/v1/{endpoint}", self.receive)
+        app.router.add_post("/{endpoint}", self.receive)
+        app.router.add_route("OPTIONS", "/{tail:.*}", self.preflight)
+        app.router.add_get("/health", self.health)
+        app.router.add_get("/stats", self.show_stats)
+        return app
+
+    async def receive(self, request: web.Request) -> web.StreamResponse:
+        endpoint = request.match_info["endpoint"]
+        if endpoint not in CALL_PATHS and endpoint not in BATCH_PATHS:
+            return self._answer(404, {"success": False, "error": f"no endpoint /{endpoint}"})
+        received_at = self.clock()
+        presented = basic_username(request.headers.get("Authorization"))
+        source = self.keys.source_of(presented)
+        if presented is not None and source is None:
+            return self._unauthorized()
+        try:
+            body = await _read(request, self.config.max_body_bytes)
+            encoding = request.headers.get("Content-Encoding")
+            document = parsed(decoded(body, encoding, self.config.max_body_bytes))
+            if source is None:
+                source = self.keys.source_of(write_key_in(document))
+                if source is None:
+                    return self._unauthorized()
+            messages = messages_of(document, endpoint, self.config.limits)
+        except BodyError as error:
+            return self._answer(error.status, {"success": False, "error": error.message})
+        intake = take(
+            messages,
+            source=source,
+            received_at=received_at,
+            events=self.config.events,
+            limits=self.config.limits,
+        )
+        try:
+            await self._publish(intake, source, received_at)
+        except TransientError as error:
+            log.warning("answering 503: %s", error)
+            self.stats["unavailable"] += 1
+            return self._answer(
+                503,
+                {"success": False, "error": "event store unavailable, retry later"},
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
+        self.stats["accepted"] += len(intake.accepted)
+        self.stats["rejected"] += len(intake.rejected)
+        status = 400 if intake.rejected and endpoint in CALL_PATHS else 200
+        summary = intake.summary()
+        if status == 400:
+            summary["success"] = False
+        return self._answer(status, summary)
+
+    async def _publish(self, intake: Intake, source: Source, received_at: datetime) -> None:
+        """Events and dead letters in one publish; messages Kafka refuses become rejects."""
+        topic = self.config.events_topic
+        outgoing = [Outgoing(topic, a.key, a.value) for a in intake.accepted]
+        letters = [self._letter(r, source, received_at) for r in intake.rejected]
+        try:
+            await self.sink.publish(outgoing + letters)
+        except RefusedMessagesError as error:
+            refused = {id(m): reason for m, reason in error.refused}
+            kept = []
+            for accepted, message in zip(intake.accepted, outgoing, strict=True):
+                reason = refused.get(id(message))
+                if reason is None:
+                    kept.append(accepted)
+                    continue
+                rejected = Rejected(-1, accepted.event_id, [reason], accepted.value)
+                intake.rejected.append(rejected)
+                await self._publish_quietly([self._letter(rejected, source, received_at)])
+            intake.accepted = kept
+
+    def _letter(self, rejected: Rejected, source: Source, received_at: datetime) -> Outgoing:
+        letter = dead_letter(
+            rejected.raw,
+            DecodeError(rejected.errors),
+            key=None,
+            topic=f"collector:{source.name}",
+            partition=-1,
+            offset=-1,
+            failed_at=received_at,
+        )
+        key = rejected.message_id or source.name
+        return Outgoing(self.config.dlq_topic, key, encode(letter))
+
+    async def _publish_quietly(self, messages: Sequence[Outgoing]) -> None:
+        try:
+            await self.sink.publish(messages)
+        except Exception as error:  # noqa: BLE001 -- a refused letter is logged, not retried
+            log.warning("dead letter not stored: %s", error)
+
+    async def preflight(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(status=204)
+
+    async def health(self, request: web.Request) -> web.StreamResponse:
+        broker = "connected" if self.connected() else "unreachable"
+        return self._answer(200, {"status": "ok", "broker": broker})
+
+    async def show_stats(self, request: web.Request) -> web.StreamResponse:
+        return self._answer(200, dict(sorted(self.stats.items())))
+
+    def _unauthorized(self) -> web.Response:
+        return self._answer(401, {"success": False, "error": "unauthorized"})
+
+    def _answer(
+        self, status: int, body: Mapping[str, object], headers: Mapping[str, str] | None = None
+    ) -> web.Response:
+        self.stats[f"status_{status}"] += 1
+        return web.Response(
+            status=status,
+            text=json.dumps(body),
+            content_type="application/json",
+            headers=headers,
+        )
+
+    @web.middleware
+    async def _cors(
+        self,
+        request: web.Request,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    ) -> web.StreamResponse:
+        response = await handler(request)
+        origin = request.headers.get("Origin")
+        allowed = self.config.cors_origins
+        if origin is not None and ("*" in allowed or origin in allowed):
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Vary"] = "Origin"
+            if request.method == "OPTIONS":
+                response.headers["Access-Control-Allow-Methods"] = "POST, OPTIONS"
+                response.headers["Access-Control-Allow-Headers"] = request.headers.get(
+                    "Access-Control-Request-Headers", ALLOWED_HEADERS
+                )
+                response.headers["Access-Control-Max-Age"] = "86400"
+        return response
+
+
+async def _read(request: web.Request, limit: int) -> bytes:
+    """The raw body, read no further than `limit` bytes (413 past it)."""
+    length = request.content_length
+    if length is not None and length > limit:
+        raise BodyError(413, f"body larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise BodyError(413, f"body larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def serve(
+    collector: Collector,
+    host: str,
+    port: int,
+    stop: asyncio.Event,
+    started: Callable[[], None] | None = None,
+) -> None:
+    """Serve until `stop` is set; then finish the requests in flight.
+
+    aiohttp's own decompression is off: it would inflate a gzip body before
+    the size limit could apply (`body.decoded` bounds it instead).
+    """
+    runner = web.AppRunner(collector.application(), auto_decompress=False, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port, shutdown_timeout=10.0)
+        await site.start()
+        if started is not None:
+            started()
+        await stop.wait()
+    finally:
+        await runner.cleanup()

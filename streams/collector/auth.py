@@ -1,0 +1,60 @@
+"""Write keys: which source a request comes from, and what that source may send."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A named sender; only `sales` sources may send the sales-only event types."""
+
+    name: str
+    sales: bool = False
+
+
+class WriteKeys:
+    """Looks a presented key up in constant time: every known key is compared, always."""
+
+    def __init__(
+        self, keys: Mapping[str, str], sales_sources: frozenset[str] = frozenset()
+    ) -> None:
+        self._keys = [
+            (key.encode(), Source(name, sales=name in sales_sources)) for key, name in keys.items()
+        ]
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    @property
+    def sources(self) -> list[Source]:
+        return [source for _, source in self._keys]
+
+    def source_of(self, presented: str | None) -> Source | None:
+        if presented is None:
+            return None
+        candidate = presented.encode("utf-8", "surrogateescape")
+        found: Source | None = None
+        for key, source in self._keys:
+            if hmac.compare_digest(key, candidate):
+                found = source
+        return found
+
+
+def basic_username(header: str | None) -> str | None:
+    """The user name of an ``Authorization: Basic`` header (the write key), else None."""
+    if not header:
+        return None
+    scheme, _, encoded = header.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    username, _, _password = decoded.partition(":")
+    return username or None

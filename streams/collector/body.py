@@ -1,0 +1,56 @@
+"""Request bodies: bounded gzip decompression and JSON parsing, whatever the content type.
+
+analytics.js posts JSON as ``text/plain`` (no CORS preflight) and
+rudder-sdk-python gzips by default, so the content type is not trusted and
+``Content-Encoding: gzip`` is undone here, never past the size limit (a
+small compressed body may expand a thousandfold).
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+
+
+class BodyError(ValueError):
+    """The body cannot be read; `status` is the HTTP answer (400, 413 or 415)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def decoded(data: bytes, encoding: str | None, limit: int) -> bytes:
+    """The body with its content encoding undone; 413 past `limit` bytes, 415 if unknown."""
+    coding = (encoding or "identity").strip().lower()
+    if coding in ("identity", ""):
+        if len(data) > limit:
+            raise BodyError(413, f"body larger than {limit} bytes")
+        return data
+    if coding not in ("gzip", "x-gzip"):
+        raise BodyError(415, f"Content-Encoding {coding!r} not supported (gzip or none)")
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(data, limit + 1)
+    except zlib.error as error:
+        raise BodyError(400, f"gzip body cannot be decompressed ({error})") from None
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise BodyError(413, f"body larger than {limit} bytes once decompressed")
+    if not inflater.eof:
+        raise BodyError(400, "gzip body is truncated")
+    return out
+
+
+def parsed(data: bytes) -> object:
+    """The JSON document of a body (UTF-8); 400 with the parser's reason otherwise."""
+    if not data.strip():
+        raise BodyError(400, "empty body: expected a JSON object")
+    try:
+        return json.loads(data)
+    except UnicodeDecodeError:
+        raise BodyError(400, "body is not UTF-8 JSON") from None
+    except RecursionError:
+        raise BodyError(400, "body is JSON nested too deeply") from None
+    except ValueError as error:  # JSONDecodeError, and ints past Python's digit limit
+        raise BodyError(400, f"body is not valid JSON ({error})") from None
