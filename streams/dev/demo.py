@@ -1,16 +1,17 @@
 """`leadpulse demo`: a simulated funnel on the embedded stack, in compressed time.
 
 A few hundred simulated leads behave like a B2B funnel (buyers, evaluators,
-browsers, students, job seekers, unsubscribers). Their events are produced in
-real time while a worker scores them with the demo model, whose half-lives
-are the default model's compressed (a day becomes a couple of seconds), so
-leads become MQLs, are handed off, go cold and are recycled within a minute.
+browsers, students, job seekers, unsubscribers). Their events are sent in
+real time through the front door, as a site would send them (Segment calls
+from segment-analytics-python to `leadpulse collect`), while a worker scores
+them with the demo model, whose half-lives are the default model's compressed
+(a day becomes a couple of seconds), so leads become MQLs, are handed off,
+go cold and are recycled within a minute.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
 import sys
@@ -19,7 +20,6 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -142,33 +142,70 @@ def plan_traffic(leads: int, duration: float, seed: int) -> tuple[list[Planned],
         span = rng.uniform(duration * 0.05, duration * 0.35)
         step = span / max(len(journey) - 1, 1)
         plan.extend(Planned(start + i * step, body) for i, body in enumerate(journey))
-    for i in range(max(leads // 50, 1)):  # trackers have bugs too
-        bad: dict[str, Any] = {"event_id": f"bad-{i}", "type": "Page View", "lead_id": "x"}
+    for i in range(max(leads // 50, 1)):  # trackers have bugs too: a name that maps to nothing
+        bad: dict[str, Any] = {"event_id": f"bad-{i}", "type": "???", "lead_id": "x"}
         plan.append(Planned(rng.uniform(0, duration), bad))
     plan.sort()
     return plan, personas
 
 
-def produce(bootstrap: str, topic: str, plan: list[Planned], sent_at: dict[str, float]) -> int:
-    """Send the plan in real time; occurred_at is the moment of sending."""
-    from kafka import KafkaProducer
+TRACK_NAMES = {
+    "demo_request": "Demo Requested",
+    "trial_signup": "Trial Started",
+    "email_open": "Email Opened",
+    "email_click": "Email Link Clicked",
+    "email_unsubscribe": "Unsubscribed",
+    "content_download": "Content Downloaded",
+    "product_usage": "Product Used",
+    "webinar_registered": "Webinar Registered",
+    "webinar_attended": "Webinar Attended",
+}
+"""The Segment names the simulated site tracks; the demo model's `events:` maps them back."""
 
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=2)
+
+def send_call(client: Any, body: dict[str, Any]) -> None:
+    """One planned event as the Segment call a site would make (the SDK stamps the time)."""
+    ids = {
+        "user_id": body.get("lead_id"),
+        "anonymous_id": body.get("anonymous_id"),
+        "message_id": body["event_id"],
+    }
+    kind = body["type"]
+    if kind == "identify":
+        client.identify(traits=body.get("traits", {}), **ids)
+    elif kind == "page_view":
+        client.page(properties=body.get("properties", {}), **ids)
+    else:
+        name = TRACK_NAMES.get(kind, kind)
+        client.track(event=name, properties=body.get("properties", {}), **ids)
+
+
+def send_through_collector(
+    url: str, write_key: str, plan: list[Planned], sent_at: dict[str, float]
+) -> int:
+    """Send the plan in real time with segment-analytics-python, `host=` the collector."""
+    from segment.analytics.client import Client
+
+    failures: list[str] = []
+    client = Client(
+        write_key,
+        host=url,
+        upload_interval=0.02,  # the SDK's 0.5 s default would dominate the latency shown
+        on_error=lambda error, _batch: failures.append(str(error)),
+    )
     start = time.monotonic()
     try:
         for item in plan:
             delay = item.at - (time.monotonic() - start)
             if delay > 0:
                 time.sleep(delay)
-            body = dict(item.payload)
-            if "occurred_at" not in body and not body["event_id"].startswith("bad-"):
-                body["occurred_at"] = datetime.now(UTC).isoformat()
-            key = body.get("lead_id") or body.get("anonymous_id") or ""
-            sent_at[body["event_id"]] = time.time()
-            producer.send(topic, key=key.encode(), value=json.dumps(body).encode())
-        producer.flush(30)
+            sent_at[item.payload["event_id"]] = time.time()
+            send_call(client, item.payload)
+        client.flush()
     finally:
-        producer.close(5)
+        client.join()
+    if failures:
+        print(f"  the SDK reported {len(failures)} failed uploads: {failures[0]}", file=sys.stderr)
     return len(plan)
 
 
@@ -235,8 +272,9 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def run_demo(options: DemoOptions) -> int:
+    from streams.cli.collect import new_write_key
     from streams.dev.devstack import DevStack, free_port
-    from streams.dev.workerproc import WorkerProcess
+    from streams.dev.workerproc import CollectorProcess, WorkerProcess
     from streams.settings import Settings
 
     model_file = options.model_file or Path(str(resources.files("streams.dev") / DEMO_MODEL))
@@ -252,16 +290,27 @@ def run_demo(options: DemoOptions) -> int:
     print("starting the embedded stack (Tansu broker + redis-server) ...", flush=True)
     with DevStack(options.kafka_port, options.redis_port, topics=topics) as stack:
         web_port = free_port()
+        write_key = new_write_key()
         settings = settings.replace(
             broker=f"kafka://{stack.bootstrap}",
             redis_url=stack.redis_url,
             web_port=web_port,
             data_dir=Path(stack.redis.workdir) / "worker",
             session_timeout=2.0,
+            collector_port=free_port(),
+            write_keys=f"website={write_key}",
         )
-        print(f"  kafka {stack.bootstrap}   redis {stack.redis_url}   http :{web_port}/stats")
-        worker = WorkerProcess(settings, Path(stack.redis.workdir) / "worker.log").start()
+        logs = Path(stack.redis.workdir)
+        worker = WorkerProcess(settings, logs / "worker.log").start()
+        collector: CollectorProcess | None = None
         try:
+            try:
+                collector = CollectorProcess(settings, logs / "collector.log").start()
+            except (TimeoutError, RuntimeError) as error:
+                print(f"collector not ready: {error}", file=sys.stderr)
+                return 1
+            print(f"  kafka {stack.bootstrap}   redis {stack.redis_url}   http :{web_port}/stats")
+            print(f"  collector {collector.url}   write key {write_key}")
             print(f"waiting for the worker to join the consumer group (log: {worker.log_path})")
             try:
                 worker.wait_assigned()
@@ -275,14 +324,17 @@ def run_demo(options: DemoOptions) -> int:
             watcher.start()
             print("simulating traffic; handoffs and recycles as they happen:\n", flush=True)
             started = time.monotonic()
-            sent = produce(stack.bootstrap, settings.events_topic, plan, sent_at)
+            sent = send_through_collector(collector.url, write_key, plan, sent_at)
             print(f"\nall {sent} events sent; letting leads cool down ...", flush=True)
             time.sleep(options.cooldown)
             watcher.stop_flag.set()
             watcher.join(10)
             elapsed = time.monotonic() - started
             stats = worker.stats()
+            stats["collector"] = collector.stats()
         finally:
+            if collector is not None:
+                collector.stop()
             worker.stop()
     _summary(
         options=options,
@@ -312,9 +364,10 @@ def _summary(
         f"  leads simulated     {options.leads}  ("
         + ", ".join(f"{k} {v}" for k, v in personas.most_common())
         + ")",
-        f"  events sent         {sent} in {elapsed:.0f}s",
+        f"  events sent         {sent} in {elapsed:.0f}s, by segment-analytics-python",
+        f"  collector accepted  {stats['collector'].get('accepted', '?')}, "
+        f"rejected {stats['collector'].get('rejected', '?')} (dead-lettered with reasons)",
         f"  events scored       {stats.get('scored', '?')}",
-        f"  dead-lettered       {stats.get('dead_lettered', '?')}",
         f"  became MQL          {counts.get('iql->mql', 0) + counts.get('nurture->mql', 0)}",
         f"  handed off (SAL)    {len(watcher.handoffs)}",
         f"  recycled to nurture {recycled}",
@@ -329,19 +382,27 @@ def _summary(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Traffic-only mode for docker compose: produce the simulated funnel to a broker."""
+    """Traffic-only mode for docker compose: send the simulated funnel to a collector."""
     parser = argparse.ArgumentParser(description="leadpulse demo traffic generator")
-    parser.add_argument("--traffic-only", action="store_true", help="only produce events")
+    parser.add_argument("--traffic-only", action="store_true", help="only send events")
     parser.add_argument("--leads", type=int, default=300)
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--collector", default="http://127.0.0.1:8088", help="collector URL (the SDK's host)"
+    )
+    parser.add_argument(
+        "--write-key", help="write key (default: the first of LEADPULSE_WRITE_KEYS)"
+    )
     args = parser.parse_args(argv)
     from streams.settings import Settings
 
-    settings = Settings()
+    write_key = args.write_key or next(iter(Settings().write_key_sources), None)
+    if write_key is None:
+        parser.error("a write key is needed: --write-key KEY or LEADPULSE_WRITE_KEYS")
     plan, _ = plan_traffic(args.leads, args.duration, args.seed)
-    sent = produce(",".join(settings.bootstrap_servers), settings.events_topic, plan, {})
-    print(f"sent {sent} events to {settings.events_topic}")
+    sent = send_through_collector(args.collector, write_key, plan, {})
+    print(f"sent {sent} events to {args.collector}")
     return 0
 
 

@@ -35,6 +35,16 @@ def worker_command(
     return [sys.executable, "-m", "streams.cli", command, *extra], env
 
 
+def get_json(url: str) -> dict[str, Any]:
+    """A local JSON endpoint's answer, or {} if it does not answer (yet)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as reply:  # noqa: S310 -- local http only
+            result: dict[str, Any] = json.load(reply)
+            return result
+    except (OSError, ValueError):
+        return {}
+
+
 def stop_process(process: subprocess.Popen[Any], timeout: float = 15.0) -> None:
     """SIGTERM, then SIGKILL after `timeout` seconds."""
     if process.poll() is not None:
@@ -72,12 +82,7 @@ class WorkerProcess:
 
     def stats(self) -> dict[str, Any]:
         """The worker's /stats, or {} while it is not serving."""
-        try:
-            with urllib.request.urlopen(self.stats_url, timeout=2) as reply:  # noqa: S310
-                result: dict[str, Any] = json.load(reply)
-                return result
-        except (OSError, ValueError):
-            return {}
+        return get_json(self.stats_url)
 
     def wait_assigned(self, timeout: float = 120.0) -> None:
         """Block until the worker's consumer owns partitions (the group join is done)."""
@@ -161,12 +166,12 @@ class CollectorProcess:
         return self
 
     def health(self) -> dict[str, Any]:
-        try:
-            with urllib.request.urlopen(f"{self.url}/health", timeout=2) as reply:  # noqa: S310
-                result: dict[str, Any] = json.load(reply)
-                return result
-        except (OSError, ValueError):
-            return {}
+        """The collector's /health, or {} while it is not serving."""
+        return get_json(f"{self.url}/health")
+
+    def stats(self) -> dict[str, Any]:
+        """Requests by status, messages accepted and rejected (GET /stats)."""
+        return get_json(f"{self.url}/stats")
 
     def _wait_serving(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
