@@ -75,14 +75,23 @@ def _add_run_commands(sub: Any) -> None:
 
     p = sub.add_parser(
         "dev",
-        help="start the embedded stack (Tansu broker + redis-server) and a worker",
-        description="Embedded stack for development: Ctrl-C stops everything.",
+        help="start the embedded stack (Tansu broker + redis-server), a worker and a collector",
+        description=(
+            "Embedded stack for development: Tansu, redis-server, a scoring worker and the "
+            "Segment-compatible collector; prints their addresses and a write key. "
+            "Ctrl-C stops everything."
+        ),
     )
     p.add_argument("--kafka-port", type=int, help="broker port (default: a free port)")
     p.add_argument("--redis-port", type=int, help="redis-server port (default: a free port)")
     p.add_argument("--model", type=Path, help="scoring model YAML")
     p.add_argument("--web-port", type=int, default=6066, help="worker HTTP port (6066)")
-    p.add_argument("--data-dir", default=".leadpulse/dev", help="worker data directory")
+    p.add_argument("--collector-port", type=int, default=8088, help="collector HTTP port (8088)")
+    p.add_argument(
+        "--data-dir",
+        default=".leadpulse/dev",
+        help="data directory: worker state, logs, the dev write key (.leadpulse/dev)",
+    )
     p.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=cmd_dev)
 

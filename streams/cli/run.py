@@ -91,35 +91,75 @@ def event_loop() -> asyncio.AbstractEventLoop:
 
 def cmd_dev(args: argparse.Namespace) -> int:
     from streams.dev.devstack import DevStack
+    from streams.dev.workerproc import CollectorProcess
 
     settings = load_settings(model_file=args.model)
     load_scoring_model(settings)  # reject a bad model before starting anything
     stack = DevStack(args.kafka_port, args.redis_port, topics=_topic_partitions(settings))
     print("starting Tansu broker and redis-server ...", flush=True)
     with stack:
+        data_dir = Path(args.data_dir).absolute()
         settings = settings.replace(
             broker=f"kafka://{stack.bootstrap}",
             redis_url=stack.redis_url,
             web_port=args.web_port,
-            data_dir=Path(args.data_dir),
+            data_dir=data_dir,
             session_timeout=2.0,
+            collector_port=args.collector_port,
+            write_keys=dev_write_keys(settings, data_dir),
         )
-        for name, value in stack.describe().items():
-            print(f"  {name:10} {value}")
-        web = f"http://{settings.web_host}:{settings.web_port}"
-        print(f"  {'http':10} {web}/stats  {web}/health  {web}/leads/<id>")
-        print(f"\n  export LEADPULSE_BROKER=kafka://{stack.bootstrap}")
-        print(f"  export LEADPULSE_REDIS_URL={stack.redis_url}\n", flush=True)
-        argv, env = worker_command(settings, "--loglevel", args.loglevel)
-        worker = subprocess.Popen(argv, env=env)
+        collector = CollectorProcess(settings, data_dir / "collector.log", loglevel=args.loglevel)
         try:
-            return worker.wait()
-        except KeyboardInterrupt:
-            print("\nstopping worker ...", flush=True)
-            stop_process(worker)
-            return EXIT_OK
+            collector.start()
+        except (TimeoutError, RuntimeError) as error:
+            raise SystemExit(f"leadpulse dev: the collector did not start: {error}") from None
+        try:
+            _print_dev_banner(stack.describe(), settings, collector.url)
+            argv, env = worker_command(settings, "--loglevel", args.loglevel)
+            worker = subprocess.Popen(argv, env=env)
+            try:
+                return worker.wait()
+            except KeyboardInterrupt:
+                print("\nstopping worker and collector ...", flush=True)
+                stop_process(worker)
+                return EXIT_OK
+            finally:
+                stop_process(worker)
         finally:
-            stop_process(worker)
+            collector.stop()
+
+
+def dev_write_keys(settings: Settings, data_dir: Path) -> str:
+    """LEADPULSE_WRITE_KEYS if set, else one ``website`` key kept in the data dir.
+
+    Kept, so that a site or script configured with it goes on working after
+    `leadpulse dev` restarts.
+    """
+    from streams.cli.collect import new_write_key
+
+    if settings.write_keys is not None:
+        return settings.write_keys.get_secret_value()
+    path = data_dir / "write_key"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(new_write_key() + "\n")
+        path.chmod(0o600)
+    return f"website={path.read_text().strip()}"
+
+
+def _print_dev_banner(services: dict[str, str], settings: Settings, collector_url: str) -> None:
+    for name, value in services.items():
+        print(f"  {name:10} {value}")
+    web = f"http://{settings.web_host}:{settings.web_port}"
+    print(f"  {'http':10} {web}/stats  {web}/health  {web}/leads/<id>")
+    print(f"  {'collector':10} {collector_url}  (Segment HTTP API: /v1/batch, /v1/track, ...)")
+    for key, source in settings.write_key_sources.items():
+        print(f"  {'write key':10} {key}  (source {source})")
+    key = next(iter(settings.write_key_sources))
+    print("\n  point a tracker at it, e.g. segment-analytics-python:")
+    print(f'    analytics.Client("{key}", host="{collector_url}")')
+    print(f"\n  export LEADPULSE_BROKER=kafka://{settings.bootstrap_servers[0]}")
+    print(f"  export LEADPULSE_REDIS_URL={settings.redis_url}\n", flush=True)
 
 
 def _topic_partitions(settings: Settings) -> dict[str, int]:

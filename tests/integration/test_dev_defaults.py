@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 DEFAULT_WEB_PORT = 6066
+DEFAULT_COLLECTOR_PORT = 8088
 START_TIMEOUT = 120.0
 
 
@@ -106,8 +107,9 @@ class Dev:
 @pytest.fixture
 def dev(tmp_path: Path) -> Iterator[Dev]:
     """`leadpulse dev` started bare in an empty directory; always stopped, with its children."""
-    if port_open(DEFAULT_WEB_PORT):
-        pytest.skip(f"port {DEFAULT_WEB_PORT} is taken on this machine; the default needs it")
+    for port in (DEFAULT_WEB_PORT, DEFAULT_COLLECTOR_PORT):
+        if port_open(port):
+            pytest.skip(f"port {port} is taken on this machine; the default needs it")
     cwd = tmp_path / "fresh"
     cwd.mkdir()
     output = tmp_path / "dev.out"
@@ -169,7 +171,13 @@ def test_dev_with_no_flags_serves_a_worker_and_stops_cleanly(dev: Dev) -> None:
     redis = re.search(r"redis\s+redis://127\.0\.0\.1:(\d+)", text)
     assert kafka, text
     assert redis, text
-    ports = [int(kafka.group(1)), int(redis.group(1)), DEFAULT_WEB_PORT]
+    ports = [int(kafka.group(1)), int(redis.group(1)), DEFAULT_WEB_PORT, DEFAULT_COLLECTOR_PORT]
+    collector_url = f"http://127.0.0.1:{DEFAULT_COLLECTOR_PORT}"
+    assert collector_url in text, text
+    key = re.search(r"write key\s+(wk_\S+)\s+\(source website\)", text)
+    assert key, text
+    assert (dev.cwd / ".leadpulse" / "dev" / "write_key").read_text().strip() == key.group(1)
+    _post_with_the_printed_key(collector_url, key.group(1))
     dev.started += descendants(dev.process.pid)
     assert dev.started, "dev started no child processes?"
 
@@ -187,3 +195,16 @@ def test_dev_with_no_flags_serves_a_worker_and_stops_cleanly(dev: Dev) -> None:
     assert not left, f"processes left behind: {left}"
     assert not [p for p in ports if port_open(p)], f"ports still open: {ports}"
     assert (dev.cwd / ".leadpulse" / "dev").is_dir(), "data dir not created under the cwd"
+
+
+def _post_with_the_printed_key(url: str, key: str) -> None:
+    """What the banner tells a newcomer to do: a Segment SDK with host= the collector."""
+    from segment.analytics.client import Client
+
+    errors: list[str] = []
+    client = Client(key, host=url, sync_mode=True, on_error=lambda e, _: errors.append(str(e)))
+    client.track("dev-check-lead", "Demo Requested", {"plan": "pro"})
+    client.flush()
+    assert not errors, errors
+    with urllib.request.urlopen(f"{url}/stats", timeout=2) as reply:
+        assert json.load(reply).get("accepted") == 1
