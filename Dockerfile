@@ -14,7 +14,7 @@ RUN pip install . && useradd --create-home --uid 10001 leadpulse
 USER leadpulse
 WORKDIR /home/leadpulse
 
-EXPOSE 6066
+EXPOSE 6066 8088
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=5 \
   CMD python -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:6066/stats', timeout=2)" || exit 1
 ENTRYPOINT ["leadpulse"]

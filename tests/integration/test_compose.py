@@ -33,8 +33,8 @@ def compose() -> dict[str, Any]:
 
 def test_services_and_health_checks(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert {"kafka", "redis", "worker", "traffic"} <= set(services)
-    for name in ("kafka", "redis", "worker"):
+    assert {"kafka", "redis", "worker", "collector", "traffic"} <= set(services)
+    for name in ("kafka", "redis", "worker", "collector"):
         assert services[name]["healthcheck"]["test"], name
     assert services["traffic"]["profiles"] == ["demo"]
 
@@ -71,3 +71,23 @@ def test_worker_environment_names_real_settings(compose: dict[str, Any]) -> None
     )
     assert settings.bootstrap_servers == ["kafka:9092"]
     assert settings.partitions == 12
+
+
+@pytest.mark.parametrize("service", ["collector", "traffic"])
+def test_collector_environment_names_real_settings(compose: dict[str, Any], service: str) -> None:
+    env = compose["services"][service]["environment"]
+    names = {f"LEADPULSE_{field.upper()}" for field in Settings.model_fields}
+    assert set(env) <= names, set(env) - names
+    settings = Settings.model_validate(
+        {key.removeprefix("LEADPULSE_").lower(): value for key, value in env.items()}
+    )
+    assert list(settings.write_key_sources.values()) == ["website"]
+
+
+def test_traffic_posts_to_the_collector_service(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    entrypoint = services["traffic"]["entrypoint"]
+    url = entrypoint[entrypoint.index("--collector") + 1]
+    port = services["collector"]["environment"]["LEADPULSE_COLLECTOR_PORT"]
+    assert url == f"http://collector:{port}"
+    assert services["collector"]["command"] == ["collect"]
