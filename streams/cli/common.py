@@ -24,12 +24,21 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         base = Settings()
     except ValidationError as error:
-        raise SystemExit(f"leadpulse: bad LEADPULSE_* environment: {error}") from None
+        raise SystemExit(f"leadpulse: bad LEADPULSE_* environment:\n{_described(error)}") from None
     values = {k: v for k, v in overrides.items() if v is not None}
     try:
         return base.replace(**values) if values else base
     except ValidationError as error:
-        raise SystemExit(f"leadpulse: bad option: {error}") from None
+        raise SystemExit(f"leadpulse: bad option:\n{_described(error)}") from None
+
+
+def _described(error: ValidationError) -> str:
+    """One line per problem, naming the variable; never the value (it may be a secret)."""
+    lines = []
+    for problem in error.errors(include_input=False, include_url=False):
+        name = "_".join(str(part) for part in problem["loc"]).upper()
+        lines.append(f"  LEADPULSE_{name}: {problem['msg']}")
+    return "\n".join(lines)
 
 
 def load_scoring_model(settings: Settings) -> ScoringModel:
