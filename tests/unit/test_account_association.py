@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from schemas import BehaviorEvent, from_segment
+from schemas import BehaviorEvent, Handoff, decode_handoff, encode, from_segment
 from scoring import LeadState, apply, apply_many, explain, merge, new_lead
 from scoring.engine import is_account_id
 from scoring.fit import merge_account_traits
 from tests.unit.test_bounded_state import TIGHT
+from tests.unit.test_schemas import transition
 from tests.unit.test_scoring_engine import MODEL, event
 
 
@@ -172,3 +174,13 @@ def test_an_anonymous_visitors_group_call_reaches_the_lead_through_identify() ->
     assert visitor.account_id == "acme"
     lead = merge(new_lead("lead-1"), visitor, MODEL)
     assert lead.account_id == "acme"
+
+
+def test_a_handoff_carries_the_account_id_and_old_handoffs_decode() -> None:
+    handoff = Handoff.from_transition(transition(), profile={"title": "VP"}, account_id="acme")
+    assert handoff.account_id == "acme"
+    assert decode_handoff(encode(handoff)) == handoff
+    old = handoff.model_dump(mode="json")
+    del old["account_id"]  # what the previous release published
+    assert decode_handoff(json.dumps(old)).account_id is None
+    assert Handoff.from_transition(transition()).account_id is None
