@@ -10,6 +10,7 @@ import pytest
 
 from schemas import BehaviorEvent, decode_dead_letter, decode_handoff, decode_transition
 from scoring import ScoringModel, apply, engagement, new_lead
+from streams.http.views import explain_lead
 from streams.pipeline.processor import Processor
 from streams.pipeline.records import Record, Topics
 from streams.store import MemoryLeadStore, decode_state
@@ -321,7 +322,7 @@ async def test_a_handoff_carries_the_account_of_its_own_event_not_of_later_ones(
 
 
 async def test_an_anonymous_visitors_account_is_merged_into_the_lead(
-    processor: Processor, publisher: FakePublisher, store: MemoryLeadStore
+    processor: Processor, publisher: FakePublisher, store: MemoryLeadStore, model: ScoringModel
 ) -> None:
     await processor.process(
         records(
@@ -337,3 +338,8 @@ async def test_an_anonymous_visitors_account_is_merged_into_the_lead(
     assert (state.account_id, state.account_traits) == ("acme", {"name": "Acme"})
     (handoff,) = publisher.on(TOPICS.handoffs)
     assert decode_handoff(handoff.value).account_id == "acme"
+    # what `leadpulse lead` and the worker's /leads/{id} show, for the visitor's id too
+    view = await explain_lead(store, model, "v-1", T0.timestamp() + 10)
+    assert view["merged_into"] == "lead-v"
+    assert view["lead"]["account_id"] == "acme"
+    assert view["lead"]["account_traits"] == {"name": "Acme"}
