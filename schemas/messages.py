@@ -204,7 +204,12 @@ class StageTransition(BaseModel):
 
 
 class Handoff(BaseModel):
-    """MQL-to-SAL handoff: who, how hot, how good a fit, and why."""
+    """MQL-to-SAL handoff: who, how hot, how good a fit, and why.
+
+    `account_id` is the lead's account (its latest ``group`` call) when the
+    handoff was decided, None if none was named; handoffs written before it
+    existed decode with None.
+    """
 
     model_config = _OUT
 
@@ -220,10 +225,14 @@ class Handoff(BaseModel):
     reasons: list[RuleContribution] = Field(default_factory=list)
     event_id: str | None = None
     profile: dict[str, JsonValue] = Field(default_factory=dict)
+    account_id: str | None = None
 
     @classmethod
     def from_transition(
-        cls, transition: StageTransition, profile: dict[str, JsonValue] | None = None
+        cls,
+        transition: StageTransition,
+        profile: dict[str, JsonValue] | None = None,
+        account_id: str | None = None,
     ) -> Handoff:
         """The handoff id is the transition id, so both de-duplicate together."""
         if not transition.is_handoff:
@@ -242,6 +251,7 @@ class Handoff(BaseModel):
             reasons=transition.reasons,
             event_id=transition.event_id,
             profile=profile or {},
+            account_id=account_id,
         )
 
 

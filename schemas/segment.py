@@ -19,7 +19,11 @@ Mapping, per call ``type``:
   is expressed as the same link (previousId's history merges into userId).
   The alias message's own ``anonymousId`` is not used.
 - ``group``: ``group`` with ``properties = {"account_id": groupId,
-  "account_traits": traits}``.
+  "account_traits": traits}`` (plus the kept ``context``, as for every call).
+  The worker stores the account on the lead (`LeadState.account_id` and
+  ``account_traits``, see `scoring.engine`): the latest group call wins, and
+  one naming another account replaces the account traits rather than merging
+  them; a handoff carries the lead's ``account_id``.
 
 Ids: ``messageId`` → ``event_id`` (missing or empty: `message_digest`);
 ``userId`` → ``lead_id``, ``anonymousId`` → ``anonymous_id``, at least one

@@ -6,6 +6,21 @@ contribution is its decayed, capped sum (`decay.contribution`), engagement is
 `lifecycle`. Hot loops run the speed-tuned twins in `fastpath`, which give
 the same floats as the plain definitions (tests/unit/test_fastpath.py).
 
+Events are folded in the order given (arrival order: Kafka's, within a lead),
+not re-sorted by event time. Rule points decay from each event's own time, so
+engagement does not depend on that order; the facts events state do. Traits
+(an ``identify``'s) and the account (a ``group``'s) are what the event applied
+last said: a late event (an earlier event time, applied later) still overwrites
+them. A replay applies the same order, so it gives the same state.
+
+A ``group`` event sets the lead's account: ``properties.account_id`` (an
+identifier: a non-empty string of at most MAX_ID_LENGTH printable characters)
+and ``properties.account_traits`` (an object), which merge like traits and
+under the same limits (`fit.merge_account_traits`); a call naming another
+account than the stored one replaces the account traits instead of merging
+them. A ``group`` event without a valid account id changes no account (it
+still counts and can match rules, like any event).
+
 Idempotency per event id is not handled here: the state store drops an event
 id it has already applied before calling `apply`. Applying one event twice
 counts it twice.
@@ -20,14 +35,15 @@ yields the same transitions (ids included) for events that arrive in time order.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TypeGuard
 
 from pydantic import JsonValue
 
-from schemas import BehaviorEvent, RuleContribution, Stage, StageTransition
+from schemas import BehaviorEvent, RuleContribution, Stage, StageTransition, limits
 from scoring import fastpath
 from scoring.decay import RuleState, add
 from scoring.epoch import Instant, as_epoch, from_epoch, to_epoch
-from scoring.fit import fit_points, grade, merge_traits
+from scoring.fit import fit_points, grade, merge_account_traits, merge_traits
 from scoring.lifecycle import (
     RECYCLABLE,
     Move,
@@ -42,6 +58,8 @@ from scoring.recycle import Term, total
 from scoring.state import Clamp, LeadState
 
 TOP_REASONS = 5
+GROUP = "group"
+"""The event type that names a lead's account (a Segment ``group`` call)."""
 
 
 def terms(state: LeadState, model: ScoringModel) -> list[Term]:
@@ -166,6 +184,9 @@ class _Work:
     __slots__ = (
         "_fit",
         "_fit_traits",
+        "account_id",
+        "account_traits",
+        "account_traits_dropped",
         "anonymous",
         "armed",
         "clamped_events",
@@ -196,6 +217,9 @@ class _Work:
         self.traits_dropped = state.traits_dropped
         self.clamped_events = state.clamped_events
         self.last_clamp = state.last_clamp
+        self.account_id = state.account_id
+        self.account_traits = state.account_traits
+        self.account_traits_dropped = state.account_traits_dropped
         self.made: list[StageTransition] = []
         self._fit_traits: dict[str, JsonValue] | None = None
         self._fit = 0.0
@@ -213,6 +237,9 @@ class _Work:
                 "traits_dropped": self.traits_dropped,
                 "clamped_events": self.clamped_events,
                 "last_clamp": self.last_clamp,
+                "account_id": self.account_id,
+                "account_traits": self.account_traits,
+                "account_traits_dropped": self.account_traits_dropped,
             }
         )
 
@@ -235,7 +262,8 @@ class _Work:
     def fold(self, event: BehaviorEvent, moment: float, model: ScoringModel) -> None:
         """Add the event's points to each rule it matches, at the event time.
 
-        Traits merge within the model's limits; a clamped event time is recorded.
+        Traits merge within the model's limits, a ``group`` call sets the
+        account (see the module docstring); a clamped event time is recorded.
         """
         properties = event.properties
         matched = [
@@ -251,6 +279,8 @@ class _Work:
         if event.traits:
             self.traits, dropped = merge_traits(self.traits, event.traits, model)
             self.traits_dropped += dropped
+        if event.type == GROUP:
+            self.group(properties, model)
         if event.reported_at is not None:
             self.clamped_events += 1
             self.last_clamp = Clamp(
@@ -258,6 +288,20 @@ class _Work:
             )
         self.clock = max(self.clock, moment)
         self.events_applied += 1
+
+    def group(self, properties: Mapping[str, JsonValue], model: ScoringModel) -> None:
+        """A ``group`` call: the account it names, its traits merged (or replacing)."""
+        account_id = properties.get("account_id")
+        if not is_account_id(account_id):
+            return
+        update = properties.get("account_traits")
+        current = self.account_traits if account_id == self.account_id else {}
+        self.account_id = account_id
+        if isinstance(update, dict):
+            self.account_traits, dropped = merge_account_traits(current, update, model)
+            self.account_traits_dropped += dropped
+        else:
+            self.account_traits = current
 
     def decide(self, event: BehaviorEvent, model: ScoringModel) -> None:
         """The moves at the lead's clock: a sales verdict first, then the thresholds."""
@@ -359,6 +403,20 @@ class _Work:
             )
             stage = move.to_stage
         self.stage, self.transition_seq = stage, seq
+
+
+def is_account_id(value: object) -> TypeGuard[str]:
+    """Whether a ``group`` event's ``account_id`` can name an account.
+
+    The rules of an event's ids: a non-empty string of at most MAX_ID_LENGTH
+    characters, none of them a control character (it becomes a Kafka key and
+    part of Redis keys in the account roll-up).
+    """
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= limits.MAX_ID_LENGTH
+        and not any(ord(char) < 32 or ord(char) == 127 for char in value)
+    )
 
 
 def _dip(

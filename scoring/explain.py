@@ -101,6 +101,13 @@ def notes(state: LeadState, model: ScoringModel) -> tuple[str, ...]:
             f"(max_traits {limits.max_traits} besides the traits the model reads, "
             f"max_trait_bytes {limits.max_trait_bytes})"
         )
+    if state.account_traits_dropped:
+        limits = model.limits
+        found.append(
+            f"{state.account_traits_dropped} account trait value(s) were dropped by the "
+            f"model's limits (max_traits {limits.max_traits}, "
+            f"max_trait_bytes {limits.max_trait_bytes})"
+        )
     return tuple(found)
 
 

@@ -42,8 +42,29 @@ def merge_traits(
     once max_traits such keys are held. Returns the traits and how many values
     were dropped.
     """
+    return _merge_bounded(current, update, model, model.declared_traits)
+
+
+def merge_account_traits(
+    current: dict[str, JsonValue], update: dict[str, JsonValue], model: ScoringModel
+) -> tuple[dict[str, JsonValue], int]:
+    """`merge_traits` for the traits of a lead's account (a ``group`` call's traits).
+
+    The same rules and limits, except that no key is exempt from max_traits:
+    the model reads no account traits, so an account holds at most max_traits
+    of them. Returns the traits and how many values were dropped.
+    """
+    return _merge_bounded(current, update, model, frozenset())
+
+
+def _merge_bounded(
+    current: dict[str, JsonValue],
+    update: dict[str, JsonValue],
+    model: ScoringModel,
+    declared: frozenset[str],
+) -> tuple[dict[str, JsonValue], int]:
+    """`current` updated by `update`; keys in `declared` never count against max_traits."""
     limits = model.limits
-    declared = model.declared_traits
     merged = dict(current)
     dropped = 0
     room: int | None = None  # undeclared keys that still fit, counted when first needed

@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from schemas import Stage
 from scoring.decay import RuleState, combine
-from scoring.fit import merge_traits
+from scoring.fit import merge_account_traits, merge_traits
 from scoring.model import ScoringModel
 
 
@@ -30,8 +30,11 @@ class LeadState(BaseModel):
     evaluated at. `armed` is False after a sales rejection: the lead must fall
     below the recycle threshold before it can become an MQL again.
     `transition_seq` counts transitions, to order the lead's outbox; ids never
-    derive from it. Fields added after the first release have defaults, so a
-    state an older worker wrote still decodes during a rolling upgrade.
+    derive from it. `account_id` and `account_traits` are the account the
+    latest ``group`` call applied named (see `engine`), and that account's
+    traits; None and empty until one does. Fields added after the first
+    release have defaults, so a state an older worker wrote still decodes
+    during a rolling upgrade.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
@@ -52,6 +55,12 @@ class LeadState(BaseModel):
     clamped_events: int = Field(default=0, ge=0)
     """Events whose future time was clamped to their record time plus skew."""
     last_clamp: Clamp | None = None
+    account_id: str | None = None
+    """The lead's account (a Segment ``group`` call's groupId), if one was named."""
+    account_traits: dict[str, JsonValue] = Field(default_factory=dict)
+    """Traits of `account_id` (always empty without one), bounded like `traits`."""
+    account_traits_dropped: int = Field(default=0, ge=0)
+    """Account trait values dropped by the model's limits."""
 
 
 def new_lead(lead_id: str, anonymous: bool = False) -> LeadState:
@@ -62,9 +71,11 @@ def merge(known: LeadState, anonymous: LeadState, model: ScoringModel) -> LeadSt
     """Fold an anonymous profile into a known lead without losing a point.
 
     Rule pairs combine exactly as if one lead had received every event; traits
-    the known lead has win (and keep their room under the limits); stage,
-    arming and transition count stay the known lead's; `merged_from` ends with
-    the id merged now. No lifecycle runs here: apply the identify event that
+    the known lead has win (and keep their room under the limits); the known
+    lead's account (id and traits, whole) wins if it has one, else the
+    anonymous profile's is taken, its traits bounded again by the limits;
+    stage, arming and transition count stay the known lead's; `merged_from`
+    ends with the id merged now. No lifecycle runs here: apply the identify event that
     caused the merge to the result (or call `evaluate`), so any transition it
     triggers names that event. Call ``evaluate(known, event time)`` before
     merging, so a recycle the known lead was due on its own is not hidden by
@@ -91,6 +102,11 @@ def merge(known: LeadState, anonymous: LeadState, model: ScoringModel) -> LeadSt
         *(i for i in anonymous.merged_from if i not in known.merged_from),
         anonymous.lead_id,
     )
+    if known.account_id is not None or anonymous.account_id is None:
+        account_id, account_traits, account_dropped = known.account_id, known.account_traits, 0
+    else:
+        account_id = anonymous.account_id
+        account_traits, account_dropped = merge_account_traits({}, anonymous.account_traits, model)
     keep = model.limits.max_merged_from
     clamps = [clamp for clamp in (known.last_clamp, anonymous.last_clamp) if clamp is not None]
     return known.model_copy(
@@ -103,5 +119,10 @@ def merge(known: LeadState, anonymous: LeadState, model: ScoringModel) -> LeadSt
             "traits_dropped": known.traits_dropped + anonymous.traits_dropped + dropped,
             "clamped_events": known.clamped_events + anonymous.clamped_events,
             "last_clamp": max(clamps, key=lambda clamp: clamp.clamped_to, default=None),
+            "account_id": account_id,
+            "account_traits": account_traits,
+            "account_traits_dropped": (
+                known.account_traits_dropped + anonymous.account_traits_dropped + account_dropped
+            ),
         }
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from schemas import DecodeError, decode
@@ -50,8 +51,16 @@ def format_lead(view: dict[str, Any]) -> str:
         f"engagement  {e['engagement']:.2f}",
         f"fit         {e['fit']:.0f}  grade {e['grade']}",
         f"model       {view['model_version']}",
-        "why (engagement, decayed to now):",
     ]
+    account = view.get("account_id")
+    if account is not None:
+        lines.append(f"account     {account}")
+        lines.extend(
+            f"  {key if key.isprintable() else json.dumps(key):28} "
+            f"{json.dumps(value, ensure_ascii=False)}"
+            for key, value in (view.get("account_traits") or {}).items()
+        )
+    lines.append("why (engagement, decayed to now):")
     lines.extend(f"  {p['rule']:28} {p['points']:+9.2f}" for p in e["parts"])
     if e.get("fit_parts"):
         lines.append("fit:")

@@ -11,7 +11,11 @@ from streams.store import LeadStore, decode_state
 async def explain_lead(
     store: LeadStore, model: ScoringModel, lead_id: str, now: float
 ) -> dict[str, Any]:
-    """Score, grade, stage and per-rule explanation of a lead at `now`."""
+    """Score, grade, stage and per-rule explanation of a lead at `now`, and its account.
+
+    `account_id` is None and `account_traits` empty until a ``group`` call
+    named the lead's account.
+    """
     snap = (await store.snapshot({lead_id: ()}))[lead_id]
     if snap.alias is not None and snap.state is None:
         merged = await explain_lead(store, model, snap.alias, now)
@@ -24,6 +28,8 @@ async def explain_lead(
         "lead_id": lead_id,
         "found": True,
         "anonymous": state.anonymous,
+        "account_id": state.account_id,
+        "account_traits": state.account_traits,
         "model_version": model.model_version,
         "explanation": explanation.model_dump(mode="json"),
         "pending_outbox": len(snap.outbox),

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 
-from pydantic import JsonValue
-
 from schemas import DecodeError, Handoff, StageTransition, decode_transition, encode
 from scoring import LeadState, ScoringModel, handoff_profile, next_recycle_at
 from streams.kafka.publisher import Outgoing, Publisher, RefusedMessagesError
@@ -32,13 +30,13 @@ def make_commit(
     *,
     decided: Decided,
     model: ScoringModel,
-    profiles: Mapping[str, dict[str, JsonValue]] | None = None,
+    at_decision: Mapping[str, LeadState] | None = None,
 ) -> Commit:
     """The commit of `state` with its decided messages; they are also noted in `decided`.
 
-    A handoff carries the profile of the lead as of the event that caused it:
-    `profiles` (by transition id) when `state` is already past that event,
-    else `state`'s own.
+    A handoff carries the profile and account of the lead as of the event that
+    caused it: of the state in `at_decision` (by transition id) when `state` is
+    already past that event, else of `state`.
     """
     outbox: dict[str, bytes] = {}
     first_seq = state.transition_seq - len(transitions)
@@ -47,10 +45,10 @@ def make_commit(
         outbox[message_id] = encode(t)
         decided[snap.subject, message_id] = t
         if t.is_handoff:
-            profile = (profiles or {}).get(t.transition_id)
-            if profile is None:
-                profile = handoff_profile(state, model)
-            handoff = Handoff.from_transition(t, profile=profile)
+            then = (at_decision or {}).get(t.transition_id, state)
+            handoff = Handoff.from_transition(
+                t, profile=handoff_profile(then, model), account_id=then.account_id
+            )
             outbox[f"{HANDOFF_PREFIX}{n:010d}"] = encode(handoff)
     return Commit(
         subject=snap.subject,

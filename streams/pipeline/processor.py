@@ -16,14 +16,11 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import suppress
 from datetime import UTC, datetime
 
-from pydantic import JsonValue
-
 from schemas import BehaviorEvent, DecodeError, StageTransition, decode_event, limits
 from scoring import (
     LeadState,
     ScoringModel,
     apply_many,
-    handoff_profile,
     new_lead,
     next_recycle_at,
 )
@@ -154,7 +151,7 @@ class Processor:
                         caused,
                         decided=decided,
                         model=self.model,
-                        profiles=self._profiles_at_decision(before, fresh, caused),
+                        at_decision=self._states_at_decision(before, fresh, caused),
                     )
                 )
             if replayed:
@@ -211,29 +208,29 @@ class Processor:
             result[target].sort(key=lambda e: arrival[id(e)])
         return result, targets
 
-    def _profiles_at_decision(
+    def _states_at_decision(
         self,
         before: LeadState,
         events: Sequence[BehaviorEvent],
         caused: Sequence[StageTransition],
-    ) -> dict[str, dict[str, JsonValue]] | None:
-        """Each handoff's profile as of its causing event, not of the batch's last one.
+    ) -> dict[str, LeadState] | None:
+        """The lead as of each handoff's causing event, not of the batch's last one.
 
-        Otherwise a trait a later event of the same batch brings would ride along,
-        and the same handoff would carry another profile when the batch is cut
-        elsewhere (a replay after a crash). Handoffs are rare: the fold is redone
-        only up to their event.
+        A handoff's profile and account come from it. Otherwise a trait or an
+        account a later event of the same batch brings would ride along, and
+        the same handoff would carry another profile when the batch is cut
+        elsewhere (a replay after a crash). Handoffs are rare: the fold is
+        redone only up to their event.
         """
-        profiles: dict[str, dict[str, JsonValue]] = {}
+        states: dict[str, LeadState] = {}
         for t in caused:
             if not t.is_handoff or t.event_id is None:
                 continue
             upto = next((n for n, e in enumerate(events) if e.event_id == t.event_id), None)
             if upto is None or upto == len(events) - 1:
                 continue  # the last event's state is the one committed
-            at, _ = apply_many(before, events[: upto + 1], self.model)
-            profiles[t.transition_id] = handoff_profile(at, self.model)
-        return profiles or None
+            states[t.transition_id], _ = apply_many(before, events[: upto + 1], self.model)
+        return states or None
 
     def reject(self, events: Iterable[BehaviorEvent], reason: str, lead: str) -> None:
         """Dead-letter a lead's events that can never be applied (sent with the batch)."""

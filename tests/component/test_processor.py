@@ -10,6 +10,7 @@ import pytest
 
 from schemas import BehaviorEvent, decode_dead_letter, decode_handoff, decode_transition
 from scoring import ScoringModel, apply, engagement, new_lead
+from streams.http.views import explain_lead
 from streams.pipeline.processor import Processor
 from streams.pipeline.records import Record, Topics
 from streams.store import MemoryLeadStore, decode_state
@@ -290,3 +291,55 @@ async def test_a_handoff_carries_the_profile_of_its_own_event_not_of_later_ones(
         (handoff,) = publisher.on(TOPICS.handoffs)
         profiles.append(decode_handoff(handoff.value).profile)
     assert profiles == [{"company_size": 300}, {"company_size": 300}]
+
+
+def group(lead: str | None, account: str, *, at: float = 0.0, **kw: Any) -> dict[str, Any]:
+    traits = {"name": account.title()}
+    return event(
+        "group", lead, at=at, properties={"account_id": account, "account_traits": traits}, **kw
+    )
+
+
+async def test_a_handoff_carries_the_account_of_its_own_event_not_of_later_ones(
+    model: ScoringModel,
+) -> None:
+    bodies = [
+        group("lead-g", "acme"),
+        event("identify", "lead-g", at=1, traits={"company_size": 300}),
+        page("https://x.io/pricing", "lead-g", at=2),
+        event("demo_request", "lead-g", at=3),
+        group("lead-g", "globex", at=4),
+    ]
+    for cut in (len(bodies), 4):  # one batch, or the last event in a batch of its own
+        store, publisher = MemoryLeadStore(partitions=4), FakePublisher()
+        proc = Processor(store, publisher, model, topics=TOPICS, clock=T0.timestamp)
+        await proc.process(records(bodies[:cut]))
+        await proc.process(records(bodies[cut:]))
+        (handoff,) = publisher.on(TOPICS.handoffs)
+        assert decode_handoff(handoff.value).account_id == "acme"
+        state = stored(store, "lead-g")
+        assert (state.account_id, state.account_traits) == ("globex", {"name": "Globex"})
+
+
+async def test_an_anonymous_visitors_account_is_merged_into_the_lead(
+    processor: Processor, publisher: FakePublisher, store: MemoryLeadStore, model: ScoringModel
+) -> None:
+    await processor.process(
+        records(
+            [
+                group(None, "acme", anon="v-1"),
+                event("identify", "lead-v", anon="v-1", at=1, traits={"company_size": 300}),
+                page("https://x.io/pricing", "lead-v", at=2),
+                event("demo_request", "lead-v", at=3),
+            ]
+        )
+    )
+    state = stored(store, "lead-v")
+    assert (state.account_id, state.account_traits) == ("acme", {"name": "Acme"})
+    (handoff,) = publisher.on(TOPICS.handoffs)
+    assert decode_handoff(handoff.value).account_id == "acme"
+    # what `leadpulse lead` and the worker's /leads/{id} show, for the visitor's id too
+    view = await explain_lead(store, model, "v-1", T0.timestamp() + 10)
+    assert view["merged_into"] == "lead-v"
+    assert view["lead"]["account_id"] == "acme"
+    assert view["lead"]["account_traits"] == {"name": "Acme"}

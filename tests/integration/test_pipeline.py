@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from schemas import BehaviorEvent, DeadLetter, original_payload
+from schemas import BehaviorEvent, DeadLetter, decode_handoff, from_segment, original_payload
 from scoring import apply, engagement, new_lead, parse_model
 from streams.dev.workerproc import WorkerProcess
 from streams.settings import Settings
@@ -94,6 +94,36 @@ def test_same_batch_twice_keeps_state_and_hands_off_once(
     finally:
         reader.close()
     assert len(handoffs_for(values, lead)) == 1
+
+
+def test_a_group_call_stores_the_account_and_the_handoff_carries_it(
+    running: tuple[Settings, WorkerProcess], lead: str
+) -> None:
+    settings, _ = running
+    call = {
+        "type": "group",
+        "messageId": uuid.uuid4().hex,
+        "userId": lead,
+        "groupId": "acct-acme",
+        "traits": {"name": "Acme", "employees": 400},
+        "timestamp": now(),
+    }
+    group = from_segment(call, received_at=datetime.now(UTC)).model_dump(mode="json")
+    produce(settings, [group])
+    wait_for(lambda: read_state(settings, lead)[1] is not None, what="group call applied")
+    state = read_state(settings, lead)[1]
+    assert state is not None
+    assert state.account_id == "acct-acme"
+    assert state.account_traits == {"name": "Acme", "employees": 400}
+    produce(settings, hot_events(lead))
+    reader = TopicReader(settings, settings.handoffs_topic)
+    try:
+        values = reader.until(lambda vs: bool(handoffs_for(vs, lead)))
+    finally:
+        reader.close()
+    (handoff,) = handoffs_for(values, lead)
+    assert handoff["account_id"] == "acct-acme"
+    assert decode_handoff(json.dumps(handoff)).account_id == "acct-acme"
 
 
 def bad_payload(i: int, marker: str, lead: str) -> bytes:

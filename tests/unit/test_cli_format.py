@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from streams.cli.format import format_lead
 
 
@@ -38,3 +40,24 @@ def test_no_notes_no_section() -> None:
 def test_a_merged_id_points_at_its_lead() -> None:
     text = format_lead({"lead_id": "anon-1", "merged_into": "lead-1", "lead": view()})
     assert text.splitlines()[0] == "anon-1 was merged into lead-1"
+
+
+def test_the_account_and_its_traits_are_shown() -> None:
+    lead = {
+        **view(),
+        "account_id": "acme",
+        "account_traits": {"name": "Acme \u00e9", "employees": 300, "bad\nkey": "x\ny"},
+    }
+    lines = format_lead(lead).splitlines()
+    at = lines.index("account     acme")
+    assert lines[at + 1 : at + 4] == [
+        f'  {"name":28} "Acme \u00e9"',
+        f"  {'employees':28} 300",
+        f'  {json.dumps("bad" + chr(10) + "key"):28} "x\\ny"',
+    ]
+    assert lines[at + 4] == "why (engagement, decayed to now):"
+
+
+def test_no_account_no_line() -> None:
+    assert "account" not in format_lead({**view(), "account_id": None, "account_traits": {}})
+    assert "account" not in format_lead(view())

@@ -7,7 +7,10 @@ from typing import Any
 import pytest
 from redis.asyncio.connection import Connection
 
+from scoring import LeadState
+from streams.store import decode_state, encode_state
 from streams.store.redis import id_digest, in_window, pack
+from streams.store.redis.wire import lead_fields
 
 COMMANDS: list[tuple[Any, ...]] = [
     ("EVALSHA", "f" * 40, 3, "lp:{a}:state", "lp:{a}:alias", "lp:{a}:outbox", b"1"),
@@ -38,3 +41,11 @@ def test_window_membership_only_counts_aligned_entries() -> None:
     assert in_window(straddling, window + straddling)  # found again further on, aligned
     assert not in_window(id_digest("e3"), window)
     assert not in_window(first, b"")
+
+
+def test_bulk_loaded_lead_fields_keep_the_account() -> None:
+    state = LeadState(lead_id="lead-a", account_id="acme", account_traits={"name": "Acme"})
+    fields = lead_fields(3, encode_state(state), ["e1", "e2"])
+    assert fields["v"] == b"3"
+    assert decode_state(fields["s"]) == state
+    assert fields["w"] == id_digest("e1") + id_digest("e2")

@@ -38,6 +38,7 @@ def test_previous_release_state_decodes_with_defaults() -> None:
     assert state.transition_seq == 2
     assert state.merged_from == ("anon-7",)
     assert (state.traits_dropped, state.clamped_events, state.last_clamp) == (0, 0, None)
+    assert (state.account_id, state.account_traits, state.account_traits_dropped) == (None, {}, 0)
     assert LeadState.model_validate_json(state.model_dump_json()) == state
     assert explain(state, state.clock, default_model()).notes == ()
 
@@ -65,3 +66,20 @@ def test_previous_release_state_scores_the_same() -> None:
     after, moved = apply_many(state, [unsubscribe], model)
     assert engagement(after, after.clock, model) == 41.99163440271184
     assert moved == ()
+
+
+def test_a_group_call_on_a_previous_release_state_sets_the_account() -> None:
+    model = default_model()
+    state = LeadState.model_validate_json(PREVIOUS_RELEASE)
+    call = BehaviorEvent(
+        event_id="g1",
+        type="group",
+        lead_id="lead-42",
+        occurred_at=T0 + timedelta(seconds=240),
+        properties={"account_id": "acme", "account_traits": {"name": "Acme"}},
+    )
+    after, moved = apply_many(state, [call], model)
+    assert (after.account_id, after.account_traits) == ("acme", {"name": "Acme"})
+    assert moved == ()
+    assert after.traits == state.traits
+    assert engagement(after, after.clock, model) == engagement(state, after.clock, model)

@@ -84,9 +84,19 @@ def test_key_order_and_spacing_do_not_matter() -> None:
     assert decode_state(json.dumps(document, indent=2).encode()) == LEAD
 
 
+WITH_ACCOUNT = LEAD.model_copy(
+    update={
+        "account_id": "acme",
+        "account_traits": {"name": "Acme", "employees": 300, "tags": ["b2b"]},
+        "account_traits_dropped": 2,
+    }
+)
+
+
 def test_round_trip_keeps_every_field() -> None:
     states = [
         LEAD,
+        WITH_ACCOUNT,
         LeadState(lead_id="anon-1", anonymous=True),
         LEAD.model_copy(update={"lead_id": '"quoted" \\ lead}', "armed": False}),
         LEAD.model_copy(update={"lead_id": "漢字-ü", "stage": Stage.NURTURE, "clock": 1e-300}),
@@ -145,3 +155,27 @@ def test_fields_a_newer_release_added_inside_nested_models_are_ignored() -> None
     assert decoded.last_clamp is not None
     assert decoded.last_clamp.event_id == "e"
     assert decoded.rules == LEAD.rules, "rule names are data, never dropped as unknown fields"
+
+
+def test_the_account_fields_round_trip_and_states_without_them_load() -> None:
+    blob = encode_state(WITH_ACCOUNT)
+    document = json.loads(blob)
+    assert document["state"]["account_id"] == "acme"
+    assert document["state"]["account_traits"] == WITH_ACCOUNT.account_traits
+    assert decode_state(blob) == WITH_ACCOUNT
+    # a format-2 blob written before the account fields existed (fast path)
+    without = {k: v for k, v in LEAD.model_dump(mode="json").items() if not k.startswith("account")}
+    old = b'{"format":2,"state":' + json.dumps(without, separators=(",", ":")).encode() + b"}"
+    state = decode_state(old)
+    assert state == LEAD
+    assert (state.account_id, state.account_traits, state.account_traits_dropped) == (None, {}, 0)
+    # a newer release's blob: the account fields read, its own additions ignored
+    newer = {**document["state"], "account_score": 12.5}
+    assert decode_state(json.dumps({"format": 3, "state": newer}).encode()) == WITH_ACCOUNT
+
+
+def test_a_state_with_an_invalid_account_field_is_corrupt() -> None:
+    state = {**LEAD.model_dump(mode="json"), "account_traits": ["not", "an", "object"]}
+    with pytest.raises(CorruptStateError) as raised:
+        decode_state(json.dumps({"format": 2, "state": state}).encode())
+    assert "account_traits" in raised.value.reason
