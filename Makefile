@@ -20,7 +20,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
-install: $(STAMP)
+# analytics.js (npm) and Debian's Chromium, for the browser tests
+BROWSER_STAMP := tests/browser/node_modules/.installed
+
+$(BROWSER_STAMP): tests/browser/package.json tests/browser/package-lock.json
+	@test -x /usr/bin/chromium || { \
+	  echo "installing Debian package: chromium"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y chromium >/dev/null 2>&1 || \
+	  { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium >/dev/null; }; }
+	cd tests/browser && npm ci --no-audit --no-fund
+	@touch $(BROWSER_STAMP)
+
+install: $(STAMP) $(BROWSER_STAMP)
 
 lint: install
 	$(BIN)/ruff check .

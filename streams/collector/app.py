@@ -226,6 +226,8 @@ class Collector:
         if origin is not None and ("*" in allowed or origin in allowed):
             response.headers["Access-Control-Allow-Origin"] = origin
             response.headers["Vary"] = "Origin"
+            # analytics.js honours Retry-After on a 503 only if it may read it
+            response.headers["Access-Control-Expose-Headers"] = "Retry-After"
             if request.method == "OPTIONS":
                 response.headers["Access-Control-Allow-Methods"] = "POST, OPTIONS"
                 response.headers["Access-Control-Allow-Headers"] = request.headers.get(
