@@ -6,6 +6,10 @@ body naming rejected messages; 400 / 413 / 415 for a body that can never be
 taken (SDKs drop it); 401 for a missing or unknown write key, without
 detail; 503 with ``Retry-After`` while Kafka is away (SDKs retry). Bad input
 never causes a 500.
+
+Every error body carries ``code`` and ``message``: the SDKs read both, and
+rudder-sdk-python takes a body without ``code`` for a network error, so it
+retried a 401 or a 400 for minutes instead of giving up.
 """
 
 from __future__ import annotations
@@ -41,6 +45,15 @@ from streams.settings import Settings
 log = logging.getLogger("leadpulse.collector")
 
 RETRY_AFTER_SECONDS = 5
+ERROR_CODES: Mapping[int, str] = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    503: "unavailable",
+}
+"""The ``code`` of an error answer, by status."""
 ALLOWED_HEADERS = "Content-Type, Authorization, Content-Encoding, X-Retry-Count"
 Clock = Callable[[], datetime]
 
@@ -207,6 +220,9 @@ class Collector:
         self, status: int, body: Mapping[str, object], headers: Mapping[str, str] | None = None
     ) -> web.Response:
         self.stats[f"status_{status}"] += 1
+        if status >= 400:
+            message = body.get("error") or "message rejected: see rejected"
+            body = {"code": ERROR_CODES.get(status, "error"), "message": message, **body}
         return web.Response(
             status=status,
             text=json.dumps(body),
