@@ -587,8 +587,7 @@ def _py_spy(pid: int, out: Path, seconds: float) -> subprocess.Popen[bytes]:
             "--pid",
             str(pid),
             "--rate",
-            "250",
-            "--nonblocking",
+            "250",  # blocking (pauses the collector per sample): --nonblocking tears stacks
             "--duration",
             str(int(seconds) + 1),
             "--format",
@@ -798,7 +797,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only", default=",".join(MEASURES), help=f"comma-separated subset of {MEASURES}"
     )
-    parser.add_argument("--profile", type=Path, help="py-spy record the collector into this dir")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="py-spy record the collector into this dir (slows it: not a run to record)",
+    )
     parser.add_argument("--json", action="store_true", help="print the result JSON on stdout")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs)")
     parser.add_argument("--no-save", action="store_true", help="do not write bench/results")
