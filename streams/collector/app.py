@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -41,6 +41,10 @@ from streams.settings import Settings
 log = logging.getLogger("leadpulse.collector")
 
 RETRY_AFTER_SECONDS = 5
+RUNNER_OPTIONS: Mapping[str, Any] = {"auto_decompress": False, "access_log": None}
+"""How `serve` runs the app (tests too): aiohttp's own decompression is off, it
+would inflate a gzip body before the size limit could apply (`body.decoded`
+bounds it instead)."""
 ALLOWED_HEADERS = "Content-Type, Authorization, Content-Encoding, X-Retry-Count"
 Clock = Callable[[], datetime]
 
@@ -101,7 +105,10 @@ class Collector:
         app = web.Application(middlewares=[self._cors])
         app.router.add_post("/v1/{endpoint}", self.receive)
         app.router.add_post("/{endpoint}", self.receive)
-        app.router.add_route("OPTIONS", "/{tail:.*}", self.preflight)
+        # preflights of the API paths only: a catch-all would answer a POST to any
+        # other path 405 (a route exists, for OPTIONS) where 404 is meant
+        app.router.add_route("OPTIONS", "/v1/{endpoint}", self.preflight)
+        app.router.add_route("OPTIONS", "/{endpoint}", self.preflight)
         app.router.add_get("/health", self.health)
         app.router.add_get("/stats", self.show_stats)
         return app
@@ -257,15 +264,11 @@ async def serve(
     stop: asyncio.Event,
     started: Callable[[], None] | None = None,
 ) -> None:
-    """Serve until `stop` is set; then finish the requests in flight.
-
-    aiohttp's own decompression is off: it would inflate a gzip body before
-    the size limit could apply (`body.decoded` bounds it instead).
-    """
-    runner = web.AppRunner(collector.application(), auto_decompress=False, access_log=None)
+    """Serve until `stop` is set; then finish the requests in flight (`RUNNER_OPTIONS`)."""
+    runner = web.AppRunner(collector.application(), shutdown_timeout=10.0, **RUNNER_OPTIONS)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port, shutdown_timeout=10.0)
+        site = web.TCPSite(runner, host, port)
         await site.start()
         if started is not None:
             started()
