@@ -189,6 +189,8 @@ class Collector:
             failed_at=received_at,
         )
         key = rejected.message_id or source.name
+        # a messageId may hold lone surrogates (JSON escapes); a Kafka key is UTF-8
+        key = key.encode("utf-8", "replace").decode("utf-8")
         return Outgoing(self.config.dlq_topic, key, encode(letter))
 
     async def _publish_quietly(self, messages: Sequence[Outgoing]) -> None:

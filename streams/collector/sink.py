@@ -135,6 +135,8 @@ class MemorySink:
     async def publish(self, messages: Sequence[Outgoing]) -> None:
         if self.unavailable:
             raise BrokerUnavailableError("memory sink set unavailable")
+        for message in messages:
+            message.key.encode("utf-8")  # as the Kafka publisher does: a bad key raises
         self.messages.extend(messages)
 
     async def close(self) -> None:

@@ -229,6 +229,20 @@ async def test_an_invalid_single_call_is_400_and_dead_lettered(
     assert stored(sink, DLQ)[0].key == "website"  # no messageId: the source names the letter
 
 
+async def test_a_rejected_message_id_with_a_lone_surrogate_still_names_its_letter(
+    client: TestClient[Any, Any], sink: MemorySink
+) -> None:
+    """The letter's Kafka key is the messageId, and a Kafka key must be UTF-8."""
+    batch = [{"type": "track", "userId": "u", "messageId": "m-\ud800"}]
+    status, body, _ = await post(client, "/v1/batch", {"batch": batch}, headers=WEB)
+    assert status == 200
+    assert body["rejected"][0]["messageId"] == "m-\ud800"  # as sent, in the answer
+    [message] = stored(sink, DLQ)
+    assert message.key == "m-?"
+    [letter] = letters(sink)
+    assert letter.errors == ["event: missing (a track call names its event)"]
+
+
 # -- endpoints ---------------------------------------------------------------------------------
 
 # (call type, fields of a valid message, leadpulse type)

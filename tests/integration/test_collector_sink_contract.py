@@ -130,6 +130,11 @@ async def test_the_sink_contract(port: Port) -> None:
     for key in {m.key for m in messages}:
         assert [v for k, v in records if k == key] == [m.value for m in messages if m.key == key]
 
+    # -- keys are UTF-8 text: one that cannot be encoded is the caller's bug, not a 503 ----
+    with pytest.raises(UnicodeEncodeError):
+        await sink.publish([Outgoing(topic, "lead-\ud800", b"bad key")])
+    assert not [r for r in await port.read(N) if r[1] == b"bad key"]
+
     # -- a sink whose broker is away raises BrokerUnavailableError (a 503), without hanging --
     for broken in port.unreachable:
         await broken.start()  # never raises: requests answer 503 until the broker is back
