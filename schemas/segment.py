@@ -61,7 +61,7 @@ import math
 import re
 import unicodedata
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Final
 
 from pydantic import JsonValue, ValidationError
@@ -209,7 +209,15 @@ def event_time(message: Mapping[str, object], received_at: datetime) -> datetime
         original = times.get("originalTimestamp", times.get("timestamp"))
         if original is None:
             return received_at
-        return min(received_at, received_at - (sent - original))
+        skew = sent - original
+        if skew <= timedelta(0):
+            return received_at  # happened after it was sent: not later than received
+        try:
+            return received_at - skew
+        except OverflowError:  # e.g. sent in 9999 what happened in year 1
+            raise DecodeError(
+                [f"sentAt: {skew.days} days after the event time, not a real clock skew"]
+            ) from None
     return times.get("timestamp", times.get("originalTimestamp", received_at))
 
 

@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -55,6 +55,10 @@ ERROR_CODES: Mapping[int, str] = {
     503: "unavailable",
 }
 """The ``code`` of an error answer, by status."""
+RUNNER_OPTIONS: Mapping[str, Any] = {"auto_decompress": False, "access_log": None}
+"""How `serve` runs the app (tests too): aiohttp's own decompression is off, it
+would inflate a gzip body before the size limit could apply (`body.decoded`
+bounds it instead)."""
 ALLOWED_HEADERS = "Content-Type, Authorization, Content-Encoding, X-Retry-Count"
 Clock = Callable[[], datetime]
 
@@ -115,7 +119,10 @@ class Collector:
         app = web.Application(middlewares=[self._cors])
         app.router.add_post("/v1/{endpoint}", self.receive)
         app.router.add_post("/{endpoint}", self.receive)
-        app.router.add_route("OPTIONS", "/{tail:.*}", self.preflight)
+        # preflights of the API paths only: a catch-all would answer a POST to any
+        # other path 405 (a route exists, for OPTIONS) where 404 is meant
+        app.router.add_route("OPTIONS", "/v1/{endpoint}", self.preflight)
+        app.router.add_route("OPTIONS", "/{endpoint}", self.preflight)
         app.router.add_get("/health", self.health)
         app.router.add_get("/stats", self.show_stats)
         return app
@@ -196,6 +203,8 @@ class Collector:
             failed_at=received_at,
         )
         key = rejected.message_id or source.name
+        # a messageId may hold lone surrogates (JSON escapes); a Kafka key is UTF-8
+        key = key.encode("utf-8", "replace").decode("utf-8")
         return Outgoing(self.config.dlq_topic, key, encode(letter))
 
     async def _publish_quietly(self, messages: Sequence[Outgoing]) -> None:
@@ -276,20 +285,18 @@ async def serve(
     stop: asyncio.Event,
     started: Callable[[], None] | None = None,
 ) -> None:
-    """Serve until `stop` is set; then finish the requests in flight.
+    """Serve until `stop` is set; then finish the requests in flight (`RUNNER_OPTIONS`).
 
-    aiohttp's own decompression is off: it would inflate a gzip body before
-    the size limit could apply (`body.decoded` bounds it instead). Once
-    listening, the start-up heap is frozen out of the garbage collector (as
-    the worker's `freeze_heap`): every request's objects that outlive a few
-    young collections while Kafka acknowledges push a full collection about
-    once a second, and each walked the whole heap (aiohttp, aiokafka,
+    Once listening, the start-up heap is frozen out of the garbage collector
+    (as the worker's `freeze_heap`): every request's objects that outlive a
+    few young collections while Kafka acknowledges push a full collection
+    about once a second, and each walked the whole heap (aiohttp, aiokafka,
     pydantic, the model): 17-34 ms stalls at 5,000 events/s.
     """
-    runner = web.AppRunner(collector.application(), auto_decompress=False, access_log=None)
+    runner = web.AppRunner(collector.application(), shutdown_timeout=10.0, **RUNNER_OPTIONS)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port, shutdown_timeout=10.0)
+        site = web.TCPSite(runner, host, port)
         await site.start()
         gc.collect()
         gc.freeze()

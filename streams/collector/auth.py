@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,7 +36,9 @@ class WriteKeys:
     def source_of(self, presented: str | None) -> Source | None:
         if presented is None:
             return None
-        candidate = presented.encode("utf-8", "surrogateescape")
+        # any str encodes: lone surrogates from JSON escapes (or escaped header bytes)
+        # pass as bytes no configured key has, rather than raising
+        candidate = presented.encode("utf-8", "surrogatepass")
         found: Source | None = None
         for key, source in self._keys:
             if hmac.compare_digest(key, candidate):
@@ -54,7 +55,7 @@ def basic_username(header: str | None) -> str | None:
         return None
     try:
         decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # binascii.Error, UnicodeDecodeError, non-ASCII characters in the header
         return None
     username, _, _password = decoded.partition(":")
     return username or None

@@ -10,6 +10,13 @@ from __future__ import annotations
 
 import json
 import zlib
+from typing import Final
+
+MAX_NESTING: Final = 100
+"""Deepest nesting of arrays and objects a body may have. Python's parser stops
+only at the recursion limit, less the frames already on the stack, and the
+collector encodes each message again deeper in the stack: a document just under
+that limit would parse, then fail there. Segment payloads nest a few levels."""
 
 
 class BodyError(ValueError):
@@ -39,18 +46,44 @@ def decoded(data: bytes, encoding: str | None, limit: int) -> bytes:
         raise BodyError(413, f"body larger than {limit} bytes once decompressed")
     if not inflater.eof:
         raise BodyError(400, "gzip body is truncated")
+    if inflater.unused_data:  # more gzip members, or garbage: never take part of a body
+        raise BodyError(400, "gzip body has data after the end of its stream")
     return out
 
 
 def parsed(data: bytes) -> object:
-    """The JSON document of a body (UTF-8); 400 with the parser's reason otherwise."""
+    """The JSON document of a body (UTF-8); 400 with the parser's reason otherwise.
+
+    Strictly UTF-8 (a byte order mark is ignored): `json.loads` of bytes would
+    also take UTF-16 and UTF-32, and UTF-8-encoded surrogates.
+    """
     if not data.strip():
         raise BodyError(400, "empty body: expected a JSON object")
     try:
-        return json.loads(data)
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise BodyError(400, "body is not UTF-8 JSON") from None
+    try:
+        document = json.loads(text)
     except RecursionError:
         raise BodyError(400, "body is JSON nested too deeply") from None
     except ValueError as error:  # JSONDecodeError, and ints past Python's digit limit
         raise BodyError(400, f"body is not valid JSON ({error})") from None
+    if data.count(b"[") + data.count(b"{") > MAX_NESTING and _nested_deeper(document):
+        raise BodyError(400, f"body is JSON nested too deeply (more than {MAX_NESTING} levels)")
+    return document
+
+
+def _nested_deeper(document: object, limit: int = MAX_NESTING) -> bool:
+    """True if arrays and objects nest more than `limit` levels (without recursing)."""
+    if not isinstance(document, dict | list):
+        return False
+    stack: list[tuple[dict[str, object] | list[object], int]] = [(document, 1)]
+    while stack:
+        node, depth = stack.pop()
+        for child in node.values() if isinstance(node, dict) else node:
+            if isinstance(child, dict | list):
+                if depth >= limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False

@@ -105,12 +105,16 @@ def write_key_in(document: object) -> str | None:
         return key
     items = document.get("batch")
     if isinstance(items, list) and items:
-        keys = {item.get("writeKey") if isinstance(item, dict) else None for item in items}
+        keys = {_text(item.get("writeKey")) if isinstance(item, dict) else None for item in items}
         if len(keys) == 1:
             (only,) = keys
-            if isinstance(only, str) and only:
+            if only:
                 return only
     return None
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None  # a list or an object is not hashable
 
 
 def take(

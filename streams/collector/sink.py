@@ -61,14 +61,17 @@ class KafkaSink:
                 return self._producer
             if time.monotonic() - self._last_attempt < RECONNECT_EVERY:
                 raise BrokerUnavailableError("Kafka is unreachable (retrying)")
-            self._last_attempt = time.monotonic()
             producer = self._new_producer()
             try:
                 await asyncio.wait_for(producer.start(), self.settings.collector_produce_timeout)
             except Exception as error:
                 await _quietly_stop(producer)
-                log.warning("cannot reach Kafka at %s: %s", self.settings.broker, error)
-                raise BrokerUnavailableError(f"Kafka is unreachable: {error}") from error
+                # from the end of the attempt: one that timed out took longer than
+                # RECONNECT_EVERY, and the requests queued on the lock would each try again
+                self._last_attempt = time.monotonic()
+                reason = str(error) or type(error).__name__  # a timeout has no message
+                log.warning("cannot reach Kafka at %s: %s", self.settings.broker, reason)
+                raise BrokerUnavailableError(f"Kafka is unreachable: {reason}") from error
             self._producer = producer
             self.connected = True
             return producer
@@ -132,6 +135,8 @@ class MemorySink:
     async def publish(self, messages: Sequence[Outgoing]) -> None:
         if self.unavailable:
             raise BrokerUnavailableError("memory sink set unavailable")
+        for message in messages:
+            message.key.encode("utf-8")  # as the Kafka publisher does: a bad key raises
         self.messages.extend(messages)
 
     async def close(self) -> None:

@@ -310,6 +310,11 @@ TIMES: list[tuple[str, dict[str, Any], datetime]] = [
         {"originalTimestamp": "2026-11-22T10:00:10Z", "sentAt": "2026-11-22T10:00:00Z"},
         RECEIVED,
     ),
+    (
+        "sentAt in year 1, the original in 9999: received_at, no overflow",
+        {"originalTimestamp": "9999-12-31T23:59:59Z", "sentAt": "0001-01-01T00:00:00Z"},
+        RECEIVED,
+    ),
     ("sentAt alone", {"sentAt": "2026-11-22T10:00:00Z"}, RECEIVED),
     (
         "no sentAt: timestamp as given, offset and nanoseconds",
@@ -360,6 +365,11 @@ BAD_TIMES: list[tuple[str, dict[str, Any], list[str]]] = [
         "epoch number",
         {"timestamp": 1764000000},
         ["timestamp: expected an ISO-8601 string, got a number"],
+    ),
+    (
+        "sentAt thousands of years after the original: no overflow",
+        {"originalTimestamp": "0001-01-01T00:00:00Z", "sentAt": "9999-12-31T23:59:59Z"},
+        ["sentAt: 3652058 days after the event time, not a real clock skew"],
     ),
     (
         "every bad field is reported",
