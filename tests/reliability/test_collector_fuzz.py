@@ -514,10 +514,12 @@ class Campaign:
             assert len(rejects) == len(letters) == 1
             self.kinds["400 of a single call"] += 1
         else:
-            assert set(body) == {"success", "error"}, body
+            assert set(body) == {"code", "message", "success", "error"}, body
             assert body["success"] is False
             assert isinstance(body["error"], str)
             assert body["error"]
+            assert body["message"] == body["error"]
+            assert isinstance(body["code"], str)
             assert not new
         if request.messages is not None and status == 200:
             assert body["accepted"] + len(rejects) == request.messages, (body, request.messages)
