@@ -293,8 +293,9 @@ def _children() -> list[str]:
             stat = (proc / "stat").read_text()
         except OSError:
             continue
-        if stat.rsplit(")", 1)[1].split()[1] == me:
-            found.append(f"{proc.name}: {stat[:120]}")
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[1] == me:  # pid, name and start time: CPU counters move on their own
+            found.append(f"{proc.name}: {stat.split(')')[0]}) started {fields[19]}")
     return found
 
 
