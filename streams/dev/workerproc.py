@@ -57,8 +57,11 @@ def stop_process(process: subprocess.Popen[Any], timeout: float = 15.0) -> None:
         process.wait(5)
 
 
-class WorkerProcess:
-    """Start, watch, kill and restart one worker; its output goes to a log file."""
+class ChildProcess:
+    """One `leadpulse` command in a child process of its own session, output to a log file."""
+
+    command = "worker"
+    extra: tuple[str, ...] = ()
 
     def __init__(self, settings: Settings, log_path: Path, *, loglevel: str = "info") -> None:
         self.settings = settings
@@ -67,12 +70,10 @@ class WorkerProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
-    @property
-    def stats_url(self) -> str:
-        return f"http://127.0.0.1:{self.settings.web_port}/stats"
-
     def start(self) -> Self:
-        argv, env = worker_command(self.settings, "--loglevel", self.loglevel)
+        argv, env = worker_command(
+            self.settings, "--loglevel", self.loglevel, *self.extra, command=self.command
+        )
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
@@ -80,28 +81,17 @@ class WorkerProcess:
         )
         return self
 
-    def stats(self) -> dict[str, Any]:
-        """The worker's /stats, or {} while it is not serving."""
-        return get_json(self.stats_url)
-
-    def wait_assigned(self, timeout: float = 120.0) -> None:
-        """Block until the worker's consumer owns partitions (the group join is done)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(
-                    f"worker exited with {self.process.returncode}:\n{self.log_tail()}"
-                )
-            if self.stats().get("assigned_partitions", 0) > 0:
-                return
-            time.sleep(0.25)
-        raise TimeoutError(f"worker got no partitions in {timeout:.0f}s:\n{self.log_tail()}")
-
     def log_tail(self, lines: int = 40) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log)"
+
+    def exited(self) -> str | None:
+        """What to say if the process has exited (its status and log tail), else None."""
+        if self.process is None or self.process.poll() is None:
+            return None
+        return f"leadpulse {self.command} exited with {self.process.returncode}:\n{self.log_tail()}"
 
     def kill(self) -> None:
         """SIGKILL: no cleanup, no offset commit, as in a crash."""
@@ -135,29 +125,41 @@ class WorkerProcess:
         self.stop()
 
 
-class CollectorProcess:
-    """`leadpulse collect` in a child process, output to a log file; ready once /health answers."""
+class WorkerProcess(ChildProcess):
+    """Start, watch, kill and restart one worker."""
 
-    def __init__(self, settings: Settings, log_path: Path, *, loglevel: str = "info") -> None:
-        self.settings = settings
-        self.log_path = log_path
-        self.loglevel = loglevel
-        self.process: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
+    @property
+    def stats_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.web_port}/stats"
+
+    def stats(self) -> dict[str, Any]:
+        """The worker's /stats, or {} while it is not serving."""
+        return get_json(self.stats_url)
+
+    def wait_assigned(self, timeout: float = 120.0) -> None:
+        """Block until the worker's consumer owns partitions (the group join is done)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if (exited := self.exited()) is not None:
+                raise RuntimeError(exited)
+            if self.stats().get("assigned_partitions", 0) > 0:
+                return
+            time.sleep(0.25)
+        raise TimeoutError(f"worker got no partitions in {timeout:.0f}s:\n{self.log_tail()}")
+
+
+class CollectorProcess(ChildProcess):
+    """`leadpulse collect` in a child process; `start` returns once /health answers."""
+
+    command = "collect"
+    extra = ("--no-create-topics",)
 
     @property
     def url(self) -> str:
         return f"http://{self.settings.collector_host}:{self.settings.collector_port}"
 
     def start(self, timeout: float = 30.0) -> Self:
-        argv, env = worker_command(
-            self.settings, "--loglevel", self.loglevel, "--no-create-topics", command="collect"
-        )
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            argv, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        super().start()
         try:
             self._wait_serving(timeout)
         except BaseException:
@@ -176,38 +178,9 @@ class CollectorProcess:
     def _wait_serving(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(
-                    f"collector exited with {self.process.returncode}:\n{self.log_tail()}"
-                )
+            if (exited := self.exited()) is not None:
+                raise RuntimeError(exited)
             if self.health():
                 return
             time.sleep(0.1)
         raise TimeoutError(f"collector not serving in {timeout:.0f}s:\n{self.log_tail()}")
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def stop(self) -> None:
-        if self.process is not None:
-            stop_process(self.process)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
