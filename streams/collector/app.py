@@ -137,9 +137,14 @@ class Collector:
         if presented is not None and source is None:
             return self._unauthorized()
         try:
-            body = await _read(request, self.config.max_body_bytes)
+            # a single call's body is its message: Segment's per-message limit, as a 413
+            if endpoint in CALL_PATHS:
+                limit = self.config.limits.max_message_bytes
+            else:
+                limit = self.config.max_body_bytes
+            body = await _read(request, limit)
             encoding = request.headers.get("Content-Encoding")
-            document = parsed(decoded(body, encoding, self.config.max_body_bytes))
+            document = parsed(decoded(body, encoding, limit))
             if source is None:
                 source = self.keys.source_of(write_key_in(document))
                 if source is None:
