@@ -49,8 +49,10 @@ integration: install
 test: lint typecheck
 	$(BIN)/pytest -q
 
+# `make bench` (throughput), `make bench BENCH=collector`, `BENCH=latency`, `BENCH=sweep`
+BENCH ?= throughput
 bench: install
-	$(BIN)/python -m bench.throughput
+	$(BIN)/python -m bench.$(BENCH)
 
 demo: install
 	$(BIN)/leadpulse demo
