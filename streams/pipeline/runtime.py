@@ -17,6 +17,7 @@ from typing import Any
 
 from streams.errors import FatalError, PermanentError
 from streams.observability.health import Health
+from streams.observability.metrics import WorkerMetrics
 from streams.observability.stats import Totals
 from streams.pipeline.processor import Processor
 from streams.pipeline.progress import Progress
@@ -49,6 +50,7 @@ class Runtime:
         clock: Callable[[], float],
         on_fatal: Callable[[FatalError], None],
         owns: Callable[[int], bool] | None = None,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.processor = processor
         self.store = store
@@ -56,17 +58,26 @@ class Runtime:
         self.totals = totals
         self.clock = clock
         self.on_fatal = on_fatal
-        self.retry = functools.partial(retrying, stopped=stopped, health=health)
+        self.metrics = metrics
+        self.retry = functools.partial(
+            retrying,
+            stopped=stopped,
+            health=health,
+            retried=metrics.retried if metrics is not None else None,
+        )
         self.watermarks = Watermarks(highwater=highwater)
         self.progress = Progress(store, topic)
         self.owns = owns or (lambda partition: True)
         self.sweep_bound: float | None = None
         """The time the last sweep evaluated due leads at (the lowest watermark)."""
+        self.assigned_at: float | None = None
+        """Wall-clock time of the latest partition assignment."""
         self._background: set[asyncio.Task[None]] = set()
         self._ticks = 0
 
     async def score(self, records: Sequence[Record]) -> None:
         """Score one batch, then record how far its partitions were processed."""
+        started = time.perf_counter()
         totals = self.totals
         if totals.first_batch_at is None:
             totals.first_batch_at = time.time()
@@ -96,6 +107,10 @@ class Runtime:
         )
         totals.add(report)
         totals.last_batch_at = time.time()
+        if self.metrics is not None:
+            self.metrics.scored_batch(
+                len(records), report, time.perf_counter() - started, self.clock()
+            )
         for t in report.transitions:
             log.info(
                 "%s %s -> %s (engagement %.1f, grade %s)",
@@ -107,12 +122,15 @@ class Runtime:
             )
 
     async def sweep(self) -> None:
+        started = time.perf_counter()
         try:
             report = await self.retry("decay sweep", self._sweep_once)
         except FatalError as error:
             self.on_fatal(error)
             raise
         self.totals.add(report)
+        if self.metrics is not None:
+            self.metrics.swept_once(report, time.perf_counter() - started)
         for t in report.transitions:
             log.info("%s %s -> %s by decay", t.lead_id, t.from_stage, t.to_stage)
         self._ticks += 1
@@ -132,6 +150,21 @@ class Runtime:
         at = sweep_bound(now, local, await self.store.watermarks(self.topic))
         self.sweep_bound = at
         return await self.processor.sweep(at, shards=mine)
+
+    def lagging(self) -> bool:
+        """Whether an assigned partition has records left to process (end offset known)."""
+        marks = self.watermarks
+        return any(
+            marks.highwater(partition) is not None and not marks.caught_up(partition)
+            for partition in marks.positions
+        )
+
+    def observe_lag(self) -> None:
+        """Set the lag gauges from the positions and watermarks (before a scrape)."""
+        if self.metrics is not None:
+            marks = self.watermarks
+            now = self.clock()
+            self.metrics.lag(marks.positions, marks.highwater, marks.local(now), now)
 
     async def after_seek(self, consumer: Any) -> None:
         """Resume each assigned partition where the store says it was processed to.
@@ -162,6 +195,7 @@ class Runtime:
             starts[partition] = committed
         new = set(assigned) - set(self.watermarks.positions)
         self.watermarks.assigned(starts)
+        self.assigned_at = time.time()
         if new:
             self._spawn(self._replay(new))
 
@@ -191,6 +225,8 @@ class Runtime:
             "outbox replay", functools.partial(self.processor.replay_outboxes, partitions)
         )
         self.totals.add(report)
+        if self.metrics is not None:
+            self.metrics.replayed(report)
         if report.published:
             log.info("republished %d pending outbox messages", report.published)
 
