@@ -155,6 +155,12 @@ class WorkerMetrics:
             "Due leads the decay sweeper evaluated.",
             registry=r,
         )
+        self.outbox_pending = Gauge(
+            "leadpulse_outbox_pending_leads",
+            "Leads of the assigned partitions with messages waiting in their outbox "
+            "(the store's pending index at the last scrape; an upper bound).",
+            registry=r,
+        )
         self.assigned = Gauge(
             "leadpulse_assigned_partitions",
             "Events-topic partitions assigned to this worker.",
@@ -284,6 +290,10 @@ class MeasuredStore:
             except StopAsyncIteration:
                 return
             yield entry
+
+    async def pending_count(self, shards: Collection[int]) -> int:
+        result: int = await self._timed("pending_count", self._store.pending_count(shards))
+        return result
 
     async def due(self, now: float, limit: int, shards: Collection[int]) -> dict[str, float]:
         result: dict[str, float] = await self._timed("due", self._store.due(now, limit, shards))

@@ -229,7 +229,7 @@ def build(
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
-        runtime.observe_lag()
+        await runtime.observe()
         # aiohttp refuses a content_type with parameters: set the header itself
         return web.bytes(
             exposition(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}

@@ -32,6 +32,8 @@ RESUME_ATTEMPTS = 3
 """Reads of the store's progress during a rebalance before falling back to Kafka's."""
 REPLAY_EVERY = 60
 """Sweep ticks between replays of the owned partitions' pending outboxes (~1 min)."""
+OBSERVE_TIMEOUT = 2.0
+"""Seconds a metrics scrape waits for the store's count of pending outboxes."""
 
 
 class Runtime:
@@ -159,12 +161,24 @@ class Runtime:
             for partition in marks.positions
         )
 
-    def observe_lag(self) -> None:
-        """Set the lag gauges from the positions and watermarks (before a scrape)."""
-        if self.metrics is not None:
-            marks = self.watermarks
-            now = self.clock()
-            self.metrics.lag(marks.positions, marks.highwater, marks.local(now), now)
+    async def observe(self) -> None:
+        """Set the gauges before a scrape: lag, and the pending outboxes of owned partitions.
+
+        The outbox gauge keeps its last value when the store does not answer
+        within `OBSERVE_TIMEOUT` (a scrape must not hang on Redis).
+        """
+        if self.metrics is None:
+            return
+        marks = self.watermarks
+        now = self.clock()
+        self.metrics.lag(marks.positions, marks.highwater, marks.local(now), now)
+        try:
+            shards = set(marks.positions)
+            pending = await asyncio.wait_for(self.store.pending_count(shards), OBSERVE_TIMEOUT)
+        except Exception as error:  # noqa: BLE001 -- counted as a store error; gauge kept
+            log.debug("pending outboxes not counted: %s", error)
+        else:
+            self.metrics.outbox_pending.set(pending)
 
     async def after_seek(self, consumer: Any) -> None:
         """Resume each assigned partition where the store says it was processed to.

@@ -32,7 +32,7 @@ from streams.observability.stats import Totals
 from streams.pipeline.processor import Processor
 from streams.pipeline.records import Record, Topics
 from streams.pipeline.runtime import Runtime
-from streams.store import MemoryLeadStore
+from streams.store import Commit, MemoryLeadStore
 from streams.store.redis import keys
 from tests.component.conftest import T0, FakePublisher, event, page
 
@@ -181,7 +181,7 @@ async def test_scoring_moves_counters_latencies_store_calls_and_lag(
     ]
     record_time = T0.timestamp() + 10
     await runtime.score(records(0, 0, first, record_time))
-    runtime.observe_lag()
+    await runtime.observe()
     assert value(registry, "leadpulse_events_consumed_total") == 4
     assert value(registry, "leadpulse_events_scored_total") == 2
     assert value(registry, "leadpulse_events_duplicate_total") == 1
@@ -200,7 +200,7 @@ async def test_scoring_moves_counters_latencies_store_calls_and_lag(
         page("https://x.io/", "lead-e", at=5),
     ]
     await runtime.score(records(0, 4, second, record_time))
-    runtime.observe_lag()
+    await runtime.observe()
     assert value(registry, "leadpulse_retries_total", step="scoring_batch") == 1
     assert value(registry, "leadpulse_transitions_total", from_stage="iql", to_stage="mql") == 1
     assert value(registry, "leadpulse_transitions_total", from_stage="mql", to_stage="sal") == 1
@@ -218,6 +218,23 @@ async def test_scoring_moves_counters_latencies_store_calls_and_lag(
     assert value(registry, "leadpulse_consumer_lag_messages", partition="0") == 0
     assert value(registry, "leadpulse_consumer_lag_seconds", partition="0") == 0
     assert value(registry, "leadpulse_assigned_partitions") == 1
+    assert value(registry, "leadpulse_outbox_pending_leads") == 0
+    assert value(registry, "leadpulse_redis_call_seconds_count", call="pending_count") == 2
+
+
+async def test_the_outbox_gauge_counts_pending_leads_of_owned_partitions(
+    model: ScoringModel,
+) -> None:
+    shard = keys.shard_of("lead-a", 4)
+    runtime, metrics, _, _ = make(model, {shard: 0})
+    runtime.watermarks.assigned({shard: 0})  # owned, without the replay an assignment starts
+    other = next(f"lead-{n}" for n in range(100) if keys.shard_of(f"lead-{n}", 4) != shard)
+    # what a crash between commit and publish leaves behind
+    await runtime.store.commit(
+        [Commit(lead, 0, b"s", [], outbox={"t:1": b"m"}) for lead in ("lead-a", other)]
+    )
+    await runtime.observe()
+    assert value(metrics.registry, "leadpulse_outbox_pending_leads") == 1
 
 
 async def test_a_failing_store_call_is_counted_by_call(model: ScoringModel) -> None:

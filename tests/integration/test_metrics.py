@@ -47,6 +47,7 @@ FAMILIES = {
     "leadpulse_record_to_decision_seconds": "histogram",
     "leadpulse_redis_call_seconds": "histogram",
     "leadpulse_sweep_seconds": "histogram",
+    "leadpulse_outbox_pending_leads": "gauge",
     "leadpulse_assigned_partitions": "gauge",
     "leadpulse_consumer_lag_messages": "gauge",
     "leadpulse_consumer_lag_seconds": "gauge",
