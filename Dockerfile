@@ -16,6 +16,6 @@ WORKDIR /home/leadpulse
 
 EXPOSE 6066 8088
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=5 \
-  CMD python -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:6066/stats', timeout=2)" || exit 1
+  CMD python -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:6066/health', timeout=2)" || exit 1
 ENTRYPOINT ["leadpulse"]
 CMD ["worker"]

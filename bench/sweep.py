@@ -423,6 +423,9 @@ class TimedStore:
     def pending_outboxes(self, shards: Collection[int]) -> Any:
         return self.inner.pending_outboxes(shards)
 
+    async def pending_count(self, shards: Collection[int]) -> int:
+        return await self.inner.pending_count(shards)
+
     async def due(self, now: float, limit: int, shards: Collection[int]) -> dict[str, float]:
         started = time.perf_counter()
         try:

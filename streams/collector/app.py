@@ -18,6 +18,7 @@ import asyncio
 import gc
 import json
 import logging
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from schemas.codec import DecodeError, dead_letter, encode
 from streams.collector.auth import Source, WriteKeys, basic_username
@@ -41,6 +43,7 @@ from streams.collector.intake import (
 )
 from streams.errors import TransientError
 from streams.kafka.publisher import Outgoing, RefusedMessagesError
+from streams.observability.metrics import CONTENT_TYPE_LATEST, CollectorMetrics, exposition
 from streams.settings import Settings
 
 log = logging.getLogger("leadpulse.collector")
@@ -97,7 +100,10 @@ class CollectorConfig:
 
 
 class Collector:
-    """The request handlers over a `Sink`; `stats` counts what happened, for /stats."""
+    """The request handlers over a `Sink`; `stats` counts what happened, for /stats.
+
+    `metrics` (default: in a registry of this collector's own) are served at /metrics.
+    """
 
     def __init__(
         self,
@@ -107,6 +113,7 @@ class Collector:
         *,
         clock: Clock | None = None,
         connected: Callable[[], bool] | None = None,
+        metrics: CollectorMetrics | None = None,
     ) -> None:
         self.config = config
         self.keys = keys
@@ -114,6 +121,7 @@ class Collector:
         self.clock = clock or (lambda: datetime.now(UTC))
         self.connected = connected or (lambda: True)
         self.stats: Counter[str] = Counter()
+        self.metrics = metrics or CollectorMetrics(CollectorRegistry())
 
     def application(self) -> web.Application:
         app = web.Application(middlewares=[self._cors])
@@ -125,9 +133,19 @@ class Collector:
         app.router.add_route("OPTIONS", "/{endpoint}", self.preflight)
         app.router.add_get("/health", self.health)
         app.router.add_get("/stats", self.show_stats)
+        app.router.add_get("/ready", self.ready)
+        app.router.add_get("/metrics", self.show_metrics)
         return app
 
     async def receive(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        response = await self._receive(request)
+        endpoint = request.match_info["endpoint"]
+        kind = "call" if endpoint in CALL_PATHS else "batch" if endpoint in BATCH_PATHS else "other"
+        self.metrics.request(kind, response.status, time.perf_counter() - started)
+        return response
+
+    async def _receive(self, request: web.Request) -> web.StreamResponse:
         endpoint = request.match_info["endpoint"]
         if endpoint not in CALL_PATHS and endpoint not in BATCH_PATHS:
             return self._answer(404, {"success": False, "error": f"no endpoint /{endpoint}"})
@@ -171,6 +189,8 @@ class Collector:
             )
         self.stats["accepted"] += len(intake.accepted)
         self.stats["rejected"] += len(intake.rejected)
+        self.metrics.accepted.inc(len(intake.accepted))
+        self.metrics.rejected.inc(len(intake.rejected))
         status = 400 if intake.rejected and endpoint in CALL_PATHS else 200
         summary = intake.summary()
         if status == 400:
@@ -225,8 +245,18 @@ class Collector:
         broker = "connected" if self.connected() else "unreachable"
         return self._answer(200, {"status": "ok", "broker": broker})
 
+    async def ready(self, request: web.Request) -> web.StreamResponse:
+        if self.connected():
+            return self._answer(200, {"status": "ready", "broker": "connected"})
+        return self._answer(503, {"success": False, "error": "broker unreachable"})
+
     async def show_stats(self, request: web.Request) -> web.StreamResponse:
         return self._answer(200, dict(sorted(self.stats.items())))
+
+    async def show_metrics(self, request: web.Request) -> web.StreamResponse:
+        # aiohttp refuses a content_type with parameters: set the header itself
+        body = exposition(self.metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     def _unauthorized(self) -> web.Response:
         return self._answer(401, {"success": False, "error": "unauthorized"})

@@ -67,3 +67,34 @@ class Health:
             "dead_lettered": self.dead_lettered,
             "last_dead_letter": self.last_dead_letter,
         }
+
+
+def readiness(
+    *,
+    assigned: int,
+    redis_error: str | None,
+    broker_error: str | None,
+    health: Health,
+    lagging: bool,
+    last_progress: float | None,
+    now: float,
+) -> dict[str, Any]:
+    """Whether a worker should get traffic (`/ready`), and if not, why.
+
+    Ready: it owns partitions, Redis answered a PING, the broker answered a
+    metadata request, no step has been failing for `unhealthy_after`, and,
+    when a partition lags, a batch was scored within `unhealthy_after`
+    (`last_progress`: wall-clock time of the latest batch).
+    """
+    reasons: list[str] = []
+    if assigned == 0:
+        reasons.append("no partitions assigned")
+    if redis_error is not None:
+        reasons.append(f"redis: {redis_error}")
+    if broker_error is not None:
+        reasons.append(f"broker: {broker_error}")
+    if not health.healthy:
+        reasons.append(f"failing: {', '.join(sorted(health.failing))}")
+    if lagging and (last_progress is None or now - last_progress >= health.unhealthy_after):
+        reasons.append("lagging without progress")
+    return {"ready": not reasons, "reasons": reasons, "assigned_partitions": assigned}

@@ -10,25 +10,33 @@ goes on.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import gc
 import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
 import faust
 from faust.types import TP
+from prometheus_client import CollectorRegistry
 
 from scoring import ScoringModel
 from streams.errors import FatalError
 from streams.kafka.publisher import FaustPublisher, Publisher
 from streams.kafka.security import faust_credentials
 from streams.kafka.transport import consumer_transport, fetch_max_wait_ms, raw_topic
-from streams.observability.health import Health
+from streams.observability.health import Health, readiness
+from streams.observability.metrics import (
+    CONTENT_TYPE_LATEST,
+    MeasuredStore,
+    WorkerMetrics,
+    exposition,
+)
 from streams.observability.stats import Totals
 from streams.pipeline.processor import Processor
 from streams.pipeline.records import Record, Topics
@@ -37,6 +45,9 @@ from streams.settings import Settings
 from streams.store import LeadStore
 
 log = logging.getLogger("leadpulse")
+
+READY_TIMEOUT = 2.0
+"""Seconds /ready waits for Redis' PING and the broker's metadata answer."""
 
 STARTED_IN = os.getcwd()
 """The directory the worker was started in, before faust.Worker changes into its data dir."""
@@ -86,6 +97,7 @@ class Pipeline:
     totals: Totals
     health: Health
     runtime: Runtime
+    metrics: WorkerMetrics
     agent: Any = field(default=None)
     """The scoring agent, for `agent.test_context()` in component tests."""
 
@@ -100,20 +112,24 @@ def build(
     health: Health | None = None,
     clock: Callable[[], float] = time.time,
     on_fatal: Callable[[FatalError], None] | None = None,
+    registry: CollectorRegistry | None = None,
 ) -> Pipeline:
     """Wire one worker: the scoring agent, the sweeper timer, outbox replay, pages.
 
     The store, the publisher (default: the app's own Kafka producer) and the
     counters are passed in, so tests hand over fakes instead of patching.
     `on_fatal` is called when the process cannot go on (default: restart it
-    in place, see `restart_in_place`).
+    in place, see `restart_in_place`). The metrics go to `registry` (default:
+    a registry of this pipeline's own, never the process-wide default one).
     """
     app = faust.App(settings.app_id, **faust_settings(settings))
     topic = settings.events_topic
     events = raw_topic(app, topic, settings.partitions)
     health = health or Health(unhealthy_after=settings.unhealthy_after, clock=clock)
+    metrics = WorkerMetrics(registry if registry is not None else CollectorRegistry())
+    measured = MeasuredStore(store, metrics)
     processor = Processor(
-        store,
+        measured,
         publisher if publisher is not None else FaustPublisher(app),
         model,
         topics=Topics(
@@ -126,11 +142,12 @@ def build(
         health=health,
         max_message=settings.producer_max_request_size,
         max_future_skew=settings.max_future_skew,
+        dead_lettered=metrics.dead_lettered,
     )
     totals = totals or Totals()
     runtime = Runtime(
         processor,
-        store,
+        measured,
         topic,
         totals=totals,
         health=health,
@@ -139,9 +156,16 @@ def build(
         clock=clock,
         on_fatal=on_fatal or restart_in_place,
         owns=functools.partial(_owns, app, topic),
+        metrics=metrics,
     )
     pipeline = Pipeline(
-        app=app, processor=processor, store=store, totals=totals, health=health, runtime=runtime
+        app=app,
+        processor=processor,
+        store=store,
+        totals=totals,
+        health=health,
+        runtime=runtime,
+        metrics=metrics,
     )
     app.transport = consumer_transport(app, fetch_max_wait_ms(settings), runtime.after_seek)
 
@@ -187,6 +211,30 @@ def build(
         body = {**pipeline.health.as_dict(), "assigned_partitions": _assigned(app)}
         return web.json(body, status=200 if body["healthy"] else 503)
 
+    @app.page("/ready")
+    async def ready_page(web: Any, request: Any) -> Any:
+        redis_error, broker_error = await asyncio.gather(
+            _failure(store.ping()), _failure(_broker_metadata(app))
+        )
+        body = readiness(
+            assigned=_assigned(app),
+            redis_error=redis_error,
+            broker_error=broker_error,
+            health=pipeline.health,
+            lagging=runtime.lagging(),
+            last_progress=pipeline.totals.last_batch_at or runtime.assigned_at,
+            now=time.time(),
+        )
+        return web.json(body, status=200 if body["ready"] else 503)
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        await runtime.observe()
+        # aiohttp refuses a content_type with parameters: set the header itself
+        return web.bytes(
+            exposition(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
     pipeline.agent = score
     return pipeline
 
@@ -203,6 +251,25 @@ def restart_in_place(error: FatalError) -> None:
     logging.shutdown()
     os.chdir(STARTED_IN)  # faust.Worker moved into the data dir; argv may be relative
     os.execv(sys.executable, sys.orig_argv)  # noqa: S606 -- our own command line, again
+
+
+async def _failure(check: Coroutine[Any, Any, object]) -> str | None:
+    """None if `check` finished within `READY_TIMEOUT`, else what went wrong."""
+    try:
+        await asyncio.wait_for(check, READY_TIMEOUT)
+    except TimeoutError:
+        return f"no answer in {READY_TIMEOUT:.0f}s"
+    except Exception as error:  # noqa: BLE001 -- any failure makes the worker unready
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
+async def _broker_metadata(app: faust.App) -> None:
+    """One metadata request over the worker's producer connection (raises if none answers)."""
+    producer = getattr(app.producer, "_producer", None)
+    if producer is None:
+        raise ConnectionError("the producer is not started")
+    await producer.client.fetch_all_metadata()
 
 
 def _owns(app: faust.App, topic: str, partition: int) -> bool:

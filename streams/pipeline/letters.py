@@ -10,7 +10,7 @@ does not letter the same record again.
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable
 from datetime import UTC, datetime
 from typing import Any
@@ -41,14 +41,17 @@ class DeadLetters:
         health: Health | None = None,
         *,
         max_message: int = MAX_MESSAGE,
+        counted: Callable[[str, int], None] | None = None,
     ) -> None:
+        """`counted(kind, n)` is told how many letters of each kind the broker took."""
         self.publisher = publisher
+        self.counted = counted
         self.max_payload = max(256, max_message - LETTER_OVERHEAD)
         self.topic = topic
         self.clock = clock
         self.health = health
         self._sent: OrderedDict[Hashable, None] = OrderedDict()
-        self._pending: list[tuple[Hashable, Outgoing, dict[str, Any]]] = []
+        self._pending: list[tuple[Hashable, Outgoing, dict[str, Any], str]] = []
 
     def record(
         self,
@@ -57,8 +60,12 @@ class DeadLetters:
         *,
         lead_id: str | None = None,
         marker: Hashable | None = None,
+        kind: str = "decode",
     ) -> None:
-        """Queue a letter for an input record (skipped if it was lettered already)."""
+        """Queue a letter for an input record (skipped if it was lettered already).
+
+        `kind` is the reason class the metrics count it under (a small fixed set).
+        """
         marker = marker or ("record", record.topic, record.partition, record.offset)
         if marker in self._sent:
             return
@@ -81,7 +88,7 @@ class DeadLetters:
             "offset": record.offset,
         }
         self._pending.append(
-            (marker, Outgoing(self.topic, letter.key or "", encode(letter)), where)
+            (marker, Outgoing(self.topic, letter.key or "", encode(letter)), where, kind)
         )
 
     def event(
@@ -92,17 +99,22 @@ class DeadLetters:
         lead_id: str | None,
         record: Record | None = None,
     ) -> None:
-        """Queue a letter for a decoded event: its record when known, else the event itself."""
+        """Queue a letter for a decoded event whose lead's stored state cannot be read.
+
+        Its record is lettered when known, else the event itself.
+        """
         if record is not None:
-            self.record(record, reason, lead_id=lead_id)
+            self.record(record, reason, lead_id=lead_id, kind="corrupt_state")
             return
         made = Record(event.subject.encode(), encode(event), "(event)", partition=-1, offset=-1)
-        self.record(made, reason, lead_id=lead_id, marker=("event", event.subject, event.event_id))
+        marker = ("event", event.subject, event.event_id)
+        self.record(made, reason, lead_id=lead_id, marker=marker, kind="corrupt_state")
 
     def message(self, subject: str, message_id: str, message: Outgoing, reason: str) -> None:
         """Queue a letter for a decided message the broker refused (no input record)."""
         made = Record(subject.encode(), message.value, message.topic, partition=-1, offset=-1)
-        self.record(made, reason, lead_id=subject, marker=("message", subject, message_id))
+        marker = ("message", subject, message_id)
+        self.record(made, reason, lead_id=subject, marker=marker, kind="refused_message")
 
     async def flush(self) -> int:
         """Publish the queued letters; returns how many were sent."""
@@ -111,7 +123,7 @@ class DeadLetters:
         pending, self._pending = self._pending, []
         refused: set[int] = set()
         try:
-            await self.publisher.publish([letter for _, letter, _ in pending])
+            await self.publisher.publish([letter for _, letter, _, _ in pending])
         except RefusedMessagesError as error:
             # even the letter cannot be sent (a broker limit below ours): say so, go on
             for letter, reason in error.refused:
@@ -120,10 +132,16 @@ class DeadLetters:
         except BaseException:
             self._pending = pending + self._pending
             raise
-        for marker, letter, where in pending:
+        kinds: Counter[str] = Counter()
+        for marker, letter, where, kind in pending:
             self._remember(marker)
-            if self.health is not None and id(letter) not in refused:
-                self.health.dead_letter(**where)
+            if id(letter) not in refused:
+                kinds[kind] += 1
+                if self.health is not None:
+                    self.health.dead_letter(**where)
+        if self.counted is not None:
+            for kind, count in kinds.items():
+                self.counted(kind, count)
         return len(pending) - len(refused)
 
     def discard(self) -> None:

@@ -52,7 +52,9 @@ class Processor:
         health: Health | None = None,
         max_message: int = MAX_MESSAGE,
         max_future_skew: float = 300.0,
+        dead_lettered: Callable[[str, int], None] | None = None,
     ) -> None:
+        """`dead_lettered(kind, n)` counts dead letters by reason class (metrics)."""
         self.store = store
         self.publisher = publisher
         self.model = model
@@ -61,7 +63,12 @@ class Processor:
         self.health = health or Health(clock=clock)
         self.max_future_skew = max_future_skew  # seconds past the record time before a clamp
         self.letters = DeadLetters(
-            publisher, self.topics.dlq, clock, self.health, max_message=max_message
+            publisher,
+            self.topics.dlq,
+            clock,
+            self.health,
+            max_message=max_message,
+            counted=dead_lettered,
         )
         self.outbox = Outbox(store, publisher, self.topics, self.letters)
         self.identity = Identity(
@@ -101,6 +108,8 @@ class Processor:
                 if links:
                     report.add(await self.identity.link(links))
             report.dead_lettered += await self.letters.flush()
+            if report.transitions:
+                report.record_times = _record_times(report.transitions, events, self._origin)
         except BaseException:
             self.letters.discard()  # a retry queues them again
             raise
@@ -240,7 +249,7 @@ class Processor:
     async def dead_letter_records(self, records: Sequence[Record], reason: str) -> Report:
         """Send whole records to the DLQ with one reason (a batch that can never be scored)."""
         for record in records:
-            self.letters.record(record, reason)
+            self.letters.record(record, reason, kind="unprocessable_batch")
         return Report(dead_lettered=await self.letters.flush())
 
     # -- time and restarts ------------------------------------------------------------
@@ -298,6 +307,25 @@ def _group(events: Iterable[BehaviorEvent]) -> tuple[dict[str, list[BehaviorEven
         seen.add(marker)
         grouped.setdefault(event.subject, []).append(event)
     return grouped, repeated
+
+
+def _record_times(
+    transitions: Iterable[StageTransition],
+    events: Iterable[BehaviorEvent],
+    origin: Mapping[int, Record],
+) -> dict[str, float]:
+    """The Kafka record time of each transition's causing event, by transition id."""
+    wanted: dict[str, list[str]] = {}
+    for t in transitions:
+        if t.event_id is not None:
+            wanted.setdefault(t.event_id, []).append(t.transition_id)
+    times: dict[str, float] = {}
+    for event in events:
+        caused = wanted.get(event.event_id)
+        record = origin.get(id(event)) if caused else None
+        if record is not None and record.timestamp is not None and record.timestamp >= _EARLIEST:
+            times.update(dict.fromkeys(caused or (), record.timestamp))
+    return times
 
 
 def _ids(pending: Mapping[str, Sequence[BehaviorEvent]]) -> dict[str, list[str]]:

@@ -39,6 +39,10 @@ class Report:
     published: int = 0
     event_times: dict[int, float] = field(default_factory=dict)
     """Latest event time decoded per partition (epoch seconds), for watermarks."""
+    record_times: dict[str, float] = field(default_factory=dict)
+    """Kafka record time of each transition's causing event, by transition id (metrics)."""
+    swept: int = 0
+    """Due leads a sweep evaluated."""
 
     def add(self, other: Report) -> None:
         self.scored += other.scored
@@ -48,6 +52,8 @@ class Report:
         self.published += other.published
         for partition, at in other.event_times.items():
             self.event_times[partition] = max(self.event_times.get(partition, at), at)
+        self.record_times.update(other.record_times)
+        self.swept += other.swept
 
 
 Decided = dict[tuple[str, str], StageTransition]

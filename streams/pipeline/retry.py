@@ -25,6 +25,7 @@ async def retrying(
     stopped: Callable[[], bool],
     health: Health,
     max_delay: float = RETRY_MAX_DELAY,
+    retried: Callable[[str], None] | None = None,
 ) -> T:
     """Run `step` until it succeeds or fails permanently: transient failures only delay it.
 
@@ -32,6 +33,7 @@ async def retrying(
     decision), so repeating it after a Redis or Kafka failure is safe. A
     `PermanentError` is raised at once: repeating the same input cannot help,
     the caller dead-letters it; so is a `FatalError` (the process restarts).
+    `retried(what)` is told of each retry (metrics).
     """
     delay = RETRY_FIRST_DELAY
     while True:
@@ -46,6 +48,8 @@ async def retrying(
             if stopped():
                 raise
             health.failed(what, error)
+            if retried is not None:
+                retried(what)
             log.warning(
                 "%s failed (%s: %s); retrying in %.1fs", what, type(error).__name__, error, delay
             )

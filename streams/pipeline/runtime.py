@@ -17,6 +17,7 @@ from typing import Any
 
 from streams.errors import FatalError, PermanentError
 from streams.observability.health import Health
+from streams.observability.metrics import WorkerMetrics
 from streams.observability.stats import Totals
 from streams.pipeline.processor import Processor
 from streams.pipeline.progress import Progress
@@ -31,6 +32,8 @@ RESUME_ATTEMPTS = 3
 """Reads of the store's progress during a rebalance before falling back to Kafka's."""
 REPLAY_EVERY = 60
 """Sweep ticks between replays of the owned partitions' pending outboxes (~1 min)."""
+OBSERVE_TIMEOUT = 2.0
+"""Seconds a metrics scrape waits for the store's count of pending outboxes."""
 
 
 class Runtime:
@@ -49,6 +52,7 @@ class Runtime:
         clock: Callable[[], float],
         on_fatal: Callable[[FatalError], None],
         owns: Callable[[int], bool] | None = None,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.processor = processor
         self.store = store
@@ -56,17 +60,26 @@ class Runtime:
         self.totals = totals
         self.clock = clock
         self.on_fatal = on_fatal
-        self.retry = functools.partial(retrying, stopped=stopped, health=health)
+        self.metrics = metrics
+        self.retry = functools.partial(
+            retrying,
+            stopped=stopped,
+            health=health,
+            retried=metrics.retried if metrics is not None else None,
+        )
         self.watermarks = Watermarks(highwater=highwater)
         self.progress = Progress(store, topic)
         self.owns = owns or (lambda partition: True)
         self.sweep_bound: float | None = None
         """The time the last sweep evaluated due leads at (the lowest watermark)."""
+        self.assigned_at: float | None = None
+        """Wall-clock time of the latest partition assignment."""
         self._background: set[asyncio.Task[None]] = set()
         self._ticks = 0
 
     async def score(self, records: Sequence[Record]) -> None:
         """Score one batch, then record how far its partitions were processed."""
+        started = time.perf_counter()
         totals = self.totals
         if totals.first_batch_at is None:
             totals.first_batch_at = time.time()
@@ -96,6 +109,10 @@ class Runtime:
         )
         totals.add(report)
         totals.last_batch_at = time.time()
+        if self.metrics is not None:
+            self.metrics.scored_batch(
+                len(records), report, time.perf_counter() - started, self.clock()
+            )
         for t in report.transitions:
             log.info(
                 "%s %s -> %s (engagement %.1f, grade %s)",
@@ -107,12 +124,15 @@ class Runtime:
             )
 
     async def sweep(self) -> None:
+        started = time.perf_counter()
         try:
             report = await self.retry("decay sweep", self._sweep_once)
         except FatalError as error:
             self.on_fatal(error)
             raise
         self.totals.add(report)
+        if self.metrics is not None:
+            self.metrics.swept_once(report, time.perf_counter() - started)
         for t in report.transitions:
             log.info("%s %s -> %s by decay", t.lead_id, t.from_stage, t.to_stage)
         self._ticks += 1
@@ -132,6 +152,33 @@ class Runtime:
         at = sweep_bound(now, local, await self.store.watermarks(self.topic))
         self.sweep_bound = at
         return await self.processor.sweep(at, shards=mine)
+
+    def lagging(self) -> bool:
+        """Whether an assigned partition has records left to process (end offset known)."""
+        marks = self.watermarks
+        return any(
+            marks.highwater(partition) is not None and not marks.caught_up(partition)
+            for partition in marks.positions
+        )
+
+    async def observe(self) -> None:
+        """Set the gauges before a scrape: lag, and the pending outboxes of owned partitions.
+
+        The outbox gauge keeps its last value when the store does not answer
+        within `OBSERVE_TIMEOUT` (a scrape must not hang on Redis).
+        """
+        if self.metrics is None:
+            return
+        marks = self.watermarks
+        now = self.clock()
+        self.metrics.lag(marks.positions, marks.highwater, marks.local(now), now)
+        try:
+            shards = set(marks.positions)
+            pending = await asyncio.wait_for(self.store.pending_count(shards), OBSERVE_TIMEOUT)
+        except Exception as error:  # noqa: BLE001 -- counted as a store error; gauge kept
+            log.debug("pending outboxes not counted: %s", error)
+        else:
+            self.metrics.outbox_pending.set(pending)
 
     async def after_seek(self, consumer: Any) -> None:
         """Resume each assigned partition where the store says it was processed to.
@@ -162,6 +209,7 @@ class Runtime:
             starts[partition] = committed
         new = set(assigned) - set(self.watermarks.positions)
         self.watermarks.assigned(starts)
+        self.assigned_at = time.time()
         if new:
             self._spawn(self._replay(new))
 
@@ -191,6 +239,8 @@ class Runtime:
             "outbox replay", functools.partial(self.processor.replay_outboxes, partitions)
         )
         self.totals.add(report)
+        if self.metrics is not None:
+            self.metrics.replayed(report)
         if report.published:
             log.info("republished %d pending outbox messages", report.published)
 

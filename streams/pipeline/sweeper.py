@@ -41,6 +41,7 @@ class Sweeper:
         due = await self.store.due(at, self.limit, shards)
         if not due:
             return report
+        report.swept = len(due)
         snaps = await self.store.snapshot(dict.fromkeys(due, ()))
         commits: list[Commit] = []
         decided: Decided = {}

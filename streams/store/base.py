@@ -101,6 +101,14 @@ class LeadStore(Protocol):
         """Every lead of these shards with unpublished messages (replayed on assignment)."""
         ...
 
+    async def pending_count(self, shards: Collection[int]) -> int:
+        """How many leads of these shards the pending-outbox index holds (for metrics).
+
+        An upper bound: a stale member (its outbox emptied, the index not yet)
+        counts until a replay or a later publish drops it.
+        """
+        ...
+
     async def due(self, now: float, limit: int, shards: Collection[int]) -> dict[str, float]:
         """Leads of these shards whose next_recycle_at is <= now; at most `limit` per shard."""
         ...

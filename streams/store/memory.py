@@ -152,6 +152,14 @@ class MemoryLeadStore:
             if box and keys.shard_of(subject, self.partitions) in wanted:
                 yield subject, dict(box)
 
+    async def pending_count(self, shards: Collection[int]) -> int:
+        wanted = set(shards)
+        return sum(
+            1
+            for subject, box in self.outboxes.items()
+            if box and keys.shard_of(subject, self.partitions) in wanted
+        )
+
     async def due(self, now: float, limit: int, shards: Collection[int]) -> dict[str, float]:
         wanted = set(shards)
         per_shard: dict[int, list[tuple[float, str]]] = {}

@@ -37,6 +37,13 @@ def test_services_and_health_checks(compose: dict[str, Any]) -> None:
     for name in ("kafka", "redis", "worker", "collector"):
         assert services[name]["healthcheck"]["test"], name
     assert services["traffic"]["profiles"] == ["demo"]
+    # liveness probes /health (/ready is for orchestrators routing traffic)
+    for name, port in (("worker", 6066), ("collector", 8088)):
+        probe = " ".join(services[name]["healthcheck"]["test"])
+        assert f"127.0.0.1:{port}/health'" in probe, (name, probe)
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "HEALTHCHECK" in dockerfile
+    assert "127.0.0.1:6066/health'" in dockerfile
 
 
 def test_kafka_runs_in_kraft_mode(compose: dict[str, Any]) -> None:

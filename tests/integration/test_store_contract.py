@@ -263,6 +263,20 @@ async def test_pending_outboxes_reads_only_the_given_shards(store: LeadStore) ->
     assert await _all(store.pending_outboxes([])) == []
 
 
+async def test_pending_count_follows_the_pending_outboxes(store: LeadStore) -> None:
+    leads = {shard: in_shard(shard, 2) for shard in ALL}
+    await store.commit(
+        [Commit(lead, 0, b"s", [], outbox={"t:1": b"m"}) for lead in leads[1] + leads[3]]
+    )
+    await store.commit([Commit("quiet", 0, b"s", ["e1"])])  # no outbox: not pending
+    assert await store.pending_count(ALL) == 4
+    assert await store.pending_count([1]) == 2
+    assert await store.pending_count([0, 2]) == 0
+    assert await store.pending_count([]) == 0
+    await store.clear_outbox({lead: ["t:1"] for lead in leads[1]})
+    assert await store.pending_count(ALL) == 2
+
+
 async def test_a_lost_commit_leaves_no_pending_outbox(store: LeadStore) -> None:
     await store.commit([Commit("a", 0, b"s", [])])
     assert await store.commit([Commit("a", 0, b"x", [], outbox={"t:1": b"m"})]) == {"a"}
@@ -742,6 +756,7 @@ def _every_call(store: LeadStore, n: int) -> dict[str, Callable[[], Awaitable[An
         "index_due": lambda: store.index_due({f"c{n}": 5.0}),
         "clear_outbox": lambda: store.clear_outbox({f"d{n}": ["t:1"]}),
         "pending_outboxes": lambda: _all(store.pending_outboxes(ALL)),
+        "pending_count": lambda: store.pending_count(ALL),
         "due": lambda: store.due(10.0, 10, ALL),
         "detach": lambda: store.detach([(f"z{n}", f"e{n}")]),
         "forget_detached": lambda: store.forget_detached([f"z{n}"]),

@@ -367,6 +367,13 @@ class RedisLeadStore:
                 if int(cursor) == 0:
                     break
 
+    async def pending_count(self, shards: Collection[int]) -> int:
+        """SCARD of each shard's pending set, in one pipeline."""
+        if not shards:
+            return 0
+        counts = await self._checked([("SCARD", keys.pending(shard)) for shard in shards])
+        return sum(int(n) for n in counts)
+
     async def reindex(self) -> int:
         """Rebuild the due and pending-outbox indexes if they were built for another layout.
 
