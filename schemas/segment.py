@@ -67,7 +67,7 @@ from typing import Final
 from pydantic import JsonValue, ValidationError
 
 from schemas import limits
-from schemas.codec import DecodeError, _describe
+from schemas.codec import DecodeError, _describe, encode
 from schemas.messages import BehaviorEvent, is_sales_only
 
 SUPPORTED_TYPES: Final = ("alias", "group", "identify", "page", "screen", "track")
@@ -97,6 +97,8 @@ RESERVED_BY_CALL: Final = frozenset({"identify", "group"})
 _NOT_ALLOWED: Final = re.compile(r"[^a-z0-9.:-]+")
 _EDGES: Final = "_.:-"
 _TYPE: Final = re.compile(limits.EVENT_TYPE_PATTERN)
+_CONTROL: Final = re.compile("[\x00-\x1f\x7f]")
+"""A control character (below 32, or DEL): not allowed in ids."""
 
 
 def is_known_type(value: object) -> bool:
@@ -289,6 +291,24 @@ def from_segment(
     key). Bad input raises `DecodeError`; a naive `received_at` is a caller bug
     (ValueError).
     """
+    event, _ = from_segment_encoded(
+        message, received_at=received_at, events=events, trusted=trusted
+    )
+    return event
+
+
+def from_segment_encoded(
+    message: object,
+    *,
+    received_at: datetime,
+    events: Mapping[str, str] | None = None,
+    trusted: bool = False,
+) -> tuple[BehaviorEvent, bytes]:
+    """`from_segment`, and the event's wire bytes (`schemas.codec.encode`).
+
+    The size check serialises the event anyway: the collector produces those
+    bytes instead of serialising it a second time.
+    """
     if not isinstance(message, Mapping):
         raise DecodeError([f"message: expected a JSON object, got {_kind(message)}"])
     call = message.get("type")
@@ -351,7 +371,8 @@ def from_segment(
         )
     except ValidationError as exc:
         raise DecodeError(_describe(exc)) from None
-    size = len(event.model_dump_json().encode())
+    value = encode(event)
+    size = len(value)
     if size > limits.MAX_MESSAGE_BYTES:
         raise DecodeError(
             [
@@ -359,7 +380,7 @@ def from_segment(
                 f"{limits.MAX_MESSAGE_BYTES} (properties or traits too large)"
             ]
         )
-    return event
+    return event, value
 
 
 def _shape(
@@ -470,7 +491,7 @@ def _checked_id(raw: object, field: str, errors: list[str]) -> str | None:
     if len(raw) > limits.MAX_ID_LENGTH:
         errors.append(f"{field}: longer than {limits.MAX_ID_LENGTH} characters")
         return None
-    if any(ord(char) < 32 or ord(char) == 127 for char in raw):
+    if _CONTROL.search(raw) is not None:
         errors.append(f"{field}: must not contain control characters")
         return None
     return raw

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
 
-from schemas.codec import DecodeError, encode
-from schemas.segment import from_segment, merge_batch_item
+from schemas.codec import DecodeError
+from schemas.segment import from_segment_encoded, merge_batch_item
 from streams.collector.auth import Source
 from streams.collector.body import BodyError
 
@@ -134,10 +134,9 @@ def take(
             intake.rejected.append(Rejected(index, _message_id(message), errors, raw))
             continue
         try:
-            event = from_segment(
+            event, value = from_segment_encoded(
                 message, received_at=received_at, events=events, trusted=source.sales
             )
-            value = encode(event)
         except DecodeError as error:
             intake.rejected.append(Rejected(index, _message_id(message), error.errors, raw))
             continue

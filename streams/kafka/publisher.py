@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import struct
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -78,6 +79,64 @@ class AiokafkaPublisher:
             return future
 
         await publish_all(send, messages)
+
+
+class KeyPartitionedAiokafkaPublisher(AiokafkaPublisher):
+    """`AiokafkaPublisher` for a producer with aiokafka's default partitioner.
+
+    Each message is sent to the partition that partitioner would choose
+    (`default_partition`: murmur2 of the key, as the Java client, Faust and
+    ``leadpulse send``), computed here: aiokafka's pure-Python murmur2 was a
+    sixth of the collector's Kafka cost. The partitions are asked once per
+    topic per publish, not once per message.
+    """
+
+    async def publish(self, messages: Sequence[Outgoing]) -> None:
+        partitions: dict[str, list[int]] = {}
+
+        async def send(m: Outgoing) -> Awaitable[object]:
+            key = m.key.encode()
+            known = partitions.get(m.topic)
+            if known is None:
+                # as aiokafka's own _partition lists them (the same set, the same order)
+                known = list(await self.producer.partitions_for(m.topic))
+                partitions[m.topic] = known
+            future: Awaitable[object] = await self.producer.send(
+                m.topic, m.value, key=key, partition=default_partition(key, known)
+            )
+            return future
+
+        await publish_all(send, messages)
+
+
+def default_partition(key: bytes, partitions: Sequence[int]) -> int:
+    """The partition aiokafka's (and Kafka's Java) default partitioner picks for `key`."""
+    return partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
+
+
+def murmur2(data: bytes) -> int:
+    """`aiokafka.partitioner.murmur2` (Kafka's ``Utils.murmur2``), the same values, ~3x faster.
+
+    Whole little-endian words are unpacked at once instead of byte by byte.
+    """
+    length = len(data)
+    m = 0x5BD1E995
+    h = 0x9747B28C ^ length
+    words = length >> 2
+    for word in struct.unpack_from(f"<{words}I", data):
+        k = (word * m) & 0xFFFFFFFF
+        h = ((h * m) & 0xFFFFFFFF) ^ (((k ^ (k >> 24)) * m) & 0xFFFFFFFF)
+    tail = words << 2
+    extra = length & 3
+    if extra >= 3:
+        h ^= data[tail + 2] << 16
+    if extra >= 2:
+        h ^= data[tail + 1] << 8
+    if extra >= 1:
+        h = ((h ^ data[tail]) * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    return h ^ (h >> 15)
 
 
 async def publish_all(
