@@ -39,7 +39,8 @@ from scoring.recycle import Term, total
 from scoring.state import LeadState
 
 SAMPLES: Final = 240
-"""Evenly spaced sample times across the window, besides the event times and `at`."""
+"""Evenly spaced sample times across the window, and as many again across each line's
+own span (from its first point to `at`), besides the event times and `at`."""
 
 Point = tuple[float, float]
 """(epoch seconds, points)."""
@@ -95,7 +96,8 @@ def curve(state: LeadState, at: Instant, model: ScoringModel, samples: int = SAM
     `at` before the lead's clock reads as the clock, as in `engine.engagement`
     and `explain.explain`. Every rule's line starts exactly at its latest event
     and the total exactly at the last scoring event, so each begins at its true
-    value there, not somewhere in between two samples.
+    value there, not somewhere in between two samples; each line has at least
+    `samples` + 1 points, however late it starts.
     """
     if samples < 1:
         raise ValueError(f"samples must be at least 1, got {samples}")
@@ -110,14 +112,20 @@ def curve(state: LeadState, at: Instant, model: ScoringModel, samples: int = SAM
     start = min(refs, default=moment)
     times = sample_times(start, moment, refs, samples)
     rules = tuple(
-        _rule_curve(name, pair, term, times)
+        _rule_curve(name, pair, term, _from(pair.ref, moment, times, samples))
         for (name, pair), term in zip(named, found, strict=True)
     )
     if not found:
         return Curve(start=start, at=moment, exact_from=None, total=(), rules=rules)
     exact_from = max(refs)
-    line = tuple((t, max(0.0, total(found, t))) for t in times if t >= exact_from)
+    line = tuple((t, max(0.0, total(found, t))) for t in _from(exact_from, moment, times, samples))
     return Curve(start=start, at=moment, exact_from=exact_from, total=line, rules=rules)
+
+
+def _from(since: float, end: float, window: list[float], samples: int) -> list[float]:
+    """The window's times from `since` on, plus `samples` of its own: a late line is dense too."""
+    own = sample_times(since, end, (), samples)
+    return sorted({*own, *(t for t in window if t >= since)})
 
 
 def _rule_curve(name: str, pair: RuleState, term: Term, times: list[float]) -> RuleCurve:
@@ -126,5 +134,5 @@ def _rule_curve(name: str, pair: RuleState, term: Term, times: list[float]) -> R
         half_life=term.half_life,
         cap=term.cap,
         since=pair.ref,
-        points=tuple((t, term.at(t)) for t in times if t >= pair.ref),
+        points=tuple((t, term.at(t)) for t in times),
     )

@@ -193,6 +193,8 @@ def test_sampling_is_dense_and_hits_every_event_time_and_at() -> None:
     assert times == sorted(set(times))
     assert drawn.exact_from == E0 + 5 * HOUR
     assert (E0 + 5 * HOUR) in [t for t, _ in drawn.total]
+    assert all(len(line.points) > SAMPLES for line in drawn.rules)
+    assert len(drawn.total) > SAMPLES
     assert drawn.total[-1][0] == at
 
 
