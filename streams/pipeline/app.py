@@ -196,6 +196,13 @@ def build(
 
         return web.json(await explain_lead(store, model, lead_id, clock()))
 
+    @app.page("/ui/leads/{lead_id}")
+    async def lead_ui_page(web: Any, request: Any, lead_id: str) -> Any:
+        from streams.http.leadpage import HEADERS, lead_page
+
+        status, body = await lead_page(store, model, lead_id, clock())
+        return web.html(body, status=status, headers=dict(HEADERS))
+
     @app.page("/stats")
     async def stats_page(web: Any, request: Any) -> Any:
         return web.json(
