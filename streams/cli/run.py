@@ -151,7 +151,8 @@ def _print_dev_banner(services: dict[str, str], settings: Settings, collector_ur
     for name, value in services.items():
         print(f"  {name:10} {value}")
     web = f"http://{settings.web_host}:{settings.web_port}"
-    print(f"  {'http':10} {web}/stats  {web}/health  {web}/leads/<id>")
+    print(f"  {'http':10} {web}/stats  {web}/health  {web}/ready  {web}/metrics")
+    print(f"  {'leads':10} {web}/leads/<id> (JSON)  {web}/ui/leads/<id> (page with the chart)")
     print(f"  {'collector':10} {collector_url}  (Segment HTTP API: /v1/batch, /v1/track, ...)")
     for key, source in settings.write_key_sources.items():
         print(f"  {'write key':10} {key}  (source {source})")
