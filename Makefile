@@ -31,7 +31,15 @@ $(BROWSER_STAMP): tests/browser/package.json tests/browser/package-lock.json
 	cd tests/browser && npm ci --no-audit --no-fund
 	@touch $(BROWSER_STAMP)
 
-install: $(STAMP) $(BROWSER_STAMP)
+# the real AsyncAPI parser (npm), for tests/asyncapi
+ASYNCAPI_STAMP := tests/asyncapi/node_modules/.installed
+
+$(ASYNCAPI_STAMP): tests/asyncapi/package.json tests/asyncapi/package-lock.json
+	@command -v node >/dev/null 2>&1 || { echo "tests/asyncapi needs Node.js 20+ (node)"; exit 1; }
+	cd tests/asyncapi && npm ci --no-audit --no-fund
+	@touch $(ASYNCAPI_STAMP)
+
+install: $(STAMP) $(BROWSER_STAMP) $(ASYNCAPI_STAMP)
 
 lint: install
 	$(BIN)/ruff check .

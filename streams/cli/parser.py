@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from streams.cli.asyncapi import cmd_asyncapi
 from streams.cli.collect import cmd_collect
 from streams.cli.feed import cmd_send, cmd_tail
 from streams.cli.inspect import cmd_lead
@@ -159,3 +160,12 @@ def _add_tool_commands(sub: Any) -> None:
         "message", nargs="?", help="BehaviorEvent | StageTransition | Handoff | DeadLetter"
     )
     p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser(
+        "asyncapi",
+        help="print the AsyncAPI 3.0 document of every topic and message (YAML)",
+        description="Kafka topics only; the default topic names, each configurable.",
+    )
+    p.add_argument("--output", type=Path, help="write to FILE instead of stdout")
+    p.add_argument("--format", choices=["yaml", "json"], default="yaml", help="(yaml)")
+    p.set_defaults(func=cmd_asyncapi)

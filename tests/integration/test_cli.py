@@ -65,11 +65,16 @@ def line(kind: str, lead: str, **extra: Any) -> str:
 def test_help_lists_every_command() -> None:
     result = leadpulse("--help")
     assert result.returncode == 0
-    for command in ("worker", "dev", "send", "tail", "lead", "demo", "model", "schema"):
+    commands = ("worker", "collect", "dev", "send", "tail", "lead", "demo", "model", "schema")
+    for command in (*commands, "asyncapi"):
         assert command in result.stdout
     sub = leadpulse("dev", "--help")
     assert "--kafka-port" in sub.stdout
     assert "--redis-port" in sub.stdout
+    assert "--collector-port" in sub.stdout
+    sub = leadpulse("collect", "--help")
+    assert "LEADPULSE_WRITE_KEYS" in sub.stdout
+    assert "--new-key" in sub.stdout
 
 
 def test_model_check_accepts_default_and_rejects_bad_file(tmp_path: Path) -> None:
