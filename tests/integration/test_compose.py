@@ -98,3 +98,47 @@ def test_traffic_posts_to_the_collector_service(compose: dict[str, Any]) -> None
     port = services["collector"]["environment"]["LEADPULSE_COLLECTOR_PORT"]
     assert url == f"http://collector:{port}"
     assert services["collector"]["command"] == ["collect"]
+
+
+def test_monitoring_profile_scrapes_both_processes(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name in ("prometheus", "grafana"):
+        assert services[name]["profiles"] == ["monitoring"], name
+        for volume in services[name]["volumes"]:
+            source = volume["source"] if isinstance(volume, dict) else volume.split(":", 1)[0]
+            assert Path(source).exists(), source
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+    targets = {
+        job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]
+    }
+    worker_port = services["worker"]["environment"].get("LEADPULSE_WEB_PORT", "6066")
+    collector_port = services["collector"]["environment"]["LEADPULSE_COLLECTOR_PORT"]
+    assert targets == {
+        "leadpulse-worker": [f"worker:{worker_port}"],
+        "leadpulse-collector": [f"collector:{collector_port}"],
+    }
+
+
+def test_dashboard_queries_only_metrics_that_exist() -> None:
+    """Every `leadpulse_*` name in the Grafana dashboard is one the processes register."""
+    import json
+    import re
+
+    from prometheus_client import CollectorRegistry
+
+    from streams.observability.metrics import CollectorMetrics, WorkerMetrics
+
+    registry = CollectorRegistry()
+    WorkerMetrics(registry)
+    CollectorMetrics(registry)
+    suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"], "gauge": [""]}
+    series = {
+        family.name + suffix for family in registry.collect() for suffix in suffixes[family.type]
+    }
+    dashboard = json.loads((ROOT / "deploy/grafana/dashboards/leadpulse.json").read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    used = {name for expr in exprs for name in re.findall(r"leadpulse_[a-z_]+", expr)}
+    assert used <= series, sorted(used - series)
+    # and every metric has a panel
+    shown = {re.sub(r"_(total|bucket|sum|count)$", "", name) for name in used}
+    assert {family.name for family in registry.collect()} <= shown
