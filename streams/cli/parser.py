@@ -58,7 +58,7 @@ def _add_run_commands(sub: Any) -> None:
             "LEADPULSE_WRITE_KEYS=SOURCE=KEY,...; sources in LEADPULSE_SALES_SOURCES may "
             "send sales-only events."
         ),
-        epilog="Also: GET /health and GET /stats. Limits, CORS origins and timeouts: "
+        epilog="Also: GET /health, /ready, /metrics and /stats. Limits, CORS origins, timeouts: "
         "LEADPULSE_COLLECTOR_* variables (see README).",
     )
     p.add_argument("--host", help="bind address (LEADPULSE_COLLECTOR_HOST, 127.0.0.1)")
