@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections import namedtuple
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,6 +33,33 @@ lifecycle:
 """
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+
+TP = namedtuple("TP", "topic partition")
+"""Faust's TopicPartition, as far as the runtime reads it."""
+
+
+class Clock:
+    """A settable epoch-seconds clock."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeConsumer:
+    """What `Runtime.after_seek` uses of Faust's consumer; records the seeks."""
+
+    def __init__(self, committed: dict[Any, int | None]) -> None:
+        self._committed_offset = committed
+        self.sought: dict[Any, int] = {}
+
+    def assignment(self) -> set[Any]:
+        return set(self._committed_offset)
+
+    async def seek(self, tp: Any, offset: int) -> None:
+        self.sought[tp] = offset
 
 
 @pytest.fixture(scope="session")

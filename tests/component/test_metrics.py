@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections import namedtuple
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -34,31 +33,16 @@ from streams.pipeline.records import Record, Topics
 from streams.pipeline.runtime import Runtime
 from streams.store import Commit, MemoryLeadStore
 from streams.store.redis import keys
-from tests.component.conftest import T0, FakePublisher, event, page
+from tests.component.conftest import T0, TP, Clock, FakeConsumer, FakePublisher, event, page
 
 TOPIC = "leadpulse.events"
 README = Path(__file__).parents[2] / "README.md"
 LABELS = {"reason", "from_stage", "to_stage", "step", "call", "partition", "endpoint", "status"}
 """Every label name a leadpulse metric may carry: small fixed sets only."""
 ID_LIKE = re.compile(r"lead-|anon-|^e-|@|[0-9a-f]{8}-?[0-9a-f]{4}")
-TP = namedtuple("TP", "topic partition")
 
 
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class FakeConsumer:
-    def __init__(self, committed: dict[Any, int | None]) -> None:
-        self._committed_offset = committed
-
-    def assignment(self) -> set[Any]:
-        return set(self._committed_offset)
-
+class NoSeekConsumer(FakeConsumer):
     async def seek(self, tp: Any, offset: int) -> None:
         raise AssertionError("nothing recorded: no seek expected")
 
@@ -171,7 +155,7 @@ async def test_scoring_moves_counters_latencies_store_calls_and_lag(
 ) -> None:
     highwater = {0: 10}
     runtime, metrics, publisher, _ = make(model, highwater)
-    await runtime.after_seek(FakeConsumer({TP(TOPIC, 0): None}))
+    await runtime.after_seek(NoSeekConsumer({TP(TOPIC, 0): None}))
     registry = metrics.registry
     first = [
         page("https://x.io/pricing", "lead-a", at=0, event_id="view-1"),
@@ -254,7 +238,7 @@ async def test_a_failing_store_call_is_counted_by_call(model: ScoringModel) -> N
 async def test_sweeps_count_due_leads(model: ScoringModel) -> None:
     shard = keys.shard_of("lead-a", 4)  # a worker sweeps the shards of its partitions
     runtime, metrics, _, clock = make(model, {shard: 1})
-    await runtime.after_seek(FakeConsumer({TP(TOPIC, shard): None}))
+    await runtime.after_seek(NoSeekConsumer({TP(TOPIC, shard): None}))
     lead = event("demo_request", "lead-a", at=0)
     await runtime.score(records(shard, 0, [lead], T0.timestamp()))
     clock.now += 3600  # demo-request (half-life 20s) has decayed below recycle

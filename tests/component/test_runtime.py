@@ -7,7 +7,6 @@ Regression tests for issue 8, defects 2 (sweeps past the watermark) and 7
 from __future__ import annotations
 
 import json
-from collections import namedtuple
 from typing import Any
 
 import pytest
@@ -22,32 +21,9 @@ from streams.pipeline.records import Record, Topics
 from streams.pipeline.runtime import Runtime
 from streams.store import MemoryLeadStore
 from streams.store.redis import keys
-from tests.component.conftest import T0, FakePublisher, event, page
+from tests.component.conftest import T0, TP, Clock, FakeConsumer, FakePublisher, event, page
 
 TOPIC = "leadpulse.events"
-TP = namedtuple("TP", "topic partition")
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class FakeConsumer:
-    """What `Runtime.after_seek` uses of Faust's consumer."""
-
-    def __init__(self, committed: dict[Any, int | None]) -> None:
-        self._committed_offset = committed
-        self.sought: dict[Any, int] = {}
-
-    def assignment(self) -> set[Any]:
-        return set(self._committed_offset)
-
-    async def seek(self, tp: Any, offset: int) -> None:
-        self.sought[tp] = offset
 
 
 def make(
