@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaProducer
 
 from streams.errors import TransientError
-from streams.kafka.publisher import KeyPartitionedAiokafkaPublisher, Outgoing
+from streams.kafka.publisher import AiokafkaPublisher, Outgoing
 from streams.kafka.security import aiokafka_options
 from streams.settings import Settings
 
@@ -87,7 +87,7 @@ class KafkaSink:
         producer = await self._ready()
         try:
             await asyncio.wait_for(
-                KeyPartitionedAiokafkaPublisher(producer).publish(messages),
+                AiokafkaPublisher(producer).publish(messages),
                 self.settings.collector_produce_timeout,
             )
         except (TimeoutError, OSError) as error:

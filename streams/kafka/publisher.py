@@ -66,23 +66,7 @@ class FaustPublisher:
 
 
 class AiokafkaPublisher:
-    """Publisher over a plain aiokafka producer (the collector's; no Faust app there)."""
-
-    def __init__(self, producer: Any) -> None:
-        self.producer = producer
-
-    async def publish(self, messages: Sequence[Outgoing]) -> None:
-        async def send(m: Outgoing) -> Awaitable[object]:
-            future: Awaitable[object] = await self.producer.send(
-                m.topic, m.value, key=m.key.encode()
-            )
-            return future
-
-        await publish_all(send, messages)
-
-
-class KeyPartitionedAiokafkaPublisher(AiokafkaPublisher):
-    """`AiokafkaPublisher` for a producer with aiokafka's default partitioner.
+    """Publisher over a plain aiokafka producer with its default partitioner (the collector's).
 
     Each message is sent to the partition that partitioner would choose
     (`default_partition`: murmur2 of the key, as the Java client, Faust and
@@ -90,6 +74,9 @@ class KeyPartitionedAiokafkaPublisher(AiokafkaPublisher):
     sixth of the collector's Kafka cost. The partitions are asked once per
     topic per publish, not once per message.
     """
+
+    def __init__(self, producer: Any) -> None:
+        self.producer = producer
 
     async def publish(self, messages: Sequence[Outgoing]) -> None:
         partitions: dict[str, list[int]] = {}
