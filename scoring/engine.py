@@ -201,6 +201,7 @@ class _Work:
         "feedback",
         "handoff_at",
         "handoff_id",
+        "handoff_tier",
         "last_clamp",
         "lead_id",
         "made",
@@ -233,6 +234,7 @@ class _Work:
         self.account_traits_dropped = state.account_traits_dropped
         self.handoff_id = state.handoff_id
         self.handoff_at = state.handoff_at
+        self.handoff_tier = state.handoff_tier
         self.accepted_at = state.accepted_at
         self.qualification = state.qualification
         self.feedback = state.feedback
@@ -260,6 +262,7 @@ class _Work:
                 "account_traits_dropped": self.account_traits_dropped,
                 "handoff_id": self.handoff_id,
                 "handoff_at": self.handoff_at,
+                "handoff_tier": self.handoff_tier,
                 "accepted_at": self.accepted_at,
                 "qualification": self.qualification,
                 "feedback": self.feedback,
@@ -470,7 +473,7 @@ class _Work:
             handoff = stage is Stage.MQL and move.to_stage is Stage.SAL
             tier = self.tier(at, score, fit, letter, model) if handoff else None
             if handoff:  # a new handoff: feedback now answers this one
-                self.handoff_id, self.handoff_at = made_id, at
+                self.handoff_id, self.handoff_at, self.handoff_tier = made_id, at, tier
                 self.accepted_at, self.qualification = None, {}
             self.made.append(
                 StageTransition(

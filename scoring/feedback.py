@@ -31,13 +31,15 @@ or keeps it out of the MQL stages. Feedback in a stage that does not allow it
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Final
+from typing import Any, Final
 
 from schemas import Stage
 from schemas.feedback import (
+    FRAMEWORK_CRITERIA,
     CriterionStatus,
     Disqualified,
     Feedback,
+    Framework,
     Qualification,
     Requalify,
     SalesAccepted,
@@ -49,7 +51,7 @@ from scoring.epoch import from_epoch
 from scoring.frameworks import LABELS, check_sql
 from scoring.lifecycle import Move, show
 from scoring.model import ScoringModel
-from scoring.state import FeedbackEntry
+from scoring.state import FeedbackEntry, LeadState
 
 ANSWERED: Final = frozenset({Stage.SAL, Stage.SQL})
 """Stages in which sales can reject a lead."""
@@ -229,3 +231,57 @@ def _legacy_qualified(funnel: Funnel, feedback: SalesQualified, entry: FeedbackE
     return Judgement(
         replace(funnel, stage=Stage.SQL), move, _with(entry, feedback, outcome=move.reason)
     )
+
+
+def sales_view(state: LeadState, model: ScoringModel) -> dict[str, Any]:
+    """The lead's feedback as JSON: current handoff, acceptance, framework status, history.
+
+    What ``GET /leads/{id}`` and ``leadpulse lead`` show under ``sales``. Times
+    are ISO 8601; `time_to_accept_seconds` is None until sales accepted.
+    Framework status lists every criterion of each framework sales used on
+    the current handoff (and the model's SQL framework), unknown when not given.
+    """
+    rule = model.lifecycle.sql
+    used = list(state.qualification)
+    if rule is not None and rule.framework.value not in used:
+        used.insert(0, rule.framework.value)
+    frameworks = []
+    for name in used:
+        framework = Framework(name)
+        given = state.qualification.get(name, {})
+        statuses = {c: given.get(c, CriterionStatus.UNKNOWN) for c in FRAMEWORK_CRITERIA[framework]}
+        entry: dict[str, Any] = {
+            "framework": name,
+            "label": LABELS[framework],
+            "criteria": {c: s.value for c, s in statuses.items()},
+            "met": sum(s is CriterionStatus.MET for s in statuses.values()),
+            "of": len(statuses),
+        }
+        if rule is not None:
+            check = check_sql(rule, framework, given)
+            entry["sql"] = {"qualified": check.qualified, "summary": check.summary}
+        frameworks.append(entry)
+    took = (
+        state.accepted_at - state.handoff_at
+        if state.accepted_at is not None and state.handoff_at is not None
+        else None
+    )
+    return {
+        "handoff_id": state.handoff_id,
+        "handed_off_at": _iso(state.handoff_at),
+        "tier": state.handoff_tier,
+        "accepted_at": _iso(state.accepted_at),
+        "time_to_accept_seconds": took,
+        "armed": state.armed,
+        "cooldown_until": _iso(state.cooldown_until),
+        "rearmed_at": _iso(state.rearmed_at),
+        "frameworks": frameworks,
+        "history": [
+            {**entry.model_dump(mode="json", exclude={"at"}), "at": _iso(entry.at)}
+            for entry in state.feedback
+        ],
+    }
+
+
+def _iso(moment: float | None) -> str | None:
+    return None if moment is None else from_epoch(moment).isoformat()

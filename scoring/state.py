@@ -94,6 +94,8 @@ class LeadState(BaseModel):
     Feedback naming another handoff id is recorded, not applied."""
     handoff_at: float | None = None
     """Epoch seconds of the current handoff."""
+    handoff_tier: str | None = None
+    """The current handoff's success-ready tier (the model's ``tiers:``), if any."""
     accepted_at: float | None = None
     """When sales accepted the current handoff (``sales_accepted``), else None."""
     qualification: dict[str, dict[str, CriterionStatus]] = Field(default_factory=dict)

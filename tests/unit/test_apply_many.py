@@ -287,6 +287,7 @@ def reference_fold(
 FEEDBACK_FIELDS = {
     "handoff_id",
     "handoff_at",
+    "handoff_tier",
     "accepted_at",
     "qualification",
     "feedback",
