@@ -14,7 +14,15 @@ import pytest
 
 from schemas import BehaviorEvent, Handoff, Stage, StageTransition
 from schemas.feedback import Framework
-from scoring import ModelError, apply, default_model, load_model, new_lead, parse_model
+from scoring import (
+    ModelError,
+    apply,
+    default_model,
+    load_model,
+    new_lead,
+    parse_model,
+    summary,
+)
 from scoring.model import ScoringModel
 from tests.unit.test_model_loader import BASE
 
@@ -307,3 +315,15 @@ def test_the_shipped_models_have_sql_rules_and_tiers(name: str) -> None:
     assert model.lifecycle.rejection_cooldown is not None
     assert model.spec.tiers is not None
     assert [tier for tier, _ in model.spec.tiers.ordered] == ["excellent", "good", "risky"]
+
+
+def test_model_check_summarises_the_feedback_sections() -> None:
+    text = summary(default_model())
+    assert (
+        "sales qualified (SAL→SQL): MEDDIC 4 of 6 criteria met with economic_buyer, "
+        "identify_pain, champion met"
+    ) in text
+    assert "a rejected lead stays out of MQL for 14d" in text
+    assert "handoff tiers, first match: excellent, good, risky; else none" in text
+    assert "the 20 most recent feedback events" in text
+    assert "sales qualified" not in summary(parse_model(BASE, "plain.yaml"))
