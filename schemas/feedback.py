@@ -27,7 +27,7 @@ call; it is allowed and ignored here.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Final, Self, cast
+from typing import Annotated, Any, Final, Self, cast
 
 from pydantic import (
     BaseModel,
@@ -247,3 +247,8 @@ def _lines(event_type: str, error: ValidationError) -> list[str]:
             path += f".{field}"
         lines.append(f"{path}: {message}")
     return lines
+
+
+def feedback_schemas() -> dict[str, dict[str, Any]]:
+    """Feedback type -> JSON Schema of its `properties`, for sales tool integrators."""
+    return {kind: model.model_json_schema() for kind, model in FEEDBACK_MODELS.items()}

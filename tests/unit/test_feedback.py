@@ -24,7 +24,9 @@ from schemas.feedback import (
     FeedbackError,
     Framework,
     Qualification,
+    RejectionReason,
     SalesRejected,
+    feedback_schemas,
     parse_feedback,
 )
 from scoring import RESERVED_EVENTS, LeadState, apply, evaluate, new_lead, parse_model
@@ -548,3 +550,12 @@ def test_a_state_without_the_feedback_fields_decodes() -> None:
         {},
     )
     assert (state.cooldown_until, state.rearmed_at, state.handoff_at) == (None, None, None)
+
+
+def test_each_feedback_type_has_a_json_schema_of_its_properties() -> None:
+    schemas = feedback_schemas()
+    assert set(schemas) == FEEDBACK_EVENTS
+    assert schemas["sales_rejected"]["additionalProperties"] is False
+    rejected = json.dumps(schemas["sales_rejected"])
+    assert all(reason.value in rejected for reason in RejectionReason)
+    assert schemas["qualification"]["required"] == ["handoff_id", "framework", "criteria"]
