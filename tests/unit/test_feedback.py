@@ -559,3 +559,52 @@ def test_each_feedback_type_has_a_json_schema_of_its_properties() -> None:
     rejected = json.dumps(schemas["sales_rejected"])
     assert all(reason.value in rejected for reason in RejectionReason)
     assert schemas["qualification"]["required"] == ["handoff_id", "framework", "criteria"]
+
+
+@pytest.mark.parametrize(("framework", "sql", "meets", "short"), SQL_RULES)
+def test_a_whole_sequence_for_each_framework(
+    framework: str, sql: str, meets: dict[str, str], short: dict[str, str]
+) -> None:
+    """Accept, qualify short, reject; a new handoff; qualify (SQL), disqualify, requalify."""
+    lead = Lead(model_with(sql, "  rejection_cooldown: 1h\n"))
+    first = lead.hand_off()
+    lead.send("sales_accepted", after=120, handoff_id=first)
+    lead.send("qualification", handoff_id=first, framework=framework, criteria=short)
+    (rejected,) = lead.send("sales_rejected", handoff_id=first, reason="no_response")
+    assert rejected.to_stage is Stage.NURTURE
+    lead.send("ping", after=4 * 86400)  # cooled (re-armed) and past the cooldown
+    lead.send("ping")
+    second = lead.state.handoff_id
+    assert second is not None
+    assert second != first
+    assert (lead.state.accepted_at, lead.state.qualification) == (None, {})  # a fresh handoff
+    # the qualification of the first handoff no longer counts, nor does late feedback on it
+    lead.send("qualification", handoff_id=first, framework=framework, criteria=meets)
+    assert lead.state.stage is Stage.SAL
+    (qualified,) = lead.send(
+        "qualification", handoff_id=second, framework=framework, criteria=meets
+    )
+    assert (qualified.from_stage, qualified.to_stage) == (Stage.SAL, Stage.SQL)
+    (parked,) = lead.send("disqualified", reason="went with a competitor")
+    assert (parked.from_stage, parked.to_stage) == (Stage.SQL, Stage.DISQUALIFIED)
+    (back,) = lead.send("requalify", handoff_id=second)
+    assert (back.from_stage, back.to_stage) == (Stage.DISQUALIFIED, Stage.NURTURE)
+    assert [(t.from_stage, t.to_stage) for t in lead.made] == [
+        (Stage.IQL, Stage.MQL),
+        (Stage.MQL, Stage.SAL),
+        (Stage.SAL, Stage.NURTURE),
+        (Stage.NURTURE, Stage.MQL),
+        (Stage.MQL, Stage.SAL),
+        (Stage.SAL, Stage.SQL),
+        (Stage.SQL, Stage.DISQUALIFIED),
+        (Stage.DISQUALIFIED, Stage.NURTURE),
+    ]
+    assert [(e.type, e.applied, e.stale) for e in lead.state.feedback] == [
+        ("sales_accepted", True, False),
+        ("qualification", True, False),
+        ("sales_rejected", True, False),
+        ("qualification", False, True),
+        ("qualification", True, False),
+        ("disqualified", True, False),
+        ("requalify", True, False),
+    ]
