@@ -17,6 +17,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 
 from schemas import limits
+from schemas.feedback import feedback_errors
 from schemas.messages import IDENTIFIER_PATTERN, BehaviorEvent, DeadLetter, Handoff, StageTransition
 
 M = TypeVar("M", bound=BaseModel)
@@ -90,12 +91,17 @@ def decode_event(
     the future. Without `latest` (validating a file), `now` rejects events
     more than MAX_FUTURE_SKEW_SECONDS ahead as clock bugs. The size limit
     applies to tracker input only: leadpulse's own messages (a dead letter
-    embeds a whole rejected payload) may be larger.
+    embeds a whole rejected payload) may be larger. A feedback event
+    (`schemas.feedback`) whose properties do not match its type is rejected,
+    each line naming the property.
     """
     size = len(data) if isinstance(data, bytes) else len(data.encode())
     if size > limits.MAX_MESSAGE_BYTES:
         raise DecodeError([f"message: larger than {limits.MAX_MESSAGE_BYTES} bytes"])
     event = decode(data, BehaviorEvent)
+    invalid = feedback_errors(event)
+    if invalid:
+        raise DecodeError(invalid)
     if event.reported_at is not None:
         # set only by the clamp below: a tracker cannot claim its time was clamped
         event = event.model_copy(update={"reported_at": None})

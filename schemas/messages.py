@@ -34,6 +34,8 @@ class Stage(StrEnum):
     SAL = "sal"
     SQL = "sql"
     NURTURE = "nurture"
+    DISQUALIFIED = "disqualified"
+    """Sales disqualified the lead: it never hands off again until a ``requalify``."""
 
 
 IDENTIFIER_PATTERN = r"^[^\x00-\x1f\x7f]+$"
@@ -54,10 +56,21 @@ EventType = Annotated[
 ]
 
 
-SALES_ONLY_EVENTS: Final = frozenset({"sales_qualified", "sales_rejected"})
+SALES_ONLY_EVENTS: Final = frozenset(
+    {
+        "sales_accepted",
+        "sales_rejected",
+        "sales_qualified",
+        "qualification",
+        "disqualified",
+        "requalify",
+    }
+)
 """Event types only a sales tool (a trusted write key) may send: a tracker must
-not be able to qualify or reject its own lead. scoring's RESERVED_EVENTS is the
-same set (a unit test keeps them equal)."""
+not be able to accept, qualify, reject or disqualify its own lead. These are
+the feedback events (`schemas.feedback.FEEDBACK_EVENTS`, whose properties are
+typed there); scoring's RESERVED_EVENTS is the same set (unit tests keep them
+equal)."""
 
 
 def is_sales_only(event_type: str) -> bool:
@@ -197,6 +210,10 @@ class StageTransition(BaseModel):
     reason: str
     event_id: str | None = None
     reasons: list[RuleContribution] = Field(default_factory=list)
+    tier: str | None = None
+    """On a handoff (MQL to SAL): the model's success-ready tier of the lead at
+    that moment (`tiers:` in the model file), None without tiers or when the
+    ``else`` tier is null. None on every other move."""
 
     @property
     def is_handoff(self) -> bool:
@@ -208,7 +225,9 @@ class Handoff(BaseModel):
 
     `account_id` is the lead's account (its latest ``group`` call) when the
     handoff was decided, None if none was named; handoffs written before it
-    existed decode with None.
+    existed decode with None. `tier` is the success-ready tier (the model's
+    ``tiers:``: e.g. excellent, good, risky), None when the model has no tiers
+    or its ``else`` is null; older handoffs decode with None.
     """
 
     model_config = _OUT
@@ -226,6 +245,7 @@ class Handoff(BaseModel):
     event_id: str | None = None
     profile: dict[str, JsonValue] = Field(default_factory=dict)
     account_id: str | None = None
+    tier: str | None = None
 
     @classmethod
     def from_transition(
@@ -252,6 +272,7 @@ class Handoff(BaseModel):
             event_id=transition.event_id,
             profile=profile or {},
             account_id=account_id,
+            tier=transition.tier,
         )
 
 

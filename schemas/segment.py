@@ -50,7 +50,9 @@ objects) routinely exceed them. An event whose JSON would still exceed
 ``limits.MAX_MESSAGE_BYTES`` (long non-ASCII strings) is rejected.
 
 Event types only sales tools may send (`SALES_ONLY_EVENTS`) are rejected
-unless the caller says the source is trusted.
+unless the caller says the source is trusted; those are the feedback events,
+whose properties must match their type (`schemas.feedback`), or the message
+is rejected naming the property.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ from pydantic import JsonValue, ValidationError
 
 from schemas import limits
 from schemas.codec import DecodeError, _describe, encode
+from schemas.feedback import feedback_errors
 from schemas.messages import BehaviorEvent, is_sales_only
 
 SUPPORTED_TYPES: Final = ("alias", "group", "identify", "page", "screen", "track")
@@ -371,6 +374,9 @@ def from_segment_encoded(
         )
     except ValidationError as exc:
         raise DecodeError(_describe(exc)) from None
+    invalid = feedback_errors(event)
+    if invalid:
+        raise DecodeError(invalid)
     value = encode(event)
     size = len(value)
     if size > limits.MAX_MESSAGE_BYTES:

@@ -16,6 +16,7 @@ from scoring.engine import (
 )
 from scoring.epoch import Instant, as_epoch, from_epoch, to_epoch
 from scoring.explain import FLOOR_PART, Explanation, Part, explain, explanation_dict
+from scoring.feedback import sales_view
 from scoring.fit import fit_parts, fit_points, grade
 from scoring.lifecycle import (
     RESERVED_EVENTS,
@@ -27,8 +28,9 @@ from scoring.lifecycle import (
 )
 from scoring.loader import ModelError, default_model, load_model, parse_model
 from scoring.model import Limits, ModelSpec, ModelSpecError, ScoringModel
-from scoring.state import Clamp, LeadState, merge, new_lead
+from scoring.state import Clamp, FeedbackEntry, LeadState, merge, new_lead
 from scoring.summary import summary
+from scoring.tiers import tier_of
 
 __all__ = [
     "FLOOR_PART",
@@ -38,6 +40,7 @@ __all__ = [
     "TRANSITION_NAMESPACE",
     "Clamp",
     "Explanation",
+    "FeedbackEntry",
     "Instant",
     "LeadState",
     "Limits",
@@ -68,7 +71,9 @@ __all__ = [
     "next_recycle_at",
     "parse_duration",
     "parse_model",
+    "sales_view",
     "summary",
+    "tier_of",
     "to_epoch",
     "transition_id",
 ]

@@ -40,24 +40,28 @@ from typing import TypeGuard
 from pydantic import JsonValue
 
 from schemas import BehaviorEvent, RuleContribution, Stage, StageTransition, limits
+from schemas.feedback import FeedbackError, is_feedback, parse_feedback
 from scoring import fastpath
 from scoring.decay import RuleState, add
 from scoring.epoch import Instant, as_epoch, from_epoch, to_epoch
-from scoring.fit import fit_points, grade, merge_account_traits, merge_traits
+from scoring.feedback import Funnel, judge
+from scoring.fit import fit_parts, fit_points, grade, merge_account_traits, merge_traits
 from scoring.lifecycle import (
     RECYCLABLE,
     Move,
     clamp_note,
     recycle_move,
-    sales_move,
     threshold_moves,
     transition_id,
 )
 from scoring.model import ScoringModel
 from scoring.recycle import Term, total
-from scoring.state import Clamp, LeadState
+from scoring.state import Clamp, FeedbackEntry, LeadState
+from scoring.tiers import tier_of
 
 TOP_REASONS = 5
+COOLING: frozenset[Stage] = frozenset({Stage.NURTURE, Stage.DISQUALIFIED})
+"""Stages in which a disarmed lead re-arms when decay takes it below recycle."""
 GROUP = "group"
 """The event type that names a lead's account (a Segment ``group`` call)."""
 
@@ -184,6 +188,7 @@ class _Work:
     __slots__ = (
         "_fit",
         "_fit_traits",
+        "accepted_at",
         "account_id",
         "account_traits",
         "account_traits_dropped",
@@ -191,10 +196,17 @@ class _Work:
         "armed",
         "clamped_events",
         "clock",
+        "cooldown_until",
         "events_applied",
+        "feedback",
+        "handoff_at",
+        "handoff_id",
+        "handoff_tier",
         "last_clamp",
         "lead_id",
         "made",
+        "qualification",
+        "rearmed_at",
         "rules",
         "rules_copied",
         "stage",
@@ -220,6 +232,14 @@ class _Work:
         self.account_id = state.account_id
         self.account_traits = state.account_traits
         self.account_traits_dropped = state.account_traits_dropped
+        self.handoff_id = state.handoff_id
+        self.handoff_at = state.handoff_at
+        self.handoff_tier = state.handoff_tier
+        self.accepted_at = state.accepted_at
+        self.qualification = state.qualification
+        self.feedback = state.feedback
+        self.cooldown_until = state.cooldown_until
+        self.rearmed_at = state.rearmed_at
         self.made: list[StageTransition] = []
         self._fit_traits: dict[str, JsonValue] | None = None
         self._fit = 0.0
@@ -240,6 +260,14 @@ class _Work:
                 "account_id": self.account_id,
                 "account_traits": self.account_traits,
                 "account_traits_dropped": self.account_traits_dropped,
+                "handoff_id": self.handoff_id,
+                "handoff_at": self.handoff_at,
+                "handoff_tier": self.handoff_tier,
+                "accepted_at": self.accepted_at,
+                "qualification": self.qualification,
+                "feedback": self.feedback,
+                "cooldown_until": self.cooldown_until,
+                "rearmed_at": self.rearmed_at,
             }
         )
 
@@ -304,25 +332,28 @@ class _Work:
             self.account_traits = current
 
     def decide(self, event: BehaviorEvent, model: ScoringModel) -> None:
-        """The moves at the lead's clock: a sales verdict first, then the thresholds."""
+        """The moves at the lead's clock: sales feedback first, then the thresholds."""
         score = _engagement(self.rules, self.clock, model)
         stage, armed = self.stage, self.armed
         moves: list[Move] = []
-        verdict = sales_move(stage, event.type, model)
-        if verdict is not None:
-            moves.append(verdict)
-            stage = verdict.to_stage
-            if stage is Stage.NURTURE:
-                armed = False
+        if is_feedback(event.type):
+            verdict = self.answer(event, model)
+            if verdict is not None:
+                moves.append(verdict)
+                stage = verdict.to_stage
+            armed = self.armed
         # threshold_moves reads the grade only once engagement reaches the
         # handoff threshold; below it, fit (the costly part) is not computed.
         if score >= model.lifecycle.handoff.engagement:
             letter = grade(self.fit(model), model)
         else:
             letter = model.lowest_grade
-        more, stage, armed = threshold_moves(stage, armed, score, letter, model)
+        cooled = self.cooldown_until is None or self.clock >= self.cooldown_until
+        more, stage, now_armed = threshold_moves(stage, armed, score, letter, model, cooled=cooled)
         moves += more
-        self.armed = armed
+        if now_armed and not armed:
+            self.rearmed_at = self.clock
+        self.armed = now_armed
         if not moves:
             return
         if event.reported_at is not None:
@@ -338,19 +369,72 @@ class _Work:
             event_id=event.event_id,
         )
 
+    def answer(self, event: BehaviorEvent, model: ScoringModel) -> Move | None:
+        """Sales feedback (`scoring.feedback.judge`): recorded, and the move it makes.
+
+        Sets the feedback fields and arming; the stage is left to `record`.
+        Properties that are not valid feedback (`decode_event` rejects them, so
+        only an event built in code has them) are recorded as not applied.
+        """
+        try:
+            feedback = parse_feedback(event)
+        except FeedbackError as exc:
+            self.remember(
+                FeedbackEntry(
+                    event_id=event.event_id,
+                    type=event.type,
+                    at=self.clock,
+                    applied=False,
+                    outcome=f"not applied: invalid properties ({exc})",
+                ),
+                model,
+            )
+            return None
+        assert feedback is not None  # is_feedback(event.type)
+        funnel = Funnel(
+            stage=self.stage,
+            armed=self.armed,
+            handoff_id=self.handoff_id,
+            handoff_at=self.handoff_at,
+            accepted_at=self.accepted_at,
+            qualification=self.qualification,
+            cooldown_until=self.cooldown_until,
+        )
+        verdict = judge(
+            funnel,
+            feedback,
+            event_id=event.event_id,
+            event_type=event.type,
+            at=self.clock,
+            model=model,
+        )
+        after = verdict.funnel
+        self.armed = after.armed
+        self.accepted_at = after.accepted_at
+        self.qualification = after.qualification
+        self.cooldown_until = after.cooldown_until
+        self.remember(verdict.entry, model)
+        return verdict.move
+
+    def remember(self, entry: FeedbackEntry, model: ScoringModel) -> None:
+        keep = model.limits.feedback_kept
+        self.feedback = (*self.feedback, entry)[-keep:] if keep else ()
+
     def decay_until(self, until: float, model: ScoringModel, hint: float | None = None) -> None:
         """A recycle decay alone caused before `until`, dated at the crossing.
 
-        A lead sales rejected re-arms silently instead, once it has cooled down.
+        A lead sales rejected or disqualified re-arms silently instead, once
+        it has cooled down.
         """
         recyclable = self.stage in RECYCLABLE
-        if not recyclable and (self.stage is not Stage.NURTURE or self.armed):
+        if not recyclable and (self.stage not in COOLING or self.armed):
             return
         dip = _dip(self.rules, self.clock, model, until, hint)
         if dip is None:
             return
         if not recyclable:
             self.armed = True
+            self.rearmed_at = max(dip, self.clock)
             return
         score = _engagement(self.rules, max(dip, self.clock), model)
         fit = self.fit(model)
@@ -383,11 +467,17 @@ class _Work:
         stage, seq = self.stage, self.transition_seq
         for move in moves:
             seq += 1  # orders the lead's messages in the outbox; never names one
+            made_id = transition_id(
+                self.lead_id, stage, move.to_stage, event_id=event_id, crossing=crossing
+            )
+            handoff = stage is Stage.MQL and move.to_stage is Stage.SAL
+            tier = self.tier(at, score, fit, letter, model) if handoff else None
+            if handoff:  # a new handoff: feedback now answers this one
+                self.handoff_id, self.handoff_at, self.handoff_tier = made_id, at, tier
+                self.accepted_at, self.qualification = None, {}
             self.made.append(
                 StageTransition(
-                    transition_id=transition_id(
-                        self.lead_id, stage, move.to_stage, event_id=event_id, crossing=crossing
-                    ),
+                    transition_id=made_id,
                     lead_id=self.lead_id,
                     from_stage=stage,
                     to_stage=move.to_stage,
@@ -399,10 +489,27 @@ class _Work:
                     reason=move.reason,
                     event_id=event_id,
                     reasons=reasons,
+                    tier=tier,
                 )
             )
             stage = move.to_stage
         self.stage, self.transition_seq = stage, seq
+
+    def tier(
+        self, at: float, score: float, fit: float, letter: str, model: ScoringModel
+    ) -> str | None:
+        """The success-ready tier at a handoff (`scoring.tiers`)."""
+        if model.spec.tiers is None:
+            return None
+        parts = fastpath.contributions(self.rules, max(at, self.clock), model.decay_specs)
+        return tier_of(
+            model,
+            engagement=score,
+            fit=fit,
+            grade=letter,
+            contributions={name: points for name, points, _ in parts},
+            fit_matched={part.rule for part in fit_parts(self.traits, model)},
+        )
 
 
 def is_account_id(value: object) -> TypeGuard[str]:

@@ -8,11 +8,13 @@ Rules (known leads only; anonymous profiles never move):
 - MQL or SAL, engagement < recycle: NURTURE. Falling below recycle also
   re-arms a lead, so a score hovering near the handoff threshold hands off once,
   not every time it wiggles.
-- Event ``sales_qualified`` moves SAL to SQL; event ``sales_rejected`` moves SAL
-  or SQL to NURTURE *disarmed*: it must fall below recycle before it can become
-  an MQL again, or the next page view would hand the rejected lead straight
-  back. In any other stage these events change nothing.
-- SQL is owned by sales: decay never recycles it.
+- Sales feedback (`scoring.feedback`) comes first: ``qualification`` (by the
+  model's ``lifecycle.sql`` rule) or legacy ``sales_qualified`` moves SAL to
+  SQL; ``sales_rejected`` moves SAL or SQL to NURTURE *disarmed*: it must fall
+  below recycle (and wait out ``rejection_cooldown``) before it can become an
+  MQL again, or the next page view would hand the rejected lead straight back;
+  ``disqualified`` parks any lead in DISQUALIFIED until a ``requalify``.
+- SQL and DISQUALIFIED are owned by sales: decay never recycles them.
 """
 
 from __future__ import annotations
@@ -29,7 +31,17 @@ from scoring.state import LeadState
 
 SALES_QUALIFIED: Final = "sales_qualified"
 SALES_REJECTED: Final = "sales_rejected"
-RESERVED_EVENTS: Final = frozenset({SALES_QUALIFIED, SALES_REJECTED})
+RESERVED_EVENTS: Final = frozenset(
+    {
+        "sales_accepted",
+        SALES_REJECTED,
+        SALES_QUALIFIED,
+        "qualification",
+        "disqualified",
+        "requalify",
+    }
+)
+"""The feedback event types: only sales tools may send them (see schemas.SALES_ONLY_EVENTS)."""
 
 TRANSITION_NAMESPACE: Final = uuid.uuid5(uuid.NAMESPACE_URL, "urn:leadpulse:transition")
 """Never change it: consumers de-duplicate on the ids derived from it."""
@@ -99,6 +111,7 @@ def recycle_move(engagement: float, model: ScoringModel, by_decay: bool) -> Move
 
 
 def sales_move(stage: Stage, event_type: str, model: ScoringModel) -> Move | None:
+    """The legacy verdicts without properties: what `scoring.feedback.judge` does for them."""
     if event_type == SALES_QUALIFIED and stage is Stage.SAL:
         return Move(Stage.SQL, "sales qualified the lead")
     if event_type == SALES_REJECTED and stage in (Stage.SAL, Stage.SQL):
@@ -111,16 +124,26 @@ def sales_move(stage: Stage, event_type: str, model: ScoringModel) -> Move | Non
 
 
 def threshold_moves(
-    stage: Stage, armed: bool, engagement: float, grade: str, model: ScoringModel
+    stage: Stage,
+    armed: bool,
+    engagement: float,
+    grade: str,
+    model: ScoringModel,
+    *,
+    cooled: bool = True,
 ) -> tuple[list[Move], Stage, bool]:
-    """Moves at one instant, with the stage and arming they leave behind."""
+    """Moves at one instant, with the stage and arming they leave behind.
+
+    `cooled` is False while a rejected lead's ``rejection_cooldown`` runs: it
+    cannot become an MQL then, armed or not.
+    """
     lifecycle = model.lifecycle
     if engagement < lifecycle.recycle:
         if stage in RECYCLABLE:
             return [recycle_move(engagement, model, by_decay=False)], Stage.NURTURE, True
         return [], stage, True
     moves: list[Move] = []
-    if stage in (Stage.IQL, Stage.NURTURE) and armed and engagement >= lifecycle.mql:
+    if stage in (Stage.IQL, Stage.NURTURE) and armed and cooled and engagement >= lifecycle.mql:
         moves.append(Move(Stage.MQL, f"engagement {show(engagement)} ≥ mql {show(lifecycle.mql)}"))
         stage = Stage.MQL
     handoff = lifecycle.handoff

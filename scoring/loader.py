@@ -23,7 +23,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from scoring.matchers import describe
-from scoring.model import ModelSpec, Path, ScoringModel, semantic_issues
+from scoring.model import ModelSpec, Path, ScoringModel, TierRule, Tiers, semantic_issues
 
 MAX_NODES: Final = 100_000
 """Counted with aliases expanded, so an alias bomb fails fast instead of hanging."""
@@ -275,9 +275,12 @@ def _allowed_keys(loc: Path) -> list[str] | None:
             field = next(
                 (f for n, f in current.model_fields.items() if (f.alias or n) == step), None
             )
-            if field is None:
+            if field is not None:
+                current = field.annotation
+            elif current is Tiers:  # tier names are keys of their own choosing
+                current = TierRule
+            else:
                 return None
-            current = field.annotation
         elif isinstance(step, int) and get_origin(current) in (tuple, list):
             current = get_args(current)[0]
         elif isinstance(step, str) and get_origin(current) is dict:

@@ -16,8 +16,17 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Annotated, Final, NamedTuple, Self
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, JsonValue, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    model_validator,
+)
 
+from schemas.feedback import FRAMEWORK_CRITERIA, Framework
 from schemas.limits import EVENT_TYPE_PATTERN, MAX_KEY_LENGTH, MAX_MESSAGE_BYTES
 from schemas.segment import normalise_event_name
 from scoring.durations import parse_duration
@@ -281,12 +290,126 @@ class HandoffRule(BaseModel):
     profile: tuple[TraitKey, ...] | None = None
 
 
+def _framework(value: object) -> Framework:
+    if isinstance(value, str) and value in Framework.__members__.values():
+        return Framework(value)
+    raise ValueError(
+        f"unknown framework {describe(value)}: use one of "
+        f"{', '.join(framework.value for framework in Framework)}"
+    )
+
+
+def _criterion(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"expected a criterion name, got {describe(value)}")
+    return value
+
+
+class SqlRule(BaseModel):
+    """When a qualified SAL becomes an SQL: ``lifecycle.sql`` in the model file.
+
+    The SDR's latest `qualification` of the current handoff, in `framework`,
+    must have every `require` criterion met and at least `min_met` criteria
+    met in all (default: the number required, or every criterion of the
+    framework when none is required).
+    """
+
+    model_config = SPEC_CONFIG
+
+    framework: Annotated[Framework, BeforeValidator(_framework)]
+    require: tuple[Annotated[str, BeforeValidator(_criterion)], ...] = ()
+    min_met: Annotated[int, BeforeValidator(_count("min_met", 1, 100))] | None = None
+
+    @property
+    def criteria(self) -> tuple[str, ...]:
+        return FRAMEWORK_CRITERIA[self.framework]
+
+    @property
+    def needed(self) -> int:
+        """How many criteria must be met: `min_met`, or its default."""
+        if self.min_met is not None:
+            return self.min_met
+        return len(self.require) or len(self.criteria)
+
+
 class Lifecycle(BaseModel):
+    """Thresholds, the handoff rule, and what sales feedback does.
+
+    `sql` is the qualification rule (SAL to SQL on a framework's criteria;
+    without it a `qualification` is recorded but moves nothing).
+    `rejection_cooldown` (seconds, written ``3d``) is how long a lead sales
+    rejected stays out of MQL at least, on top of falling below recycle.
+    """
+
     model_config = SPEC_CONFIG
 
     mql: Threshold
     handoff: HandoffRule
     recycle: Threshold
+    sql: SqlRule | None = None
+    rejection_cooldown: HalfLife | None = None
+
+
+def _tier_points(value: object) -> float:
+    return _number(value, "a rule's minimum points")
+
+
+class TierRule(BaseModel):
+    """One success-ready tier: every condition given must hold at the handoff.
+
+    `rules` maps an engagement rule to the least contribution (decayed, capped
+    points at the handoff) it must have; `fit_rules` names fit rules that
+    must match the lead's traits.
+    """
+
+    model_config = SPEC_CONFIG
+
+    min_fit: Annotated[float, BeforeValidator(lambda v: _number(v, "min_fit"))] | None = None
+    min_engagement: Threshold | None = None
+    min_grade: Annotated[str, BeforeValidator(_grade_letter)] | None = None
+    rules: dict[RuleName, Annotated[float, BeforeValidator(_tier_points)]] | None = None
+    fit_rules: tuple[RuleName, ...] | None = None
+
+    def conditions(self) -> int:
+        return sum(
+            value is not None
+            for value in (self.min_fit, self.min_engagement, self.min_grade, self.rules)
+        ) + bool(self.fit_rules)
+
+
+ELSE: Final = "else"
+
+
+def _tier_name(value: object) -> str:
+    if not isinstance(value, str) or not RULE_NAME_PATTERN.match(value):
+        raise ValueError(
+            f"invalid tier name {describe(value)}: use 1-64 lowercase letters, digits, "
+            "'_', '.' or '-', starting with a letter or digit (or null for no tier)"
+        )
+    return value
+
+
+class Tiers(BaseModel):
+    """``tiers:`` in the model file: tier name -> `TierRule`, first match wins.
+
+    The key ``else`` is the tier of a handoff no tier matches: a tier name,
+    or null (the default) for none.
+    """
+
+    model_config = ConfigDict(
+        extra="allow", frozen=True, allow_inf_nan=False, populate_by_name=True
+    )
+
+    otherwise: Annotated[str, BeforeValidator(_tier_name)] | None = Field(default=None, alias=ELSE)
+    __pydantic_extra__: dict[str, TierRule] = Field(init=False)
+
+    @property
+    def ordered(self) -> tuple[tuple[str, TierRule], ...]:
+        """The tiers in file order, best first."""
+        return tuple((self.__pydantic_extra__ or {}).items())
+
+
+DEFAULT_MAX_FEEDBACK: Final = 20
 
 
 class Limits(BaseModel):
@@ -297,7 +420,8 @@ class Limits(BaseModel):
     handoff profile) are never dropped for room, so a lead holds at most
     max_traits plus those. A value whose JSON is larger than `max_trait_bytes`
     is dropped whatever its key. `merged_from` keeps the `max_merged_from` most
-    recent merged ids.
+    recent merged ids, the feedback history the `max_feedback` most recent
+    feedback events.
     """
 
     model_config = SPEC_CONFIG
@@ -307,6 +431,13 @@ class Limits(BaseModel):
         int, BeforeValidator(_count("max_trait_bytes", 1, MAX_MESSAGE_BYTES))
     ] = 1024
     max_merged_from: Annotated[int, BeforeValidator(_count("max_merged_from", 0, 10_000))] = 50
+    max_feedback: Annotated[int, BeforeValidator(_count("max_feedback", 0, 1_000))] | None = None
+    """Feedback events kept in a lead's history, most recent; None: DEFAULT_MAX_FEEDBACK.
+    (Optional so files written before it keep their model version.)"""
+
+    @property
+    def feedback_kept(self) -> int:
+        return DEFAULT_MAX_FEEDBACK if self.max_feedback is None else self.max_feedback
 
 
 DEFAULT_LIMITS: Final = Limits()
@@ -315,7 +446,8 @@ DEFAULT_LIMITS: Final = Limits()
 class ModelSpec(BaseModel):
     """The model file, one field per section.
 
-    `limits`, `events` (and `lifecycle.handoff.profile`) are optional; when
+    `limits`, `tiers`, `events` (and `lifecycle.handoff.profile`,
+    `lifecycle.sql`, `lifecycle.rejection_cooldown`) are optional; when
     absent they are left out of the canonical form, so adding them to the code
     did not re-version existing files. `events` maps Segment ``track`` event
     names (as trackers send them) to leadpulse event types; an empty mapping is
@@ -329,6 +461,7 @@ class ModelSpec(BaseModel):
     fit: Fit
     lifecycle: Lifecycle
     limits: Limits | None = None
+    tiers: Tiers | None = None
     events: Annotated[
         dict[SegmentEventName, MappedEventType] | None, BeforeValidator(_no_empty_events)
     ] = None
@@ -418,6 +551,7 @@ def semantic_issues(spec: ModelSpec) -> list[tuple[Path, str]]:
         else:
             first_key[key] = index
     letters = [letter for letter, _ in grades]
+    known: list[str] = []
     if letters_ok:
         known = [*letters, implicit_grade(letters)]
         if lifecycle.handoff.min_grade not in known:
@@ -428,6 +562,93 @@ def semantic_issues(spec: ModelSpec) -> list[tuple[Path, str]]:
                     f"{', '.join(known)} ({known[-1]} is the grade below the last threshold)",
                 )
             )
+    if lifecycle.sql is not None:
+        issues += _sql_issues(lifecycle.sql)
+    if spec.tiers is not None:
+        issues += _tier_issues(spec, known)
+    return issues
+
+
+def _sql_issues(rule: SqlRule) -> list[tuple[Path, str]]:
+    """`lifecycle.sql`: criteria of its framework, min_met between required and all."""
+    issues: list[tuple[Path, str]] = []
+    where: Path = ("lifecycle", "sql")
+    criteria = rule.criteria
+    seen: set[str] = set()
+    for index, name in enumerate(rule.require):
+        if name not in criteria:
+            issues.append(
+                (
+                    (*where, "require", index),
+                    f"'{name}' is not a {rule.framework.value} criterion: use "
+                    f"{', '.join(criteria)}",
+                )
+            )
+        elif name in seen:
+            issues.append(((*where, "require", index), f"duplicate criterion '{name}'"))
+        seen.add(name)
+    if rule.min_met is not None:
+        if rule.min_met > len(criteria):
+            issues.append(
+                (
+                    (*where, "min_met"),
+                    f"min_met {rule.min_met} is more than the {len(criteria)} criteria of "
+                    f"{rule.framework.value} ({', '.join(criteria)})",
+                )
+            )
+        elif rule.min_met < len(rule.require):
+            issues.append(
+                (
+                    (*where, "min_met"),
+                    f"min_met {rule.min_met} is less than the {len(rule.require)} required "
+                    "criteria, which must all be met anyway",
+                )
+            )
+    return issues
+
+
+def _tier_issues(spec: ModelSpec, grades: list[str]) -> list[tuple[Path, str]]:
+    """Tier names, known rules and grades, and no tier that always matches."""
+    assert spec.tiers is not None
+    issues: list[tuple[Path, str]] = []
+    engagement_names = {rule.name for rule in spec.engagement.rules}
+    fit_names = {rule.name for rule in spec.fit.rules}
+    tiers = spec.tiers.ordered
+    if not tiers:
+        issues.append((("tiers",), "declare at least one tier, e.g. excellent: {min_grade: A}"))
+    for name, tier in tiers:
+        where: Path = ("tiers", name)
+        if not RULE_NAME_PATTERN.match(name):
+            issues.append(
+                (
+                    where,
+                    f"invalid tier name {describe(name)}: use 1-64 lowercase letters, digits, "
+                    "'_', '.' or '-', starting with a letter or digit",
+                )
+            )
+        if tier.conditions() == 0:
+            issues.append(
+                (
+                    where,
+                    "a tier without conditions always matches: give min_fit, min_engagement, "
+                    "min_grade, rules or fit_rules (or use else:)",
+                )
+            )
+        if tier.min_grade is not None and grades and tier.min_grade not in grades:
+            issues.append(
+                (
+                    (*where, "min_grade"),
+                    f"unknown grade '{tier.min_grade}': use one of {', '.join(grades)}",
+                )
+            )
+        issues.extend(
+            ((*where, "rules", rule), f"no engagement rule is named '{rule}'")
+            for rule in tier.rules or {}
+            if rule not in engagement_names
+        )
+        for index, rule in enumerate(tier.fit_rules or ()):
+            if rule not in fit_names:
+                issues.append(((*where, "fit_rules", index), f"no fit rule is named '{rule}'"))
     return issues
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from schemas import Stage
+from schemas.feedback import CriterionStatus
 from scoring.decay import RuleState, combine
 from scoring.fit import merge_account_traits, merge_traits
 from scoring.model import ScoringModel
@@ -22,6 +23,31 @@ class Clamp(BaseModel):
     """Epoch seconds: the record time plus the allowed skew, which the event scored at."""
 
 
+class FeedbackEntry(BaseModel):
+    """One feedback event as the lead's history keeps it, applied or not.
+
+    `applied` is False for feedback that changed nothing: about another
+    handoff than the current one (`stale`), or that the lead's stage does not
+    allow (a rejection of a lead already in nurture). `outcome` says what it
+    did, in words.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    event_id: str
+    type: str
+    at: float
+    """Epoch seconds: the lead's clock when it was applied (its event time, or later)."""
+    handoff_id: str | None = None
+    applied: bool
+    stale: bool = False
+    outcome: str
+    reason: str | None = None
+    note: str | None = None
+    framework: str | None = None
+    criteria: dict[str, CriterionStatus] = Field(default_factory=dict)
+
+
 class LeadState(BaseModel):
     """One lead (or anonymous visitor), JSON round-trippable and immutable.
 
@@ -32,7 +58,9 @@ class LeadState(BaseModel):
     `transition_seq` counts transitions, to order the lead's outbox; ids never
     derive from it. `account_id` and `account_traits` are the account the
     latest ``group`` call applied named (see `engine`), and that account's
-    traits; None and empty until one does. Fields added after the first
+    traits; None and empty until one does. `handoff_id` to `rearmed_at` are
+    the sales feedback on the current handoff (see `scoring.feedback`).
+    Fields added after the first
     release have defaults, so a state an older worker wrote still decodes
     during a rolling upgrade.
     """
@@ -61,6 +89,24 @@ class LeadState(BaseModel):
     """Traits of `account_id` (always empty without one), bounded like `traits`."""
     account_traits_dropped: int = Field(default=0, ge=0)
     """Account trait values dropped by the model's limits."""
+    handoff_id: str | None = None
+    """The current handoff: the id of the lead's latest MQL->SAL transition.
+    Feedback naming another handoff id is recorded, not applied."""
+    handoff_at: float | None = None
+    """Epoch seconds of the current handoff."""
+    handoff_tier: str | None = None
+    """The current handoff's success-ready tier (the model's ``tiers:``), if any."""
+    accepted_at: float | None = None
+    """When sales accepted the current handoff (``sales_accepted``), else None."""
+    qualification: dict[str, dict[str, CriterionStatus]] = Field(default_factory=dict)
+    """Framework -> criterion -> status, from the current handoff's qualification events."""
+    feedback: tuple[FeedbackEntry, ...] = ()
+    """Feedback events applied to the lead, oldest first; the model's max_feedback most recent."""
+    cooldown_until: float | None = None
+    """After a sales rejection: the lead cannot become an MQL before this (epoch seconds)."""
+    rearmed_at: float | None = None
+    """When the lead last re-armed: its engagement fell below recycle after it was
+    disarmed (a rejection, a disqualification). None until that happens."""
 
 
 def new_lead(lead_id: str, anonymous: bool = False) -> LeadState:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from scoring.durations import format_duration
+from scoring.frameworks import LABELS
 from scoring.matchers import number
 from scoring.model import ScoringModel
 
@@ -40,6 +41,21 @@ def summary(model: ScoringModel) -> str:
         f"≥ {number(lifecycle.handoff.engagement)} with grade {lifecycle.handoff.min_grade} or "
         f"better; recycle to nurture below {number(lifecycle.recycle)}"
     )
+    sql = lifecycle.sql
+    if sql is not None:
+        required = f" with {', '.join(sql.require)} met" if sql.require else ""
+        lines.append(
+            f"sales qualified (SAL→SQL): {LABELS[sql.framework]} {sql.needed} of "
+            f"{len(sql.criteria)} criteria met{required}"
+        )
+    if lifecycle.rejection_cooldown is not None:
+        lines.append(
+            f"a rejected lead stays out of MQL for {format_duration(lifecycle.rejection_cooldown)}"
+        )
+    if model.spec.tiers is not None:
+        names = [name for name, _ in model.spec.tiers.ordered]
+        otherwise = model.spec.tiers.otherwise or "none"
+        lines.append(f"handoff tiers, first match: {', '.join(names)}; else {otherwise}")
     carried = ", ".join(model.profile_traits) or "no traits"
     source = "declared" if lifecycle.handoff.profile is not None else "default: the fit traits"
     lines.append(f"handoff profile ({source}): {carried}")
@@ -47,7 +63,8 @@ def summary(model: ScoringModel) -> str:
     lines.append(
         f"limits: {limits.max_traits} traits besides the {len(model.declared_traits)} the model "
         f"reads; {limits.max_trait_bytes} bytes of JSON per trait value; the "
-        f"{limits.max_merged_from} most recent merged ids"
+        f"{limits.max_merged_from} most recent merged ids; the {limits.feedback_kept} most "
+        "recent feedback events"
     )
     if model.event_names:
         mapped = ", ".join(f"{name!r} → {kind}" for name, kind in model.event_names.items())

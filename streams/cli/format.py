@@ -7,6 +7,7 @@ from typing import Any
 
 from schemas import DecodeError, decode
 from schemas.messages import DeadLetter, Handoff, StageTransition
+from scoring import format_duration
 
 
 def describe_message(topic_kind: str, value: bytes) -> str:
@@ -15,9 +16,10 @@ def describe_message(topic_kind: str, value: bytes) -> str:
         if topic_kind == "handoffs":
             h = decode(value, Handoff)
             why = ", ".join(f"{r.rule} {r.points:+.1f}" for r in h.reasons[:3])
+            tier = f"  tier {h.tier}" if h.tier is not None else ""
             return (
                 f"{h.occurred_at:%Y-%m-%d %H:%M:%S}  HANDOFF  {h.lead_id}  engagement "
-                f"{h.engagement:.1f}  fit {h.fit:.0f} ({h.grade})  why: {why}"
+                f"{h.engagement:.1f}  fit {h.fit:.0f} ({h.grade}){tier}  why: {why}"
             )
         if topic_kind == "transitions":
             t = decode(value, StageTransition)
@@ -65,7 +67,50 @@ def format_lead(view: dict[str, Any]) -> str:
     if e.get("fit_parts"):
         lines.append("fit:")
         lines.extend(f"  {p['rule']:28} {p['points']:+9.0f}" for p in e["fit_parts"])
+    lines += format_sales(view.get("sales"))
     if e.get("notes"):
         lines.append("notes:")
         lines.extend(f"  {note}" for note in e["notes"])
     return "\n".join(lines)
+
+
+def format_sales(sales: dict[str, Any] | None) -> list[str]:
+    """The feedback part of `leadpulse lead`: handoff, acceptance, frameworks, history."""
+    if not sales or (sales.get("handoff_id") is None and not sales.get("history")):
+        return []
+    lines = []
+    if sales.get("handoff_id") is not None:
+        tier = f"  tier {sales['tier']}" if sales.get("tier") is not None else ""
+        lines.append(f"handoff     {sales['handoff_id']}  at {sales.get('handed_off_at')}{tier}")
+        took = sales.get("time_to_accept_seconds")
+        if sales.get("accepted_at") is None:
+            lines.append("accepted    not yet")
+        else:
+            lines.append(
+                f"accepted    {sales['accepted_at']}  ({format_duration(took or 0)} after)"
+            )
+    if not sales.get("armed", True):
+        lines.append("armed       no: re-arms once engagement falls below recycle")
+    if sales.get("cooldown_until") is not None:
+        lines.append(f"cooldown    no MQL before {sales['cooldown_until']}")
+    for framework in sales.get("frameworks", []):
+        head = f"{framework['label']:11} {framework['met']} of {framework['of']} met"
+        sql = framework.get("sql")
+        lines.append(head + (f"; {'SQL' if sql['qualified'] else 'not SQL'}" if sql else ""))
+        lines.extend(
+            f"  {name:28} {status}" for name, status in framework.get("criteria", {}).items()
+        )
+    history = sales.get("history") or []
+    if history:
+        lines.append("feedback (oldest first):")
+        for entry in history:
+            mark = " [stale]" if entry.get("stale") else ""
+            lines.append(f"  {entry['at']}  {entry['type']:16}{mark} {_line(entry['outcome'])}")
+            if entry.get("note"):
+                lines.append(f"    note: {_line(entry['note'])}")
+    return lines
+
+
+def _line(text: str) -> str:
+    """One printable line of text a sales tool sent."""
+    return text if text.isprintable() else json.dumps(text, ensure_ascii=False)

@@ -7,6 +7,7 @@ import json
 import sys
 
 from schemas import json_schemas
+from schemas.feedback import feedback_schemas
 from scoring import ModelError, load_model, summary
 from streams.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
@@ -27,7 +28,8 @@ def cmd_model_check(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    schemas = json_schemas()
+    """A wire message's JSON Schema, or a feedback type's (the `properties` it needs)."""
+    schemas = {**json_schemas(), **feedback_schemas()}
     if args.message:
         if args.message not in schemas:
             print(f"unknown message {args.message!r}; one of {', '.join(schemas)}", file=sys.stderr)

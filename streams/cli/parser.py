@@ -157,7 +157,10 @@ def _add_tool_commands(sub: Any) -> None:
 
     p = sub.add_parser("schema", help="print the JSON Schema of the wire messages")
     p.add_argument(
-        "message", nargs="?", help="BehaviorEvent | StageTransition | Handoff | DeadLetter"
+        "message",
+        nargs="?",
+        help="BehaviorEvent | StageTransition | Handoff | DeadLetter, or a feedback type "
+        "(sales_accepted, sales_rejected, qualification, ...): the properties it needs",
     )
     p.set_defaults(func=cmd_schema)
 

@@ -27,6 +27,7 @@ from pydantic import JsonValue
 from scoring import FLOOR_PART, LeadState, ScoringModel, explain, format_duration
 from scoring.curve import Curve, Point, curve
 from scoring.explain import Explanation
+from scoring.feedback import sales_view
 from streams.store import LeadStore, decode_state
 
 HEADERS: Final = {
@@ -146,7 +147,7 @@ def render(state: LeadState, now: float, model: ScoringModel) -> str:
         f"{legend(drawn, colours)}\n{chart_note(drawn)}\n"
         f"<h2>Breakdown at {e(stamp(at))}</h2>\n{breakdown(explanation, drawn, model)}\n"
         f"{fit_table(explanation)}\n{traits_table(state.traits, model.profile_traits)}\n"
-        f"{notes(explanation.notes)}\n"
+        f"{notes(explanation.notes)}\n{sales_section(state, model)}"
         f'<p class="note">Model {e(model.model_version)}; '
         f"the same numbers as JSON: <code>/leads/{e(state.lead_id)}</code>.</p>\n</main>"
     )
@@ -424,3 +425,27 @@ def notes(found: Sequence[str]) -> str:
         return ""
     items = "".join(f"<li>{e(text)}</li>" for text in found)
     return f'<h2>Notes</h2><ul id="notes">{items}</ul>'
+
+
+def sales_section(state: LeadState, model: ScoringModel) -> str:
+    """Sales feedback on the current handoff, briefly; the JSON view has all of it."""
+    sales = sales_view(state, model)
+    if sales["handoff_id"] is None and not sales["history"]:
+        return ""
+    rows = [("Handoff", sales["handoff_id"] or "none"), ("Tier", sales["tier"] or "none")]
+    rows.append(("Accepted", sales["accepted_at"] or "not yet"))
+    rows += [
+        (
+            f["label"],
+            f"{f['met']} of {f['of']} met"
+            + (" (SQL)" if f.get("sql", {}).get("qualified") else ""),
+        )
+        for f in sales["frameworks"]
+    ]
+    cells = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in rows)
+    items = "".join(
+        f"<li>{e(entry['at'])} {e(entry['type'])}: {e(entry['outcome'])}</li>"
+        for entry in sales["history"][-5:]
+    )
+    listing = f'<ul id="feedback">{items}</ul>' if items else ""
+    return f'<h2>Sales feedback</h2><table id="sales"><tbody>{cells}</tbody></table>{listing}\n'

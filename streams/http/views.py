@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from scoring import ScoringModel, explain
+from scoring.feedback import sales_view
 from streams.store import LeadStore, decode_state
 
 
@@ -14,7 +15,8 @@ async def explain_lead(
     """Score, grade, stage and per-rule explanation of a lead at `now`, and its account.
 
     `account_id` is None and `account_traits` empty until a ``group`` call
-    named the lead's account.
+    named the lead's account. `sales` is the feedback on the lead's current
+    handoff and its history (`scoring.feedback.sales_view`).
     """
     snap = (await store.snapshot({lead_id: ()}))[lead_id]
     if snap.alias is not None and snap.state is None:
@@ -32,5 +34,6 @@ async def explain_lead(
         "account_traits": state.account_traits,
         "model_version": model.model_version,
         "explanation": explanation.model_dump(mode="json"),
+        "sales": sales_view(state, model),
         "pending_outbox": len(snap.outbox),
     }

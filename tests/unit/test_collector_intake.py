@@ -314,22 +314,38 @@ def test_the_default_limits_are_segments() -> None:
 # -- sales-only types ------------------------------------------------------------------------
 
 
-# (track event name, the sales-only type it becomes)
-SALES_NAMES: list[tuple[str, str]] = [
-    ("Sales Qualified", "sales_qualified"),
-    ("sales_rejected", "sales_rejected"),
-    ("SALES REJECTED", "sales_rejected"),
-    ("Deal Qualified", "sales_qualified"),  # through the model's events: table
+# (track event name, the sales-only type it becomes, its feedback properties)
+SALES_NAMES: list[tuple[str, str, dict[str, Any]]] = [
+    ("Sales Qualified", "sales_qualified", {}),
+    ("sales_rejected", "sales_rejected", {}),
+    ("SALES REJECTED", "sales_rejected", {"handoff_id": "h-1", "reason": "bad_fit"}),
+    ("Deal Qualified", "sales_qualified", {}),  # through the model's events: table
+    ("Sales Accepted", "sales_accepted", {"handoff_id": "h-1"}),
+    (
+        "Qualification",
+        "qualification",
+        {"handoff_id": "h-1", "framework": "bant", "criteria": {"budget": "met"}},
+    ),
+    ("Disqualified", "disqualified", {"reason": "competitor"}),
+    ("Requalify", "requalify", {}),
 ]
 
 
 def test_every_sales_only_type_is_tested() -> None:
-    assert {kind for _, kind in SALES_NAMES} == SALES_ONLY_EVENTS
+    assert {kind for _, kind, _ in SALES_NAMES} == SALES_ONLY_EVENTS
 
 
-@pytest.mark.parametrize(("name", "kind"), SALES_NAMES)
-def test_sales_only_types_need_a_sales_source(name: str, kind: str) -> None:
-    message = {"type": "track", "event": name, "userId": "lead-1", "messageId": "m-1"}
+@pytest.mark.parametrize(("name", "kind", "properties"), SALES_NAMES)
+def test_sales_only_types_need_a_sales_source(
+    name: str, kind: str, properties: dict[str, Any]
+) -> None:
+    message = {
+        "type": "track",
+        "event": name,
+        "userId": "lead-1",
+        "messageId": "m-1",
+        "properties": properties,
+    }
     refused = intake_of(message, "track", source=WEBSITE)
     assert not refused.accepted
     [rejected] = refused.rejected
@@ -340,6 +356,20 @@ def test_sales_only_types_need_a_sales_source(name: str, kind: str) -> None:
     assert not taken.rejected
     [event] = events_of(taken)
     assert (event.type, event.lead_id) == (kind, "lead-1")
+    assert event.properties == properties
+
+
+def test_a_sales_source_with_bad_feedback_properties_is_refused_naming_the_property() -> None:
+    message = {
+        "type": "track",
+        "event": "Sales Rejected",
+        "userId": "lead-1",
+        "properties": {"handoff_id": "h-1", "reason": "too_busy"},
+    }
+    [rejected] = intake_of(message, "track", source=SALES).rejected
+    assert len(rejected.errors) == 1
+    assert rejected.errors[0].startswith("properties.reason: ")
+    assert "'bad_fit'" in rejected.errors[0]
 
 
 def test_a_batch_mixing_sales_only_types_refuses_only_those() -> None:

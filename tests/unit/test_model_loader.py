@@ -245,7 +245,7 @@ EDITS: list[tuple[str, str, str, list[str]]] = [
         [
             "bad.yaml:1: (top level): missing required key 'lifecycle'",
             "bad.yaml:24: lifecycel: unknown key; did you mean 'lifecycle'? "
-            "(allowed: engagement, events, fit, lifecycle, limits, version)",
+            "(allowed: engagement, events, fit, lifecycle, limits, tiers, version)",
         ],
     ),
     (
@@ -288,7 +288,7 @@ EDITS: list[tuple[str, str, str, list[str]]] = [
         [
             "bad.yaml:2: engagement: expected a mapping, got 3",
             "bad.yaml:3: xx: unknown key "
-            "(allowed: engagement, events, fit, lifecycle, limits, version)",
+            "(allowed: engagement, events, fit, lifecycle, limits, tiers, version)",
         ],
     ),
     (
@@ -336,7 +336,7 @@ EDITS: list[tuple[str, str, str, list[str]]] = [
         "  recycle: 25\nlimits:\n  max_trait: 5\n",
         [
             "bad.yaml:31: limits.max_trait: unknown key; did you mean 'max_traits'? "
-            "(allowed: max_merged_from, max_trait_bytes, max_traits)"
+            "(allowed: max_feedback, max_merged_from, max_trait_bytes, max_traits)"
         ],
     ),
     (
@@ -389,7 +389,7 @@ EDITS: list[tuple[str, str, str, list[str]]] = [
         "  recycle: 25\nevent:\n  a: b\n",
         [
             "bad.yaml:30: event: unknown key; did you mean 'events'? "
-            "(allowed: engagement, events, fit, lifecycle, limits, version)"
+            "(allowed: engagement, events, fit, lifecycle, limits, tiers, version)"
         ],
     ),
     (
