@@ -292,7 +292,10 @@ async def send(  # noqa: PLR0917 -- one attempt's six inputs
         body = slack_body(message, datetime.fromtimestamp(now, UTC))
     else:
         body = json_body(message)
-    headers = sign_headers(d.keys, webhook_id, int(now), body) if d.keys else {}
+    if d.keys:
+        headers = sign_headers(d.keys, webhook_id, int(now), body)
+    else:  # unsigned (a Slack webhook's URL is its secret); the id still de-duplicates
+        headers = {"webhook-id": webhook_id, "webhook-timestamp": str(int(now))}
     return await post(session, d.url, body, headers, d.timeout)
 
 
