@@ -29,6 +29,7 @@ from streams.delivery.jobs import JobStore
 from streams.delivery.outbound import Answer, new_session
 from streams.kafka.publisher import AiokafkaPublisher, Outgoing
 from streams.kafka.security import aiokafka_options
+from streams.kafka.transport import fetch_max_wait_ms
 from streams.observability.health import Health
 from streams.observability.metrics import CONTENT_TYPE_LATEST, DeliveryMetrics, exposition
 from streams.settings import Settings
@@ -94,6 +95,7 @@ class DeliverService:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             session_timeout_ms=session_ms,
+            fetch_max_wait_ms=fetch_max_wait_ms(s),  # Tansu answers an empty fetch only then
             heartbeat_interval_ms=max(100, session_ms // 3),
             rebalance_timeout_ms=max(session_ms, 10_000),
             **aiokafka_options(s),
@@ -127,41 +129,69 @@ class DeliverService:
             await self.redis.aclose()
 
     async def consume(self, stop: asyncio.Event, topics: dict[str, str]) -> None:
+        """Read, queue in Redis, then commit; the commit runs while the next batch is read."""
         assert self.consumer is not None
+        committing: asyncio.Task[None] | None = None
+        try:
+            while not stop.is_set():
+                batch = await self.consumer.getmany(timeout_ms=POLL_MS, max_records=BATCH)
+                if not batch:
+                    continue
+                items = self._decode(batch, topics)
+                if not await self._queue(items, stop):
+                    return
+                if committing is not None:
+                    await committing
+                offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
+                committing = asyncio.create_task(self._commit(offsets))
+        finally:
+            if committing is not None:
+                await committing
+
+    def _decode(self, batch: dict[Any, list[Any]], topics: dict[str, str]) -> list[Any]:
+        items = []
+        for tp, records in batch.items():
+            kind = topics[tp.topic]
+            for record in records:
+                self.metrics.consumed.labels(kind=kind).inc()
+                try:
+                    message = decode_record(kind, record.value or b"")
+                except DecodeError as error:
+                    log.warning(
+                        "skipping %s[%d]@%d: not a %s message: %s",
+                        tp.topic,
+                        tp.partition,
+                        record.offset,
+                        kind,
+                        error,
+                    )
+                    continue
+                items.append((kind, message, record.timestamp / 1000.0))
+        return items
+
+    async def _queue(self, items: list[Any], stop: asyncio.Event) -> bool:
+        """Queue the batch's jobs, retrying while Redis is away; False if stopped first."""
         assert self.deliverer is not None
         while not stop.is_set():
-            batch = await self.consumer.getmany(timeout_ms=POLL_MS, max_records=BATCH)
-            items = []
-            for tp, records in batch.items():
-                kind = topics[tp.topic]
-                for record in records:
-                    self.metrics.consumed.labels(kind=kind).inc()
-                    try:
-                        message = decode_record(kind, record.value or b"")
-                    except DecodeError as error:
-                        log.warning(
-                            "skipping %s[%d]@%d: not a %s message: %s",
-                            tp.topic,
-                            tp.partition,
-                            record.offset,
-                            kind,
-                            error,
-                        )
-                        continue
-                    items.append((kind, message, record.timestamp / 1000.0))
-            if not batch:
-                continue
-            while not stop.is_set():
-                try:
-                    await self.deliverer.accept(items)
-                    await self.consumer.commit()
-                    self.health.recovered("queueing deliveries")
-                    break
-                except Exception as error:  # noqa: BLE001 -- Redis/Kafka away: retry the batch
-                    self.health.failed("queueing deliveries", error)
-                    log.warning("cannot queue deliveries (%s); retrying", error)
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), 1.0)
+            try:
+                await self.deliverer.accept(items)
+                self.health.recovered("queueing deliveries")
+                return True
+            except Exception as error:  # noqa: BLE001 -- Redis away: retry the batch
+                self.health.failed("queueing deliveries", error)
+                log.warning("cannot queue deliveries (%s); retrying", error)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 1.0)
+        return False
+
+    async def _commit(self, offsets: dict[Any, int]) -> None:
+        """Commit offsets whose jobs are in Redis; a failed commit only means a replay later
+        (which the job store drops), so it is logged, not retried."""
+        assert self.consumer is not None
+        try:
+            await self.consumer.commit(offsets)
+        except Exception as error:  # noqa: BLE001 -- a rebalance or a broker away
+            log.warning("offset commit failed (%s); a restart re-reads those records", error)
 
     def application(self) -> web.Application:
         app = web.Application()
