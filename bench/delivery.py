@@ -284,7 +284,15 @@ def measure(
     finally:
         deliverer.stop()
         receiver.stop()
+    warnings = [
+        line
+        for line in deliverer.log_path.read_text(errors="replace").splitlines()
+        if "[WARNING]" in line or "[ERROR]" in line
+    ]
+    for line in warnings[:5]:
+        print(f"  deliverer log: {line}", flush=True)
     result = {
+        "deliverer_warnings": len(warnings),
         "delay_ms": delay_ms,
         "backlog": args.backlog,
         "delivered": len(arrived),

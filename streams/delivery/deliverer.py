@@ -150,10 +150,10 @@ class Deliverer:
                         await _wait(stop, DISABLED_POLL)
                         continue
                     self.metrics.disabled.labels(destination=d.name).set(0)
+                    wake.clear()  # set again by new jobs and by every finished attempt
                     free = d.concurrency - len(inflight)
                     claimed: list[Job] = []
                     if free > 0:
-                        wake.clear()
                         claimed = await self.store.claim(d.name, self.clock(), lease, free)
                         for job in claimed:
                             task = asyncio.create_task(self._attempt(d, job))

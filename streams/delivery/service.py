@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import redis.asyncio as aioredis
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client import CollectorRegistry
@@ -68,7 +69,7 @@ class DeliverService:
 
     async def run(self, stop: asyncio.Event) -> None:
         s = self.settings
-        self.redis = connect(s)
+        self.redis = blocking_client(s)
         store = JobStore(self.redis, s.deliver_dedupe_retention)
         self.producer = AIOKafkaProducer(
             bootstrap_servers=s.bootstrap_servers,
@@ -222,6 +223,23 @@ class DeliverService:
         return web.Response(
             body=exposition(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )
+
+
+def blocking_client(settings: Settings) -> aioredis.Redis:
+    """`connect`'s client, but a call waits for a free connection instead of failing.
+
+    Every destination has up to `concurrency` attempts in flight and each ends
+    with a Redis call: with the default pool they fail with "Too many
+    connections" once more than LEADPULSE_REDIS_MAX_CONNECTIONS finish at once.
+    """
+    pool = connect(settings).connection_pool
+    blocking = aioredis.BlockingConnectionPool(
+        connection_class=pool.connection_class,
+        max_connections=pool.max_connections,
+        timeout=settings.redis_socket_timeout,
+        **pool.connection_kwargs,
+    )
+    return aioredis.Redis(connection_pool=blocking)
 
 
 def sample_handoff(now: datetime) -> Handoff:
