@@ -96,4 +96,10 @@ async def _serve(settings: Settings, destinations: Destinations) -> None:
         await service.run(stop)
     except OSError as error:
         raise SystemExit(f"leadpulse deliver: {error}") from None
+    except Exception as error:
+        if type(error).__module__.startswith("aiokafka"):
+            raise SystemExit(
+                f"leadpulse deliver: cannot reach Kafka at {settings.broker}: {error}"
+            ) from None
+        raise
     log.info("deliverer stopped")

@@ -14,7 +14,7 @@ destinations:
     format: json                 # json | slack
     timeout: 10s
     retry_schedule: [0s, 5s, 5m, 30m, 2h, 5h, 10h, 10h]
-    concurrency: 32              # requests in flight to this destination
+    concurrency: 32              # requests in flight (default 32; 1 for slack)
 ```
 
 Rules beyond the shape: every destination's host is in `allow_hosts` (exactly,
@@ -44,6 +44,9 @@ from streams.delivery.signing import SecretError, secret_key
 
 DEFAULT_SCHEDULE: Final = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 """Svix's: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h."""
+DEFAULT_CONCURRENCY: Final = {"json": 32, "slack": 1}
+"""Requests in flight per destination unless `concurrency` says otherwise; Slack takes
+about one message per second per incoming webhook, so one at a time there."""
 NAME_PATTERN: Final = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 _ENV_REFERENCE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 _ZERO = re.compile(r"^0+(?:\.0*)?[smhd]?$")
@@ -84,7 +87,7 @@ class DestinationSpec(BaseModel):
     retry_schedule: Annotated[list[Delay], Field(min_length=1, max_length=50)] = list(
         DEFAULT_SCHEDULE
     )
-    concurrency: Annotated[int, Field(ge=1, le=1000)] = 32
+    concurrency: Annotated[int, Field(ge=1, le=1000)] | None = None
 
 
 class FileSpec(BaseModel):
@@ -224,7 +227,7 @@ def parse_destinations(
                 format=d.format,
                 timeout=d.timeout,
                 retry_schedule=tuple(d.retry_schedule),
-                concurrency=d.concurrency,
+                concurrency=d.concurrency or DEFAULT_CONCURRENCY[d.format],
             )
         )
     if issues:

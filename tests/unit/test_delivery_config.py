@@ -52,6 +52,7 @@ def test_the_contract_example_loads() -> None:
     assert not crm.wants("handoffs", "C")
     assert not crm.wants("transitions", "A")
     assert slack.format == "slack"
+    assert (crm.concurrency, slack.concurrency) == (32, 1)
     assert slack.keys == ()
     assert loaded.kinds == {"handoffs", "transitions"}
     assert SECRET not in repr(crm)
