@@ -57,7 +57,8 @@ integration: install
 test: lint typecheck
 	$(BIN)/pytest -q
 
-# `make bench` (throughput), `make bench BENCH=collector`, `BENCH=latency`, `BENCH=sweep`
+# `make bench` (throughput), `make bench BENCH=collector`, `BENCH=latency`, `BENCH=sweep`,
+# `BENCH=delivery`
 BENCH ?= throughput
 bench: install
 	$(BIN)/python -m bench.$(BENCH)

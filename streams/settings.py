@@ -16,7 +16,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from scoring import parse_duration
 
-PATH_FIELDS = ("model_file", "redis_tls_ca_file", "kafka_ssl_cafile", "data_dir")
+PATH_FIELDS = (
+    "model_file",
+    "redis_tls_ca_file",
+    "kafka_ssl_cafile",
+    "data_dir",
+    "destinations_file",
+)
 NEVER = frozenset({"never", "none", "off"})
 """What an optional duration (a TTL) takes in the environment for "no limit"."""
 
@@ -59,6 +65,10 @@ class Settings(BaseSettings):
     handoffs_topic: str = "leadpulse.handoffs"
     transitions_topic: str = "leadpulse.transitions"
     dlq_topic: str = "leadpulse.events.dlq"
+    deliveries_dlq_topic: str = Field(
+        "leadpulse.deliveries.dlq",
+        description="Where `leadpulse deliver` puts a message whose delivery was exhausted.",
+    )
     partitions: int = Field(12, ge=1, le=1024)
     replication_factor: int = Field(1, ge=1)
 
@@ -143,6 +153,26 @@ class Settings(BaseSettings):
         description="Seconds to wait for Kafka's acknowledgement before answering 503.",
     )
 
+    # -- the deliverer (`leadpulse deliver`): handoffs to webhooks, Slack, CRMs --
+    destinations_file: Path | None = Field(
+        None, description="Destinations YAML of `leadpulse deliver` (allow_hosts, destinations)."
+    )
+    deliver_group: str | None = Field(
+        None, description="Consumer group of the deliverer (default: <app_id>-deliver)."
+    )
+    deliver_web_port: int = Field(
+        6067, ge=1, le=65535, description="The deliverer's /health, /ready, /metrics port."
+    )
+    deliver_dedupe_retention: float = Field(
+        7 * 86400.0,
+        gt=0,
+        description="How long a delivered message id is remembered, so a replay is not resent.",
+    )
+
+    @property
+    def deliver_group_id(self) -> str:
+        return self.deliver_group or f"{self.app_id}-deliver"
+
     @field_validator("broker")
     @classmethod
     def _broker_url(cls, value: str) -> str:
@@ -163,6 +193,7 @@ class Settings(BaseSettings):
         "anonymous_ttl",
         "known_ttl",
         "collector_produce_timeout",
+        "deliver_dedupe_retention",
         mode="before",
     )
     @classmethod

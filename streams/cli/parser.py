@@ -8,6 +8,7 @@ from typing import Any
 
 from streams.cli.asyncapi import cmd_asyncapi
 from streams.cli.collect import cmd_collect
+from streams.cli.deliver import cmd_deliver
 from streams.cli.feed import cmd_send, cmd_tail
 from streams.cli.inspect import cmd_lead
 from streams.cli.model import cmd_model_check, cmd_schema
@@ -75,6 +76,45 @@ def _add_run_commands(sub: Any) -> None:
     p.set_defaults(func=cmd_collect)
 
     p = sub.add_parser(
+        "deliver",
+        help="send handoffs to webhooks, Slack and CRMs (signed, retried, in its own process)",
+        description=(
+            "Consumes the handoffs topic (and the transitions topic if a destination wants "
+            "it) in consumer group LEADPULSE_DELIVER_GROUP (<app_id>-deliver) and POSTs each "
+            "message to every destination of the destinations file that wants it: Standard "
+            "Webhooks signed JSON or a Slack message. Failed attempts are retried from Redis "
+            "on the destination's retry_schedule; exhausted ones go to "
+            "LEADPULSE_DELIVERIES_DLQ_TOPIC. A destination answering 410 is disabled."
+        ),
+        epilog="Also: GET /health, /ready and /metrics on --web-port. The file format: "
+        "README, 'Delivering handoffs'.",
+    )
+    p.add_argument(
+        "--destinations",
+        type=Path,
+        help="destinations YAML (LEADPULSE_DESTINATIONS_FILE)",
+    )
+    p.add_argument("--web-port", type=int, help="HTTP port for /health, /ready, /metrics (6067)")
+    p.add_argument(
+        "--test",
+        metavar="NAME",
+        help="send one signed sample handoff to destination NAME, print the answer, exit",
+    )
+    p.add_argument(
+        "--enable",
+        metavar="NAME",
+        help="enable destination NAME again after it answered 410 (its parked messages go out)",
+    )
+    p.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--create-topics",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="create missing topics first (if the broker is reachable)",
+    )
+    p.set_defaults(func=cmd_deliver)
+
+    p = sub.add_parser(
         "dev",
         help="start the embedded stack (Tansu broker + redis-server), a worker and a collector",
         description=(
@@ -88,6 +128,12 @@ def _add_run_commands(sub: Any) -> None:
     p.add_argument("--model", type=Path, help="scoring model YAML")
     p.add_argument("--web-port", type=int, default=6066, help="worker HTTP port (6066)")
     p.add_argument("--collector-port", type=int, default=8088, help="collector HTTP port (8088)")
+    p.add_argument(
+        "--destinations",
+        type=Path,
+        help="destinations YAML: also start `leadpulse deliver` beside the worker",
+    )
+    p.add_argument("--deliver-port", type=int, default=6067, help="deliverer HTTP port (6067)")
     p.add_argument(
         "--data-dir",
         default=".leadpulse/dev",

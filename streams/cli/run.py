@@ -91,10 +91,14 @@ def event_loop() -> asyncio.AbstractEventLoop:
 
 def cmd_dev(args: argparse.Namespace) -> int:
     from streams.dev.devstack import DevStack
-    from streams.dev.workerproc import CollectorProcess
+    from streams.dev.workerproc import CollectorProcess, DeliverProcess
 
-    settings = load_settings(model_file=args.model)
+    settings = load_settings(model_file=args.model, destinations_file=args.destinations)
     load_scoring_model(settings)  # reject a bad model before starting anything
+    if args.destinations is not None:
+        from streams.cli.deliver import load
+
+        load(settings)  # and a bad destinations file
     stack = DevStack(args.kafka_port, args.redis_port, topics=_topic_partitions(settings))
     print("starting Tansu broker and redis-server ...", flush=True)
     with stack:
@@ -107,13 +111,20 @@ def cmd_dev(args: argparse.Namespace) -> int:
             session_timeout=2.0,
             collector_port=args.collector_port,
             write_keys=dev_write_keys(settings, data_dir),
+            deliver_web_port=args.deliver_port,
         )
         collector = CollectorProcess(settings, data_dir / "collector.log", loglevel=args.loglevel)
         try:
             collector.start()
         except (TimeoutError, RuntimeError) as error:
             raise SystemExit(f"leadpulse dev: the collector did not start: {error}") from None
+        deliverer = None
         try:
+            if args.destinations is not None:
+                deliverer = DeliverProcess(
+                    settings, data_dir / "deliver.log", loglevel=args.loglevel
+                ).start()
+                print(f"  deliverer  {deliverer.url} (log {deliverer.log_path})", flush=True)
             _print_dev_banner(stack.describe(), settings, collector.url)
             argv, env = worker_command(settings, "--loglevel", args.loglevel)
             worker = subprocess.Popen(argv, env=env)
@@ -126,6 +137,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
             finally:
                 stop_process(worker)
         finally:
+            if deliverer is not None:
+                deliverer.stop()
             collector.stop()
 
 
@@ -169,6 +182,7 @@ def _topic_partitions(settings: Settings) -> dict[str, int]:
         settings.handoffs_topic: settings.partitions,
         settings.transitions_topic: settings.partitions,
         settings.dlq_topic: settings.partitions,
+        settings.deliveries_dlq_topic: settings.partitions,
     }
 
 

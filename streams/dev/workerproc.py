@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from types import TracebackType
@@ -184,3 +185,36 @@ class CollectorProcess(ChildProcess):
                 return
             time.sleep(0.1)
         raise TimeoutError(f"collector not serving in {timeout:.0f}s:\n{self.log_tail()}")
+
+
+class DeliverProcess(ChildProcess):
+    """`leadpulse deliver` in a child process; `wait_ready` returns once it owns partitions."""
+
+    command = "deliver"
+    extra = ("--no-create-topics",)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.deliver_web_port}"
+
+    def ready(self) -> dict[str, Any]:
+        """The deliverer's /ready (its body also when it answers 503), or {}."""
+        try:
+            with urllib.request.urlopen(f"{self.url}/ready", timeout=2) as reply:  # noqa: S310
+                result: dict[str, Any] = json.load(reply)
+                return result
+        except urllib.error.HTTPError as error:
+            body: dict[str, Any] = json.load(error)
+            return body
+        except (OSError, ValueError):
+            return {}
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if (exited := self.exited()) is not None:
+                raise RuntimeError(exited)
+            if self.ready().get("ready"):
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"deliverer not ready in {timeout:.0f}s:\n{self.log_tail()}")

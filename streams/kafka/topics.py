@@ -24,6 +24,7 @@ def topic_names(settings: Settings) -> list[str]:
         settings.handoffs_topic,
         settings.transitions_topic,
         settings.dlq_topic,
+        settings.deliveries_dlq_topic,
     ]
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "CONTENT_TYPE_LATEST",
     "DEAD_LETTER_REASONS",
     "CollectorMetrics",
+    "DeliveryMetrics",
     "MeasuredStore",
     "WorkerMetrics",
     "exposition",
@@ -361,3 +362,81 @@ class CollectorMetrics:
         kind = endpoint if endpoint in ENDPOINT_KINDS else "other"
         self.requests.labels(endpoint=kind, status=str(status)).inc()
         self.request_seconds.labels(endpoint=kind).observe(seconds)
+
+
+DELIVERY_OUTCOMES = ("2xx", "3xx", "4xx", "5xx", "410", "429", "timeout", "error", "refused")
+"""How one delivery attempt ended: the status class (410 and 429 apart), or no answer."""
+DELIVERY_STATUSES = ("delivered", "dead_lettered")
+"""How a message's delivery to one destination ended."""
+
+
+class DeliveryMetrics:
+    """What the deliverer counts and times; `destination` is a name from the destinations file."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        r = registry
+        self.consumed = Counter(
+            "leadpulse_delivery_messages_consumed_total",
+            "Handoffs and transitions the deliverer read, by kind (handoffs, transitions).",
+            ["kind"],
+            registry=r,
+        )
+        self.deliveries = Counter(
+            "leadpulse_deliveries_total",
+            "Messages whose delivery to a destination ended, by destination and status "
+            "(delivered, dead_lettered).",
+            ["destination", "status"],
+            registry=r,
+        )
+        self.attempts = Counter(
+            "leadpulse_delivery_attempts_total",
+            "HTTP attempts, by destination and outcome (2xx, 3xx, 4xx, 5xx, 410, 429, "
+            "timeout, error, refused).",
+            ["destination", "outcome"],
+            registry=r,
+        )
+        self.attempt_seconds = Histogram(
+            "leadpulse_delivery_attempt_seconds",
+            "Seconds of one HTTP attempt, by destination.",
+            ["destination"],
+            buckets=CALL_BUCKETS,
+            registry=r,
+        )
+        self.latency = Histogram(
+            "leadpulse_delivery_latency_seconds",
+            "Seconds from a message's Kafka record time to its successful delivery.",
+            ["destination"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.pending = Gauge(
+            "leadpulse_delivery_pending_messages",
+            "Messages waiting for a first attempt or a retry, by destination.",
+            ["destination"],
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "leadpulse_delivery_dead_letters_total",
+            "Exhausted deliveries sent to the deliveries DLQ, by destination.",
+            ["destination"],
+            registry=r,
+        )
+        self.disabled = Gauge(
+            "leadpulse_destination_disabled",
+            "1 while a destination is disabled (it answered 410 Gone), else 0.",
+            ["destination"],
+            registry=r,
+        )
+
+    def destination(self, name: str) -> None:
+        """Create the series of one destination at zero, so dashboards see it before traffic."""
+        for status in DELIVERY_STATUSES:
+            self.deliveries.labels(destination=name, status=status)
+        self.dead_letters.labels(destination=name)
+        self.pending.labels(destination=name).set(0)
+        self.disabled.labels(destination=name).set(0)
+
+    def attempted(self, name: str, outcome: str, seconds: float) -> None:
+        self.attempts.labels(destination=name, outcome=outcome).inc()
+        self.attempt_seconds.labels(destination=name).observe(seconds)

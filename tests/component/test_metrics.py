@@ -23,6 +23,7 @@ from streams.observability.health import Health
 from streams.observability.metrics import (
     DEAD_LETTER_REASONS,
     CollectorMetrics,
+    DeliveryMetrics,
     MeasuredStore,
     WorkerMetrics,
     exposition,
@@ -37,7 +38,19 @@ from tests.component.conftest import T0, TP, Clock, FakeConsumer, FakePublisher,
 
 TOPIC = "leadpulse.events"
 README = Path(__file__).parents[2] / "README.md"
-LABELS = {"reason", "from_stage", "to_stage", "step", "call", "partition", "endpoint", "status"}
+LABELS = {
+    "reason",
+    "from_stage",
+    "to_stage",
+    "step",
+    "call",
+    "partition",
+    "endpoint",
+    "status",
+    "destination",
+    "outcome",
+    "kind",
+}
 """Every label name a leadpulse metric may carry: small fixed sets only."""
 ID_LIKE = re.compile(r"lead-|anon-|^e-|@|[0-9a-f]{8}-?[0-9a-f]{4}")
 
@@ -111,7 +124,12 @@ def records(
 def test_names_types_and_labels_follow_the_conventions() -> None:
     registry = CollectorRegistry()
     worker = WorkerMetrics(registry)
-    CollectorMetrics(registry)  # both in one registry: no name clashes
+    CollectorMetrics(registry)  # all three in one registry: no name clashes
+    delivery = DeliveryMetrics(registry)
+    delivery.destination("crm")
+    delivery.attempted("crm", "2xx", 0.02)
+    delivery.consumed.labels(kind="handoffs").inc()
+    delivery.latency.labels(destination="crm").observe(0.03)
     worker.transitions.labels(from_stage="iql", to_stage="mql").inc()
     worker.retried("scoring batch")
     worker.redis_seconds.labels(call="snapshot").observe(0.001)
@@ -255,6 +273,7 @@ def test_readme_lists_every_metric_and_no_other() -> None:
     registry = CollectorRegistry()
     WorkerMetrics(registry)
     CollectorMetrics(registry)
+    DeliveryMetrics(registry)
     registered = set()
     for name, family in families(registry).items():
         registered.add(f"{name}_total" if family.type == "counter" else name)

@@ -126,11 +126,12 @@ def test_dashboard_queries_only_metrics_that_exist() -> None:
 
     from prometheus_client import CollectorRegistry
 
-    from streams.observability.metrics import CollectorMetrics, WorkerMetrics
+    from streams.observability.metrics import CollectorMetrics, DeliveryMetrics, WorkerMetrics
 
     registry = CollectorRegistry()
     WorkerMetrics(registry)
     CollectorMetrics(registry)
+    DeliveryMetrics(registry)
     suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"], "gauge": [""]}
     series = {
         family.name + suffix for family in registry.collect() for suffix in suffixes[family.type]

@@ -107,3 +107,30 @@ def shard_of(subject: str, partitions: int) -> int:
 def due(lead: str, partitions: int) -> str:
     """The due-index shard that holds `lead`."""
     return due_shard(shard_of(lead, partitions))
+
+
+# -- the deliverer (`leadpulse deliver`): one hash tag per destination ----------------
+
+
+def delivery_due(destination: str) -> str:
+    """Sorted set: webhook id -> epoch seconds its next attempt is due (or its lease ends).
+
+    Taking a job moves it to now + lease, so another deliverer (or this one
+    after a crash) tries it again only once the lease ran out.
+    """
+    return f"{PREFIX}:{{dlv:{destination}}}:due"
+
+
+def delivery_jobs(destination: str) -> str:
+    """Hash: webhook id -> the job (JSON: message kind, message, attempts so far)."""
+    return f"{PREFIX}:{{dlv:{destination}}}:jobs"
+
+
+def delivered(destination: str, webhook_id: str) -> str:
+    """String ``ok`` or ``dlq`` with a TTL: this id was finished, a replay must not resend it."""
+    return f"{PREFIX}:{{dlv:{destination}}}:done:{webhook_id}"
+
+
+def destination_disabled(destination: str) -> str:
+    """String: why the destination was disabled (it answered 410 Gone); absent when enabled."""
+    return f"{PREFIX}:{{dlv:{destination}}}:disabled"
