@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from schemas.feedback import FEEDBACK_MODELS
 from schemas.json_schema import json_schemas
 
 ASYNCAPI_VERSION: Final = "3.0.0"
@@ -70,12 +71,13 @@ class AsyncAPISchemaError(ValueError):
 
 @dataclass(frozen=True)
 class Topics:
-    """The four topic names (leadpulse's defaults unless configured otherwise)."""
+    """The five topic names (leadpulse's defaults unless configured otherwise)."""
 
     events: str
     handoffs: str
     transitions: str
     dlq: str
+    deliveries_dlq: str
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,8 @@ class _Channel:
     operation_title: str
     summary: str
     key: str
+    more_messages: tuple[str, ...] = ()
+    """Further messages of the channel (the feedback events on the events channel)."""
 
 
 def to_asyncapi_schemas(schemas: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -183,6 +187,7 @@ def _channels(topics: Topics) -> list[_Channel]:
             operation_title="Receive behavioural events",
             summary="The scoring worker consumes and scores every event.",
             key="The event's subject: its lead_id, else its anonymous_id (a UTF-8 string).",
+            more_messages=tuple(_feedback_message(kind) for kind in FEEDBACK_MODELS),
         ),
         _Channel(
             id="handoffs",
@@ -240,7 +245,59 @@ def _channels(topics: Topics) -> list[_Channel]:
                 "collector's rejects, the message's messageId, else the source name."
             ),
         ),
+        _Channel(
+            id="deliveriesDlq",
+            topic=topics.deliveries_dlq,
+            setting="LEADPULSE_DELIVERIES_DLQ_TOPIC",
+            title="Exhausted webhook deliveries",
+            description=(
+                "A handoff or transition one destination of `leadpulse deliver` never "
+                "accepted: every attempt failed (or the answer was a permanent failure), "
+                "so it is kept here with each attempt's time, HTTP status and error, and "
+                "the message itself. Fix the destination and replay."
+            ),
+            message="DeliveryFailure",
+            action="send",
+            operation="sendDeliveryFailures",
+            operation_title="Send exhausted deliveries",
+            summary="The deliverer publishes a delivery whose last attempt failed.",
+            key="The lead id (a UTF-8 string), the failure's lead_id.",
+        ),
     ]
+
+
+def _feedback_message(kind: str) -> str:
+    """`sales_accepted` -> `SalesAcceptedEvent`: the message name of a feedback type."""
+    return "".join(part.capitalize() for part in kind.split("_")) + "Event"
+
+
+def _feedback_schemas() -> dict[str, dict[str, Any]]:
+    """Each feedback type as a BehaviorEvent whose `type` and `properties` are fixed."""
+    out: dict[str, dict[str, Any]] = {}
+    for kind, model in FEEDBACK_MODELS.items():
+        schema = model.model_json_schema()
+        properties_name = schema.get("title", model.__name__) + "Properties"
+        out[properties_name] = schema
+        out[_feedback_message(kind)] = {
+            "title": _feedback_message(kind),
+            "description": (
+                f"A `{kind}` feedback event: a BehaviorEvent with type `{kind}` whose "
+                "properties are checked at decode; only trusted sources (a sales write "
+                "key, the operator's own integration) may send it."
+            ),
+            "allOf": [
+                {"$ref": PYDANTIC_REF_PREFIX + "BehaviorEvent"},
+                {
+                    "type": "object",
+                    "required": ["type", "properties"],
+                    "properties": {
+                        "type": {"const": kind},
+                        "properties": {"$ref": PYDANTIC_REF_PREFIX + properties_name},
+                    },
+                },
+            ],
+        }
+    return out
 
 
 _MESSAGE_TITLES: Final = {
@@ -248,6 +305,8 @@ _MESSAGE_TITLES: Final = {
     "Handoff": "MQL-to-SAL handoff",
     "StageTransition": "Stage transition",
     "DeadLetter": "Dead letter",
+    "DeliveryFailure": "Exhausted delivery",
+    **{_feedback_message(kind): f"Feedback: {kind}" for kind in FEEDBACK_MODELS},
 }
 
 
@@ -259,26 +318,26 @@ def asyncapi_document(
     host: str,
 ) -> dict[str, Any]:
     """The AsyncAPI 3.0.0 document of every leadpulse topic and message."""
-    schemas = json_schemas()
+    schemas = {**json_schemas(), **_feedback_schemas()}
     channels = _channels(topics)
     components_schemas = to_asyncapi_schemas(schemas)
     messages: dict[str, Any] = {}
     for channel in channels:
-        schema = schemas[channel.message]
-        summary = str(schema.get("description", "")).split("\n", 1)[0]
-        messages[channel.message] = {
-            "name": channel.message,
-            "title": _MESSAGE_TITLES[channel.message],
-            "summary": summary,
-            "contentType": "application/json",
-            "payload": {"$ref": SCHEMA_REF_PREFIX + channel.message},
-            "bindings": {
-                "kafka": {
-                    "key": {"type": "string", "description": channel.key},
-                    "bindingVersion": KAFKA_BINDING_VERSION,
-                }
-            },
-        }
+        for name in (channel.message, *channel.more_messages):
+            summary = str(schemas[name].get("description", "")).split("\n", 1)[0]
+            messages[name] = {
+                "name": name,
+                "title": _MESSAGE_TITLES[name],
+                "summary": summary,
+                "contentType": "application/json",
+                "payload": {"$ref": SCHEMA_REF_PREFIX + name},
+                "bindings": {
+                    "kafka": {
+                        "key": {"type": "string", "description": channel.key},
+                        "bindingVersion": KAFKA_BINDING_VERSION,
+                    }
+                },
+            }
     return {
         "asyncapi": ASYNCAPI_VERSION,
         "info": {
@@ -311,7 +370,10 @@ def asyncapi_document(
                 "description": (
                     c.description + " " + _CONFIGURABLE.format(setting=c.setting, topic=c.topic)
                 ),
-                "messages": {c.message: {"$ref": f"#/components/messages/{c.message}"}},
+                "messages": {
+                    name: {"$ref": f"#/components/messages/{name}"}
+                    for name in (c.message, *c.more_messages)
+                },
             }
             for c in channels
         },
@@ -321,7 +383,10 @@ def asyncapi_document(
                 "channel": {"$ref": f"#/channels/{c.id}"},
                 "title": c.operation_title,
                 "summary": c.summary,
-                "messages": [{"$ref": f"#/channels/{c.id}/messages/{c.message}"}],
+                "messages": [
+                    {"$ref": f"#/channels/{c.id}/messages/{name}"}
+                    for name in (c.message, *c.more_messages)
+                ],
                 **(
                     {
                         "bindings": {
@@ -350,21 +415,25 @@ _CONFIGURABLE: Final = "The topic name is configurable: {setting} (default `{top
 _INFO_DESCRIPTION: Final = """\
 Real-time behavioural lead scoring on Kafka: behavioural events in, decaying \
 engagement scores, fit grades and funnel stages in Redis, stage transitions and \
-MQL-to-SAL handoffs out, and a dead-letter topic for whatever cannot be processed.
+MQL-to-SAL handoffs out, a dead-letter topic for whatever cannot be processed, \
+and one for webhook deliveries that were exhausted.
 
 Every message is UTF-8 JSON; its key is a UTF-8 string (the lead id, or for events \
 the lead id else the anonymous id), so one lead's messages stay in order on one \
 partition. The channels show the default topic names; each is configurable \
 (LEADPULSE_EVENTS_TOPIC, LEADPULSE_HANDOFFS_TOPIC, LEADPULSE_TRANSITIONS_TOPIC, \
-LEADPULSE_DLQ_TOPIC), and `leadpulse worker` creates missing topics with \
-LEADPULSE_PARTITIONS partitions.
+LEADPULSE_DLQ_TOPIC, LEADPULSE_DELIVERIES_DLQ_TOPIC), and `leadpulse worker` \
+creates missing topics with LEADPULSE_PARTITIONS partitions.
 
 Events usually arrive through the collector (`leadpulse collect`), an HTTP service \
 compatible with the Segment HTTP Tracking API that tracker SDKs post to; it produces \
 accepted messages to the events topic and dead-letters the rejected ones. The HTTP \
 API itself is not part of this document: only the Kafka topics are. \
-`leadpulse send` produces events from a JSON-lines file.
+`leadpulse send` produces events from a JSON-lines file. Sales tools answer \
+handoffs with feedback events (sales_accepted, sales_rejected, qualification, \
+disqualified, requalify) on the events channel; `leadpulse deliver` posts handoffs \
+to webhooks and dead-letters the deliveries it could not complete.
 
-Generated from the pydantic models in `schemas/messages.py` by \
+Generated from the pydantic models in `schemas/` by \
 `leadpulse asyncapi`; `leadpulse schema` prints the same JSON Schemas.
 """

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from schemas.delivery import DeliveryFailure
 from schemas.messages import BehaviorEvent, DeadLetter, Handoff, StageTransition
 
 MESSAGES: dict[str, type[BaseModel]] = {
@@ -13,6 +14,7 @@ MESSAGES: dict[str, type[BaseModel]] = {
     "StageTransition": StageTransition,
     "Handoff": Handoff,
     "DeadLetter": DeadLetter,
+    "DeliveryFailure": DeliveryFailure,
 }
 
 

@@ -20,7 +20,7 @@ from streams.cli.common import EXIT_FAILED, EXIT_OK
 from streams.settings import Settings, value_after_scheme
 
 YAML_HEADER = (
-    "# AsyncAPI document of leadpulse's Kafka topics. Generated from schemas/messages.py:\n"
+    "# AsyncAPI document of leadpulse's Kafka topics. Generated from the models in schemas/:\n"
     "# do not edit; run `leadpulse asyncapi --output docs/asyncapi.yaml` instead.\n"
 )
 
@@ -36,6 +36,7 @@ def default_document() -> dict[str, Any]:
         handoffs=_default("handoffs_topic"),
         transitions=_default("transitions_topic"),
         dlq=_default("dlq_topic"),
+        deliveries_dlq=_default("deliveries_dlq_topic"),
     )
     return asyncapi_document(
         version("leadpulse"),

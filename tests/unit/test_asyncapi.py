@@ -55,6 +55,7 @@ def test_document_names_every_topic_with_its_default_name_and_direction() -> Non
         name: Settings.model_fields[f"{name}_topic"].default
         for name in ("events", "handoffs", "transitions", "dlq")
     }
+    defaults["deliveriesDlq"] = Settings.model_fields["deliveries_dlq_topic"].default
     assert doc["asyncapi"] == "3.0.0"
     assert doc["info"]["title"] == "leadpulse"
     assert doc["servers"]["kafka"]["protocol"] == "kafka"
@@ -67,8 +68,18 @@ def test_document_names_every_topic_with_its_default_name_and_direction() -> Non
         "#/channels/handoffs": "send",
         "#/channels/transitions": "send",
         "#/channels/dlq": "send",
+        "#/channels/deliveriesDlq": "send",
     }
-    assert set(doc["components"]["messages"]) == set(json_schemas())
+    feedback = {
+        "SalesAcceptedEvent",
+        "SalesRejectedEvent",
+        "SalesQualifiedEvent",
+        "QualificationEvent",
+        "DisqualifiedEvent",
+        "RequalifyEvent",
+    }
+    assert set(doc["components"]["messages"]) == set(json_schemas()) | feedback
+    assert set(doc["channels"]["events"]["messages"]) == {"BehaviorEvent"} | feedback
     for message in doc["components"]["messages"].values():
         assert message["bindings"]["kafka"]["key"]["type"] == "string"
         assert message["bindings"]["kafka"]["bindingVersion"] == "0.5.0"
