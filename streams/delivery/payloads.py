@@ -76,8 +76,9 @@ def slack_message(message: Message, now: datetime) -> dict[str, Any]:
         headline = f"New sales-ready lead: {who}" + (f" ({company})" if company else "")
     else:
         headline = f"Lead {who} moved {message.from_stage} -> {message.to_stage}"
+    tier = f", tier {message.tier}" if message.tier else ""
     text = (
-        f"{headline}: grade {message.grade}, engagement {message.engagement:.0f}, "
+        f"{headline}: grade {message.grade}{tier}, engagement {message.engagement:.0f}, "
         f"{since} since the tipping event"
     )
     fields = [
@@ -88,6 +89,8 @@ def slack_message(message: Message, now: datetime) -> dict[str, Any]:
         f"*Engagement*\n{message.engagement:.1f}",
         f"*Tipping event*\n{since} ago",
     ]
+    if message.tier:
+        fields.insert(4, f"*Tier*\n{_escape(message.tier)}")
     reasons = sorted(message.reasons, key=lambda r: -abs(r.points))[:TOP_REASONS]
     why = "\n".join(f"- {_escape(r.rule)}: {r.points:+.1f}" for r in reasons) or "-"
     blocks: list[dict[str, Any]] = [

@@ -75,6 +75,19 @@ def test_slack_message_tells_a_rep_who_why_and_how_long_ago() -> None:
     assert "page-view" not in text  # only the top three reasons
 
 
+def test_slack_message_shows_the_success_ready_tier_when_the_model_has_tiers() -> None:
+    tiered = slack_message(handoff(tier="excellent"), NOW)
+    assert "tier excellent" in tiered["text"]
+    assert "*Tier*\\nexcellent" in json.dumps(tiered["blocks"])
+    for block in tiered["blocks"]:
+        parsed = Block.parse(block)
+        assert parsed is not None
+        parsed.validate_json()
+    untiered = slack_message(handoff(), NOW)
+    assert "Tier" not in json.dumps(untiered)
+    assert "tier" not in untiered["text"]
+
+
 def test_long_values_stay_within_slacks_limits() -> None:
     long = handoff(profile={"name": "N" * 500, "company": "C" * 500, "title": "T" * 500})
     for block in slack_message(long, NOW)["blocks"]:

@@ -356,7 +356,13 @@ def test_dead_letter_keeps_original_bytes(raw: bytes, encoding: str) -> None:
 
 def test_json_schema_for_every_message() -> None:
     schemas = json_schemas()
-    assert set(schemas) == {"BehaviorEvent", "StageTransition", "Handoff", "DeadLetter"}
+    assert set(schemas) == {
+        "BehaviorEvent",
+        "StageTransition",
+        "Handoff",
+        "DeadLetter",
+        "DeliveryFailure",
+    }
     event = schemas["BehaviorEvent"]
     assert set(event["required"]) == {"event_id", "type", "occurred_at"}
     assert event["additionalProperties"] is False
