@@ -113,10 +113,33 @@ def test_monitoring_profile_scrapes_both_processes(compose: dict[str, Any]) -> N
     }
     worker_port = services["worker"]["environment"].get("LEADPULSE_WEB_PORT", "6066")
     collector_port = services["collector"]["environment"]["LEADPULSE_COLLECTOR_PORT"]
+    deliver_port = services["deliver"]["environment"]["LEADPULSE_DELIVER_WEB_PORT"]
     assert targets == {
         "leadpulse-worker": [f"worker:{worker_port}"],
         "leadpulse-collector": [f"collector:{collector_port}"],
+        "leadpulse-deliverer": [f"deliver:{deliver_port}"],
     }
+
+
+def test_deliver_profile_runs_the_deliverer_on_a_valid_destinations_file(
+    compose: dict[str, Any],
+) -> None:
+    from streams.delivery.config import load_destinations
+
+    service = compose["services"]["deliver"]
+    assert service["profiles"] == ["delivery"]
+    assert service["command"] == ["deliver"]
+    env = service["environment"]
+    names = {f"LEADPULSE_{field.upper()}" for field in Settings.model_fields}
+    assert {key for key in env if key.startswith("LEADPULSE_")} <= names
+    port = env["LEADPULSE_DELIVER_WEB_PORT"]
+    assert f"127.0.0.1:{port}/health'" in " ".join(service["healthcheck"]["test"])
+    (volume,) = service["volumes"]
+    source = Path(volume["source"] if isinstance(volume, dict) else volume.split(":", 1)[0])
+    target = volume["target"] if isinstance(volume, dict) else volume.split(":")[1]
+    assert target == env["LEADPULSE_DESTINATIONS_FILE"]
+    destinations = load_destinations(source, environ=env)
+    assert [d.name for d in destinations.destinations] == ["crm", "sales-channel"]
 
 
 def test_dashboard_queries_only_metrics_that_exist() -> None:
