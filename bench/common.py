@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import platform
+import secrets
 import subprocess
 import sys
 import time
@@ -133,6 +134,7 @@ def worker_settings(
         web_port=free_port(),
         data_dir=workdir / app_id,
         session_timeout=SESSION_TIMEOUT,
+        api_tokens=f"bench={secrets.token_urlsafe(24)}:admin",  # for the /stats polls
         **overrides,
     )
     create_topics(
