@@ -399,7 +399,7 @@ def guard_page(tokens: ApiTokens, handler: PageFun) -> PageFun:
         checked = auth.page_access(
             tokens,
             request.headers,
-            request.path,
+            request.rel_url.raw_path,  # still percent-encoded: the redirect keeps it
             request.query,
             request.query_string,
             secure=bool(request.secure),
@@ -412,7 +412,7 @@ def guard_page(tokens: ApiTokens, handler: PageFun) -> PageFun:
             )
         if isinstance(checked, auth.Denied):
             return web.html(
-                auth.denied_page(checked, request.path),
+                auth.denied_page(checked, request.rel_url.raw_path),
                 status=checked.status,
                 headers={**DENIED_HEADERS, **_challenge(checked)},
             )

@@ -11,10 +11,12 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from aiohttp import ClientSession, CookieJar
 from aiohttp.test_utils import TestServer
+from yarl import URL
 
 from scoring import ScoringModel, engagement, to_epoch
 from streams.http.auth import COOKIE
@@ -193,6 +195,13 @@ async def test_a_token_in_the_url_signs_in_with_a_strict_cookie(
             assert reply.status == 200
             assert reply.content_type == "text/javascript"
             assert "EventSource" in await reply.text()
+    async with ClientSession(cookie_jar=CookieJar(unsafe=True)) as http:
+        odd = "/ui/leads/" + quote("a&b'<c>", safe="")
+        login = URL(f"{url}{odd}?token={READ}", encoded=True)  # as sent, like a browser
+        async with http.get(login, allow_redirects=False) as reply:
+            assert reply.headers["Location"] == odd  # still encoded
+        async with http.get(url + odd) as reply:
+            assert reply.status == 404  # signed in; no such lead
     async with (
         ClientSession() as http,
         http.get(url + "/ui?token=tk_wrong_0123456789abc", allow_redirects=False) as reply,
