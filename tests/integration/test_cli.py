@@ -200,6 +200,9 @@ def test_dev_starts_the_stack_and_stops_everything_on_ctrl_c(tmp_path: Path) -> 
     assert process.returncode == 0, output
     assert f"kafka      127.0.0.1:{kafka_port}" in output
     assert f"redis      redis://127.0.0.1:{redis_port}/0" in output
+    # the page's sign-in link and the admin token it keeps in the data dir
+    assert f"page       http://127.0.0.1:{web_port}/ui?token={token}  " in output
+    assert f"api token  {token}  (dev, admin" in output
     leftovers = subprocess.run(
         ["pgrep", "-f", f"127.0.0.1:{kafka_port}|--port {redis_port}"],
         capture_output=True,
