@@ -23,10 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
-from scoring import engagement, load_model
+from scoring import engagement, fit_points, grade, load_model
 from streams.settings import Settings
+from streams.store.redis import keys
 from tests.browser.analytics_js import CHROMIUM, CHROMIUM_ARGS
+from tests.browser.demo_traffic import DEMO_MODEL_FILE, demo_bodies, known_leads
 from tests.browser.test_lead_page import applied, png_pixels, pytestmark  # noqa: F401
 from tests.integration.harness import (
     ADMIN_TOKEN,
@@ -51,6 +54,18 @@ COOL = f"hot-cool-{RUN}"
 def worker(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     workdir = tmp_path_factory.mktemp("hotpage")
     settings = worker_settings(stack, workdir, partitions=2)
+    process = start_worker(settings, workdir / "worker.log")
+    try:
+        yield settings
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="module")
+def demo_worker(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """A worker with the demo's model (one day of half-life is one second)."""
+    workdir = tmp_path_factory.mktemp("hotdemo")
+    settings = worker_settings(stack, workdir, partitions=2).replace(model_file=DEMO_MODEL_FILE)
     process = start_worker(settings, workdir / "worker.log")
     try:
         yield settings
@@ -230,3 +245,86 @@ def test_hot_leads_and_a_live_handoff_in_chromium(worker: Settings) -> None:
         assert len(set(pixels)) >= 20, name
         inked = sum(1 for pixel in pixels if pixel != b"\xff\xff\xff")
         assert inked / len(pixels) > 0.02, name
+
+
+def hot_size(settings: Settings) -> int:
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        return int(client.zcard(keys.HOT))
+    finally:
+        client.close()
+
+
+async def hot_table(url: str) -> dict[str, Any]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=list(CHROMIUM_ARGS)
+        )
+        try:
+            page = await browser.new_page(viewport={"width": 1200, "height": 800})
+            await page.goto(url, wait_until="load")
+            return dict(
+                await page.evaluate(
+                    """() => ({
+                      at: Number(document.querySelector('main#hot-page').dataset.at),
+                      rows: [...document.querySelectorAll('#hot tbody tr[data-lead-id]')].map(
+                        (r) => [r.dataset.leadId,
+                                Number(r.querySelector('.engagement data').value),
+                                r.querySelector('.grade').textContent,
+                                r.querySelector('.stage').textContent]),
+                    })"""
+                )
+            )
+        finally:
+            await browser.close()
+
+
+def settle(settings: Settings, leads: set[str], *, quiet: float = 1.5, timeout: float = 90) -> None:
+    """Wait until no lead's version moved for `quiet` seconds (events applied, recycles done).
+
+    The demo's half-lives are seconds: its qualified leads cool and are
+    recycled by the sweeper soon after their last event, then stay put.
+    """
+    deadline = time.monotonic() + timeout
+    last: dict[str, int] = {}
+    since = time.monotonic()
+    while time.monotonic() < deadline:
+        versions = {lead: read_state(settings, lead)[0] for lead in leads}
+        if versions != last:
+            last, since = versions, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+        time.sleep(0.25)
+    raise TimeoutError(f"the demo leads kept changing for {timeout:.0f}s")
+
+
+def test_the_hot_table_lists_the_demos_leads(demo_worker: Settings) -> None:
+    settings = demo_worker
+    model = load_model(settings.model_file)
+    sent = demo_bodies(40, seed=7, now=datetime.now(UTC))
+    leads = known_leads(sent)
+    produce(settings, sent)
+    wait_for(lambda: hot_size(settings) == len(leads), timeout=90, what="every demo lead indexed")
+    settle(settings, leads)
+    base = f"http://127.0.0.1:{settings.web_port}"
+    for _ in range(3):  # a late recycle between the page and the reads: look again
+        before = {lead: read_state(settings, lead) for lead in leads}
+        found = asyncio.run(hot_table(f"{base}/ui?limit=200&token={READ_TOKEN}"))
+        after = {lead: read_state(settings, lead) for lead in leads}
+        if all(before[lead][0] == after[lead][0] for lead in leads):
+            break
+    else:
+        pytest.fail("the demo leads kept changing while the page was made")
+    rows = found["rows"]
+    assert {lead for lead, *_ in rows} == leads  # every known demo lead, no anonymous visitor
+    assert len(rows) == len(leads)
+    scores = [score for _, score, *_ in rows]
+    assert scores == sorted(scores, reverse=True)
+    for lead, score, shown_grade, stage in rows:
+        state = after[lead][1]
+        assert state is not None
+        assert score == engagement(state, found["at"], model), lead
+        assert shown_grade == grade(fit_points(state.traits, model), model), lead
+        assert stage == state.stage.value.upper(), lead
