@@ -190,6 +190,12 @@ class Settings(BaseSettings):
             parse_write_keys(value.get_secret_value())  # reject a malformed list at load
         return value
 
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _no_api_tokens(cls, value: Any) -> Any:
+        """An empty variable (compose's ``${LEADPULSE_API_TOKENS:-}``) means none."""
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("api_tokens")
     @classmethod
     def _api_tokens(cls, value: SecretStr | None) -> SecretStr | None:

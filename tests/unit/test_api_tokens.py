@@ -66,6 +66,7 @@ def test_settings_reject_a_bad_list_at_load_and_keep_the_value_secret() -> None:
     assert settings.local_api_token() == ADMIN  # an admin token first, whatever the order
     assert Settings(api_tokens=f"g={READ}:read").local_api_token() == READ
     assert Settings().local_api_token() is None
+    assert Settings(api_tokens="  ").api_tokens is None  # an empty variable: no tokens
     assert Settings().api_token_roles == {}
 
 
