@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from scoring import parse_duration
@@ -89,6 +89,18 @@ class Settings(BaseSettings):
 
     web_port: int = Field(6066, ge=1, le=65535)
     web_host: str = "127.0.0.1"
+    metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description=(
+            "Also serve /health, /ready and /metrics on this port (a scraper or probes on "
+            "another interface); the API and the pages stay on web_port."
+        ),
+    )
+    metrics_host: str | None = Field(
+        None, description="Bind address of metrics_port (default: web_host)."
+    )
     api_tokens: SecretStr | None = Field(
         None,
         description=(
@@ -188,6 +200,13 @@ class Settings(BaseSettings):
     def _write_keys(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
             parse_write_keys(value.get_secret_value())  # reject a malformed list at load
+        return value
+
+    @field_validator("metrics_port")
+    @classmethod
+    def _metrics_port(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and value == info.data.get("web_port"):
+            raise ValueError("must differ from LEADPULSE_WEB_PORT (that port serves them already)")
         return value
 
     @field_validator("api_tokens", mode="before")

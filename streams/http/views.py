@@ -16,9 +16,10 @@ async def explain_lead(
     """Score, grade, stage and per-rule explanation of a lead at `now`, and its account.
 
     `account_id` is None and `account_traits` empty until a ``group`` call
-    named the lead's account. `traits` and `account_traits` hold only the
-    traits the model declares for display (`ScoringModel.profile_traits`),
-    every one with `all_traits` (the API's admins).
+    named the lead's account (a company's traits, shown as they are). The
+    lead's `traits` are only those the model declares for display
+    (`ScoringModel.profile_traits`), every one with `all_traits` (the API's
+    admins, the CLI).
     """
     snap = (await store.snapshot({lead_id: ()}))[lead_id]
     if snap.alias is not None and snap.state is None:
@@ -35,7 +36,7 @@ async def explain_lead(
         "anonymous": state.anonymous,
         "account_id": state.account_id,
         "traits": _only(state.traits, shown),
-        "account_traits": _only(state.account_traits, shown),
+        "account_traits": state.account_traits,
         "model_version": model.model_version,
         "explanation": explanation.model_dump(mode="json"),
         "pending_outbox": len(snap.outbox),

@@ -207,13 +207,25 @@ def build(
             }
         )
 
-    @app.page("/health")
-    async def health_page(web: Any, request: Any) -> Any:
-        body = {**pipeline.health.as_dict(), "assigned_partitions": _assigned(app)}
-        return web.json(body, status=200 if body["healthy"] else 503)
+    probe_routes(app, pipeline, settings)
+    pipeline.agent = score
+    return pipeline
 
-    @app.page("/ready")
-    async def ready_page(web: Any, request: Any) -> Any:
+
+def probe_routes(app: faust.App, pipeline: Pipeline, settings: Settings) -> None:
+    """/health, /ready and /metrics: open, on the web port and on `metrics_port` if set.
+
+    A separate port lets a scraper or an orchestrator's probes reach them on
+    another interface (`metrics_host`) while the API and the pages stay where
+    they are.
+    """
+    store, runtime = pipeline.store, pipeline.runtime
+
+    async def health() -> tuple[int, dict[str, Any]]:
+        body = {**pipeline.health.as_dict(), "assigned_partitions": _assigned(app)}
+        return (200 if body["healthy"] else 503), body
+
+    async def ready() -> tuple[int, dict[str, Any]]:
         redis_error, broker_error = await asyncio.gather(
             _failure(store.ping()), _failure(_broker_metadata(app))
         )
@@ -226,18 +238,47 @@ def build(
             last_progress=pipeline.totals.last_batch_at or runtime.assigned_at,
             now=time.time(),
         )
-        return web.json(body, status=200 if body["ready"] else 503)
+        return (200 if body["ready"] else 503), body
+
+    async def scrape() -> bytes:
+        await runtime.observe()
+        return exposition(pipeline.metrics.registry)
+
+    @app.page("/health")
+    async def health_page(web: Any, request: Any) -> Any:
+        status, body = await health()
+        return web.json(body, status=status)
+
+    @app.page("/ready")
+    async def ready_page(web: Any, request: Any) -> Any:
+        status, body = await ready()
+        return web.json(body, status=status)
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
-        await runtime.observe()
         # aiohttp refuses a content_type with parameters: set the header itself
-        return web.bytes(
-            exposition(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )
+        return web.bytes(await scrape(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    pipeline.agent = score
-    return pipeline
+    if settings.metrics_port is None:
+        return
+    host = settings.metrics_host or settings.web_host
+    port = settings.metrics_port
+    runners: list[Any] = []
+
+    async def stop_probes() -> None:
+        while runners:
+            await runners.pop().cleanup()
+
+    _on_web_shutdown(app, stop_probes)  # now: the signal list is frozen once serving
+
+    @app.task
+    async def serve_probes() -> None:
+        from streams.http.probes import start_probe_server
+
+        runners.append(
+            await start_probe_server(host, port, health=health, ready=ready, scrape=scrape)
+        )
+        log.info("serving /health, /ready and /metrics on http://%s:%d", host, port)
 
 
 PageFun = Callable[..., Coroutine[Any, Any, Any]]
