@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import quote
@@ -116,10 +117,12 @@ async def test_every_route_but_health_and_metrics_needs_a_token(
 
 
 async def test_no_configured_token_refuses_all_but_health_and_metrics(
-    model: ScoringModel,
+    model: ScoringModel, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = Settings(broker="kafka://127.0.0.1:9", web_port=6066, batch_within=0.01)
-    pipeline, _ = await scored(settings, model)
+    with caplog.at_level(logging.WARNING, logger="leadpulse"):
+        pipeline, _ = await scored(settings, model)
+    assert any("LEADPULSE_API_TOKENS" in r.getMessage() for r in caplog.records)
     pipeline.app.web.init_server()
     server = TestServer(pipeline.app.web.web_app, host="127.0.0.1")  # type: ignore[attr-defined]
     await server.start_server()
