@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import redis
 
-from scoring import engagement, fit_points, grade, load_model
+from scoring import engagement, explain, fit_points, grade, load_model
 from streams.settings import Settings
 from streams.store.redis import keys
 from tests.browser.analytics_js import CHROMIUM, CHROMIUM_ARGS
@@ -186,7 +186,15 @@ async def watch(settings: Settings, shots: Path) -> dict[str, Any]:
             await page.screenshot(path=str(shots / "hot-leads.png"), full_page=True)
             await page.click(f'#hot tr[data-lead-id="{TIPPING}"] a')
             await page.wait_for_selector("svg #total-curve", state="attached")
-            found["lead_page"] = await page.eval_on_selector("main#lead", "m => m.dataset.leadId")
+            found["lead_page"] = await page.evaluate(
+                """() => ({
+                  lead: document.querySelector('main#lead').dataset.leadId,
+                  at: Number(document.querySelector('main#lead').dataset.at),
+                  parts: [...document.querySelectorAll('#breakdown tbody tr[data-rule]')].map(
+                    (r) => [r.dataset.rule, Number(r.querySelector('td.points data').value)]),
+                  total: Number(document.querySelector('#breakdown .total data').value),
+                })"""
+            )
             await page.screenshot(path=str(shots / "lead-page.png"), full_page=True)
             found["foreign"] = foreign
             found["errors"] = errors
@@ -237,7 +245,14 @@ def test_hot_leads_and_a_live_handoff_in_chromium(worker: Settings) -> None:
     # the handoff appeared live, within a second of the event that caused it
     assert TIPPING in found["handoff_text"]
     assert found["handoff_seconds"] < HANDOFF_WITHIN, found["handoff_seconds"]
-    assert found["lead_page"] == TIPPING
+    # clicked through to the lead's page: its breakdown is explain's, at the page's moment
+    lead_page = found["lead_page"]
+    assert lead_page["lead"] == TIPPING
+    _, after = read_state(settings, TIPPING)
+    assert after is not None
+    expected = explain(after, lead_page["at"], model)
+    assert lead_page["parts"] == [[part.rule, part.points] for part in expected.parts]
+    assert lead_page["total"] == expected.engagement
     for name in ("hot-leads.png", "lead-page.png"):
         width, height, pixels = png_pixels((ARTIFACTS / name).read_bytes())
         assert width >= 1000, name
