@@ -18,6 +18,7 @@ script.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -95,6 +96,12 @@ def hot_json(rows: list[HotLead], now: float, model: ScoringModel) -> dict[str, 
     }
 
 
+def iso_ms(moment: float) -> str:
+    """UTC to the millisecond with a Z, as the script writes it (`Date.toISOString`)."""
+    text = datetime.fromtimestamp(moment, tz=UTC).isoformat(timespec="milliseconds")
+    return text.replace("+00:00", "Z")
+
+
 def lead_link(lead_id: str) -> str:
     return f"/ui/leads/{quote(lead_id, safe='')}"
 
@@ -120,7 +127,7 @@ def render_hot(rows: list[HotLead], now: float, model: ScoringModel) -> str:
         f'<td class="grade">{e(row.grade)}</td>'
         f'<td class="stage">{e(row.stage.upper())}</td>'
         f'<td class="num fit">{data(row.fit)}</td>'
-        f"<td>{e(stamp(row.last_event_at))}</td></tr>"
+        f"<td>{e(iso_ms(row.last_event_at))}</td></tr>"
         for rank, row in enumerate(rows, start=1)
     )
     if not rows:
@@ -190,7 +197,9 @@ SCRIPT: Final = r"""
   let pending = null;
   const refresh = async () => {
     try {
-      const reply = await fetch("/hot", {credentials: "same-origin", cache: "no-store"});
+      const limit = new URLSearchParams(location.search).get("limit");
+      const path = limit ? "/hot?limit=" + encodeURIComponent(limit) : "/hot";
+      const reply = await fetch(path, {credentials: "same-origin", cache: "no-store"});
       if (!reply.ok) return;
       const hot = await reply.json();
       if (hot.leads.length) tbody.replaceChildren(...hot.leads.map((l, i) => row(l, i + 1)));

@@ -117,3 +117,9 @@ async def test_a_subscriber_returns_its_item_before_a_drop_and_sse_framing() -> 
     assert await asyncio.wait_for(subscriber.next(1.0), 2) == {"a": 1}
     assert event("handoff", {"x": "a\nb"}) == b'event: handoff\ndata: {"x":"a\\nb"}\n\n'
     assert summary(b"[]", 1.0) is None
+
+
+def test_times_are_written_as_the_script_writes_them() -> None:
+    from streams.http.hotpage import iso_ms
+
+    assert iso_ms(to_epoch(T0) + 0.1234) == "2026-11-22T10:00:00.123Z"
