@@ -343,3 +343,45 @@ def test_the_hot_table_lists_the_demos_leads(demo_worker: Settings) -> None:
         assert score == engagement(state, found["at"], model), lead
         assert shown_grade == grade(fit_points(state.traits, model), model), lead
         assert stage == state.stage.value.upper(), lead
+
+
+async def sign_in_by_form(base: str) -> dict[str, Any]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=list(CHROMIUM_ARGS)
+        )
+        try:
+            page = await browser.new_page()
+            refused = await page.goto(f"{base}/ui", wait_until="load")
+            assert refused is not None
+            found: dict[str, Any] = {
+                "refused": refused.status,
+                "heading": await page.text_content("h1"),
+            }
+            lead = await page.goto(f"{base}/ui/leads/anyone", wait_until="load")
+            assert lead is not None
+            found["lead_refused"] = lead.status
+            await page.goto(f"{base}/ui", wait_until="load")
+            await page.fill('input[name="token"]', READ_TOKEN)
+            async with page.expect_navigation():
+                await page.click('button[type="submit"]')
+            await page.wait_for_selector("#hot")
+            found["url"] = page.url
+            cookies = await page.context.cookies()
+            found["cookie"] = [(c["name"], c["httpOnly"], c["sameSite"]) for c in cookies]
+            found["script_sees_cookie"] = await page.evaluate("() => document.cookie")
+            return found
+        finally:
+            await browser.close()
+
+
+def test_chromium_without_a_token_gets_401_then_signs_in_by_the_form(worker: Settings) -> None:
+    found = asyncio.run(sign_in_by_form(f"http://127.0.0.1:{worker.web_port}"))
+    assert found["refused"] == 401
+    assert found["lead_refused"] == 401
+    assert "Sign in" in found["heading"]
+    assert found["url"].endswith("/ui")  # the form's GET ?token= was redirected away
+    assert found["cookie"] == [("leadpulse_token", True, "Strict")]
+    assert found["script_sees_cookie"] == ""  # HttpOnly: no script can read the token
