@@ -5,7 +5,9 @@ last commit; engagement decays, so that rank is stale. `hot_leads` takes
 `CANDIDATES` times as many as it shows, scores each again at `now` with the
 model (the exact decayed engagement, the fit grade, the stage the state
 holds), sorts and keeps the top ones; a candidate whose state is gone
-(expired) or merged away leaves the index.
+(expired) or merged away leaves the index, and the others' new scores are
+written back (`LeadStore.rescore_hot`), so leads that cooled sink in the
+index instead of hiding leads that are hot now.
 
 The page is rendered on the server (the first paint needs no script) and a
 small script of our own (``/ui/hot.js``, the only script the page's CSP
@@ -83,6 +85,8 @@ async def hot_leads(
         )
     if gone:
         await store.drop_hot(gone)
+    # the index ranks by engagement at each lead's last commit: give it today's
+    await store.rescore_hot({row.lead_id: row.engagement for row in found})
     found.sort(key=lambda row: (-row.engagement, row.lead_id))
     return found[:limit]
 

@@ -146,6 +146,16 @@ class LeadStore(Protocol):
         """Take leads out of the hot-leads index (readers found them gone or merged)."""
         ...
 
+    async def rescore_hot(self, scores: Mapping[str, float]) -> None:
+        """Set the index's value of leads it still holds; others are not added.
+
+        Readers write back the engagement they computed at now, so leads that
+        cooled since their last commit stop taking the top ranks from leads
+        that are hot now. A commit racing with it may be overwritten by the
+        reader's (older) value until the lead's next commit.
+        """
+        ...
+
     async def record_progress(self, topic: str, offsets: Mapping[int, int]) -> None:
         """Remember the next offset to read per partition, after the states were committed."""
         ...

@@ -145,6 +145,11 @@ class MemoryLeadStore:
         for lead in leads:
             self.hot_index.pop(lead, None)
 
+    async def rescore_hot(self, scores: Mapping[str, float]) -> None:
+        for lead, score in scores.items():
+            if lead in self.hot_index:  # ZADD XX: only members already there
+                self.hot_index[lead] = score
+
     async def index_due(self, due_at: Mapping[str, float | None]) -> None:
         for subject, at in due_at.items():
             if at is None:

@@ -766,6 +766,7 @@ def _every_call(store: LeadStore, n: int) -> dict[str, Callable[[], Awaitable[An
         "watermarks": lambda: store.watermarks("t"),
         "hot": lambda: store.hot(10),
         "drop_hot": lambda: store.drop_hot([f"h{n}"]),
+        "rescore_hot": lambda: store.rescore_hot({f"h{n}": 1.0}),
         "ping": store.ping,
     }
 
@@ -875,6 +876,15 @@ async def test_hot_index_keeps_only_the_highest(contract_redis: RedisServer) -> 
             await made.commit([Commit(f"lead-{n}", 0, b"s", [], hot=float(n)) for n in range(5)])
             await made.commit([Commit("lead-9", 0, b"s", [], hot=2.5)])
             assert await made.hot(10) == [("lead-4", 4.0), ("lead-3", 3.0), ("lead-9", 2.5)], kind
+
+
+async def test_rescoring_the_hot_index_updates_only_its_members(store: LeadStore) -> None:
+    await store.commit(
+        [Commit("lead-a", 0, b"a", [], hot=90.0), Commit("lead-b", 0, b"b", [], hot=50.0)]
+    )
+    await store.rescore_hot({"lead-a": 10.5, "lead-new": 99.0})
+    await store.rescore_hot({})
+    assert await store.hot(10) == [("lead-b", 50.0), ("lead-a", 10.5)]
 
 
 async def test_a_merged_id_leaves_the_hot_index(store: LeadStore) -> None:

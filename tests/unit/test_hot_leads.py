@@ -44,6 +44,9 @@ async def test_hot_leads_are_scored_again_at_now_and_stale_ones_leave() -> None:
     assert rows[1].engagement == engagement(old, now, MODEL)
     assert rows[0].engagement > rows[1].engagement
     assert "gone" not in store.hot_index  # dropped on the way
+    # the scores at now are written back: "old" sank below "fresh" in the index
+    assert store.hot_index["old"] == rows[1].engagement
+    assert store.hot_index["fresh"] == rows[0].engagement
     everything = await hot_leads(store, MODEL, now, limit=10)
     assert [row.lead_id for row in everything] == ["fresh", "old", EVIL]
     page = render_hot(everything, now, MODEL)

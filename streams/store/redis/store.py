@@ -288,6 +288,11 @@ class RedisLeadStore:
         if leads:
             await self._checked([("ZREM", keys.HOT, *leads)])
 
+    async def rescore_hot(self, scores: Mapping[str, float]) -> None:
+        if scores:
+            pairs = [item for lead, score in scores.items() for item in (score, lead)]
+            await self._checked([("ZADD", keys.HOT, "XX", *pairs)])
+
     async def index_due(self, due_at: Mapping[str, float | None]) -> None:
         await self._checked(self._due_commands(due_at))
 
