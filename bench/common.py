@@ -18,6 +18,7 @@ from typing import Any
 
 from streams.dev.devstack import DevStack, create_topics, free_port
 from streams.dev.workerproc import WorkerProcess, stop_process, worker_command
+from streams.http.auth import new_token
 from streams.settings import Settings
 
 RESULTS = Path(__file__).parent / "results"
@@ -133,6 +134,7 @@ def worker_settings(
         web_port=free_port(),
         data_dir=workdir / app_id,
         session_timeout=SESSION_TIMEOUT,
+        api_tokens=f"bench={new_token()}:admin",  # for the /stats polls
         **overrides,
     )
     create_topics(

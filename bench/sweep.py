@@ -54,6 +54,7 @@ from scoring import LeadState, ScoringModel, apply, default_model, new_lead, nex
 from streams.dev.demo import PERSONAS, persona_events
 from streams.dev.devstack import DevStack, free_port
 from streams.dev.workerproc import WorkerProcess
+from streams.http.auth import new_token
 from streams.kafka.publisher import Outgoing
 from streams.pipeline.app import freeze_heap
 from streams.pipeline.processor import Processor
@@ -659,6 +660,7 @@ def run(options: Options) -> dict[str, Any]:
             web_port=free_port(),
             data_dir=Path(tmp) / "worker",
             session_timeout=2.0,
+            api_tokens=f"bench={new_token()}:admin",  # for the worker's /stats
         )
         say(f"embedded stack: redis {stack.redis_url}, kafka {stack.bootstrap}")
         worker = WorkerProcess(settings, Path(tmp) / "worker.log", loglevel="warning")

@@ -8,10 +8,11 @@ directory before it opens files, so a relative path would point elsewhere.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from scoring import parse_duration
@@ -98,6 +99,26 @@ class Settings(BaseSettings):
 
     web_port: int = Field(6066, ge=1, le=65535)
     web_host: str = "127.0.0.1"
+    metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description=(
+            "Also serve /health, /ready and /metrics on this port (a scraper or probes on "
+            "another interface); the API and the pages stay on web_port."
+        ),
+    )
+    metrics_host: str | None = Field(
+        None, description="Bind address of metrics_port (default: web_host)."
+    )
+    api_tokens: SecretStr | None = Field(
+        None,
+        description=(
+            "Tokens of the worker's HTTP API and page, as NAME=TOKEN:ROLE entries separated "
+            "by commas, ROLE read or admin (e.g. grafana=tk_3f9...:read,ops=tk_81a...:admin). "
+            "Unset: every route but /health, /ready and /metrics answers 401."
+        ),
+    )
     data_dir: Path = Path(".leadpulse")
     session_timeout: float = Field(
         6.0,
@@ -212,6 +233,39 @@ class Settings(BaseSettings):
             parse_write_keys(value.get_secret_value())  # reject a malformed list at load
         return value
 
+    @field_validator("metrics_port")
+    @classmethod
+    def _metrics_port(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and value == info.data.get("web_port"):
+            raise ValueError("must differ from LEADPULSE_WEB_PORT (that port serves them already)")
+        return value
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _no_api_tokens(cls, value: Any) -> Any:
+        """An empty variable (compose's ``${LEADPULSE_API_TOKENS:-}``) means none."""
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("api_tokens")
+    @classmethod
+    def _api_tokens(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_api_tokens(value.get_secret_value())  # reject a malformed list at load
+        return value
+
+    @property
+    def api_token_roles(self) -> dict[str, tuple[str, str]]:
+        """API token -> (name, role); empty when no tokens are configured."""
+        if self.api_tokens is None:
+            return {}
+        return parse_api_tokens(self.api_tokens.get_secret_value())
+
+    def local_api_token(self) -> str | None:
+        """A configured token for this machine's own calls (an admin one first), else None."""
+        roles = self.api_token_roles
+        ranked = sorted(roles, key=lambda token: roles[token][1] != "admin")
+        return ranked[0] if ranked else None
+
     @property
     def write_key_sources(self) -> dict[str, str]:
         """Write key -> the source it names (empty when no keys are configured)."""
@@ -262,6 +316,45 @@ def parse_write_keys(text: str) -> dict[str, str]:
     if not keys:
         raise ValueError("no write keys: expected SOURCE=KEY[,SOURCE=KEY...]")
     return keys
+
+
+MIN_API_TOKEN_LENGTH = 16
+API_ROLES = ("read", "admin")
+TOKEN_CHARACTERS = re.compile(r"[A-Za-z0-9._~+/=-]+")
+"""What a token may hold: it travels in a header and a cookie unquoted."""
+
+
+def parse_api_tokens(text: str) -> dict[str, tuple[str, str]]:
+    """``NAME=TOKEN:ROLE,...`` as token -> (name, role).
+
+    ValueError naming the bad entry (by number or name), never the token;
+    the CLI prefixes the variable. ROLE is ``read`` or ``admin``.
+    """
+    where = "API token"
+    tokens: dict[str, tuple[str, str]] = {}
+    for number, entry in enumerate(text.split(","), start=1):
+        item = entry.strip()
+        if not item:
+            continue
+        name, sep, rest = item.partition("=")
+        token, colon, role = rest.strip().rpartition(":")
+        name, token, role = name.strip(), token.strip(), role.strip().lower()
+        if not sep or not name or not colon or not token:
+            raise ValueError(f"{where} entry {number}: expected NAME=TOKEN:ROLE")
+        if role not in API_ROLES:
+            raise ValueError(f"{where} entry {number} ({name!r}): role must be read or admin")
+        if len(token) < MIN_API_TOKEN_LENGTH:
+            raise ValueError(f"API token {name!r}: shorter than {MIN_API_TOKEN_LENGTH} characters")
+        if not TOKEN_CHARACTERS.fullmatch(token):
+            raise ValueError(
+                f"API token {name!r}: only letters, digits and . _ ~ + / = - are allowed"
+            )
+        if token in tokens:
+            raise ValueError(f"API token {name!r}: the same token is listed twice")
+        tokens[token] = (name, role)
+    if not tokens:
+        raise ValueError("no API tokens: expected NAME=TOKEN:ROLE[,NAME=TOKEN:ROLE...]")
+    return tokens
 
 
 def value_after_scheme(url: str) -> str:

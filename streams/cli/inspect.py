@@ -31,6 +31,7 @@ async def _lead_view(settings: Settings, model: ScoringModel, lead_id: str) -> d
 
     store = RedisLeadStore.from_settings(settings)
     try:
-        return await explain_lead(store, model, lead_id, time.time())
+        # the CLI reads Redis itself: an operator's view, every trait
+        return await explain_lead(store, model, lead_id, time.time(), all_traits=True)
     finally:
         await store.close()

@@ -35,7 +35,10 @@ def _add_run_commands(sub: Any) -> None:
     p = sub.add_parser("worker", help="run the scoring worker (Faust) against Kafka and Redis")
     p.add_argument("--model", type=Path, help="scoring model YAML (default: the shipped model)")
     p.add_argument(
-        "--web-port", type=int, help="HTTP port for /stats, /health and /leads/ID (6066)"
+        "--web-port",
+        type=int,
+        help="HTTP port of the API, the /ui page, /health and /metrics (6066); "
+        "the API and the page need LEADPULSE_API_TOKENS",
     )
     p.add_argument("--data-dir", type=Path, help="worker data directory (.leadpulse)")
     p.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])

@@ -112,6 +112,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
             collector_port=args.collector_port,
             write_keys=dev_write_keys(settings, data_dir),
             deliver_web_port=args.deliver_port,
+            api_tokens=dev_api_tokens(settings, data_dir),
         )
         collector = CollectorProcess(settings, data_dir / "collector.log", loglevel=args.loglevel)
         try:
@@ -160,12 +161,31 @@ def dev_write_keys(settings: Settings, data_dir: Path) -> str:
     return f"website={path.read_text().strip()}"
 
 
+def dev_api_tokens(settings: Settings, data_dir: Path) -> str:
+    """LEADPULSE_API_TOKENS if set, else one admin token ``dev`` kept in the data dir."""
+    from streams.http.auth import new_token
+
+    if settings.api_tokens is not None:
+        return settings.api_tokens.get_secret_value()
+    path = data_dir / "api_token"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(new_token() + "\n")
+        path.chmod(0o600)
+    return f"dev={path.read_text().strip()}:admin"
+
+
 def _print_dev_banner(services: dict[str, str], settings: Settings, collector_url: str) -> None:
     for name, value in services.items():
         print(f"  {name:10} {value}")
     web = f"http://{settings.web_host}:{settings.web_port}"
     print(f"  {'http':10} {web}/stats  {web}/health  {web}/ready  {web}/metrics")
     print(f"  {'leads':10} {web}/leads/<id> (JSON)  {web}/ui/leads/<id> (page with the chart)")
+    token = settings.local_api_token()
+    if token is not None:
+        print(f"  {'page':10} {web}/ui?token={token}  (hot leads, live handoffs; signs you in)")
+        name, role = settings.api_token_roles[token]
+        print(f"  {'api token':10} {token}  ({name}, {role}: Authorization: Bearer <token>)")
     print(f"  {'collector':10} {collector_url}  (Segment HTTP API: /v1/batch, /v1/track, ...)")
     for key, source in settings.write_key_sources.items():
         print(f"  {'write key':10} {key}  (source {source})")

@@ -275,6 +275,7 @@ def run_demo(options: DemoOptions) -> int:
     from streams.cli.collect import new_write_key
     from streams.dev.devstack import DevStack, free_port
     from streams.dev.workerproc import CollectorProcess, WorkerProcess
+    from streams.http.auth import new_token
     from streams.settings import Settings
 
     model_file = options.model_file or Path(str(resources.files("streams.dev") / DEMO_MODEL))
@@ -299,6 +300,7 @@ def run_demo(options: DemoOptions) -> int:
             session_timeout=2.0,
             collector_port=free_port(),
             write_keys=f"website={write_key}",
+            api_tokens=f"demo={new_token()}:admin",
         )
         logs = Path(stack.redis.workdir)
         worker = WorkerProcess(settings, logs / "worker.log").start()
@@ -311,6 +313,7 @@ def run_demo(options: DemoOptions) -> int:
                 return 1
             print(f"  kafka {stack.bootstrap}   redis {stack.redis_url}   http :{web_port}/stats")
             print(f"  collector {collector.url}   write key {write_key}")
+            print(f"  page http://127.0.0.1:{web_port}/ui?token={settings.local_api_token()}")
             print(f"waiting for the worker to join the consumer group (log: {worker.log_path})")
             try:
                 worker.wait_assigned()

@@ -36,10 +36,15 @@ def worker_command(
     return [sys.executable, "-m", "streams.cli", command, *extra], env
 
 
-def get_json(url: str) -> dict[str, Any]:
-    """A local JSON endpoint's answer, or {} if it does not answer (yet)."""
+def get_json(url: str, token: str | None = None) -> dict[str, Any]:
+    """A local JSON endpoint's answer, or {} if it does not answer (yet).
+
+    `token` is sent as ``Authorization: Bearer`` (the worker's API needs one).
+    """
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        with urllib.request.urlopen(url, timeout=2) as reply:  # noqa: S310 -- local http only
+        request = urllib.request.Request(url, headers=headers)  # noqa: S310 -- local http only
+        with urllib.request.urlopen(request, timeout=2) as reply:  # noqa: S310 -- local http only
             result: dict[str, Any] = json.load(reply)
             return result
     except (OSError, ValueError):
@@ -134,8 +139,8 @@ class WorkerProcess(ChildProcess):
         return f"http://127.0.0.1:{self.settings.web_port}/stats"
 
     def stats(self) -> dict[str, Any]:
-        """The worker's /stats, or {} while it is not serving."""
-        return get_json(self.stats_url)
+        """The worker's /stats, or {} while it is not serving (or refuses the token)."""
+        return get_json(self.stats_url, self.settings.local_api_token())
 
     def wait_assigned(self, timeout: float = 120.0) -> None:
         """Block until the worker's consumer owns partitions (the group join is done)."""

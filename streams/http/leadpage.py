@@ -149,7 +149,8 @@ def render(state: LeadState, now: float, model: ScoringModel) -> str:
         f"{fit_table(explanation)}\n{traits_table(state.traits, model.profile_traits)}\n"
         f"{notes(explanation.notes)}\n{sales_section(state, model)}"
         f'<p class="note">Model {e(model.model_version)}; '
-        f"the same numbers as JSON: <code>/leads/{e(state.lead_id)}</code>.</p>\n</main>"
+        f"the same numbers as JSON: <code>/leads/{e(state.lead_id)}</code>. "
+        '<a href="/ui">Hot leads</a></p>\n</main>'
     )
     return document(f"Lead {state.lead_id} - leadpulse", body)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping, Sequence
 
 from schemas import DecodeError, Handoff, StageTransition, decode_transition, encode
-from scoring import LeadState, ScoringModel, handoff_profile, next_recycle_at
+from scoring import LeadState, ScoringModel, engagement, handoff_profile, next_recycle_at
 from streams.kafka.publisher import Outgoing, Publisher, RefusedMessagesError
 from streams.pipeline.letters import DeadLetters
 from streams.pipeline.records import Decided, Report, Topics
@@ -58,6 +58,8 @@ def make_commit(
         outbox=outbox,
         due_at=next_recycle_at(state, model),
         anonymous=state.anonymous,
+        # the hot-leads index holds known leads only (a visitor joins once identified)
+        hot=None if state.anonymous else engagement(state, state.clock, model),
     )
 
 

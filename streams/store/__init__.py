@@ -7,13 +7,21 @@ inactivity, and keep each partition's progress and watermark; the codec writes
 a versioned state encoding and reads the previous and newer ones.
 """
 
-from streams.store.base import ANONYMOUS_TTL, SEEN_WINDOW, Commit, LeadStore, Snapshot
+from streams.store.base import (
+    ANONYMOUS_TTL,
+    HOT_SIZE,
+    SEEN_WINDOW,
+    Commit,
+    LeadStore,
+    Snapshot,
+)
 from streams.store.codec import FORMAT, decode_state, encode_state
 from streams.store.memory import MemoryLeadStore
 
 __all__ = [
     "ANONYMOUS_TTL",
     "FORMAT",
+    "HOT_SIZE",
     "SEEN_WINDOW",
     "Commit",
     "LeadStore",

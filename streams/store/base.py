@@ -24,6 +24,8 @@ from typing import Protocol
 
 SEEN_WINDOW = 1000
 """Event ids remembered per lead for idempotency (see the module docstring)."""
+HOT_SIZE = 10_000
+"""Known leads the hot-leads index keeps: the most engaged at their last evaluation."""
 ANONYMOUS_TTL = 90 * 86400.0
 """Default seconds of inactivity after which an anonymous visitor's state and alias expire."""
 
@@ -55,6 +57,8 @@ class Commit:
     """Next time decay alone could recycle the lead; None removes it from the index."""
     anonymous: bool = False
     """An anonymous visitor's state: it expires after the store's inactivity TTL."""
+    hot: float | None = None
+    """Engagement at the lead's clock, for the hot-leads index; None leaves it out."""
 
 
 class LeadStore(Protocol):
@@ -125,6 +129,31 @@ class LeadStore(Protocol):
 
     async def forget_detached(self, anonymous_ids: Collection[str]) -> None:
         """Drop handed-over states whose merge was committed."""
+        ...
+
+    async def hot(self, limit: int) -> list[tuple[str, float]]:
+        """The hot-leads index, most engaged first: (lead, engagement at its last commit).
+
+        Winning commits with a `Commit.hot` value enter it (one step per
+        batch, after the scripts); it keeps the `hot_size` highest, and a lead
+        leaves it when it is merged away (`detach`) or `drop_hot`. The scores
+        are as of each lead's last commit, not decayed to now: readers take
+        more than they show and score them again.
+        """
+        ...
+
+    async def drop_hot(self, leads: Collection[str]) -> None:
+        """Take leads out of the hot-leads index (readers found them gone or merged)."""
+        ...
+
+    async def rescore_hot(self, scores: Mapping[str, float]) -> None:
+        """Set the index's value of leads it still holds; others are not added.
+
+        Readers write back the engagement they computed at now, so leads that
+        cooled since their last commit stop taking the top ranks from leads
+        that are hot now. A commit racing with it may be overwritten by the
+        reader's (older) value until the lead's next commit.
+        """
         ...
 
     async def record_progress(self, topic: str, offsets: Mapping[int, int]) -> None:

@@ -14,7 +14,7 @@ from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from typing import Literal
 
-from streams.store.base import ANONYMOUS_TTL, SEEN_WINDOW, Commit, Snapshot
+from streams.store.base import ANONYMOUS_TTL, HOT_SIZE, SEEN_WINDOW, Commit, Snapshot
 from streams.store.redis import keys
 
 _Kind = Literal["state", "alias", "detached"]
@@ -31,11 +31,14 @@ class MemoryLeadStore:
         anonymous_ttl: float | None = ANONYMOUS_TTL,
         known_ttl: float | None = None,
         clock: Callable[[], float] = time.time,
+        hot_size: int = HOT_SIZE,
     ) -> None:
         if seen_window < 1:
             raise ValueError("seen_window must be at least 1")
         if partitions < 1:
             raise ValueError("partitions must be at least 1")
+        if hot_size < 1:
+            raise ValueError("hot_size must be at least 1")
         for name, ttl in (("anonymous_ttl", anonymous_ttl), ("known_ttl", known_ttl)):
             if ttl is not None and not ttl > 0:
                 raise ValueError(f"{name} must be positive or None")
@@ -45,6 +48,8 @@ class MemoryLeadStore:
         self.aliases: dict[str, str] = {}
         self.detached: dict[str, bytes] = {}
         self.due_index: dict[str, float] = {}
+        self.hot_index: dict[str, float] = {}
+        self.hot_size = hot_size
         self.offsets: dict[str, dict[int, int]] = {}
         self.marks: dict[str, dict[int, float]] = {}
         self.partitions = partitions
@@ -125,7 +130,25 @@ class MemoryLeadStore:
             if c.outbox:
                 self.outboxes.setdefault(c.subject, {}).update(c.outbox)
         await self.index_due({c.subject: c.due_at for c in commits if c.subject not in lost})
+        hot = {c.subject: c.hot for c in commits if c.hot is not None and c.subject not in lost}
+        if hot:
+            self.hot_index.update(hot)
+            if len(self.hot_index) > self.hot_size:  # ZREMRANGEBYRANK: the lowest go
+                kept = _hot_order(self.hot_index)[: self.hot_size]
+                self.hot_index = dict(kept)
         return lost
+
+    async def hot(self, limit: int) -> list[tuple[str, float]]:
+        return _hot_order(self.hot_index)[: max(limit, 0)]
+
+    async def drop_hot(self, leads: Collection[str]) -> None:
+        for lead in leads:
+            self.hot_index.pop(lead, None)
+
+    async def rescore_hot(self, scores: Mapping[str, float]) -> None:
+        for lead, score in scores.items():
+            if lead in self.hot_index:  # ZADD XX: only members already there
+                self.hot_index[lead] = score
 
     async def index_due(self, due_at: Mapping[str, float | None]) -> None:
         for subject, at in due_at.items():
@@ -191,6 +214,7 @@ class MemoryLeadStore:
             self.detached[anonymous_id] = blob
             self._set_ttl("detached", anonymous_id, ttl)
             self.due_index.pop(anonymous_id, None)
+            self.hot_index.pop(anonymous_id, None)
             if anonymous_id not in self.seen:  # the hash is gone, and its TTL with it
                 self._deadlines.pop(("state", anonymous_id), None)
             elif ttl is not None:
@@ -220,6 +244,12 @@ class MemoryLeadStore:
 
     async def close(self) -> None:
         return None
+
+
+def _hot_order(index: Mapping[str, float]) -> list[tuple[str, float]]:
+    """Redis' ZRANGE ... REV order: highest score first, ties by member (bytes) descending."""
+    by_member = sorted(index.items(), key=lambda item: item[0].encode(), reverse=True)
+    return sorted(by_member, key=lambda item: -item[1])  # stable: ties keep member order
 
 
 class _Window:

@@ -2,7 +2,8 @@
 
 Events for one lead go through Kafka into the worker; once Redis holds them,
 Chromium (Debian's, driven by the PyPI playwright package) opens
-``/ui/leads/<id>``. The screenshot is kept under the test's tmp_path (its path
+``/ui/leads/<id>`` (signing in with ``?token=``, which leaves the address bar
+without it). The screenshot is kept under the test's tmp_path (its path
 is printed), checked not to be blank, and the page's breakdown is compared with
 `scoring.explain` of the same state at the moment the page says it used.
 """
@@ -29,7 +30,14 @@ from scoring import explain, explanation_dict, load_model
 from streams.dev.devstack import DevStack
 from streams.settings import Settings
 from tests.browser.analytics_js import CHROMIUM, CHROMIUM_ARGS
-from tests.integration.harness import produce, read_state, start_worker, wait_for, worker_settings
+from tests.integration.harness import (
+    READ_TOKEN,
+    produce,
+    read_state,
+    start_worker,
+    wait_for,
+    worker_settings,
+)
 
 
 def missing() -> list[str]:
@@ -147,13 +155,17 @@ async def open_page(url: str, screenshot: Path) -> dict[str, Any]:
         )
         try:
             page = await browser.new_page(viewport={"width": 1100, "height": 900})
+            login = f"{url}?token={READ_TOKEN}"
             foreign: list[str] = []
             page.on(
                 "request",
-                lambda request: None if request.url == url else foreign.append(request.url),
+                lambda request: (
+                    None if request.url in (url, login) else foreign.append(request.url)
+                ),
             )
-            response = await page.goto(url, wait_until="load")
+            response = await page.goto(login, wait_until="load")
             assert response is not None
+            assert page.url == url  # signed in, the token gone from the address bar
             await page.screenshot(path=str(screenshot), full_page=True)
             found = await page.evaluate(
                 """() => {
@@ -249,7 +261,10 @@ def test_the_lead_page_in_chromium(worker: Settings, tmp_path: Path) -> None:
 def test_an_unknown_lead_is_a_404_page(worker: Settings) -> None:
     url = f"http://127.0.0.1:{worker.web_port}/ui/leads/{quote('nobody-<i>', safe='')}"
     with pytest.raises(urllib.error.HTTPError) as caught:
-        urllib.request.urlopen(url, timeout=5)
+        urllib.request.urlopen(  # the page takes the API's bearer token too
+            urllib.request.Request(url, headers={"Authorization": f"Bearer {READ_TOKEN}"}),
+            timeout=5,
+        )
     assert caught.value.code == 404
     body = caught.value.read().decode()
     assert "No lead nobody-&lt;i&gt;" in body

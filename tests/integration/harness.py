@@ -45,6 +45,11 @@ lifecycle:
 """
 
 
+ADMIN_TOKEN = "tk_test_admin_0123456789abcdef"
+READ_TOKEN = "tk_test_read_0123456789abcdef"
+API_TOKENS = f"tests={ADMIN_TOKEN}:admin,viewer={READ_TOKEN}:read"
+"""The API tokens of every test worker: an admin one (the harness's own calls) and a read one."""
+
 _DATABASES = itertools.cycle(range(1, 16))
 """Redis databases handed to test workers in turn (0 stays the stack's default)."""
 
@@ -86,6 +91,7 @@ def worker_settings(stack: DevStack, workdir: Path, *, partitions: int = 4) -> S
         data_dir=workdir / "data",
         sweep_interval=0.5,
         session_timeout=2.0,
+        api_tokens=API_TOKENS,
     )
     create_topics(
         stack.bootstrap,

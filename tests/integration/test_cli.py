@@ -19,7 +19,7 @@ import pytest
 from streams.dev.devstack import free_port
 from streams.dev.workerproc import WorkerProcess
 from streams.settings import Settings
-from tests.integration.harness import read_state, wait_for
+from tests.integration.harness import READ_TOKEN, read_state, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -146,7 +146,11 @@ def test_send_validates_first_then_tail_and_lead_show_the_result(
         as_json["explanation"]["engagement"], abs=1e-6
     )
     with urllib.request.urlopen(  # the worker's HTTP API serves the same view
-        f"http://127.0.0.1:{settings.web_port}/leads/{lead}", timeout=5
+        urllib.request.Request(
+            f"http://127.0.0.1:{settings.web_port}/leads/{lead}",
+            headers={"Authorization": f"Bearer {READ_TOKEN}"},
+        ),
+        timeout=5,
     ) as reply:
         served = json.load(reply)
     assert served["explanation"]["stage"] == "sal"
@@ -180,8 +184,11 @@ def test_dev_starts_the_stack_and_stops_everything_on_ctrl_c(tmp_path: Path) -> 
         start_new_session=True,
     )
     try:
+        token_file = tmp_path / "dev" / "api_token"  # written before the worker starts
+        wait_for(token_file.exists, timeout=60, what="dev's API token file")
+        token = token_file.read_text().strip()
         worker = WorkerProcess(
-            Settings(web_port=web_port), tmp_path / "unused.log"
+            Settings(web_port=web_port, api_tokens=f"dev={token}:admin"), tmp_path / "unused.log"
         )  # only for its /stats probe
         worker.wait_assigned(timeout=60)
         process.send_signal(signal.SIGINT)
@@ -193,6 +200,9 @@ def test_dev_starts_the_stack_and_stops_everything_on_ctrl_c(tmp_path: Path) -> 
     assert process.returncode == 0, output
     assert f"kafka      127.0.0.1:{kafka_port}" in output
     assert f"redis      redis://127.0.0.1:{redis_port}/0" in output
+    # the page's sign-in link and the admin token it keeps in the data dir
+    assert f"page       http://127.0.0.1:{web_port}/ui?token={token}  " in output
+    assert f"api token  {token}  (dev, admin" in output
     leftovers = subprocess.run(
         ["pgrep", "-f", f"127.0.0.1:{kafka_port}|--port {redis_port}"],
         capture_output=True,

@@ -764,6 +764,9 @@ def _every_call(store: LeadStore, n: int) -> dict[str, Callable[[], Awaitable[An
         "progress": lambda: store.progress("t"),
         "publish_watermarks": lambda: store.publish_watermarks("t", {0: 1.5}),
         "watermarks": lambda: store.watermarks("t"),
+        "hot": lambda: store.hot(10),
+        "drop_hot": lambda: store.drop_hot([f"h{n}"]),
+        "rescore_hot": lambda: store.rescore_hot({f"h{n}": 1.0}),
         "ping": store.ping,
     }
 
@@ -834,3 +837,59 @@ async def test_reindex_moves_the_previous_releases_index_entries(
         assert await wider.due(2000.0, 1000, range(8)) == due
     finally:
         await store.close()
+
+
+# -- the hot-leads index ------------------------------------------------------------------
+
+
+async def test_hot_index_orders_winning_commits_by_engagement(store: LeadStore) -> None:
+    await store.commit(
+        [
+            Commit("lead-a", 0, b"a", ["e1"], hot=12.5),
+            Commit("lead-b", 0, b"b", ["e2"], hot=80.0),
+            Commit("lead-c", 0, b"c", ["e3"], hot=40.25),
+            Commit("anon-1", 0, b"v", ["e4"], anonymous=True),  # no hot value: not indexed
+        ]
+    )
+    assert await store.hot(10) == [("lead-b", 80.0), ("lead-c", 40.25), ("lead-a", 12.5)]
+    assert await store.hot(2) == [("lead-b", 80.0), ("lead-c", 40.25)]
+    assert await store.hot(0) == []
+    # a later commit moves the lead; a lost one (stale version) changes nothing
+    lost = await store.commit(
+        [Commit("lead-a", 1, b"a2", ["e5"], hot=99.0), Commit("lead-b", 0, b"x", [], hot=1.0)]
+    )
+    assert lost == {"lead-b"}
+    assert await store.hot(10) == [("lead-a", 99.0), ("lead-b", 80.0), ("lead-c", 40.25)]
+
+
+async def test_hot_index_ties_and_drops(store: LeadStore) -> None:
+    await store.commit([Commit(f"lead-{n}", 0, b"s", [], hot=5.0) for n in "xyz"])
+    assert [lead for lead, _ in await store.hot(3)] == ["lead-z", "lead-y", "lead-x"]
+    await store.drop_hot(["lead-y", "nobody"])
+    await store.drop_hot([])
+    assert await store.hot(3) == [("lead-z", 5.0), ("lead-x", 5.0)]
+
+
+async def test_hot_index_keeps_only_the_highest(contract_redis: RedisServer) -> None:
+    for kind in ("memory", "redis"):
+        async for made in _stores(kind, contract_redis, hot_size=3):
+            await made.commit([Commit(f"lead-{n}", 0, b"s", [], hot=float(n)) for n in range(5)])
+            await made.commit([Commit("lead-9", 0, b"s", [], hot=2.5)])
+            assert await made.hot(10) == [("lead-4", 4.0), ("lead-3", 3.0), ("lead-9", 2.5)], kind
+
+
+async def test_rescoring_the_hot_index_updates_only_its_members(store: LeadStore) -> None:
+    await store.commit(
+        [Commit("lead-a", 0, b"a", [], hot=90.0), Commit("lead-b", 0, b"b", [], hot=50.0)]
+    )
+    await store.rescore_hot({"lead-a": 10.5, "lead-new": 99.0})
+    await store.rescore_hot({})
+    assert await store.hot(10) == [("lead-b", 50.0), ("lead-a", 10.5)]
+
+
+async def test_a_merged_id_leaves_the_hot_index(store: LeadStore) -> None:
+    await store.commit(
+        [Commit("anon-1", 0, b"visitor", ["e1"], hot=30.0), Commit("lead-1", 0, b"l", [], hot=9.0)]
+    )
+    assert await store.detach([("anon-1", "lead-1")]) == [b"visitor"]
+    assert await store.hot(10) == [("lead-1", 9.0)]

@@ -62,6 +62,13 @@ def pending(shard: int) -> str:
     return f"{PREFIX}:pending:{{{shard}}}"
 
 
+HOT = f"{PREFIX}:hot"
+"""Sorted set: known lead -> engagement at its last commit, the `hot_size` highest.
+
+One key for all partitions (the hot-leads page reads every worker's leads);
+written once per batch, after the scripts.
+"""
+
 LAYOUT = f"{PREFIX}:layout"
 """String: the index layout the indexes were last built for (see `layout_id`)."""
 

@@ -20,7 +20,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import NoScriptError, ResponseError
 
 from streams.settings import Settings
-from streams.store.base import ANONYMOUS_TTL, SEEN_WINDOW, Commit, Snapshot
+from streams.store.base import ANONYMOUS_TTL, HOT_SIZE, SEEN_WINDOW, Commit, Snapshot
 from streams.store.redis import keys
 from streams.store.redis.scripts import COMMIT, DETACH, NOSCRIPT_ATTEMPTS, SNAPSHOT, Call, call
 from streams.store.redis.wire import DIGEST_SIZE, id_digest, in_window, pack, window_field
@@ -84,12 +84,16 @@ class RedisLeadStore:
         seen_window: int = SEEN_WINDOW,
         anonymous_ttl: float | None = ANONYMOUS_TTL,
         known_ttl: float | None = None,
+        hot_size: int = HOT_SIZE,
     ) -> None:
         if seen_window < 1:
             raise ValueError("seen_window must be at least 1")
         if partitions < 1:
             raise ValueError("partitions must be at least 1")
+        if hot_size < 1:
+            raise ValueError("hot_size must be at least 1")
         self.client = client
+        self.hot_size = hot_size
         self.partitions = partitions
         self.seen_window = seen_window
         self.anonymous_ttl = anonymous_ttl
@@ -253,9 +257,41 @@ class RedisLeadStore:
                     {c.subject: c.due_at for c in commits if c.subject not in lost}
                 ),
                 *self._pending_adds(boxed),
+                *self._hot_commands(
+                    {
+                        c.subject: c.hot
+                        for c in commits
+                        if c.hot is not None and c.subject not in lost
+                    }
+                ),
             ]
         )
         return lost
+
+    def _hot_commands(self, scores: Mapping[str, float]) -> list[tuple[Any, ...]]:
+        """One ZADD of the batch's leads and one trim to the `hot_size` highest."""
+        if not scores:
+            return []
+        pairs = [item for lead, score in scores.items() for item in (score, lead)]
+        return [("ZADD", keys.HOT, *pairs), ("ZREMRANGEBYRANK", keys.HOT, 0, -self.hot_size - 1)]
+
+    async def hot(self, limit: int) -> list[tuple[str, float]]:
+        if limit < 1:
+            return []
+        (reply,) = await self._checked([("ZRANGE", keys.HOT, 0, limit - 1, "REV", "WITHSCORES")])
+        # RESP3 (redis-py 8's default) pairs member and score; RESP2 is flat
+        flat = not (reply and isinstance(reply[0], list))
+        pairs = zip(reply[::2], reply[1::2], strict=True) if flat else reply
+        return [(member.decode(), float(score)) for member, score in pairs]
+
+    async def drop_hot(self, leads: Collection[str]) -> None:
+        if leads:
+            await self._checked([("ZREM", keys.HOT, *leads)])
+
+    async def rescore_hot(self, scores: Mapping[str, float]) -> None:
+        if scores:
+            pairs = [item for lead, score in scores.items() for item in (score, lead)]
+            await self._checked([("ZADD", keys.HOT, "XX", *pairs)])
 
     async def index_due(self, due_at: Mapping[str, float | None]) -> None:
         await self._checked(self._due_commands(due_at))
@@ -474,7 +510,10 @@ class RedisLeadStore:
         moved = {
             anon: None for (anon, _), blob in zip(links, blobs, strict=True) if blob is not None
         }
-        await self._checked(self._due_commands(moved))
+        commands = self._due_commands(moved)
+        if moved:  # an id merged away is no lead of its own any more
+            commands.append(("ZREM", keys.HOT, *moved))
+        await self._checked(commands)
         return blobs
 
     async def forget_detached(self, anonymous_ids: Collection[str]) -> None:

@@ -1,0 +1,213 @@
+"""The worker's HTTP routes without a broker: tokens, roles, the hot-leads JSON and page.
+
+Events go through the real scoring agent (`agent.test_context()`, in-memory
+store), so the hot-leads index is the one commits write; the routes are
+served by the worker's own aiohttp application on an ephemeral 127.0.0.1 port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from aiohttp import ClientSession, CookieJar
+from aiohttp.test_utils import TestServer
+from yarl import URL
+
+from scoring import ScoringModel, engagement, to_epoch
+from streams.http.auth import COOKIE
+from streams.pipeline.app import Pipeline, build
+from streams.settings import Settings
+from streams.store import MemoryLeadStore, decode_state
+from tests.component.conftest import T0, Clock, FakePublisher, event, page
+
+ADMIN = "tk_component_admin_0123456789"
+READ = "tk_component_read_0123456789"
+NOW = to_epoch(T0) + 30.0
+
+
+async def until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
+    for _ in range(int(seconds / 0.02)):
+        if condition():
+            return
+        await asyncio.sleep(0.02)
+    raise TimeoutError("condition not met")
+
+
+def bodies() -> list[dict[str, Any]]:
+    return [
+        event("identify", "lead-hot", traits={"company_size": 300, "email": "a@example.com"}),
+        page("https://x.io/pricing", "lead-hot", at=1),
+        event("demo_request", "lead-hot", at=2),
+        page("https://x.io/pricing", "lead-warm", at=3),
+        page("https://x.io/blog", "lead-<b>cool</b>", at=4),
+        page("https://x.io/pricing", None, anon="anon-1", at=5),  # a visitor: not listed
+    ]
+
+
+async def scored(settings: Settings, model: ScoringModel) -> tuple[Pipeline, MemoryLeadStore]:
+    store = MemoryLeadStore()
+    pipeline = build(settings, model, store=store, publisher=FakePublisher(), clock=Clock(NOW))
+    async with pipeline.agent.test_context() as agent:
+        for body in bodies():
+            key = (body.get("lead_id") or body["anonymous_id"]).encode()
+            await agent.put(json.dumps(body).encode(), key=key)
+        await until(lambda: pipeline.totals.scored == len(bodies()))
+    return pipeline, store
+
+
+@pytest.fixture
+async def served(model: ScoringModel) -> AsyncIterator[tuple[str, MemoryLeadStore]]:
+    settings = Settings(
+        broker="kafka://127.0.0.1:9",
+        web_port=6066,
+        batch_within=0.01,
+        api_tokens=f"ops={ADMIN}:admin,viewer={READ}:read",
+    )
+    pipeline, store = await scored(settings, model)
+    pipeline.app.web.init_server()
+    server = TestServer(pipeline.app.web.web_app, host="127.0.0.1")  # type: ignore[attr-defined]
+    await server.start_server()
+    try:
+        yield str(server.make_url("")), store
+    finally:
+        await server.close()
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+OPEN = ("/health", "/metrics")
+API = ("/stats", "/leads/lead-hot", "/hot", "/handoffs/recent")
+PAGES = ("/ui", "/ui/leads/lead-hot", "/ui/hot.js", "/ui/handoffs/stream")
+
+
+async def test_every_route_but_health_and_metrics_needs_a_token(
+    served: tuple[str, MemoryLeadStore],
+) -> None:
+    url, _ = served
+    async with ClientSession() as http:
+        for path in OPEN:
+            async with http.get(url + path) as reply:
+                assert reply.status == 200, path
+        for path in API:
+            for headers in ({}, auth("tk_not_a_token_0123456789")):
+                async with http.get(url + path, headers=headers) as reply:
+                    assert reply.status == 401, path
+                    assert reply.headers["WWW-Authenticate"].startswith("Bearer")
+                    body = await reply.json()
+                    assert body["code"] == "unauthorized", body
+                    assert set(body) == {"code", "message"}
+        for path in PAGES:
+            async with http.get(url + path) as reply:
+                assert reply.status == 401, path
+                assert reply.content_type == "text/html"
+                text = await reply.text()
+                assert 'name="token"' in text
+                assert "<script" not in text
+        for path in API:
+            async with http.get(url + path, headers=auth(READ)) as reply:
+                assert reply.status == 200, path
+
+
+async def test_no_configured_token_refuses_all_but_health_and_metrics(
+    model: ScoringModel, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = Settings(broker="kafka://127.0.0.1:9", web_port=6066, batch_within=0.01)
+    with caplog.at_level(logging.WARNING, logger="leadpulse"):
+        pipeline, _ = await scored(settings, model)
+    assert any("LEADPULSE_API_TOKENS" in r.getMessage() for r in caplog.records)
+    pipeline.app.web.init_server()
+    server = TestServer(pipeline.app.web.web_app, host="127.0.0.1")  # type: ignore[attr-defined]
+    await server.start_server()
+    try:
+        async with ClientSession() as http:
+            async with http.get(server.make_url("/leads/lead-hot"), headers=auth(ADMIN)) as reply:
+                assert reply.status == 401
+                body = await reply.json()
+                assert body["code"] == "no_tokens_configured"
+                assert "LEADPULSE_API_TOKENS" in body["message"]
+            async with http.get(server.make_url("/health")) as reply:
+                assert reply.status == 200
+    finally:
+        await server.close()
+
+
+async def test_read_sees_display_traits_admin_may_see_all(
+    served: tuple[str, MemoryLeadStore], model: ScoringModel
+) -> None:
+    url, _ = served
+    assert model.profile_traits == ("company_size",)
+    async with ClientSession() as http:
+        async with http.get(url + "/leads/lead-hot", headers=auth(READ)) as reply:
+            view = await reply.json()
+        assert view["traits"] == {"company_size": 300}
+        async with http.get(url + "/leads/lead-hot?traits=all", headers=auth(READ)) as reply:
+            assert reply.status == 403
+            assert (await reply.json())["code"] == "forbidden"
+        async with http.get(url + "/leads/lead-hot?traits=all", headers=auth(ADMIN)) as reply:
+            assert reply.status == 200
+            view = await reply.json()
+        assert view["traits"] == {"company_size": 300, "email": "a@example.com"}
+
+
+async def test_hot_json_lists_known_leads_by_engagement_now(
+    served: tuple[str, MemoryLeadStore], model: ScoringModel
+) -> None:
+    url, store = served
+    async with ClientSession() as http, http.get(url + "/hot", headers=auth(READ)) as reply:
+        hot = await reply.json()
+    leads = [row["lead_id"] for row in hot["leads"]]
+    assert leads == ["lead-hot", "lead-warm", "lead-<b>cool</b>"]  # no anonymous visitor
+    assert hot["at"] == NOW
+    for row in hot["leads"]:
+        blob = store.states[row["lead_id"]][1]
+        assert row["engagement"] == engagement(decode_state(blob), NOW, model)
+    assert (hot["leads"][0]["grade"], hot["leads"][0]["stage"]) == ("A", "sal")
+
+
+async def test_a_token_in_the_url_signs_in_with_a_strict_cookie(
+    served: tuple[str, MemoryLeadStore],
+) -> None:
+    url, _ = served
+    # unsafe: aiohttp's jar keeps no cookie of an IP address (here 127.0.0.1) otherwise
+    async with ClientSession(cookie_jar=CookieJar(unsafe=True)) as http:
+        async with http.get(url + f"/ui?limit=2&token={READ}", allow_redirects=False) as reply:
+            assert reply.status == 303
+            assert reply.headers["Location"] == "/ui?limit=2"
+            cookie = reply.headers["Set-Cookie"]
+        assert cookie.startswith(f"{COOKIE}={READ};")
+        assert "HttpOnly" in cookie
+        assert "SameSite=Strict" in cookie
+        async with http.get(url + "/ui?limit=2") as reply:  # the session kept the cookie
+            assert reply.status == 200
+            csp = reply.headers["Content-Security-Policy"]
+            text = await reply.text()
+        assert "script-src 'self'" in csp
+        assert "default-src 'none'" in csp
+        assert text.count('<tr data-lead-id="') == 2
+        assert 'data-lead-id="lead-hot"' in text
+        assert "lead-&lt;b&gt;cool&lt;/b&gt;" not in text  # third: beyond limit=2
+        async with http.get(url + "/ui/hot.js") as reply:
+            assert reply.status == 200
+            assert reply.content_type == "text/javascript"
+            assert "EventSource" in await reply.text()
+    async with ClientSession(cookie_jar=CookieJar(unsafe=True)) as http:
+        odd = "/ui/leads/" + quote("a&b'<c>", safe="")
+        login = URL(f"{url}{odd}?token={READ}", encoded=True)  # as sent, like a browser
+        async with http.get(login, allow_redirects=False) as reply:
+            assert reply.headers["Location"] == odd  # still encoded
+        async with http.get(url + odd) as reply:
+            assert reply.status == 404  # signed in; no such lead
+    async with (
+        ClientSession() as http,
+        http.get(url + "/ui?token=tk_wrong_0123456789abc", allow_redirects=False) as reply,
+    ):
+        assert reply.status == 401
+        assert "Set-Cookie" not in reply.headers
