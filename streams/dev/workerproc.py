@@ -142,13 +142,21 @@ class WorkerProcess(ChildProcess):
         """The worker's /stats, or {} while it is not serving (or refuses the token)."""
         return get_json(self.stats_url, self.settings.local_api_token())
 
+    def health(self) -> dict[str, Any]:
+        """The worker's /health (open: no token needed), or {} while it is not serving."""
+        return get_json(f"http://127.0.0.1:{self.settings.web_port}/health")
+
     def wait_assigned(self, timeout: float = 120.0) -> None:
-        """Block until the worker's consumer owns partitions (the group join is done)."""
+        """Block until the worker's consumer owns partitions (the group join is done).
+
+        Reads /health, not /stats: it needs no API token, so a worker started
+        without LEADPULSE_API_TOKENS is waited for too.
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if (exited := self.exited()) is not None:
                 raise RuntimeError(exited)
-            if self.stats().get("assigned_partitions", 0) > 0:
+            if self.health().get("assigned_partitions", 0) > 0:
                 return
             time.sleep(0.25)
         raise TimeoutError(f"worker got no partitions in {timeout:.0f}s:\n{self.log_tail()}")

@@ -28,7 +28,7 @@ from streams.dev.devstack import DevStack, free_port
 from streams.dev.workerproc import DeliverProcess
 from streams.kafka.topics import create_topics
 from streams.settings import Settings
-from tests.integration.harness import private_database
+from tests.integration.harness import API_TOKENS, private_database
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -196,6 +196,7 @@ def deliver_settings(stack: DevStack, workdir: Path, **overrides: Any) -> Settin
         data_dir=workdir / "data",
         session_timeout=2.0,
         destinations_file=workdir / "destinations.yaml",
+        api_tokens=API_TOKENS,
         **overrides,
     )
     create_topics(
