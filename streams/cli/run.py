@@ -111,6 +111,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
             session_timeout=2.0,
             collector_port=args.collector_port,
             write_keys=dev_write_keys(settings, data_dir),
+            sales_sources=dev_sales_sources(settings),
             deliver_web_port=args.deliver_port,
             api_tokens=dev_api_tokens(settings, data_dir),
         )
@@ -143,22 +144,39 @@ def cmd_dev(args: argparse.Namespace) -> int:
             collector.stop()
 
 
+DEV_SALES_SOURCE = "crm"
+"""The source of the second dev write key, trusted to send sales feedback."""
+
+
 def dev_write_keys(settings: Settings, data_dir: Path) -> str:
-    """LEADPULSE_WRITE_KEYS if set, else one ``website`` key kept in the data dir.
+    """LEADPULSE_WRITE_KEYS if set, else a ``website`` and a ``crm`` key kept in the data dir.
 
-    Kept, so that a site or script configured with it goes on working after
-    `leadpulse dev` restarts.
+    Kept, so that a site or script configured with one goes on working after
+    `leadpulse dev` restarts. The ``crm`` key is the sales tool's: feedback
+    (accept, reject, qualify) is only taken from it (`dev_sales_sources`).
     """
-    from streams.cli.collect import new_write_key
-
     if settings.write_keys is not None:
         return settings.write_keys.get_secret_value()
-    path = data_dir / "write_key"
+    website = _kept_key(data_dir / "write_key")
+    crm = _kept_key(data_dir / "crm_write_key")
+    return f"website={website},{DEV_SALES_SOURCE}={crm}"
+
+
+def dev_sales_sources(settings: Settings) -> str:
+    """LEADPULSE_SALES_SOURCES if set (or keys were given), else the dev ``crm`` key's source."""
+    if settings.sales_sources or settings.write_keys is not None:
+        return settings.sales_sources
+    return DEV_SALES_SOURCE
+
+
+def _kept_key(path: Path) -> str:
+    from streams.cli.collect import new_write_key
+
     if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(new_write_key() + "\n")
         path.chmod(0o600)
-    return f"website={path.read_text().strip()}"
+    return path.read_text().strip()
 
 
 def dev_api_tokens(settings: Settings, data_dir: Path) -> str:
@@ -187,8 +205,10 @@ def _print_dev_banner(services: dict[str, str], settings: Settings, collector_ur
         name, role = settings.api_token_roles[token]
         print(f"  {'api token':10} {token}  ({name}, {role}: Authorization: Bearer <token>)")
     print(f"  {'collector':10} {collector_url}  (Segment HTTP API: /v1/batch, /v1/track, ...)")
+    trusted = settings.sales_source_names
     for key, source in settings.write_key_sources.items():
-        print(f"  {'write key':10} {key}  (source {source})")
+        role = ", trusted for sales feedback" if source in trusted else ""
+        print(f"  {'write key':10} {key}  (source {source}{role})")
     key = next(iter(settings.write_key_sources))
     print("\n  point a tracker at it, e.g. segment-analytics-python:")
     print(f'    analytics.Client("{key}", host="{collector_url}")')

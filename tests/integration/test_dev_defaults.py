@@ -7,6 +7,7 @@ directory, and Ctrl-C stops everything it started with exit status 0.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -16,10 +17,12 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -178,6 +181,10 @@ def test_dev_with_no_flags_serves_a_worker_and_stops_cleanly(dev: Dev) -> None:
     assert key, text
     assert (dev.cwd / ".leadpulse" / "dev" / "write_key").read_text().strip() == key.group(1)
     _post_with_the_printed_key(collector_url, key.group(1))
+    crm = re.search(r"write key\s+(wk_\S+)\s+\(source crm, trusted for sales feedback\)", text)
+    assert crm, text
+    assert (dev.cwd / ".leadpulse" / "dev" / "crm_write_key").read_text().strip() == crm.group(1)
+    _post_feedback_as_the_readme_shows(collector_url, website=key.group(1), crm=crm.group(1))
     dev.started += descendants(dev.process.pid)
     assert dev.started, "dev started no child processes?"
 
@@ -208,3 +215,33 @@ def _post_with_the_printed_key(url: str, key: str) -> None:
     assert not errors, errors
     with urllib.request.urlopen(f"{url}/stats", timeout=2) as reply:
         assert json.load(reply).get("accepted") == 1
+
+
+def _post_feedback_as_the_readme_shows(url: str, *, website: str, crm: str) -> None:
+    """The README's curl: a sales_accepted through /v1/track, refused from the website's key."""
+    body = json.dumps(
+        {
+            "userId": "dev-check-lead",
+            "event": "sales_accepted",
+            "messageId": "dev-check-feedback",
+            "properties": {"handoff_id": "0b7e5d1c-0000-4000-8000-000000000000"},
+        }
+    ).encode()
+
+    def post(key: str) -> tuple[int, dict[str, Any]]:
+        auth = base64.b64encode(f"{key}:".encode()).decode()
+        request = urllib.request.Request(
+            f"{url}/v1/track",
+            data=body,
+            headers={"Content-Type": "application/json", "Authorization": f"Basic {auth}"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as reply:
+                return reply.status, json.load(reply)
+        except urllib.error.HTTPError as error:
+            return error.code, json.load(error)
+
+    status, answer = post(website)
+    assert status >= 400, answer
+    assert "sales" in json.dumps(answer), answer
+    assert post(crm) == (200, {"success": True, "accepted": 1})
