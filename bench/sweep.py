@@ -400,6 +400,10 @@ class TimedStore:
     def __init__(self, inner: RedisLeadStore, timed: Timed) -> None:
         self.inner, self.timed = inner, timed
 
+    def __getattr__(self, name: str) -> Any:
+        """What the sweep uses and this class does not time (`partitions`, ...)."""
+        return getattr(self.inner, name)
+
     async def snapshot(self, wanted: Mapping[str, Collection[str]]) -> dict[str, Snapshot]:
         started = time.perf_counter()
         try:
@@ -509,7 +513,6 @@ async def time_ticks(
         topics=topics,
         clock=lambda: tick_at,
         sweep_limit=settings.sweep_limit,
-        partitions=settings.partitions,
     )
     freeze_heap()
     try:

@@ -49,11 +49,21 @@ def test_this_release_writes_a_versioned_envelope() -> None:
     assert FORMAT == 2
     assert set(document) == {"format", "state"}
     assert document["format"] == 2
-    assert document["state"] == json.loads(LEAD.model_dump_json())
-    # every field the previous release wrote is still written the same way
+    assert document["state"] == json.loads(LEAD.model_dump_json(exclude_defaults=True))
+    # every field the previous release wrote is still written the same way, or
+    # left out at its default, which that release (same defaults) reads back the same
     previous = json.loads(PREVIOUS_RELEASE_BLOB)
-    assert {k: document["state"][k] for k in previous} == previous
+    defaults = json.loads(LeadState(lead_id=LEAD.lead_id).model_dump_json())
+    assert {k: document["state"].get(k, defaults[k]) for k in previous} == previous
     assert decode_state(blob) == LEAD
+
+
+def test_fields_at_their_default_are_left_out_and_decode_the_same() -> None:
+    plain = LeadState(lead_id="lead-small")
+    blob = encode_state(plain)
+    assert blob == b'{"format":2,"state":{"lead_id":"lead-small"}}'
+    assert decode_state(blob) == plain
+    assert len(encode_state(LEAD)) < len(b'{"format":2,"state":' + LEAD.model_dump_json().encode())
 
 
 def test_the_previous_releases_blobs_are_read() -> None:
