@@ -36,7 +36,7 @@ from tests.integration.harness import (
     READ_TOKEN,
     produce,
     read_state,
-    start_worker,
+    running_worker,
     wait_for,
     worker_settings,
 )
@@ -54,11 +54,8 @@ COOL = f"hot-cool-{RUN}"
 def worker(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     workdir = tmp_path_factory.mktemp("hotpage")
     settings = worker_settings(stack, workdir, partitions=2)
-    process = start_worker(settings, workdir / "worker.log")
-    try:
+    with running_worker(settings, workdir / "worker.log"):
         yield settings
-    finally:
-        process.stop()
 
 
 @pytest.fixture(scope="module")
@@ -66,11 +63,8 @@ def demo_worker(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     """A worker with the demo's model (one day of half-life is one second)."""
     workdir = tmp_path_factory.mktemp("hotdemo")
     settings = worker_settings(stack, workdir, partitions=2).replace(model_file=DEMO_MODEL_FILE)
-    process = start_worker(settings, workdir / "worker.log")
-    try:
+    with running_worker(settings, workdir / "worker.log"):
         yield settings
-    finally:
-        process.stop()
 
 
 def body(lead: str, index: int, kind: str, at: datetime, **fields: Any) -> dict[str, Any]:

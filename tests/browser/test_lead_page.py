@@ -34,7 +34,7 @@ from tests.integration.harness import (
     READ_TOKEN,
     produce,
     read_state,
-    start_worker,
+    running_worker,
     wait_for,
     worker_settings,
 )
@@ -68,11 +68,8 @@ EMAIL = "ada.lovelace@example.com"
 def worker(stack: DevStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     workdir = tmp_path_factory.mktemp("leadpage")
     settings = worker_settings(stack, workdir, partitions=1)
-    process = start_worker(settings, workdir / "worker.log")
-    try:
+    with running_worker(settings, workdir / "worker.log"):
         yield settings
-    finally:
-        process.stop()
 
 
 def events(lead: str, now: datetime) -> list[dict[str, Any]]:

@@ -28,7 +28,7 @@ from streams.dev.devstack import DevStack, free_port
 from streams.dev.workerproc import DeliverProcess
 from streams.kafka.topics import create_topics
 from streams.settings import Settings
-from tests.integration.harness import API_TOKENS, private_database
+from tests.integration.harness import worker_settings
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -179,37 +179,21 @@ def sleeps(seconds: float) -> Behaviour:
 
 
 def deliver_settings(stack: DevStack, workdir: Path, **overrides: Any) -> Settings:
-    """Topics, consumer group and Redis database of the test's own."""
-    suffix = uuid.uuid4().hex[:8]
-    settings = Settings(
-        app_id=f"lp-dlv-{suffix}",
-        broker=f"kafka://{stack.bootstrap}",
-        redis_url=private_database(stack.redis_url),
-        events_topic=f"events.{suffix}",
-        handoffs_topic=f"handoffs.{suffix}",
-        transitions_topic=f"transitions.{suffix}",
-        dlq_topic=f"dlq.{suffix}",
-        deliveries_dlq_topic=f"deliveries-dlq.{suffix}",
-        partitions=2,
-        web_port=free_port(),
-        deliver_web_port=free_port(),
-        data_dir=workdir / "data",
-        session_timeout=2.0,
-        destinations_file=workdir / "destinations.yaml",
-        api_tokens=API_TOKENS,
-        **overrides,
+    """A test worker's settings (`worker_settings`: topics, group and Redis database of
+    its own) with the deliverer's: its DLQ topic, web port and destinations file.
+    The shipped default model unless `model_file` is given."""
+    base = worker_settings(stack, workdir, partitions=2)
+    suffix = base.app_id.rsplit("-", 1)[-1]
+    settings = base.replace(
+        **{
+            "model_file": None,
+            "deliveries_dlq_topic": f"deliveries-dlq.{suffix}",
+            "deliver_web_port": free_port(),
+            "destinations_file": workdir / "destinations.yaml",
+            **overrides,
+        }
     )
-    create_topics(
-        stack.bootstrap,
-        [
-            settings.events_topic,
-            settings.handoffs_topic,
-            settings.transitions_topic,
-            settings.dlq_topic,
-            settings.deliveries_dlq_topic,
-        ],
-        settings.partitions,
-    )
+    create_topics(stack.bootstrap, [settings.deliveries_dlq_topic], settings.partitions)
     return settings
 
 

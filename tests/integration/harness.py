@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import socket
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,6 +116,23 @@ def start_worker(settings: Settings, log: Path) -> WorkerProcess:
         worker.stop()
         raise
     return worker
+
+
+def port_open(port: int) -> bool:
+    """Something accepts connections on 127.0.0.1:`port`."""
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+        return True
+    return False
+
+
+@contextlib.contextmanager
+def running_worker(settings: Settings, log: Path) -> Iterator[Settings]:
+    """A worker on `settings` while the block runs (started, assigned; stopped after)."""
+    worker = start_worker(settings, log)
+    try:
+        yield settings
+    finally:
+        worker.stop()
 
 
 def subject(body: dict[str, Any]) -> str:

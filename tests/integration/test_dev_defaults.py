@@ -13,7 +13,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.integration.harness import port_open
 
 DEFAULT_WEB_PORT = 6066
 DEFAULT_COLLECTOR_PORT = 8088
@@ -40,12 +41,6 @@ def leadpulse_command() -> list[str]:
 def clean_environment() -> dict[str, str]:
     """This environment without LEADPULSE_* settings (PYTHONPATH kept: the code under test)."""
     return {k: v for k, v in os.environ.items() if not k.startswith("LEADPULSE_")}
-
-
-def port_open(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-        return True
-    return False
 
 
 # -- processes, from /proc: which ones `dev` started, and whether they are gone ----------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -11,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from streams.dev.devstack import DevStack, free_port
 from streams.settings import Settings
-from tests.integration.harness import READ_TOKEN, start_worker, worker_settings
+from tests.integration.harness import READ_TOKEN, port_open, start_worker, worker_settings
 
 pytestmark = pytest.mark.integration
 
@@ -31,6 +32,11 @@ def test_the_probes_are_served_on_the_metrics_port_too(stack: DevStack, tmp_path
     worker = start_worker(settings, tmp_path / "worker.log")
     try:
         probes = f"http://127.0.0.1:{settings.metrics_port}"
+        # the probe server is an app task: it may open its port a moment after the
+        # consumer got its partitions (which start_worker waited for)
+        deadline = time.monotonic() + 30
+        while not port_open(settings.metrics_port) and time.monotonic() < deadline:
+            time.sleep(0.1)
         status, kind, body = get(f"{probes}/health")
         assert (status, kind.split(";")[0]) == (200, "application/json"), body
         status, kind, body = get(f"{probes}/metrics")
