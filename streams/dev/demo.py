@@ -218,6 +218,7 @@ class Watcher(threading.Thread):
         self.counts: Counter[str] = Counter()
         self.latencies: list[float] = []
         self.handoffs: set[str] = set()
+        self.tiers: Counter[str] = Counter()
         self.stop_flag = threading.Event()
 
     def run(self) -> None:
@@ -242,12 +243,14 @@ class Watcher(threading.Thread):
                         if h.handoff_id in self.handoffs:
                             continue
                         self.handoffs.add(h.handoff_id)
+                        self.tiers[h.tier or "none"] += 1
                         if h.event_id in self.sent_at:
                             self.latencies.append(received - self.sent_at[h.event_id])
                         why = ", ".join(f"{r.rule} {r.points:+.0f}" for r in h.reasons[:3])
+                        tier = f"  tier {h.tier}" if h.tier is not None else ""
                         print(
                             f"  HANDOFF  {h.lead_id}  engagement {h.engagement:5.1f}  "
-                            f"grade {h.grade}  why: {why}",
+                            f"grade {h.grade}{tier}  why: {why}",
                             flush=True,
                         )
                     else:
@@ -372,7 +375,12 @@ def _summary(
         f"rejected {stats['collector'].get('rejected', '?')} (dead-lettered with reasons)",
         f"  events scored       {stats.get('scored', '?')}",
         f"  became MQL          {counts.get('iql->mql', 0) + counts.get('nurture->mql', 0)}",
-        f"  handed off (SAL)    {len(watcher.handoffs)}",
+        f"  handed off (SAL)    {len(watcher.handoffs)}"
+        + (
+            "  (tiers: " + ", ".join(f"{t} {n}" for t, n in watcher.tiers.most_common()) + ")"
+            if watcher.tiers
+            else ""
+        ),
         f"  recycled to nurture {recycled}",
     ]
     if watcher.latencies:
