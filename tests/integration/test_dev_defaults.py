@@ -240,3 +240,51 @@ def _post_feedback_as_the_readme_shows(url: str, *, website: str, crm: str) -> N
     assert status >= 400, answer
     assert "sales" in json.dumps(answer), answer
     assert post(crm) == (200, {"success": True, "accepted": 1})
+
+
+def test_demo_with_no_flags_scores_hands_off_and_leaves_nothing_running(tmp_path: Path) -> None:
+    """`leadpulse demo`, the README's first command, from an empty directory."""
+    with (tmp_path / "demo.log").open("w+b") as sink:
+        process = subprocess.Popen(
+            [*leadpulse_command(), "demo"],
+            cwd=tmp_path,
+            env=clean_environment(),
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        started: dict[tuple[int, int], Proc] = {}
+        deadline = time.monotonic() + 300
+        try:
+            while process.poll() is None and time.monotonic() < deadline:
+                # the broker and redis-server run in sessions of their own: watch for them
+                started.update({(p.pid, p.started): p for p in descendants(process.pid)})
+                time.sleep(0.5)
+            code = process.wait(1)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(10)
+            for proc in started.values():
+                if alive(proc):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(proc.pid, signal.SIGKILL)
+        sink.seek(0)
+        text = sink.read().decode(errors="replace")
+    assert code == 0, text[-3000:]
+    assert re.search(r"page\s+http://127\.0\.0\.1:\d+/ui\?token=tk_\S+", text), text[:2000]
+    accepted = re.search(r"collector accepted\s+(\d+), rejected (\d+)", text)
+    scored = re.search(r"events scored\s+(\d+)", text)
+    handed = re.search(r"handed off \(SAL\)\s+(\d+)", text)
+    assert accepted, text[-3000:]
+    assert scored, text[-3000:]
+    assert handed, text[-3000:]
+    assert int(accepted.group(1)) > 1000
+    assert int(scored.group(1)) == int(accepted.group(1))  # every accepted event was scored
+    assert int(accepted.group(2)) > 0  # the demo sends some bad calls on purpose
+    assert int(handed.group(1)) > 0
+    assert text.count("  HANDOFF  ") == int(handed.group(1))
+    assert len(started) >= 3, started  # the broker, redis-server and the worker at least
+    left = [proc for proc in started.values() if alive(proc)] + in_group(process.pid)
+    assert not left, f"the demo left processes behind: {left}"
