@@ -189,7 +189,7 @@ def test_dev_starts_the_stack_and_stops_everything_on_ctrl_c(tmp_path: Path) -> 
         token = token_file.read_text().strip()
         worker = WorkerProcess(
             Settings(web_port=web_port, api_tokens=f"dev={token}:admin"), tmp_path / "unused.log"
-        )  # only for its /stats probe
+        )  # only for its /health probe (wait_assigned)
         worker.wait_assigned(timeout=60)
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=60)
