@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
@@ -99,6 +100,20 @@ class ChildProcess:
             return None
         return f"leadpulse {self.command} exited with {self.process.returncode}:\n{self.log_tail()}"
 
+    def wait_for(
+        self, condition: Callable[[], bool], timeout: float, interval: float, what: str
+    ) -> None:
+        """Poll `condition` until it holds; RuntimeError if the process exits first,
+        TimeoutError (``<what> in <timeout>s`` and the log tail) if it never does."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if (exited := self.exited()) is not None:
+                raise RuntimeError(exited)
+            if condition():
+                return
+            time.sleep(interval)
+        raise TimeoutError(f"{what} in {timeout:.0f}s:\n{self.log_tail()}")
+
     def kill(self) -> None:
         """SIGKILL: no cleanup, no offset commit, as in a crash."""
         if self.process is not None and self.process.poll() is None:
@@ -152,14 +167,12 @@ class WorkerProcess(ChildProcess):
         Reads /health, not /stats: it needs no API token, so a worker started
         without LEADPULSE_API_TOKENS is waited for too.
         """
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if (exited := self.exited()) is not None:
-                raise RuntimeError(exited)
-            if self.health().get("assigned_partitions", 0) > 0:
-                return
-            time.sleep(0.25)
-        raise TimeoutError(f"worker got no partitions in {timeout:.0f}s:\n{self.log_tail()}")
+        self.wait_for(
+            lambda: self.health().get("assigned_partitions", 0) > 0,
+            timeout,
+            0.25,
+            "worker got no partitions",
+        )
 
 
 class CollectorProcess(ChildProcess):
@@ -190,14 +203,7 @@ class CollectorProcess(ChildProcess):
         return get_json(f"{self.url}/stats")
 
     def _wait_serving(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if (exited := self.exited()) is not None:
-                raise RuntimeError(exited)
-            if self.health():
-                return
-            time.sleep(0.1)
-        raise TimeoutError(f"collector not serving in {timeout:.0f}s:\n{self.log_tail()}")
+        self.wait_for(lambda: bool(self.health()), timeout, 0.1, "collector not serving")
 
 
 class DeliverProcess(ChildProcess):
@@ -223,11 +229,4 @@ class DeliverProcess(ChildProcess):
             return {}
 
     def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if (exited := self.exited()) is not None:
-                raise RuntimeError(exited)
-            if self.ready().get("ready"):
-                return
-            time.sleep(0.2)
-        raise TimeoutError(f"deliverer not ready in {timeout:.0f}s:\n{self.log_tail()}")
+        self.wait_for(lambda: bool(self.ready().get("ready")), timeout, 0.2, "deliverer not ready")
