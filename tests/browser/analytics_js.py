@@ -262,14 +262,17 @@ def _api_origin(api_host: str) -> tuple[str, str]:
     return f"http://{split.netloc}", split.netloc
 
 
-def missing() -> list[str]:
-    """What this harness needs and does not find (empty when it can run)."""
+def missing(*, analytics_js: bool = True) -> list[str]:
+    """What this harness needs and does not find (empty when it can run).
+
+    `analytics_js=False`: only Playwright and Chromium (the worker's pages need no tracker).
+    """
     out = []
     if importlib.util.find_spec("playwright") is None:
         out.append("the PyPI package playwright (dev extras)")
     if not CHROMIUM.is_file():
         out.append(f"{CHROMIUM} (apt-get install -y chromium)")
-    if not (UMD_DIR / "index.js").is_file():
+    if analytics_js and not (UMD_DIR / "index.js").is_file():
         out.append(f"{UMD_DIR / 'index.js'} (npm ci in {HERE})")
     return out
 

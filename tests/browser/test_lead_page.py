@@ -11,7 +11,6 @@ is printed), checked not to be blank, and the page's breakdown is compared with
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
 import struct
 import urllib.error
@@ -29,7 +28,7 @@ import pytest
 from scoring import explain, explanation_dict, load_model
 from streams.dev.devstack import DevStack
 from streams.settings import Settings
-from tests.browser.analytics_js import CHROMIUM, CHROMIUM_ARGS
+from tests.browser.analytics_js import CHROMIUM, CHROMIUM_ARGS, missing
 from tests.integration.harness import (
     READ_TOKEN,
     produce,
@@ -39,23 +38,12 @@ from tests.integration.harness import (
     worker_settings,
 )
 
-
-def missing() -> list[str]:
-    """What this test needs and does not find (it needs no analytics.js)."""
-    out = []
-    if importlib.util.find_spec("playwright") is None:
-        out.append("the PyPI package playwright (dev extras)")
-    if not CHROMIUM.is_file():
-        out.append(f"{CHROMIUM} (apt-get install -y chromium)")
-    return out
-
-
 # On CI a missing piece must fail the run, not hide behind a skip.
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(
-        bool(missing()) and not os.environ.get("CI"),
-        reason="lead page browser test lacks " + "; ".join(missing()),
+        bool(missing(analytics_js=False)) and not os.environ.get("CI"),
+        reason="lead page browser test lacks " + "; ".join(missing(analytics_js=False)),
     ),
 ]
 
