@@ -54,11 +54,13 @@ class Rig:
         return self.collector.url
 
 
-def collector_settings(stack: DevStack, workdir: Path, keys: dict[str, str]) -> Settings:
+def collector_settings(
+    stack: DevStack, workdir: Path, keys: dict[str, str], model_yaml: str = SDK_MODEL_YAML
+) -> Settings:
     """`worker_settings` (own topics, group, Redis DB) plus a collector port, keys, a model."""
     settings = worker_settings(stack, workdir)
-    model_file = workdir / "sdk-model.yaml"
-    model_file.write_text(SDK_MODEL_YAML)
+    model_file = workdir / "collector-model.yaml"
+    model_file.write_text(model_yaml)
     return settings.replace(
         model_file=model_file,
         collector_port=free_port(),
@@ -68,9 +70,10 @@ def collector_settings(stack: DevStack, workdir: Path, keys: dict[str, str]) -> 
 
 
 @contextlib.contextmanager
-def running_rig(stack: DevStack, workdir: Path) -> Iterator[Rig]:
+def running_rig(stack: DevStack, workdir: Path, model_yaml: str = SDK_MODEL_YAML) -> Iterator[Rig]:
+    """A worker and a collector (keys: website, crm = the sales source) on `model_yaml`."""
     keys = {"website": new_key(), "crm": new_key()}
-    settings = collector_settings(stack, workdir, keys)
+    settings = collector_settings(stack, workdir, keys, model_yaml)
     worker = start_worker(settings, workdir / "worker.log")
     try:
         with CollectorProcess(settings, workdir / "collector.log") as collector:

@@ -23,16 +23,14 @@ from segment.analytics import request as segment_request
 from schemas import DeadLetter, Stage
 from scoring import LeadState
 from streams.dev.devstack import DevStack
-from streams.dev.workerproc import CollectorProcess
 from tests.integration.collector_harness import (
     SDK_EVENTS,
     Rig,
-    collector_settings,
-    new_key,
     recording,
+    running_rig,
     topic_json,
 )
-from tests.integration.harness import MODEL_YAML, produce, read_state, start_worker, wait_for
+from tests.integration.harness import MODEL_YAML, produce, read_state, wait_for
 
 FEEDBACK_MODEL_YAML = (
     MODEL_YAML
@@ -48,17 +46,8 @@ QUALIFIED = {"economic_buyer": "met", "identify_pain": "met", "champion": "met",
 @pytest.fixture(scope="module")
 def rig(stack: DevStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     """One worker and one collector (keys: website, crm = the sales source) on the MEDDIC model."""
-    workdir = tmp_path_factory.mktemp("feedback")
-    keys = {"website": new_key(), "crm": new_key()}
-    model_file = workdir / "feedback-model.yaml"
-    model_file.write_text(FEEDBACK_MODEL_YAML)
-    settings = collector_settings(stack, workdir, keys).replace(model_file=model_file)
-    worker = start_worker(settings, workdir / "worker.log")
-    try:
-        with CollectorProcess(settings, workdir / "collector.log") as collector:
-            yield Rig(settings, worker, collector, keys)
-    finally:
-        worker.stop()
+    with running_rig(stack, tmp_path_factory.mktemp("feedback"), FEEDBACK_MODEL_YAML) as rig:
+        yield rig
 
 
 def new_lead_id(prefix: str) -> str:
