@@ -122,8 +122,9 @@ def _add_run_commands(sub: Any) -> None:
         help="start the embedded stack (Tansu broker + redis-server), a worker and a collector",
         description=(
             "Embedded stack for development: Tansu, redis-server, a scoring worker and the "
-            "Segment-compatible collector; prints their addresses and a write key. "
-            "Ctrl-C stops everything."
+            "Segment-compatible collector; prints their addresses, a `website` write key "
+            "for trackers, a `crm` one trusted for sales feedback, an admin API token and "
+            "the live page's sign-in link. Ctrl-C stops everything."
         ),
     )
     p.add_argument("--kafka-port", type=int, help="broker port (default: a free port)")
@@ -140,7 +141,8 @@ def _add_run_commands(sub: Any) -> None:
     p.add_argument(
         "--data-dir",
         default=".leadpulse/dev",
-        help="data directory: worker state, logs, the dev write key (.leadpulse/dev)",
+        help="data directory: worker state, logs, the dev write keys and API token "
+        "(.leadpulse/dev)",
     )
     p.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=cmd_dev)
