@@ -212,6 +212,7 @@ def dead_letter(
     failed_at: datetime,
     lead_id: str | None = None,
     max_payload: int = limits.MAX_DEAD_LETTER_PAYLOAD,
+    kind: str | None = None,
 ) -> DeadLetter:
     """Wrap rejected bytes: readable UTF-8 when that is compact, else base64.
 
@@ -246,6 +247,7 @@ def dead_letter(
     return DeadLetter(
         reason="; ".join(errors),
         errors=errors,
+        kind=kind,
         payload=text,
         payload_encoding="utf-8" if encoding == "utf-8" else "base64",
         key=key_text,

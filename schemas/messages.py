@@ -290,6 +290,9 @@ class DeadLetter(BaseModel):
 
     reason: str
     errors: list[str]
+    kind: str | None = None
+    """The reason class (decode, corrupt_state, refused_message, permanent_error,
+    unknown_error); absent in letters of releases before it was recorded."""
     payload: str
     payload_encoding: Literal["utf-8", "base64"]
     key: str | None = None

@@ -80,6 +80,24 @@ class Settings(BaseSettings):
     unhealthy_after: float = Field(
         30.0, gt=0, description="Seconds a transient failure may last before /health says 503."
     )
+    max_unknown_retries: int = Field(
+        5,
+        ge=0,
+        le=100,
+        description=(
+            "Retries of an error that is neither transient (Redis or Kafka away) nor permanent "
+            "before it counts as permanent: the records it is pinned to are dead-lettered."
+        ),
+    )
+    watermark_stale_after: float = Field(
+        300.0,
+        gt=0,
+        description=(
+            "Seconds after which a partition's shared watermark no longer holds sweeps back: "
+            "not published for that long (its owner died, the partition is gone) or stalled "
+            "(lagging without progress for that long)."
+        ),
+    )
     producer_max_request_size: int = Field(
         1_000_000,
         ge=1024,

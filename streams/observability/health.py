@@ -30,6 +30,8 @@ class Health:
     failing: dict[str, Failure] = field(default_factory=dict)
     dead_lettered: int = 0
     last_dead_letter: dict[str, Any] | None = None
+    unknown_errors: int = 0
+    """Errors neither transient nor permanent met so far (each retry of one counts)."""
 
     def failed(self, what: str, error: BaseException) -> None:
         text = f"{type(error).__name__}: {error}"
@@ -39,6 +41,9 @@ class Health:
         else:
             current.error = text
             current.attempts += 1
+
+    def unknown_error(self) -> None:
+        self.unknown_errors += 1
 
     def recovered(self, what: str) -> None:
         self.failing.pop(what, None)
@@ -65,6 +70,7 @@ class Health:
                 for what, f in self.failing.items()
             },
             "dead_lettered": self.dead_lettered,
+            "unknown_errors": self.unknown_errors,
             "last_dead_letter": self.last_dead_letter,
         }
 

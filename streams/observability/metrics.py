@@ -38,10 +38,16 @@ __all__ = [
     "exposition",
 ]
 
-DEAD_LETTER_REASONS = ("decode", "corrupt_state", "refused_message", "unprocessable_batch")
+DEAD_LETTER_REASONS = (
+    "decode",
+    "corrupt_state",
+    "refused_message",
+    "permanent_error",
+    "unknown_error",
+)
 """Reason classes of dead letters: a record that does not decode, a lead whose stored
-state this release cannot read, a decided message the broker refuses, a batch that
-failed permanently as a whole."""
+state this release cannot read, a decided message the broker refuses, a record that
+failed permanently otherwise, a record an unexpected error kept failing on."""
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
 """Seconds; from milliseconds (a live stream) to an hour (a backlog after an outage)."""
@@ -145,6 +151,13 @@ class WorkerMetrics:
             ["step"],
             registry=r,
         )
+        self.unknown_errors = Counter(
+            "leadpulse_unknown_errors_total",
+            "Errors neither transient nor permanent (a bug, an inner retry that gave up), by "
+            "pipeline step; retried a few times, then the record is dead-lettered.",
+            ["step"],
+            registry=r,
+        )
         self.sweep_seconds = Histogram(
             "leadpulse_sweep_seconds",
             "Seconds of one decay sweep of the owned partitions.",
@@ -220,6 +233,9 @@ class WorkerMetrics:
 
     def retried(self, step: str) -> None:
         self.retries.labels(step=step.replace(" ", "_")).inc()
+
+    def unknown_error(self, step: str) -> None:
+        self.unknown_errors.labels(step=step.replace(" ", "_")).inc()
 
     def lag(
         self,

@@ -43,6 +43,7 @@ from streams.observability.metrics import (
 from streams.observability.stats import Totals
 from streams.pipeline.processor import Processor
 from streams.pipeline.records import Record, Topics
+from streams.pipeline.retry import RetryPolicy
 from streams.pipeline.runtime import Runtime
 from streams.settings import Settings
 from streams.store import LeadStore
@@ -160,6 +161,7 @@ def build(
         on_fatal=on_fatal or restart_in_place,
         owns=functools.partial(_owns, app, topic),
         metrics=metrics,
+        policy=RetryPolicy(max_unknown_retries=settings.max_unknown_retries),
     )
     pipeline = Pipeline(
         app=app,

@@ -1,10 +1,11 @@
 """Dead letters: whatever can never be processed goes to the DLQ topic, once, with why.
 
-Three kinds reach it: records that do not decode, a lead's events whose
-stored state this release cannot read, and messages the broker refuses for
-what they are (a handoff above its size limit). A letter is remembered once
-the broker acknowledged it, so a batch retried after a transient failure
-does not letter the same record again.
+Four kinds reach it: records that do not decode, a lead's events whose
+stored state this release cannot read, messages the broker refuses for what
+they are (a handoff above its size limit), and single records a permanent or
+a repeating unknown error was pinned to (`Runtime` narrows a failing batch).
+A letter is remembered once the broker acknowledged it, so a batch retried
+after a transient failure does not letter the same record again.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ class DeadLetters:
             failed_at=self._now(),
             lead_id=lead_id,
             max_payload=self.max_payload,
+            kind=kind,
         )
         where = {
             "reason": letter.reason,

@@ -246,10 +246,12 @@ class Processor:
         for event in events:
             self.letters.event(event, reason, lead_id=lead, record=self._origin.get(id(event)))
 
-    async def dead_letter_records(self, records: Sequence[Record], reason: str) -> Report:
-        """Send whole records to the DLQ with one reason (a batch that can never be scored)."""
+    async def dead_letter_records(
+        self, records: Sequence[Record], reason: str, *, kind: str
+    ) -> Report:
+        """Send whole records to the DLQ with one reason (records that can never be scored)."""
         for record in records:
-            self.letters.record(record, reason, kind="unprocessable_batch")
+            self.letters.record(record, reason, kind=kind)
         return Report(dead_lettered=await self.letters.flush())
 
     # -- time and restarts ------------------------------------------------------------

@@ -12,7 +12,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 from streams.errors import FatalError, PermanentError
@@ -22,7 +22,7 @@ from streams.observability.stats import Totals
 from streams.pipeline.processor import Processor
 from streams.pipeline.progress import Progress
 from streams.pipeline.records import Record, Report
-from streams.pipeline.retry import retrying
+from streams.pipeline.retry import RetryPolicy, retrying
 from streams.pipeline.watermarks import Highwater, Watermarks, sweep_bound
 from streams.store import LeadStore
 
@@ -53,6 +53,7 @@ class Runtime:
         on_fatal: Callable[[FatalError], None],
         owns: Callable[[int], bool] | None = None,
         metrics: WorkerMetrics | None = None,
+        policy: RetryPolicy = RetryPolicy(),  # noqa: B008 -- frozen, shared safely
     ) -> None:
         self.processor = processor
         self.store = store
@@ -65,7 +66,9 @@ class Runtime:
             retrying,
             stopped=stopped,
             health=health,
+            policy=policy,
             retried=metrics.retried if metrics is not None else None,
+            unknown=metrics.unknown_error if metrics is not None else None,
         )
         self.watermarks = Watermarks(highwater=highwater)
         self.progress = Progress(store, topic)
@@ -83,23 +86,11 @@ class Runtime:
         totals = self.totals
         if totals.first_batch_at is None:
             totals.first_batch_at = time.time()
-        processor = self.processor
         # a batch that outlived a rebalance says nothing about partitions now owned elsewhere
         offsets = {p: o for p, o in next_offsets(records).items() if self.owns(p)}
 
-        async def attempt() -> Report:
-            await self.progress.check(offsets)
-            return await processor.process(records)
-
         try:
-            try:
-                report = await self.retry("scoring batch", attempt)
-            except PermanentError as error:
-                # nothing narrower caught it: the batch can never be scored as it is
-                report = await self.retry(
-                    "dead-lettering a batch",
-                    functools.partial(processor.dead_letter_records, records, error.reason),
-                )
+            report = await self._scored(records, offsets, top=True)
             await self.retry("recording progress", functools.partial(self.progress.record, offsets))
         except FatalError as error:
             self.on_fatal(error)
@@ -121,6 +112,50 @@ class Runtime:
                 t.to_stage,
                 t.engagement,
                 t.grade,
+            )
+
+    async def _scored(
+        self, records: Sequence[Record], offsets: Mapping[int, int], *, top: bool = False
+    ) -> Report:
+        """Score `records`; what fails permanently is narrowed down to the records causing it.
+
+        A batch is cut by timing, so one record that can never be scored must
+        not cost the others: a failing part is halved until the failure is
+        pinned to single records, which are dead-lettered with the error; the
+        halves that succeed are scored (event ids make the redo of what a
+        failed attempt had committed count once). An unknown error is retried
+        a few times for the whole batch and for a single record; in between,
+        the first one sends the search further down.
+        """
+
+        async def attempt() -> Report:
+            await self.progress.check(offsets)
+            return await self.processor.process(records)
+
+        single = len(records) == 1
+        try:
+            return await self.retry(
+                "scoring batch", attempt, unknown_retries=None if top or single else 0
+            )
+        except PermanentError as error:
+            if not single:
+                half = len(records) // 2
+                report = await self._scored(records[:half], offsets)
+                report.add(await self._scored(records[half:], offsets))
+                return report
+            (record,) = records
+            log.error(  # noqa: TRY400 -- an unknown error's traceback was logged by the retry
+                "dead-lettering record %s/%d@%d: %s",
+                record.topic,
+                record.partition,
+                record.offset,
+                error.reason,
+            )
+            return await self.retry(
+                "dead-lettering a record",
+                functools.partial(
+                    self.processor.dead_letter_records, records, error.reason, kind=error.kind
+                ),
             )
 
     async def sweep(self) -> None:
