@@ -498,10 +498,16 @@ async def _broker_metadata(app: faust.App) -> None:
 
 
 def _owns(app: faust.App, topic: str, partition: int) -> bool:
+    """Fails closed: a worker that cannot tell owns nothing, so records no progress."""
     try:
         return TP(topic, partition) in app.consumer.assignment()
-    except Exception:  # noqa: BLE001 -- no consumer yet (component tests): nothing revoked
-        return True
+    except Exception:
+        log.warning(
+            "cannot read the consumer's assignment; partition %d counts as not owned",
+            partition,
+            exc_info=True,
+        )
+        return False
 
 
 def _highwater(app: faust.App, topic: str, partition: int) -> int | None:

@@ -157,7 +157,12 @@ class LeadStore(Protocol):
         ...
 
     async def record_progress(self, topic: str, offsets: Mapping[int, int]) -> None:
-        """Remember the next offset to read per partition, after the states were committed."""
+        """Remember the next offset to read per partition, after the states were committed.
+
+        Max-only: an offset below the recorded one is ignored, so a batch that
+        outlived a rebalance cannot move a partition's record backwards (the
+        record going back is how a worker notices that Redis lost data).
+        """
         ...
 
     async def progress(self, topic: str) -> dict[int, int]:

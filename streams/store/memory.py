@@ -228,7 +228,9 @@ class MemoryLeadStore:
             self._deadlines.pop(("detached", anonymous_id), None)
 
     async def record_progress(self, topic: str, offsets: Mapping[int, int]) -> None:
-        self.offsets.setdefault(topic, {}).update(offsets)
+        known = self.offsets.setdefault(topic, {})
+        for partition, offset in offsets.items():
+            known[partition] = max(offset, known.get(partition, -1))
 
     async def progress(self, topic: str) -> dict[int, int]:
         return dict(self.offsets.get(topic, {}))

@@ -15,6 +15,7 @@ from scoring import ScoringModel
 from streams.errors import FatalError
 from streams.observability.health import Health
 from streams.observability.stats import Totals
+from streams.pipeline.app import _owns
 from streams.pipeline.processor import Processor
 from streams.pipeline.progress import RollbackError
 from streams.pipeline.records import Record, Topics
@@ -27,9 +28,12 @@ TOPIC = "leadpulse.events"
 
 
 def make(
-    model: ScoringModel, highwater: dict[int, int], owned: set[int] | None = None
+    model: ScoringModel,
+    highwater: dict[int, int],
+    owned: set[int] | None = None,
+    store: MemoryLeadStore | None = None,
 ) -> tuple[Runtime, MemoryLeadStore, list]:
-    store = MemoryLeadStore(partitions=4)
+    store = store or MemoryLeadStore(partitions=4)
     publisher = FakePublisher()
     clock = Clock(T0.timestamp() + 3600)
     health = Health(clock=clock)
@@ -69,7 +73,7 @@ async def test_a_store_that_lost_progress_stops_the_batch_before_it_applies(
 ) -> None:
     runtime, store, fatal = make(model, {})
     await runtime.score(records(1, 0, [page("https://x.io/", "lead-a")]))
-    await store.record_progress(TOPIC, {1: 0})  # Redis came back without its last second
+    store.offsets[TOPIC][1] = 0  # Redis came back without its last second
     with pytest.raises(RollbackError) as caught:
         await runtime.score(records(1, 1, [event("demo_request", "lead-a", at=5)]))
     assert fatal == [caught.value]
@@ -136,7 +140,7 @@ async def test_an_idle_partition_whose_progress_the_store_lost_is_not_swept_on(
     runtime, store, fatal = make(model, {0: 100})
     await runtime.after_seek(FakeConsumer({TP(TOPIC, 0): 0}))
     await runtime.score(records(0, 99, [page("https://x.io/", "lead-a")]))
-    await store.record_progress(TOPIC, {0: 40})  # Redis restarted without its last second
+    store.offsets[TOPIC][0] = 40  # Redis restarted without its last second
     with pytest.raises(RollbackError):
         await runtime.sweep()
     assert len(fatal) == 1
@@ -189,3 +193,28 @@ async def test_a_batch_recorded_while_a_sweep_reads_progress_is_no_rollback(
     await runtime.progress.record({0: 50})
     await check  # raised RollbackError before: the stale read looked like a loss
     assert fatal == []
+
+
+async def test_a_batch_that_outlived_a_rebalance_never_moves_progress_back(
+    model: ScoringModel,
+) -> None:
+    # the former owner still believes it owns partition 0 when its late batch ends
+    late, store, late_fatal = make(model, {0: 100})
+    new_owner, _, fatal = make(model, {0: 100}, store=store)
+    await new_owner.score(records(0, 10, [page("https://x.io/", "lead-a")] * 10))
+    assert await store.progress(TOPIC) == {0: 20}
+    await late.score(records(0, 0, [page("https://x.io/", "lead-b")] * 10))
+    assert await store.progress(TOPIC) == {0: 20}
+    # so the new owner sees no rollback and goes on
+    await new_owner.score(records(0, 20, [page("https://x.io/", "lead-a")]))
+    assert await store.progress(TOPIC) == {0: 21}
+    assert fatal == late_fatal == []
+
+
+def test_ownership_fails_closed_when_the_consumer_cannot_say() -> None:
+    class Consumerless:
+        @property
+        def consumer(self) -> Any:
+            raise RuntimeError("no consumer yet")
+
+    assert _owns(Consumerless(), TOPIC, 0) is False  # type: ignore[arg-type]

@@ -88,6 +88,18 @@ if ttl ~= '0' then redis.call('PEXPIRE', KEYS[1], ttl) end
 return blob
 """
 
+# KEYS: progress hash; ARGV: partition/offset pairs
+# Max-only: a batch that outlived a rebalance (its partition has a new owner
+# that went further) must never move the record back, which would look like
+# Redis losing data and restart a worker for nothing.
+_ADVANCE = """
+for i = 1, #ARGV, 2 do
+  local known = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '-1')
+  if tonumber(ARGV[i + 1]) > known then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+end
+return 1
+"""
+
 
 @dataclass(frozen=True)
 class LuaScript:
@@ -105,6 +117,7 @@ class LuaScript:
 SNAPSHOT = LuaScript(_SNAPSHOT)
 COMMIT = LuaScript(_COMMIT)
 DETACH = LuaScript(_DETACH)
+ADVANCE = LuaScript(_ADVANCE)
 
 Call = tuple[LuaScript, Sequence[Any]]
 """A script and its EVALSHA arguments after the SHA: numkeys, keys..., args..."""

@@ -22,7 +22,15 @@ from redis.exceptions import NoScriptError, ResponseError
 from streams.settings import Settings
 from streams.store.base import ANONYMOUS_TTL, HOT_SIZE, SEEN_WINDOW, Commit, Snapshot
 from streams.store.redis import keys
-from streams.store.redis.scripts import COMMIT, DETACH, NOSCRIPT_ATTEMPTS, SNAPSHOT, Call, call
+from streams.store.redis.scripts import (
+    ADVANCE,
+    COMMIT,
+    DETACH,
+    NOSCRIPT_ATTEMPTS,
+    SNAPSHOT,
+    Call,
+    call,
+)
 from streams.store.redis.wire import DIGEST_SIZE, id_digest, in_window, pack, window_field
 
 DEFAULT_TIMEOUT: float = Settings.model_fields["redis_socket_timeout"].default
@@ -523,7 +531,7 @@ class RedisLeadStore:
     async def record_progress(self, topic: str, offsets: Mapping[int, int]) -> None:
         if offsets:
             pairs = [item for partition, offset in offsets.items() for item in (partition, offset)]
-            await self._checked([("HSET", keys.progress(topic), *pairs)])
+            await self._run([call(ADVANCE, (keys.progress(topic),), pairs)])
 
     async def progress(self, topic: str) -> dict[int, int]:
         (reply,) = await self._checked([("HGETALL", keys.progress(topic))])
