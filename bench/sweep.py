@@ -60,7 +60,15 @@ from streams.pipeline.app import freeze_heap
 from streams.pipeline.processor import Processor
 from streams.pipeline.records import Topics
 from streams.settings import Settings
-from streams.store import SEEN_WINDOW, Commit, LeadStore, Snapshot, decode_state, encode_state
+from streams.store import (
+    SEEN_WINDOW,
+    Commit,
+    LeadStore,
+    Snapshot,
+    Watermark,
+    decode_state,
+    encode_state,
+)
 from streams.store.redis import RedisLeadStore, connect, keys, lead_fields
 
 DAY = 86400.0
@@ -450,10 +458,10 @@ class TimedStore:
     async def progress(self, topic: str) -> dict[int, int]:
         return await self.inner.progress(topic)
 
-    async def publish_watermarks(self, topic: str, marks: Mapping[int, float]) -> None:
+    async def publish_watermarks(self, topic: str, marks: Mapping[int, Watermark]) -> None:
         await self.inner.publish_watermarks(topic, marks)
 
-    async def watermarks(self, topic: str) -> dict[int, float]:
+    async def watermarks(self, topic: str) -> dict[int, Watermark]:
         return await self.inner.watermarks(topic)
 
     async def ping(self) -> None:

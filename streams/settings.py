@@ -94,8 +94,8 @@ class Settings(BaseSettings):
         gt=0,
         description=(
             "Seconds after which a partition's shared watermark no longer holds sweeps back: "
-            "not published for that long (its owner died, the partition is gone) or stalled "
-            "(lagging without progress for that long)."
+            "not live for that long, i.e. neither caught up nor moving (stalled, its owner "
+            "died, the partition is gone)."
         ),
     )
     producer_max_request_size: int = Field(
@@ -233,6 +233,7 @@ class Settings(BaseSettings):
         "known_ttl",
         "collector_produce_timeout",
         "deliver_dedupe_retention",
+        "watermark_stale_after",
         mode="before",
     )
     @classmethod

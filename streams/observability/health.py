@@ -32,6 +32,8 @@ class Health:
     last_dead_letter: dict[str, Any] | None = None
     unknown_errors: int = 0
     """Errors neither transient nor permanent met so far (each retry of one counts)."""
+    stale_watermarks: tuple[int, ...] = ()
+    """Partitions the last sweep left out of its bound (stalled, ownerless or gone)."""
 
     def failed(self, what: str, error: BaseException) -> None:
         text = f"{type(error).__name__}: {error}"
@@ -71,6 +73,7 @@ class Health:
             },
             "dead_lettered": self.dead_lettered,
             "unknown_errors": self.unknown_errors,
+            "stale_watermarks": list(self.stale_watermarks),
             "last_dead_letter": self.last_dead_letter,
         }
 

@@ -26,7 +26,7 @@ from prometheus_client import (
 from prometheus_client import generate_latest as _generate_latest
 
 from streams.pipeline.records import Report
-from streams.store import Commit, LeadStore, Snapshot
+from streams.store import Commit, LeadStore, Snapshot, Watermark
 
 __all__ = [
     "CONTENT_TYPE_LATEST",
@@ -173,6 +173,13 @@ class WorkerMetrics:
             "leadpulse_outbox_pending_leads",
             "Leads of the assigned partitions with messages waiting in their outbox "
             "(the store's pending index at the last scrape; an upper bound).",
+            registry=r,
+        )
+        self.stale_watermarks = Gauge(
+            "leadpulse_stale_watermarks",
+            "Partitions left out of the last sweep bound: their watermark was not live "
+            "(caught up or moving) for LEADPULSE_WATERMARK_STALE_AFTER, or the partition "
+            "no longer exists.",
             registry=r,
         )
         self.assigned = Gauge(
@@ -330,11 +337,13 @@ class MeasuredStore:
         result: dict[int, int] = await self._timed("progress", self._store.progress(topic))
         return result
 
-    async def publish_watermarks(self, topic: str, marks: Mapping[int, float]) -> None:
+    async def publish_watermarks(self, topic: str, marks: Mapping[int, Watermark]) -> None:
         await self._timed("publish_watermarks", self._store.publish_watermarks(topic, marks))
 
-    async def watermarks(self, topic: str) -> dict[int, float]:
-        result: dict[int, float] = await self._timed("watermarks", self._store.watermarks(topic))
+    async def watermarks(self, topic: str) -> dict[int, Watermark]:
+        result: dict[int, Watermark] = await self._timed(
+            "watermarks", self._store.watermarks(topic)
+        )
         return result
 
     async def ping(self) -> None:

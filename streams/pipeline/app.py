@@ -162,6 +162,7 @@ def build(
         owns=functools.partial(_owns, app, topic),
         metrics=metrics,
         policy=RetryPolicy(max_unknown_retries=settings.max_unknown_retries),
+        watermark_stale_after=settings.watermark_stale_after,
     )
     pipeline = Pipeline(
         app=app,

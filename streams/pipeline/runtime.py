@@ -54,6 +54,7 @@ class Runtime:
         owns: Callable[[int], bool] | None = None,
         metrics: WorkerMetrics | None = None,
         policy: RetryPolicy = RetryPolicy(),  # noqa: B008 -- frozen, shared safely
+        watermark_stale_after: float = 300.0,
     ) -> None:
         self.processor = processor
         self.store = store
@@ -70,7 +71,9 @@ class Runtime:
             retried=metrics.retried if metrics is not None else None,
             unknown=metrics.unknown_error if metrics is not None else None,
         )
-        self.watermarks = Watermarks(highwater=highwater)
+        self.health = health
+        self.watermark_stale_after = watermark_stale_after
+        self.watermarks = Watermarks(highwater=highwater, clock=clock)
         self.progress = Progress(store, topic)
         self.owns = owns or (lambda partition: True)
         self.sweep_bound: float | None = None
@@ -182,11 +185,30 @@ class Runtime:
         # an idle partition's lost updates must not be swept on: check it as a batch would
         await self.progress.check(mine)
         now = self.clock()
-        local = self.watermarks.local(now)
+        local = self.watermarks.shared(now)
         await self.store.publish_watermarks(self.topic, local)
-        at = sweep_bound(now, local, await self.store.watermarks(self.topic))
-        self.sweep_bound = at
-        return await self.processor.sweep(at, shards=mine)
+        bound = sweep_bound(
+            now,
+            local,
+            await self.store.watermarks(self.topic),
+            stale_after=self.watermark_stale_after,
+            partitions=self.store.partitions,
+        )
+        if bound.stale != self.health.stale_watermarks:
+            if bound.stale:
+                log.warning(
+                    "watermarks of partitions %s not live for %.0f s (stalled, ownerless or "
+                    "gone): left out of the sweep bound",
+                    ", ".join(map(str, bound.stale)),
+                    self.watermark_stale_after,
+                )
+            else:
+                log.info("every partition's watermark is live again")
+        self.health.stale_watermarks = bound.stale
+        if self.metrics is not None:
+            self.metrics.stale_watermarks.set(len(bound.stale))
+        self.sweep_bound = bound.at
+        return await self.processor.sweep(bound.at, shards=mine)
 
     def lagging(self) -> bool:
         """Whether an assigned partition has records left to process (end offset known)."""

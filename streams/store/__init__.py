@@ -14,6 +14,7 @@ from streams.store.base import (
     Commit,
     LeadStore,
     Snapshot,
+    Watermark,
 )
 from streams.store.codec import FORMAT, decode_state, encode_state
 from streams.store.memory import MemoryLeadStore
@@ -27,6 +28,7 @@ __all__ = [
     "LeadStore",
     "MemoryLeadStore",
     "Snapshot",
+    "Watermark",
     "decode_state",
     "encode_state",
 ]

@@ -31,6 +31,20 @@ ANONYMOUS_TTL = 90 * 86400.0
 
 
 @dataclass(frozen=True, slots=True)
+class Watermark:
+    """A partition's shared event-time watermark and when it was last known to be live.
+
+    `live_at` is the wall-clock time the owner last saw the partition caught up
+    or moving; a watermark not live for a while belongs to a stalled partition,
+    a dead owner or a partition that no longer exists, and must not hold every
+    worker's sweeps back. None: written by a release that did not record it.
+    """
+
+    at: float
+    live_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """What a lead looks like now, for one read-compute-commit round."""
 
@@ -169,11 +183,11 @@ class LeadStore(Protocol):
         """The recorded next offsets per partition of `topic` (a worker resumes from them)."""
         ...
 
-    async def publish_watermarks(self, topic: str, marks: Mapping[int, float]) -> None:
+    async def publish_watermarks(self, topic: str, marks: Mapping[int, Watermark]) -> None:
         """Share partitions' event-time watermarks with the other workers."""
         ...
 
-    async def watermarks(self, topic: str) -> dict[int, float]:
+    async def watermarks(self, topic: str) -> dict[int, Watermark]:
         """Every partition's last published watermark."""
         ...
 

@@ -14,7 +14,7 @@ from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from typing import Literal
 
-from streams.store.base import ANONYMOUS_TTL, HOT_SIZE, SEEN_WINDOW, Commit, Snapshot
+from streams.store.base import ANONYMOUS_TTL, HOT_SIZE, SEEN_WINDOW, Commit, Snapshot, Watermark
 from streams.store.redis import keys
 
 _Kind = Literal["state", "alias", "detached"]
@@ -51,7 +51,7 @@ class MemoryLeadStore:
         self.hot_index: dict[str, float] = {}
         self.hot_size = hot_size
         self.offsets: dict[str, dict[int, int]] = {}
-        self.marks: dict[str, dict[int, float]] = {}
+        self.marks: dict[str, dict[int, Watermark]] = {}
         self.partitions = partitions
         self.seen_window = seen_window
         self.anonymous_ttl = anonymous_ttl
@@ -235,10 +235,14 @@ class MemoryLeadStore:
     async def progress(self, topic: str) -> dict[int, int]:
         return dict(self.offsets.get(topic, {}))
 
-    async def publish_watermarks(self, topic: str, marks: Mapping[int, float]) -> None:
-        self.marks.setdefault(topic, {}).update(marks)
+    async def publish_watermarks(self, topic: str, marks: Mapping[int, Watermark]) -> None:
+        known = self.marks.setdefault(topic, {})
+        for partition, mark in marks.items():
+            kept = known.get(partition)
+            live_at = mark.live_at if mark.live_at is not None or kept is None else kept.live_at
+            known[partition] = Watermark(mark.at, live_at)
 
-    async def watermarks(self, topic: str) -> dict[int, float]:
+    async def watermarks(self, topic: str) -> dict[int, Watermark]:
         return dict(self.marks.get(topic, {}))
 
     async def ping(self) -> None:

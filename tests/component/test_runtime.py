@@ -20,7 +20,7 @@ from streams.pipeline.processor import Processor
 from streams.pipeline.progress import RollbackError
 from streams.pipeline.records import Record, Topics
 from streams.pipeline.runtime import Runtime
-from streams.store import MemoryLeadStore
+from streams.store import MemoryLeadStore, Watermark
 from streams.store.redis import keys
 from tests.component.conftest import T0, TP, Clock, FakeConsumer, FakePublisher, event, page
 
@@ -218,3 +218,30 @@ def test_ownership_fails_closed_when_the_consumer_cannot_say() -> None:
             raise RuntimeError("no consumer yet")
 
     assert _owns(Consumerless(), TOPIC, 0) is False  # type: ignore[arg-type]
+
+
+async def test_a_stalled_or_ownerless_partition_stops_holding_every_sweep_back(
+    model: ScoringModel,
+) -> None:
+    runtime, store, _ = make(model, {0: 0})
+    clock = runtime.clock
+    assert isinstance(clock, Clock)
+    await runtime.after_seek(FakeConsumer({TP(TOPIC, 0): 0}))
+    # partition 3's owner published a lagging watermark, then died
+    stuck = clock.now - 3600
+    await store.publish_watermarks(TOPIC, {3: Watermark(stuck, clock.now)})
+    await runtime.sweep()
+    assert runtime.sweep_bound == stuck
+    assert runtime.health.as_dict()["stale_watermarks"] == []
+    clock.now += 300  # exactly LEADPULSE_WATERMARK_STALE_AFTER (default): still held
+    await runtime.sweep()
+    assert runtime.sweep_bound == stuck
+    clock.now += 0.5
+    await runtime.sweep()
+    assert runtime.sweep_bound == clock.now
+    assert runtime.health.as_dict()["stale_watermarks"] == [3]
+    # its new owner publishes it live again: it holds sweeps back again
+    await store.publish_watermarks(TOPIC, {3: Watermark(stuck + 60, clock.now)})
+    await runtime.sweep()
+    assert runtime.sweep_bound == stuck + 60
+    assert runtime.health.as_dict()["stale_watermarks"] == []

@@ -20,7 +20,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from streams.dev.devstack import RedisServer
 from streams.settings import Settings
-from streams.store import SEEN_WINDOW, Commit, LeadStore, MemoryLeadStore
+from streams.store import SEEN_WINDOW, Commit, LeadStore, MemoryLeadStore, Watermark
 from streams.store.redis import RedisLeadStore, connect, keys, lead_fields
 
 pytestmark = pytest.mark.integration
@@ -538,11 +538,21 @@ async def test_progress_is_what_was_recorded(store: LeadStore) -> None:
 
 async def test_watermarks_are_shared_exactly(store: LeadStore) -> None:
     assert await store.watermarks("events") == {}
-    marks = {0: 1763900000.1234567, 5: 1e-300, 11: 0.0}
+    marks = {
+        0: Watermark(1763900000.1234567, 1763900300.7654321),
+        5: Watermark(1e-300, 5e-324),
+        11: Watermark(0.0, None),
+    }
     await store.publish_watermarks("events", marks)
-    await store.publish_watermarks("events", {5: 1763900001.5})
+    await store.publish_watermarks("events", {5: Watermark(1763900001.5, 1763900002.25)})
     await store.publish_watermarks("events", {})
-    assert await store.watermarks("events") == {**marks, 5: 1763900001.5}
+    assert await store.watermarks("events") == {
+        **marks,
+        5: Watermark(1763900001.5, 1763900002.25),
+    }
+    # a mark published without a live time keeps the last one recorded
+    await store.publish_watermarks("events", {0: Watermark(1763900400.0)})
+    assert (await store.watermarks("events"))[0] == Watermark(1763900400.0, 1763900300.7654321)
     assert await store.watermarks("other") == {}
 
 
@@ -742,8 +752,11 @@ async def test_over_resp2(contract_redis: RedisServer) -> None:
         )
         assert await _all(store.pending_outboxes(ALL)) == [("a", {"t:1": b"m"})]
         await store.record_progress("t", {1: 5})
-        await store.publish_watermarks("t", {1: 2.5})
-        assert (await store.progress("t"), await store.watermarks("t")) == ({1: 5}, {1: 2.5})
+        await store.publish_watermarks("t", {1: Watermark(2.5, 3.5)})
+        assert (await store.progress("t"), await store.watermarks("t")) == (
+            {1: 5},
+            {1: Watermark(2.5, 3.5)},
+        )
     finally:
         await store.close()
 
@@ -762,7 +775,7 @@ def _every_call(store: LeadStore, n: int) -> dict[str, Callable[[], Awaitable[An
         "forget_detached": lambda: store.forget_detached([f"z{n}"]),
         "record_progress": lambda: store.record_progress("t", {0: n}),
         "progress": lambda: store.progress("t"),
-        "publish_watermarks": lambda: store.publish_watermarks("t", {0: 1.5}),
+        "publish_watermarks": lambda: store.publish_watermarks("t", {0: Watermark(1.5, 2.0)}),
         "watermarks": lambda: store.watermarks("t"),
         "hot": lambda: store.hot(10),
         "drop_hot": lambda: store.drop_hot([f"h{n}"]),

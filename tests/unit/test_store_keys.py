@@ -51,3 +51,4 @@ def test_index_keys_are_tagged_by_shard_and_topic() -> None:
     assert keys.due("lead-42", 12) == keys.due_shard(keys.shard_of("lead-42", 12))
     assert keys.progress("leadpulse.events") == "lp:progress:{leadpulse.events}"
     assert keys.watermarks("leadpulse.events") == "lp:watermarks:{leadpulse.events}"
+    assert keys.watermarks_live("leadpulse.events") == "lp:watermarks-live:{leadpulse.events}"

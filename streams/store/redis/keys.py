@@ -99,6 +99,14 @@ def watermarks(topic: str) -> str:
     return f"{PREFIX}:watermarks:{{{topic}}}"
 
 
+def watermarks_live(topic: str) -> str:
+    """Hash: partition -> wall-clock time its watermark was last live (caught up or moving).
+
+    Same hash tag as `watermarks`: both are written and read in one round trip.
+    """
+    return f"{PREFIX}:watermarks-live:{{{topic}}}"
+
+
 @lru_cache(maxsize=1 << 14)
 def shard_of(subject: str, partitions: int) -> int:
     """The partition Kafka's default partitioner sends the key `subject` to.

@@ -20,7 +20,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import NoScriptError, ResponseError
 
 from streams.settings import Settings
-from streams.store.base import ANONYMOUS_TTL, HOT_SIZE, SEEN_WINDOW, Commit, Snapshot
+from streams.store.base import ANONYMOUS_TTL, HOT_SIZE, SEEN_WINDOW, Commit, Snapshot, Watermark
 from streams.store.redis import keys
 from streams.store.redis.scripts import (
     ADVANCE,
@@ -537,15 +537,28 @@ class RedisLeadStore:
         (reply,) = await self._checked([("HGETALL", keys.progress(topic))])
         return {int(partition): int(offset) for partition, offset in _pairs(reply)}
 
-    async def publish_watermarks(self, topic: str, marks: Mapping[int, float]) -> None:
+    async def publish_watermarks(self, topic: str, marks: Mapping[int, Watermark]) -> None:
+        # repr: the shortest text that reads back as the same float. The live
+        # times go to a hash of their own: a release that reads only the marks
+        # keeps reading them during a rolling upgrade.
+        commands: list[tuple[Any, ...]] = []
         if marks:
-            # repr: the shortest text that reads back as the same float
-            pairs = [item for partition, at in marks.items() for item in (partition, repr(at))]
-            await self._checked([("HSET", keys.watermarks(topic), *pairs)])
+            pairs = [item for p, mark in marks.items() for item in (p, repr(mark.at))]
+            commands.append(("HSET", keys.watermarks(topic), *pairs))
+        live = [
+            item for p, m in marks.items() if m.live_at is not None for item in (p, repr(m.live_at))
+        ]
+        if live:
+            commands.append(("HSET", keys.watermarks_live(topic), *live))
+        if commands:
+            await self._checked(commands)
 
-    async def watermarks(self, topic: str) -> dict[int, float]:
-        (reply,) = await self._checked([("HGETALL", keys.watermarks(topic))])
-        return {int(partition): float(at) for partition, at in _pairs(reply)}
+    async def watermarks(self, topic: str) -> dict[int, Watermark]:
+        marks, live = await self._checked(
+            [("HGETALL", keys.watermarks(topic)), ("HGETALL", keys.watermarks_live(topic))]
+        )
+        live_at = {int(partition): float(at) for partition, at in _pairs(live)}
+        return {int(p): Watermark(float(at), live_at.get(int(p))) for p, at in _pairs(marks)}
 
     async def ping(self) -> None:
         await self._checked([("PING",)])
