@@ -22,9 +22,9 @@ from typing import Any
 import faust
 
 from schemas import DecodeError, decode_event
-from streams.cli.run import event_loop as _event_loop
 from streams.kafka.transport import consumer_transport, fetch_max_wait_ms, raw_topic
 from streams.pipeline.app import faust_settings
+from streams.processes.lifecycle import new_event_loop as _event_loop
 from streams.settings import Settings
 
 

@@ -80,6 +80,14 @@ class Settings(BaseSettings):
     unhealthy_after: float = Field(
         30.0, gt=0, description="Seconds a transient failure may last before /health says 503."
     )
+    shutdown_timeout: float = Field(
+        10.0,
+        gt=0,
+        description=(
+            "Seconds a worker, collector or deliverer may take to stop after SIGTERM/SIGINT "
+            "(or a fatal error) before it exits anyway, whatever Kafka or Redis are doing."
+        ),
+    )
     max_unknown_retries: int = Field(
         5,
         ge=0,
@@ -234,6 +242,7 @@ class Settings(BaseSettings):
         "collector_produce_timeout",
         "deliver_dedupe_retention",
         "watermark_stale_after",
+        "shutdown_timeout",
         mode="before",
     )
     @classmethod

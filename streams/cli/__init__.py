@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import suppress
 
-from streams.cli.common import EXIT_OK
+from streams.cli.common import EXIT_INTERRUPTED, EXIT_OK
 from streams.cli.parser import build_parser
 
 __all__ = ["build_parser", "main"]
@@ -18,6 +18,9 @@ __all__ = ["build_parser", "main"]
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     with suppress(BrokenPipeError):
-        result: int = args.func(args)
+        try:
+            result: int = args.func(args)
+        except KeyboardInterrupt:  # the command cleaned up on its way out
+            return EXIT_INTERRUPTED
         return result
     return EXIT_OK

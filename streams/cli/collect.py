@@ -7,9 +7,9 @@ import asyncio
 import concurrent.futures
 import logging
 import secrets
-import signal
 
 from streams.cli.common import EXIT_OK, load_scoring_model, load_settings
+from streams.processes.lifecycle import ShutdownDeadline, stop_on_signals
 from streams.settings import Settings
 
 log = logging.getLogger("leadpulse.collector")
@@ -40,9 +40,9 @@ def cmd_collect(args: argparse.Namespace) -> int:
     )
     if args.create_topics:
         create_topics_if_reachable(settings)
-    from streams.cli.run import event_loop
+    from streams.processes.lifecycle import new_event_loop
 
-    loop = event_loop()
+    loop = new_event_loop()
     try:
         loop.run_until_complete(run_collector(settings))
     finally:
@@ -84,9 +84,7 @@ async def run_collector(settings: Settings) -> None:
         connected=lambda: sink.connected,
     )
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+    stop_on_signals(stop.set, ShutdownDeadline(settings.shutdown_timeout, "collector"))
     await sink.start()
     url = f"http://{settings.collector_host}:{settings.collector_port}"
     sources = ", ".join(f"{s.name} (sales)" if s.sales else s.name for s in keys.sources)

@@ -10,6 +10,8 @@ from scoring import ModelError, ScoringModel, default_model, load_model
 from streams.settings import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130
+"""Stopped by Ctrl-C (or SIGTERM, for commands that start children), as shells report."""
 
 TOPIC_ALIASES = {
     "events": "events_topic",

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 
 from streams.cli.common import EXIT_FAILED, EXIT_OK, load_settings
 from streams.delivery.config import Destinations, DestinationsError, load_destinations
+from streams.processes.lifecycle import ShutdownDeadline, stop_on_signals
 from streams.settings import Settings
 
 log = logging.getLogger("leadpulse.deliver")
@@ -37,9 +37,9 @@ def cmd_deliver(args: argparse.Namespace) -> int:
         level=args.loglevel.upper(),
         format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s",
     )
-    from streams.cli.run import event_loop
+    from streams.processes.lifecycle import new_event_loop
 
-    loop = event_loop()
+    loop = new_event_loop()
     try:
         if args.test:
             return loop.run_until_complete(_test(destinations, args.test))
@@ -88,9 +88,7 @@ async def _serve(settings: Settings, destinations: Destinations) -> None:
     from streams.delivery.service import DeliverService
 
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+    stop_on_signals(stop.set, ShutdownDeadline(settings.shutdown_timeout, "deliverer"))
     service = DeliverService(settings, destinations, settings.deliver_web_port)
     try:
         await service.run(stop)

@@ -3,93 +3,28 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
-import subprocess
 from pathlib import Path
 
-from scoring import ScoringModel
 from streams.cli.common import EXIT_OK, load_scoring_model, load_settings
-from streams.dev.workerproc import stop_process, worker_command
+from streams.dev.workerproc import supervise, worker_command
+from streams.processes.lifecycle import interrupt_on_sigterm
 from streams.settings import Settings
 
 log = logging.getLogger("leadpulse")
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from streams.processes.worker import prepare_topics, run_worker
+
     settings = load_settings(model_file=args.model, web_port=args.web_port, data_dir=args.data_dir)
     model = load_scoring_model(settings)
-    if args.create_topics:
-        import concurrent.futures
-
-        from streams.kafka.topics import ensure_topics
-
-        # kafka-python 3's admin client sets an asyncio event loop on the calling
-        # thread; the Faust worker started after it on that thread exits at once
-        # (status 1, no log). A short-lived thread keeps that loop away from it.
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            pool.submit(ensure_topics, settings).result()
-    run_worker(settings, model, loglevel=args.loglevel)
-    return EXIT_OK
-
-
-def run_worker(settings: Settings, model: ScoringModel, *, loglevel: str = "info") -> None:
-    """Run the Faust worker in this process until SIGINT/SIGTERM."""
-    import faust
-
-    from streams.pipeline.app import build, freeze_heap
-    from streams.store.redis import RedisLeadStore
-
-    reindex_store(settings)
-    # faust.Worker chdirs into workdir and exits with status 1, silently, if it is missing
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = RedisLeadStore.from_settings(settings)
-    pipeline = build(settings, model, store=store)
-    worker = faust.Worker(
-        pipeline.app,
-        loglevel=loglevel,
-        loop=event_loop(),
-        redirect_stdouts=False,
-        workdir=str(settings.data_dir),
-    )
-    freeze_heap()
-    worker.execute_from_commandline()
-
-
-def reindex_store(settings: Settings) -> None:
-    """Bring the store's indexes to this release's layout (after an upgrade), once.
-
-    Runs before the worker starts, on a loop and client of its own. If Redis
-    cannot be reached now, the worker starts anyway and the next start tries
-    again: until then, leads indexed by the previous release are not swept.
-    """
-    from streams.store.redis import RedisLeadStore
-
-    async def run() -> int:
-        store = RedisLeadStore.from_settings(settings)
-        try:
-            return await store.reindex()
-        finally:
-            await store.close()
-
-    try:
-        moved = asyncio.run(run())
-    except Exception as error:  # noqa: BLE001 -- the worker must still start
-        log.warning("could not check the store's index layout (%s); will retry next start", error)
-        return
-    if moved:
-        log.info("re-indexed %d due and outbox entries for this release's layout", moved)
-
-
-def event_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
+    prepare_topics(settings, create=args.create_topics)
+    return run_worker(settings, model, loglevel=args.loglevel)
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
+    interrupt_on_sigterm()  # `kill PID` stops everything dev started, as Ctrl-C does
     from streams.dev.devstack import DevStack
     from streams.dev.workerproc import CollectorProcess, DeliverProcess
 
@@ -129,15 +64,11 @@ def cmd_dev(args: argparse.Namespace) -> int:
                 print(f"  deliverer  {deliverer.url} (log {deliverer.log_path})", flush=True)
             _print_dev_banner(stack.describe(), settings, collector.url)
             argv, env = worker_command(settings, "--loglevel", args.loglevel)
-            worker = subprocess.Popen(argv, env=env)
             try:
-                return worker.wait()
+                return supervise(argv, env, say=lambda line: print(line, flush=True))
             except KeyboardInterrupt:
                 print("\nstopping worker and collector ...", flush=True)
-                stop_process(worker)
                 return EXIT_OK
-            finally:
-                stop_process(worker)
         finally:
             if deliverer is not None:
                 deliverer.stop()
@@ -227,6 +158,7 @@ def _topic_partitions(settings: Settings) -> dict[str, int]:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    interrupt_on_sigterm()
     from streams.dev.demo import DemoOptions, run_demo
 
     return run_demo(

@@ -26,21 +26,21 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import logging
 import os
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
+
+from streams.processes.lifecycle import die_with_parent
 
 __all__ = [
     "DevStack",
@@ -84,21 +84,6 @@ def _tcp_open(port: int, timeout: float = 0.2) -> bool:
 
 
 # --- process management -----------------------------------------------------------
-
-_PR_SET_PDEATHSIG = 1
-_libc_prctl: Callable[..., int] | None = None
-if sys.platform.startswith("linux"):
-    try:  # resolved here, not in the child: the pre-exec hook must stay trivial
-        _libc_prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):  # pragma: no cover - exotic libc
-        _libc_prctl = None
-
-
-def _die_with_parent() -> None:
-    """Pre-exec hook: the kernel SIGKILLs the child when its parent goes away."""
-    if _libc_prctl is not None:
-        _libc_prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
 
 _LIVE: set[_ManagedProcess] = set()
 
@@ -300,7 +285,7 @@ class _ManagedProcess:
             cwd=self.workdir,
             env=self._env(),
             start_new_session=True,  # own process group: killpg reaches children
-            preexec_fn=_die_with_parent if pdeathsig else None,  # noqa: PLW1509
+            preexec_fn=die_with_parent(signal.SIGKILL) if pdeathsig else None,  # noqa: PLW1509
         )
         deadline = time.monotonic() + self.start_timeout
         while True:

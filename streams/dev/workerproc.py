@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -17,6 +18,7 @@ from typing import IO, Any, Self
 
 from pydantic import SecretStr
 
+from streams.processes.lifecycle import EXIT_RESTART, die_with_parent
 from streams.settings import Settings
 
 
@@ -64,6 +66,63 @@ def stop_process(process: subprocess.Popen[Any], timeout: float = 15.0) -> None:
         process.wait(5)
 
 
+def start_child(argv: list[str], env: dict[str, str], **options: Any) -> subprocess.Popen[bytes]:
+    """A leadpulse child in a session of its own that gets SIGTERM when this process dies.
+
+    Even a SIGKILL of the parent (no cleanup code runs) then stops the child,
+    gracefully and within its shutdown timeout. The parent-death signal
+    follows the forking thread, so it is asked for from the main thread only.
+    """
+    in_main = threading.current_thread() is threading.main_thread()
+    return subprocess.Popen(
+        argv,
+        env=env,
+        start_new_session=True,
+        preexec_fn=die_with_parent() if in_main else None,  # noqa: PLW1509 -- a prctl only
+        **options,
+    )
+
+
+def supervise(
+    argv: list[str],
+    env: dict[str, str],
+    *,
+    say: Callable[[str], None],
+    backoff: tuple[float, float] = (1.0, 30.0),
+    settled_after: float = 60.0,
+) -> int:
+    """Run `leadpulse worker` in the foreground; start it again when it asks to be restarted.
+
+    A worker exits with `EXIT_RESTART` when it must read events again (the
+    store lost progress). Each restart is printed with its count; the delay
+    doubles from `backoff[0]` up to `backoff[1]` seconds, and starts over once
+    a worker ran for `settled_after` seconds, so a cause that persists never
+    makes a tight loop. Any other exit status ends the supervision and is
+    returned. KeyboardInterrupt (Ctrl-C, or SIGTERM turned into one) stops
+    the worker and propagates.
+    """
+    restarts = 0
+    delay = backoff[0]
+    while True:
+        started = time.monotonic()
+        worker = start_child(argv, env)
+        try:
+            code = worker.wait()
+        finally:
+            stop_process(worker)
+        if code != EXIT_RESTART:
+            return code
+        if time.monotonic() - started >= settled_after:
+            delay = backoff[0]
+        restarts += 1
+        say(
+            f"leadpulse dev: the worker exited to be restarted (status {code}); "
+            f"restart {restarts} in {delay:g} s"
+        )
+        time.sleep(delay)
+        delay = min(backoff[1], delay * 2)
+
+
 class ChildProcess:
     """One `leadpulse` command in a child process of its own session, output to a log file."""
 
@@ -83,9 +142,7 @@ class ChildProcess:
         )
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            argv, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        self.process = start_child(argv, env, stdout=self._log, stderr=subprocess.STDOUT)
         return self
 
     def log_tail(self, lines: int = 40) -> str:

@@ -18,6 +18,24 @@ class TopicError(RuntimeError):
     """Topics could not be created; the message names each topic and error."""
 
 
+class PartitionMismatchError(RuntimeError):
+    """The events topic's real partition count differs from `LEADPULSE_PARTITIONS`.
+
+    The store shards its indexes by partition and a lead's shard must be the
+    partition Kafka puts its events in: with another count, sweeps and outbox
+    replays would look in the wrong shards and leads would never recycle.
+    """
+
+    def __init__(self, topic: str, actual: int, configured: int) -> None:
+        self.topic, self.actual, self.configured = topic, actual, configured
+        super().__init__(
+            f"the events topic {topic} has {actual} partitions but LEADPULSE_PARTITIONS is "
+            f"{configured}: set LEADPULSE_PARTITIONS={actual} (every worker, collector and "
+            f"deliverer of this deployment), or use an events topic with {configured} "
+            "partitions (LEADPULSE_EVENTS_TOPIC)"
+        )
+
+
 def topic_names(settings: Settings) -> list[str]:
     return [
         settings.events_topic,
@@ -88,6 +106,45 @@ def create_topics(
                         partitions,
                     )
     return created
+
+
+def partition_count(
+    bootstrap: str,
+    topic: str,
+    *,
+    client_options: Mapping[str, Any] | None = None,
+    timeout: float = 10.0,
+) -> int | None:
+    """How many partitions `topic` has on the broker (None: the topic does not exist)."""
+    from kafka import KafkaAdminClient
+
+    timeout_ms = int(timeout * 1000)
+    with KafkaAdminClient(
+        bootstrap_servers=bootstrap,
+        client_id="leadpulse-admin",
+        request_timeout_ms=timeout_ms,
+        bootstrap_timeout_ms=timeout_ms,
+        **dict(client_options or {}),
+    ) as admin:
+        if topic not in set(admin.list_topics()):
+            return None
+        (described,) = admin.describe_topics([topic])
+        return len(described.get("partitions") or [])
+
+
+def check_partitions(settings: Settings) -> None:
+    """Raise `PartitionMismatchError` if the events topic's partitions differ from the setting.
+
+    A missing topic passes: it is created (by `--create-topics` or the broker)
+    with the configured count.
+    """
+    actual = partition_count(
+        ",".join(settings.bootstrap_servers),
+        settings.events_topic,
+        client_options=kafka_python_options(settings),
+    )
+    if actual is not None and actual != settings.partitions:
+        raise PartitionMismatchError(settings.events_topic, actual, settings.partitions)
 
 
 def ensure_topics(settings: Settings) -> list[str]:

@@ -14,8 +14,6 @@ import asyncio
 import functools
 import gc
 import logging
-import os
-import sys
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -52,9 +50,6 @@ log = logging.getLogger("leadpulse")
 
 READY_TIMEOUT = 2.0
 """Seconds /ready waits for Redis' PING and the broker's metadata answer."""
-
-STARTED_IN = os.getcwd()
-"""The directory the worker was started in, before faust.Worker changes into its data dir."""
 
 
 def freeze_heap() -> None:
@@ -122,9 +117,10 @@ def build(
 
     The store, the publisher (default: the app's own Kafka producer) and the
     counters are passed in, so tests hand over fakes instead of patching.
-    `on_fatal` is called when the process cannot go on (default: restart it
-    in place, see `restart_in_place`). The metrics go to `registry` (default:
-    a registry of this pipeline's own, never the process-wide default one).
+    `on_fatal` is called when the process cannot go on (default: logged; the
+    worker process passes one that stops it for its supervisor to restart).
+    The metrics go to `registry` (default: a registry of this pipeline's own,
+    never the process-wide default one).
     """
     app = faust.App(settings.app_id, **faust_settings(settings))
     topic = settings.events_topic
@@ -158,7 +154,7 @@ def build(
         stopped=lambda: bool(app.should_stop),
         highwater=functools.partial(_highwater, app, topic),
         clock=clock,
-        on_fatal=on_fatal or restart_in_place,
+        on_fatal=on_fatal or _logged,
         owns=functools.partial(_owns, app, topic),
         metrics=metrics,
         policy=RetryPolicy(max_unknown_retries=settings.max_unknown_retries),
@@ -465,20 +461,6 @@ def guard_page(tokens: ApiTokens, handler: PageFun) -> PageFun:
     return guarded
 
 
-def restart_in_place(error: FatalError) -> None:
-    """Start this worker over in the same process (same pid, fresh state) via exec.
-
-    Used when the store lost processed progress: the events after what it
-    recorded must be read again, and a fresh consumer resumes every
-    partition from the store's record. Sockets are closed by exec; the
-    consumer group sees this member time out and rebalances.
-    """
-    log.error("%s; restarting the worker to read those events again", error)
-    logging.shutdown()
-    os.chdir(STARTED_IN)  # faust.Worker moved into the data dir; argv may be relative
-    os.execv(sys.executable, sys.orig_argv)  # noqa: S606 -- our own command line, again
-
-
 async def _failure(check: Coroutine[Any, Any, object]) -> str | None:
     """None if `check` finished within `READY_TIMEOUT`, else what went wrong."""
     try:
@@ -496,6 +478,10 @@ async def _broker_metadata(app: faust.App) -> None:
     if producer is None:
         raise ConnectionError("the producer is not started")
     await producer.client.fetch_all_metadata()
+
+
+def _logged(error: FatalError) -> None:
+    log.error("the worker cannot go on: %s", error)
 
 
 def _owns(app: faust.App, topic: str, partition: int) -> bool:

@@ -31,6 +31,7 @@ import pytest
 
 from streams.dev.devstack import DevStack, RedisServer, free_port
 from streams.dev.workerproc import WorkerProcess
+from streams.processes.lifecycle import EXIT_RESTART
 from streams.settings import Settings
 from tests.integration.faults import (
     AofMark,
@@ -110,6 +111,7 @@ class Worker:
         self.carried = 0
         self.last = 0
         self.own_exits = 0
+        self.exit_codes: list[int | None] = []
 
     def scored(self) -> int:
         stats = self.process.stats()
@@ -121,6 +123,7 @@ class Worker:
         if self.process.alive():
             return
         self.own_exits += 1
+        self.exit_codes.append(self.process.process.returncode if self.process.process else None)
         if self.own_exits > 3:
             raise AssertionError(f"worker keeps exiting:\n{self.process.log_tail()}")
         self.carried += self.last
@@ -229,6 +232,9 @@ def test_redis_crash_losing_last_second_rereads_events(
             f"{short} subjects never reached the clean run's events_applied "
             f"(worker idle for {IDLE_GIVE_UP:.0f}s or 120s passed)"
         )
+    if any(code != EXIT_RESTART for code in worker.exit_codes):
+        # a restart is the supervisor's (here: keep_alive's), asked for with status 75
+        problems.append(f"the worker exited with {worker.exit_codes}, not {EXIT_RESTART} each")
     reused = reused_transition_ids(published_t)
     if reused:
         tid, decisions = next(iter(reused.items()))

@@ -1,0 +1,127 @@
+"""The worker process: topics checked, store re-indexed, the Faust worker run and stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import signal
+from typing import Any
+
+from scoring import ScoringModel
+from streams.errors import FatalError
+from streams.processes.lifecycle import EXIT_RESTART, ShutdownDeadline, new_event_loop
+from streams.settings import Settings
+
+log = logging.getLogger("leadpulse")
+
+
+def run_worker(settings: Settings, model: ScoringModel, *, loglevel: str = "info") -> int:
+    """Run the Faust worker until SIGINT/SIGTERM; returns its exit status.
+
+    `EXIT_RESTART` when it stopped because it must be started again (the
+    store lost processed progress): the supervisor restarts it, and the new
+    process resumes every partition from the store's record. Restarting is
+    the supervisor's job, not an exec in the event loop: it sees and counts
+    each restart and spaces them out.
+    """
+    import faust
+
+    from streams.pipeline.app import build, freeze_heap
+    from streams.store.redis import RedisLeadStore
+
+    reindex_store(settings)
+    # faust.Worker chdirs into workdir and exits with status 1, silently, if it is missing
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    deadline = ShutdownDeadline(settings.shutdown_timeout, "worker")
+    fatal: list[FatalError] = []
+
+    def must_restart(error: FatalError) -> None:
+        if fatal:
+            return
+        fatal.append(error)
+        log.error(
+            "%s; stopping with status %d for the supervisor to start the worker again "
+            "(it then reads those events again)",
+            error,
+            EXIT_RESTART,
+        )
+        deadline.arm(EXIT_RESTART)
+        os.kill(os.getpid(), signal.SIGTERM)  # the graceful stop an operator's SIGTERM gets
+
+    class Worker(faust.Worker):
+        def _schedule_shutdown(self, signum: signal.Signals) -> None:
+            # mode's one entry for SIGINT and SIGTERM: the deadline starts with the stop
+            deadline.arm()
+            super()._schedule_shutdown(signum)
+
+    store = RedisLeadStore.from_settings(settings)
+    pipeline = build(settings, model, store=store, on_fatal=must_restart)
+    worker: Any = Worker(
+        pipeline.app,
+        loglevel=loglevel,
+        loop=new_event_loop(),
+        redirect_stdouts=False,
+        workdir=str(settings.data_dir),
+    )
+    freeze_heap()
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as done:
+        if fatal:
+            return EXIT_RESTART
+        return done.code if isinstance(done.code, int) else 1
+    return EXIT_RESTART if fatal else 0  # pragma: no cover - execute_from_commandline exits
+
+
+def prepare_topics(settings: Settings, *, create: bool) -> None:
+    """Create the topics if asked, then refuse to start on a partition-count mismatch.
+
+    A broker that does not answer yet is not a reason to refuse: the worker
+    waits for Kafka like any client.
+    """
+    from streams.kafka.topics import PartitionMismatchError, check_partitions, ensure_topics
+
+    def run() -> None:
+        if create:
+            ensure_topics(settings)
+        check_partitions(settings)
+
+    # kafka-python 3's admin client sets an asyncio event loop on the calling
+    # thread; the Faust worker started after it on that thread exits at once
+    # (status 1, no log). A short-lived thread keeps that loop away from it.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        try:
+            pool.submit(run).result()
+        except PartitionMismatchError as error:
+            raise SystemExit(f"leadpulse worker: {error}") from None
+        except Exception as error:
+            if create:
+                raise
+            log.warning("cannot check the events topic's partitions yet: %s", error)
+
+
+def reindex_store(settings: Settings) -> None:
+    """Bring the store's indexes to this release's layout (after an upgrade), once.
+
+    Runs before the worker starts, on a loop and client of its own. If Redis
+    cannot be reached now, the worker starts anyway and the next start tries
+    again: until then, leads indexed by the previous release are not swept.
+    """
+    from streams.store.redis import RedisLeadStore
+
+    async def run() -> int:
+        store = RedisLeadStore.from_settings(settings)
+        try:
+            return await store.reindex()
+        finally:
+            await store.close()
+
+    try:
+        moved = asyncio.run(run())
+    except Exception as error:  # noqa: BLE001 -- the worker must still start
+        log.warning("could not check the store's index layout (%s); will retry next start", error)
+        return
+    if moved:
+        log.info("re-indexed %d due and outbox entries for this release's layout", moved)
