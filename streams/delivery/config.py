@@ -18,10 +18,15 @@ destinations:
 ```
 
 Rules beyond the shape: every destination's host is in `allow_hosts` (exactly,
-or under a ``*.example.com`` entry); ``https`` is required except for a host
-that is an IP literal named in `allow_hosts` (``127.0.0.1`` in tests); a
-``json`` destination needs a secret (Slack's incoming webhooks carry their own
-token in the URL, a secret is optional there).
+or under a ``*.example.com`` entry; `streams.delivery.addresses` says which
+addresses are then reached); an IPv4 literal is written as a dotted quad
+(``127.1`` or ``2130706433`` is refused with the spelling to use); ``https`` is
+required except for a host that is an IP literal named in `allow_hosts`
+(``127.0.0.1`` in tests); a ``json`` destination needs a secret (Slack's
+incoming webhooks carry their own token in the URL, a secret is optional there).
+
+A destination is shown (repr, logs, errors) by its name and `origin`, never
+its URL's path or query: a Slack webhook's path is its secret.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from schemas.delivery import MessageKind
 from scoring import parse_duration
+from streams.delivery.addresses import RefusedError, canonical_host, check_host, ip_of
 from streams.delivery.signing import SecretError, secret_key
 
 DEFAULT_SCHEDULE: Final = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
@@ -118,8 +124,15 @@ class Destination:
             return False
         return self.min_grade is None or grade.upper() <= self.min_grade
 
-    def __repr__(self) -> str:  # never the keys
-        return f"Destination(name={self.name!r}, url={self.url!r}, format={self.format!r})"
+    @property
+    def origin(self) -> str:
+        return origin(self.url)
+
+    def __repr__(self) -> str:  # never the keys, the path or the query
+        return f"Destination(name={self.name!r}, origin={self.origin!r}, format={self.format!r})"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.origin})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,22 +154,27 @@ class Destinations:
         return frozenset(k for d in self.destinations for k in d.messages)
 
 
-def host_allowed(host: str, allow_hosts: frozenset[str]) -> bool:
-    """`host` is listed, or lies under a listed ``*.domain``."""
-    host = host.lower().rstrip(".")
-    if host in allow_hosts:
-        return True
-    return any(
-        entry.startswith("*.") and host.endswith(entry[1:]) and host != entry[2:]
-        for entry in allow_hosts
-    )
+def origin(url: str) -> str:
+    """``scheme://host[:port]`` of `url`: what may be shown of it."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{host}" if host else "(no host)"
 
 
-def ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return None
+def shown(url: str) -> str:
+    """`url` as it may appear in a message: its origin, and ``/…`` for whatever follows."""
+    return origin(url) + ("/…" if url.rstrip("/") != origin(url) else "")
+
+
+def redact(text: str, *urls: str) -> str:
+    """`text` with each of `urls`, and what follows its host, replaced by what may be
+    shown of it."""
+    for url in urls:
+        netloc = urlsplit(url).netloc
+        tail = url[url.find(netloc) + len(netloc) :] if netloc else url
+        if len(tail) > 1:  # a lone "/" hides nothing
+            text = text.replace(url, shown(url)).replace(tail, "/…")
+    return text
 
 
 def load_destinations(
@@ -198,8 +216,12 @@ def parse_destinations(
             message = error["msg"].removeprefix("Value error, ")
             shape.append(_issue(root, source, loc, message))
         raise DestinationsError(sorted(dict.fromkeys(shape), key=_line_of)) from None
-    allow = frozenset(h.lower().rstrip(".") for h in spec.allow_hosts)
-    issues: list[str] = []
+    allow = frozenset(canonical_host(h) for h in spec.allow_hosts)
+    issues: list[str] = [
+        _issue(root, source, ("allow_hosts", index), problem)
+        for index, entry in enumerate(spec.allow_hosts)
+        if (problem := _spelling_problem(entry))
+    ]
     built: list[Destination] = []
     seen: set[str] = set()
     for index, d in enumerate(spec.destinations):
@@ -239,17 +261,35 @@ def _url_problem(url: str, allow: frozenset[str]) -> tuple[str, str]:
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
     if parts.scheme not in ("https", "http") or not host:
-        return host, f"url {url!r} must be https://HOST/..."
+        return host, f"url {shown(url)!r} must be https://HOST/..."
     if parts.username or parts.password:
         return host, "url must not carry a user or password (use secret)"
-    if not host_allowed(host, allow):
-        return host, f"host {host!r} is not in allow_hosts"
-    if parts.scheme == "http" and not (ip_literal(host) is not None and host in allow):
+    try:
+        parts.port  # noqa: B018 -- raises for a port that is not one
+    except ValueError:
+        return host, f"url {shown(url)!r}: the port must be a number from 0 to 65535"
+    spelling = _spelling_problem(host)
+    if spelling:
+        return host, f"url host {spelling}"
+    try:
+        check_host(host, allow)
+    except RefusedError as error:
+        return host, str(error)
+    if parts.scheme == "http" and ip_of(host) is None:
         return host, (
-            f"url {url!r}: plain http is allowed only to an IP address named in allow_hosts; "
-            "use https"
+            f"url {shown(url)!r}: plain http is allowed only to an IP address named in "
+            "allow_hosts; use https"
         )
     return host, ""
+
+
+def _spelling_problem(host: str) -> str:
+    """An IPv4 literal written other than as a dotted quad (the resolver reads ``127.1``,
+    ``2130706433`` and ``0x7f.0.0.1`` as 127.0.0.1): which address it is."""
+    address = ip_of(host)
+    if isinstance(address, ipaddress.IPv4Address) and host != str(address):
+        return f"{host!r} is the address {address} written another way; write {address}"
+    return ""
 
 
 def _keys(

@@ -9,7 +9,9 @@ another. Success finishes the job (its id is remembered, a replay is not sent
 again); a failure schedules the next attempt from the destination's
 `retry_schedule` with +-10 % jitter (a 429/503's ``Retry-After`` instead,
 bounded); after the last attempt the message goes to the deliveries DLQ as a
-`DeliveryFailure` with every attempt. A 410 disables the destination
+`DeliveryFailure` with every attempt. A request refused before it was sent (an
+address that is not allowed, a body too large) goes there at once with that
+reason: it would be refused again. A 410 disables the destination
 (persisted in Redis): its jobs stay parked in Redis, new ones are still queued
 behind it, nothing is sent until ``leadpulse deliver --enable NAME``.
 """
@@ -31,9 +33,10 @@ import aiohttp
 from schemas.codec import DecodeError, decode_handoff, decode_transition, encode
 from schemas.delivery import DeliveryAttempt, DeliveryFailure
 from schemas.messages import Handoff, StageTransition
+from streams.delivery.addresses import RefusedError, check_host
 from streams.delivery.config import Destination, Destinations
 from streams.delivery.jobs import Job, JobStore
-from streams.delivery.outbound import Answer, RefusedError, check_host, new_session, post
+from streams.delivery.outbound import Answer, new_session, post
 from streams.delivery.payloads import Message, json_body, message_id, slack_body
 from streams.delivery.signing import sign_headers
 from streams.kafka.publisher import Outgoing
@@ -211,6 +214,9 @@ class Deliverer:
             await self.store.reschedule(d.name, job, now)  # parked until re-enabled
             self.metrics.disabled.labels(destination=d.name).set(1)
             log.error("destination %s disabled: it %s; its messages wait", d.name, reason)
+            return
+        if answer.permanent:
+            await self._dead_letter(d, job, message, answer.error)
             return
         if len(job.attempts) >= len(d.retry_schedule):
             await self._dead_letter(d, job, message, f"{len(job.attempts)} attempts failed")

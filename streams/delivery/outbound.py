@@ -1,18 +1,18 @@
 """Outbound HTTP that cannot be turned against the network it runs in.
 
-- Only hosts in the destinations file's `allow_hosts` are contacted (the file
-  is checked at load; `check_host` again per request).
-- The host is resolved by `GuardedResolver`, which drops loopback, private,
-  link-local, multicast, reserved and unspecified addresses unless that host
-  or that IP literal is itself in `allow_hosts`: the connection goes to an
-  address that was checked, so DNS rebinding cannot slip past.
+- Every host and address is checked by `streams.delivery.addresses` (listed
+  in `allow_hosts`, globally routable): the host before each request
+  (`check_host`), and each address it resolves to by `GuardedResolver`, so the
+  connection goes to an address that was checked and DNS rebinding cannot
+  slip past. A refusal is permanent: the answer's `permanent` says so.
 - No redirects (a 3xx is a failed attempt), a total timeout per destination,
   a bounded request body, and at most `MAX_RESPONSE_BYTES` of the answer read.
+- An error text never carries the URL's path or query (a Slack webhook's
+  path is its secret): see `streams.delivery.config.redact`.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 import time
 from dataclasses import dataclass
@@ -22,77 +22,45 @@ from email.utils import parsedate_to_datetime
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
+from yarl import URL
 
-from streams.delivery.config import host_allowed, ip_literal
+from streams.delivery.addresses import RefusedError, check_addresses, check_host
+from streams.delivery.config import redact
 
 MAX_RESPONSE_BYTES = 64 * 1024
 MAX_BODY_BYTES = 256 * 1024
 USER_AGENT = "leadpulse-deliver/1"
 
 
-class RefusedError(Exception):
-    """The request was not sent: the host or its addresses are not allowed."""
-
-
-def internal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """Loopback, private, link-local, multicast, reserved or unspecified."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return bool(
-        address.is_loopback
-        or address.is_private
-        or address.is_link_local
-        or address.is_multicast
-        or address.is_reserved
-        or address.is_unspecified
-    )
-
-
-def check_host(host: str, allow_hosts: frozenset[str]) -> None:
-    """RefusedError unless `host` is allowed; an IP literal must also not be internal."""
-    if not host_allowed(host, allow_hosts):
-        raise RefusedError(f"host {host!r} is not in allow_hosts")
-
-
 class GuardedResolver(AbstractResolver):
-    """Resolves like aiohttp's default resolver, then drops addresses that are not allowed."""
+    """Resolves with `inner` (aiohttp's default resolver unless given), then refuses the
+    host if any address it resolves to is not allowed."""
 
-    def __init__(self, allow_hosts: frozenset[str]) -> None:
+    def __init__(self, allow_hosts: frozenset[str], inner: AbstractResolver | None = None) -> None:
         self.allow_hosts = allow_hosts
-        self._inner = DefaultResolver()
+        self._inner = inner if inner is not None else DefaultResolver()
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         check_host(host, self.allow_hosts)
         results = await self._inner.resolve(host, port, family)
-        allowed = [r for r in results if self._address_allowed(host, r["host"])]
-        if not allowed:
-            shown = ", ".join(sorted({r["host"] for r in results})) or "nothing"
-            raise RefusedError(
-                f"host {host!r} resolves to {shown}: internal addresses are refused "
-                "unless listed in allow_hosts"
-            )
-        return allowed
-
-    def _address_allowed(self, host: str, address: str) -> bool:
-        ip = ip_literal(address)
-        if ip is None:
-            return False
-        if not internal(ip):
-            return True
-        # an internal address only when the host is itself that IP literal, listed,
-        # or the address is listed: naming crm.internal alone does not open 10.0.0.0/8
-        literal = ip_literal(host)
-        return (literal is not None and host in self.allow_hosts) or address in self.allow_hosts
+        if not results:
+            raise RefusedError(f"host {host!r} resolves to nothing", host=host)
+        check_addresses(host, [r["host"] for r in results], self.allow_hosts)
+        return results
 
     async def close(self) -> None:
         await self._inner.close()
 
 
-def new_session(allow_hosts: frozenset[str], connections: int) -> aiohttp.ClientSession:
+def new_session(
+    allow_hosts: frozenset[str], connections: int, resolver: AbstractResolver | None = None
+) -> aiohttp.ClientSession:
+    """A session whose every connection is guarded; `resolver` answers DNS questions
+    (aiohttp's default resolver unless given)."""
     connector = aiohttp.TCPConnector(
-        resolver=GuardedResolver(allow_hosts), limit=connections, ttl_dns_cache=30
+        resolver=GuardedResolver(allow_hosts, resolver), limit=connections, ttl_dns_cache=30
     )
     return aiohttp.ClientSession(
         connector=connector,
@@ -115,6 +83,12 @@ class Answer:
     @property
     def ok(self) -> bool:
         return self.status is not None and 200 <= self.status < 300
+
+    @property
+    def permanent(self) -> bool:
+        """Refused before anything was sent (an address not allowed, a body too large):
+        the same request would be refused again, so it is not retried."""
+        return self.outcome == "refused"
 
     @property
     def outcome(self) -> str:
@@ -155,8 +129,13 @@ async def post(
     headers: dict[str, str],
     timeout: float,  # noqa: ASYNC109 -- the destination's HTTP timeout
 ) -> Answer:
-    """POST once; never raises for what the network or the receiver did."""
+    """POST once; never raises for what the network or the receiver did. An error text
+    never shows the URL's path or query (aiohttp's errors may quote the URL)."""
     started = time.perf_counter()
+
+    def failed(error: str) -> Answer:
+        return Answer(None, redact(error, url, _as_sent(url)), time.perf_counter() - started)
+
     if len(body) > MAX_BODY_BYTES:
         return Answer(None, f"refused: body larger than {MAX_BODY_BYTES} bytes", 0.0)
     try:
@@ -177,16 +156,24 @@ async def post(
                 error = f"HTTP {status}: redirects are not followed"
             return Answer(status, error, time.perf_counter() - started, wait, answer)
     except RefusedError as error:
-        return Answer(None, f"refused: {error}", time.perf_counter() - started)
+        return failed(f"refused: {error}")
     except TimeoutError:
-        return Answer(None, f"timeout after {timeout:g}s", time.perf_counter() - started)
+        return failed(f"timeout after {timeout:g}s")
     except aiohttp.ClientConnectorError as error:
         cause = error.os_error
         if isinstance(cause, RefusedError):
-            return Answer(None, f"refused: {cause}", time.perf_counter() - started)
-        return Answer(None, f"connection failed: {error}", time.perf_counter() - started)
+            return failed(f"refused: {cause}")
+        return failed(f"connection failed: {error}")
     except (aiohttp.ClientError, OSError) as error:
-        return Answer(None, f"{type(error).__name__}: {error}", time.perf_counter() - started)
+        return failed(f"{type(error).__name__}: {error}")
+
+
+def _as_sent(url: str) -> str:
+    """`url` as aiohttp quotes it in its errors (normalised by yarl)."""
+    try:
+        return str(URL(url))
+    except (TypeError, ValueError):
+        return url
 
 
 def now_utc() -> datetime:

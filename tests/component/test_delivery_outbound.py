@@ -109,16 +109,25 @@ async def test_503_retry_after_is_read(server: tuple[str, list[str]]) -> None:
 async def test_a_listed_name_that_resolves_to_loopback_is_refused(
     server: tuple[str, list[str]],
 ) -> None:
-    """`localhost` is in allow_hosts, its address 127.0.0.1 is not: no request is made."""
+    """`localhost` is in allow_hosts, its addresses are not: no request is made."""
     base, seen = server
     url = base.replace("127.0.0.1", "localhost") + "/target"
     async with new_session(frozenset({"localhost"}), 4) as session:
         answer = await post(session, url, b"{}", {}, 5)
     assert answer.status is None
     assert answer.outcome == "refused", answer.error
-    assert "internal addresses are refused" in answer.error
+    assert "(loopback, not globally routable); refused unless" in answer.error
+    assert answer.permanent
     assert seen == []
-    async with new_session(frozenset({"localhost", "127.0.0.1"}), 4) as session:
+    async with new_session(frozenset({"localhost", "127.0.0.1", "::1"}), 4) as session:
         answer = await post(session, url, b"{}", {}, 5)
     assert answer.ok
     assert seen == ["/target"]
+
+
+async def test_an_error_that_carries_the_url_shows_only_its_origin() -> None:
+    """aiohttp's InvalidUrlClientError quotes the whole URL; the answer keeps the origin."""
+    url = "http://127.0.0.1:99999/services/T000/B000/XXXXSECRET?token=abc"
+    async with new_session(LOCAL, 1) as session:
+        answer = await post(session, url, b"{}", {}, 5)
+    assert answer.error == "InvalidUrlClientError: http://127.0.0.1:99999/…"

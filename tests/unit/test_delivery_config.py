@@ -11,6 +11,7 @@ from streams.delivery.config import (
     DestinationsError,
     load_destinations,
     parse_destinations,
+    redact,
 )
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -90,7 +91,7 @@ def test_a_file_that_cannot_be_read_is_named(tmp_path: Path) -> None:
         ),
         (
             ("https://crm.example.com/hooks", "http://crm.example.com/hooks"),
-            "dest.yaml:4: destinations[0].url: url 'http://crm.example.com/hooks/leadpulse': "
+            "dest.yaml:4: destinations[0].url: url 'http://crm.example.com/…': "
             "plain http is allowed only",
         ),
         (
@@ -143,3 +144,98 @@ def test_wildcard_entries_cover_subdomains_only() -> None:
     )
     assert parse_destinations(text).destinations[0].host == "eu.crm.example.com"
     assert "not in allow_hosts" in errors(text.replace("eu.crm.example.com", "example.com"))[0]
+
+
+@pytest.mark.parametrize(
+    ("allow", "url", "expected"),
+    [
+        (
+            "['2130706433']",
+            "http://127.0.0.1:9/h",
+            "dest.yaml:1: allow_hosts[0]: '2130706433' is the address 127.0.0.1 written another "
+            "way; write 127.0.0.1",
+        ),
+        (
+            "[127.0.0.1]",
+            "http://0x7F.0.0.1:9/h",
+            "dest.yaml:3: destinations[0].url: url host '0x7f.0.0.1' is the address 127.0.0.1 "
+            "written another way; write 127.0.0.1",
+        ),
+        (
+            "[127.0.0.1]",
+            "http://127.1:9/h",
+            "dest.yaml:3: destinations[0].url: url host '127.1' is the address 127.0.0.1 "
+            "written another way; write 127.0.0.1",
+        ),
+        (
+            "[127.0.0.1]",
+            "http://127.0.0.1:99999/services/T000/B000/XXXXSECRET",
+            "dest.yaml:3: destinations[0].url: url 'http://127.0.0.1:99999/…': the port must be "
+            "a number from 0 to 65535",
+        ),
+        (
+            "[hooks.slack.com]",
+            "ftp://hooks.slack.com/services/T000/B000/XXXXSECRET",
+            "dest.yaml:3: destinations[0].url: url 'ftp://hooks.slack.com/…' must be "
+            "https://HOST/...",
+        ),
+        (
+            "['*.0.0.1']",
+            "https://127.0.0.1/h",
+            "dest.yaml:3: destinations[0].url: host '127.0.0.1' is not in allow_hosts",
+        ),
+    ],
+)
+def test_hosts_ports_and_schemes_are_checked_and_the_path_never_shown(
+    allow: str, url: str, expected: str
+) -> None:
+    text = f"allow_hosts: {allow}\ndestinations:\n  - {{name: a, url: '{url}', secret: {SECRET}}}\n"
+    assert errors(text) == [expected]
+
+
+def test_a_listed_ipv6_literal_is_compared_as_an_address() -> None:
+    text = (
+        "allow_hosts: ['[::FFFF:7F00:1]']\ndestinations:\n"
+        f"  - {{name: a, url: 'http://[::ffff:127.0.0.1]:9/h', secret: {SECRET}}}\n"
+    )
+    loaded = parse_destinations(text)
+    assert loaded.allow_hosts == {"::ffff:7f00:1"}
+    assert loaded.destinations[0].host == "::ffff:127.0.0.1"
+
+
+def test_a_destination_shows_its_name_and_origin_never_its_path_query_or_secret() -> None:
+    text = (
+        "allow_hosts: [hooks.slack.com, crm.example.com]\ndestinations:\n"
+        "  - {name: sales, url: 'https://hooks.slack.com/services/T000/B000/XXXXSECRET', "
+        "format: slack}\n"
+        f"  - {{name: crm, url: 'https://crm.example.com:8443/in?token=abc', secret: {SECRET}}}\n"
+    )
+    loaded = parse_destinations(text)
+    slack, crm = loaded.destinations
+    assert repr(slack) == (
+        "Destination(name='sales', origin='https://hooks.slack.com', format='slack')"
+    )
+    assert str(slack) == "sales (https://hooks.slack.com)"
+    assert repr(crm) == (
+        "Destination(name='crm', origin='https://crm.example.com:8443', format='json')"
+    )
+    assert str(crm) == "crm (https://crm.example.com:8443)"
+    everything = f"{slack!r} {slack} {crm!r} {crm} {loaded!r}"
+    for secret in ("XXXXSECRET", "/services/", "token=abc", SECRET, "MfKQ9r8"):
+        assert secret not in everything
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "Connection timeout to host https://hooks.slack.com/services/T000/B000/XXXXSECRET",
+            "Connection timeout to host https://hooks.slack.com/…",
+        ),
+        ("POST /services/T000/B000/XXXXSECRET failed", "POST /… failed"),
+        ("see https://hooks.slack.com/ and a/b/c", "see https://hooks.slack.com/ and a/b/c"),
+    ],
+)
+def test_redact_keeps_the_origin_only(text: str, expected: str) -> None:
+    assert redact(text, "https://hooks.slack.com/services/T000/B000/XXXXSECRET") == expected
+    assert redact(text, "https://hooks.slack.com/") == text
