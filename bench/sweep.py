@@ -251,7 +251,7 @@ def send_pipelined(client: redis.Redis, commands: Sequence[bytes]) -> None:
 
 
 def hset_command(lead: str, state: bytes, ids: Sequence[str]) -> bytes:
-    parts = [b"HSET", keys.state(lead).encode()]
+    parts = [b"HSET", keys.DEFAULT.state(lead).encode()]
     for name, value in lead_fields(1, state, ids).items():
         parts += [name.encode(), value]
     return _resp(*parts)
@@ -264,7 +264,7 @@ def zadd_commands(entries: Mapping[str, float], shards: int) -> list[bytes]:
             [repr(due).encode(), lead.encode()]
         )
     return [
-        _resp(b"ZADD", keys.due_shard(shard).encode(), *members)
+        _resp(b"ZADD", keys.DEFAULT.due_shard(shard).encode(), *members)
         for shard, members in sorted(by_shard.items())
     ]
 
@@ -308,7 +308,12 @@ def load(
 
 def lead_keys(lead: str) -> list[str]:
     """Every key a lead (or an anonymous id) can have, see streams/keys.py."""
-    return [keys.state(lead), keys.outbox(lead), keys.alias(lead), keys.detached(lead)]
+    return [
+        keys.DEFAULT.state(lead),
+        keys.DEFAULT.outbox(lead),
+        keys.DEFAULT.alias(lead),
+        keys.DEFAULT.detached(lead),
+    ]
 
 
 def memory_per_lead(client: redis.Redis, leads: Sequence[str], shards: int) -> dict[str, Any]:
@@ -328,9 +333,10 @@ def memory_per_lead(client: redis.Redis, leads: Sequence[str], shards: int) -> d
                 kind = key.rsplit(":", 1)[-1]
                 present[kind] = present.get(kind, 0) + 1
     due_bytes = sum(
-        client.memory_usage(keys.due_shard(shard), samples=0) or 0 for shard in range(shards)
+        client.memory_usage(keys.DEFAULT.due_shard(shard), samples=0) or 0
+        for shard in range(shards)
     )
-    members = sum(int(client.zcard(keys.due_shard(shard))) for shard in range(shards))
+    members = sum(int(client.zcard(keys.DEFAULT.due_shard(shard))) for shard in range(shards))
     ordered = sorted(per_lead)
     return {
         "sampled_leads": len(leads),
@@ -344,8 +350,8 @@ def memory_per_lead(client: redis.Redis, leads: Sequence[str], shards: int) -> d
         "due_index_bytes_per_member": round(due_bytes / max(members, 1), 1),
         "due_index_members": members,
         "encodings": {
-            "state": _decode(client.object("encoding", keys.state(leads[0]))),
-            "due_shard": _decode(client.object("encoding", keys.due_shard(0))),
+            "state": _decode(client.object("encoding", keys.DEFAULT.state(leads[0]))),
+            "due_shard": _decode(client.object("encoding", keys.DEFAULT.due_shard(0))),
         },
     }
 
@@ -620,12 +626,14 @@ async def heavy_leads(url: str, shards: int, rng: random.Random) -> list[dict[st
             rows.append(
                 {
                     "events": count,
-                    "memory_usage_bytes": await client.memory_usage(keys.state(lead), samples=0),
+                    "memory_usage_bytes": await client.memory_usage(
+                        keys.DEFAULT.state(lead), samples=0
+                    ),
                     "state_bytes": len(blob),
-                    "window_bytes": await client.hstrlen(keys.state(lead), "w"),
+                    "window_bytes": await client.hstrlen(keys.DEFAULT.state(lead), "w"),
                     "ids_recognized": len(snap.seen),
                     "newest_recognized": ids[-1] in snap.seen,
-                    "encoding": _decode(await client.object("encoding", keys.state(lead))),
+                    "encoding": _decode(await client.object("encoding", keys.DEFAULT.state(lead))),
                 }
             )
     finally:

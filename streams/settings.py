@@ -41,6 +41,14 @@ class Settings(BaseSettings):
         description="Kafka bootstrap URL(s), e.g. kafka://h1:9092;h2:9092.",
     )
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL (rediss:// = TLS).")
+    redis_prefix: str = Field(
+        "lp",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$",
+        description=(
+            "Every Redis key of this deployment starts with PREFIX: (1-32 letters, digits, "
+            "'_', '.', '-'), so deployments sharing one Redis never touch each other's keys."
+        ),
+    )
     redis_password: SecretStr | None = None
     redis_tls_ca_file: Path | None = None
     redis_socket_timeout: float = Field(

@@ -69,6 +69,7 @@ async def _test(destinations: Destinations, name: str) -> int:
 
 async def _enable(settings: Settings, destinations: Destinations, name: str) -> int:
     from streams.delivery.jobs import JobStore
+    from streams.store.redis.keys import Keys
     from streams.store.redis.store import connect
 
     try:
@@ -77,7 +78,8 @@ async def _enable(settings: Settings, destinations: Destinations, name: str) -> 
         raise SystemExit(f"leadpulse deliver: {error.args[0]}") from None
     client = connect(settings)
     try:
-        was = await JobStore(client, settings.deliver_dedupe_retention).enable(name)
+        jobs = JobStore(client, settings.deliver_dedupe_retention, Keys(settings.redis_prefix))
+        was = await jobs.enable(name)
     finally:
         await client.aclose()
     print(f"destination {name}: " + ("enabled again" if was else "was not disabled"))

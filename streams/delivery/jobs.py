@@ -23,7 +23,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from streams.store.redis import keys
+from streams.store.redis.keys import DEFAULT as DEFAULT_KEYS
+from streams.store.redis.keys import Keys
 
 _ENQUEUE = """
 if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
@@ -92,8 +93,9 @@ class Job:
 class JobStore:
     """The jobs of every destination in one Redis database."""
 
-    def __init__(self, client: aioredis.Redis, retention: float) -> None:
+    def __init__(self, client: aioredis.Redis, retention: float, keys: Keys = DEFAULT_KEYS) -> None:
         self.client = client
+        self.keys = keys
         self.retention = max(1, int(retention))
         self._enqueue = client.register_script(_ENQUEUE)
         self._claim = client.register_script(_CLAIM)
@@ -108,9 +110,9 @@ class JobStore:
             for destination, job, due in entries:
                 await self._enqueue(
                     keys=[
-                        keys.delivery_due(destination),
-                        keys.delivery_jobs(destination),
-                        keys.delivered(destination, job.webhook_id),
+                        self.keys.delivery_due(destination),
+                        self.keys.delivery_jobs(destination),
+                        self.keys.delivered(destination, job.webhook_id),
                     ],
                     args=[job.webhook_id, job.encode(), repr(due)],
                     client=pipe,
@@ -120,7 +122,7 @@ class JobStore:
 
     async def claim(self, destination: str, now: float, lease: float, limit: int) -> list[Job]:
         reply = await self._claim(
-            keys=[keys.delivery_due(destination), keys.delivery_jobs(destination)],
+            keys=[self.keys.delivery_due(destination), self.keys.delivery_jobs(destination)],
             args=[repr(now), repr(now + lease), limit],
         )
         pairs = list(reply)
@@ -129,39 +131,39 @@ class JobStore:
     async def finish(self, destination: str, webhook_id: str, marker: str) -> None:
         await self._finish(
             keys=[
-                keys.delivery_due(destination),
-                keys.delivery_jobs(destination),
-                keys.delivered(destination, webhook_id),
+                self.keys.delivery_due(destination),
+                self.keys.delivery_jobs(destination),
+                self.keys.delivered(destination, webhook_id),
             ],
             args=[webhook_id, marker, self.retention],
         )
 
     async def reschedule(self, destination: str, job: Job, due: float) -> None:
         await self._reschedule(
-            keys=[keys.delivery_due(destination), keys.delivery_jobs(destination)],
+            keys=[self.keys.delivery_due(destination), self.keys.delivery_jobs(destination)],
             args=[job.webhook_id, job.encode(), repr(due)],
         )
 
     async def next_due(self, destination: str) -> float | None:
-        first = await self.client.zrange(keys.delivery_due(destination), 0, 0, withscores=True)
+        first = await self.client.zrange(self.keys.delivery_due(destination), 0, 0, withscores=True)
         return float(first[0][1]) if first else None
 
     async def pending(self, destination: str) -> int:
-        return int(await self.client.zcard(keys.delivery_due(destination)))
+        return int(await self.client.zcard(self.keys.delivery_due(destination)))
 
     async def finished(self, destination: str, webhook_id: str) -> str | None:
-        value = await self.client.get(keys.delivered(destination, webhook_id))
+        value = await self.client.get(self.keys.delivered(destination, webhook_id))
         return None if value is None else _text(value)
 
     async def disabled(self, destination: str) -> str | None:
-        value = await self.client.get(keys.destination_disabled(destination))
+        value = await self.client.get(self.keys.destination_disabled(destination))
         return None if value is None else _text(value)
 
     async def disable(self, destination: str, reason: str) -> None:
-        await self.client.set(keys.destination_disabled(destination), reason)
+        await self.client.set(self.keys.destination_disabled(destination), reason)
 
     async def enable(self, destination: str) -> bool:
-        return bool(await self.client.delete(keys.destination_disabled(destination)))
+        return bool(await self.client.delete(self.keys.destination_disabled(destination)))
 
 
 def _text(value: bytes | str) -> str:

@@ -34,6 +34,7 @@ from streams.kafka.transport import fetch_max_wait_ms
 from streams.observability.health import Health
 from streams.observability.metrics import CONTENT_TYPE_LATEST, DeliveryMetrics, exposition
 from streams.settings import Settings
+from streams.store.redis.keys import Keys
 from streams.store.redis.store import connect
 
 log = logging.getLogger("leadpulse.deliver")
@@ -70,7 +71,7 @@ class DeliverService:
     async def run(self, stop: asyncio.Event) -> None:
         s = self.settings
         self.redis = blocking_client(s)
-        store = JobStore(self.redis, s.deliver_dedupe_retention)
+        store = JobStore(self.redis, s.deliver_dedupe_retention, Keys(s.redis_prefix))
         self.producer = AIOKafkaProducer(
             bootstrap_servers=s.bootstrap_servers,
             client_id="leadpulse-deliver",

@@ -259,7 +259,7 @@ def test_hot_leads_and_a_live_handoff_in_chromium(worker: Settings) -> None:
 def hot_size(settings: Settings) -> int:
     client = redis.Redis.from_url(settings.redis_url)
     try:
-        return int(client.zcard(keys.HOT))
+        return int(client.zcard(keys.DEFAULT.hot))
     finally:
         client.close()
 

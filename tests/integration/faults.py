@@ -148,7 +148,7 @@ def state_of(redis_url: str, lead: str) -> LeadState | None:
     """A lead's state through this release's codec (not a fixed JSON layout)."""
     client = redis.Redis.from_url(redis_url)
     try:
-        blob = client.hget(keys.state(lead), "s")
+        blob = client.hget(keys.DEFAULT.state(lead), "s")
     finally:
         client.close()
     assert blob is None or isinstance(blob, bytes)

@@ -194,7 +194,7 @@ class TopicReader:
 def read_state(settings: Settings, lead: str) -> tuple[int, LeadState | None]:
     client = redis.Redis.from_url(settings.redis_url)
     try:
-        version, blob = client.hmget(keys.state(lead), ["v", "s"])
+        version, blob = client.hmget(keys.Keys(settings.redis_prefix).state(lead), ["v", "s"])
     finally:
         client.close()
     state = decode_state(blob) if blob else None

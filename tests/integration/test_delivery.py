@@ -209,7 +209,9 @@ def test_410_disables_the_destination_until_enabled_again(scene: Scene) -> None:
     wait_until(lambda: scene.receiver.count("/gone", first.transition_id) == 1, 30, "one 410")
     client = redis.Redis.from_url(scene.settings.redis_url)
     try:
-        wait_until(lambda: bool(client.exists(keys.destination_disabled("gone"))), 10, "flag")
+        wait_until(
+            lambda: bool(client.exists(keys.DEFAULT.destination_disabled("gone"))), 10, "flag"
+        )
         produce_transitions(scene.settings, [later])
         wait_until(
             lambda: metric(scene, "leadpulse_delivery_pending_messages", destination="gone") == 2,
@@ -221,7 +223,7 @@ def test_410_disables_the_destination_until_enabled_again(scene: Scene) -> None:
         assert scene.receiver.count("/gone", later.transition_id) == 0  # not sent at all
         assert metric(scene, "leadpulse_destination_disabled", destination="gone") == 1
         # parked, not lost: both wait in the destination's queue
-        parked = {i.decode() for i in client.zrange(keys.delivery_due("gone"), 0, -1)}
+        parked = {i.decode() for i in client.zrange(keys.DEFAULT.delivery_due("gone"), 0, -1)}
         assert parked == {first.transition_id, later.transition_id}
         argv, env = worker_command(scene.settings, "--enable", "gone", command="deliver")
         done = subprocess.run(

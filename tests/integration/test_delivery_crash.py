@@ -90,14 +90,14 @@ def test_sigkill_mid_delivery_loses_nothing_and_resends_nothing_finished(
             wait_until(lambda: len(answered()) >= 4, 30, "a few deliveries")
             deliverer.kill()  # SIGKILL, mid-way: 2 requests in flight, most still queued
             assert len(answered()) < LEADS, "all delivered before the kill: nothing tested"
-            finished = {i for i in ids if client.get(keys.delivered("crm", i)) == b"ok"}
+            finished = {i for i in ids if client.get(keys.DEFAULT.delivered("crm", i)) == b"ok"}
             counts_at_kill = {i: server.count("/slow", i) for i in finished}
             assert finished, "nothing finished before the kill"
 
             restarted = start_deliverer(settings, tmp_path / "deliver-2.log")
             wait_until(lambda: answered() >= ids, 60, "every handoff delivered")
             wait_until(
-                lambda: all(client.get(keys.delivered("crm", i)) == b"ok" for i in ids),
+                lambda: all(client.get(keys.DEFAULT.delivered("crm", i)) == b"ok" for i in ids),
                 30,
                 "every delivery finished",
             )
@@ -126,8 +126,8 @@ def test_sigkill_mid_delivery_loses_nothing_and_resends_nothing_finished(
                 assert f.handoff.handoff_id == f.webhook_id
                 assert [a.status for a in f.attempts] == [500, 500, 500]
             time.sleep(1.0)
-            assert client.zcard(keys.delivery_due("crm")) == 0
-            assert client.zcard(keys.delivery_due("broken")) == 0
+            assert client.zcard(keys.DEFAULT.delivery_due("crm")) == 0
+            assert client.zcard(keys.DEFAULT.delivery_due("broken")) == 0
         finally:
             client.close()
             reader.close()

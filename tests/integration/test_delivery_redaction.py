@@ -98,7 +98,9 @@ destinations:
             await running
             await session.close()
             for d in destinations.destinations:  # the 1 h retries left behind
-                await redis_client.delete(keys.delivery_due(d.name), keys.delivery_jobs(d.name))
+                await redis_client.delete(
+                    keys.DEFAULT.delivery_due(d.name), keys.DEFAULT.delivery_jobs(d.name)
+                )
 
     by_destination = {f.destination: f for f in dead_letters}
     assert sorted(by_destination) == [f"dead-{run}", f"refused-{run}"]

@@ -213,7 +213,7 @@ def test_undecodable_state_is_dead_lettered_and_the_worker_goes_on(
     follower = lead_on("follower", PARTITIONS, on=rotten_partition)
     client = redis.Redis.from_url(settings.redis_url)
     try:
-        client.hset(keys.state(rotten), mapping={"v": 7, "s": b"\x00\x93not a lead state{"})
+        client.hset(keys.DEFAULT.state(rotten), mapping={"v": 7, "s": b"\x00\x93not a lead state{"})
     finally:
         client.close()
     (sent,) = produce_at(settings, [ev("demo_request", rotten)])

@@ -214,7 +214,7 @@ def test_previous_release_state_is_read_and_extended(
     old = time.time() - 3600
     client = redis.Redis.from_url(settings.redis_url)
     try:
-        client.hset(keys.state(who), mapping={"v": 3, "s": previous_release_blob(who, old)})
+        client.hset(keys.DEFAULT.state(who), mapping={"v": 3, "s": previous_release_blob(who, old)})
     finally:
         client.close()
     at = time.time() - 1

@@ -64,11 +64,11 @@ def test_a_worker_whose_store_lost_progress_exits_for_its_supervisor_and_loses_n
         try:
             progress = {
                 int(p): int(o)
-                for p, o in client.hgetall(keys.progress(settings.events_topic)).items()
+                for p, o in client.hgetall(keys.DEFAULT.progress(settings.events_topic)).items()
             }
             (partition,) = [p for p, offset in progress.items() if offset == 3]
             # Redis came back without its last second: the record is behind what the worker wrote
-            client.hset(keys.progress(settings.events_topic), str(partition), "0")
+            client.hset(keys.DEFAULT.progress(settings.events_topic), str(partition), "0")
         finally:
             client.close()
         produce(settings, [body("lead-a", 3)])

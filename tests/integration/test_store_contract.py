@@ -9,16 +9,19 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import redis.asyncio as aioredis
 from redis.exceptions import MaxConnectionsError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from streams.dev.devstack import RedisServer
+from streams.dev.devstack import RedisServer, free_port
 from streams.settings import Settings
 from streams.store import SEEN_WINDOW, Commit, LeadStore, MemoryLeadStore, Watermark
 from streams.store.redis import RedisLeadStore, connect, keys, lead_fields
@@ -307,13 +310,13 @@ async def test_stale_pending_members_are_dropped(contract_redis: RedisServer) ->
                 Commit("b", 0, b"s", [], outbox={"t:1": b"m"}),
             ]
         )
-        pending_a = keys.pending(keys.shard_of("a", PARTITIONS))
+        pending_a = keys.DEFAULT.pending(keys.shard_of("a", PARTITIONS))
         assert await client.sismember(pending_a, "a")
-        await client.delete(keys.outbox("a"))
+        await client.delete(keys.DEFAULT.outbox("a"))
         assert await _all(store.pending_outboxes(ALL)) == [("b", {"t:1": b"m"})]
         assert not await client.sismember(pending_a, "a")
         await store.clear_outbox({"b": ["t:1"]})
-        assert await client.scard(keys.pending(keys.shard_of("b", PARTITIONS))) == 0
+        assert await client.scard(keys.DEFAULT.pending(keys.shard_of("b", PARTITIONS))) == 0
     finally:
         await store.close()
 
@@ -326,10 +329,10 @@ async def test_unindexing_puts_back_a_lead_that_got_messages(contract_redis: Red
     store = RedisLeadStore(client, partitions=PARTITIONS)
     try:
         shard = keys.shard_of("a", PARTITIONS)
-        await client.hset(keys.outbox("a"), "t:9", b"new")
-        await client.sadd(keys.pending(shard), "a", "gone")
+        await client.hset(keys.DEFAULT.outbox("a"), "t:9", b"new")
+        await client.sadd(keys.DEFAULT.pending(shard), "a", "gone")
         await store._unindex(shard, ["a", "gone"])
-        assert await client.smembers(keys.pending(shard)) == {b"a"}
+        assert await client.smembers(keys.DEFAULT.pending(shard)) == {b"a"}
     finally:
         await store.close()
 
@@ -429,8 +432,8 @@ async def test_due_shards_are_the_kafka_partitions(contract_redis: RedisServer) 
         await store.index_due(dict.fromkeys(leads, 1.0))
         for lead in leads:
             shard = keys.shard_of(lead, PARTITIONS)
-            assert await client.zscore(keys.due_shard(shard), lead) == 1.0
-        assert sum([await client.zcard(keys.due_shard(s)) for s in ALL]) == len(leads)
+            assert await client.zscore(keys.DEFAULT.due_shard(shard), lead) == 1.0
+        assert sum([await client.zcard(keys.DEFAULT.due_shard(s)) for s in ALL]) == len(leads)
     finally:
         await store.close()
 
@@ -637,26 +640,26 @@ async def test_ttls_on_the_wire(contract_redis: RedisServer) -> None:
                 Commit("lead", 0, b"l", ["e2"], outbox={"t:1": b"m"}),
             ]
         )
-        assert 89 * day * 1000 < await client.pttl(keys.state("anon")) <= 90 * day * 1000
-        assert await client.pttl(keys.state("lead")) == -1
-        assert await client.pttl(keys.outbox("lead")) == -1
+        assert 89 * day * 1000 < await client.pttl(keys.DEFAULT.state("anon")) <= 90 * day * 1000
+        assert await client.pttl(keys.DEFAULT.state("lead")) == -1
+        assert await client.pttl(keys.DEFAULT.outbox("lead")) == -1
         await store.commit([Commit("anon", 1, b"a", [])])  # became known: stops expiring
-        assert await client.pttl(keys.state("anon")) == -1
+        assert await client.pttl(keys.DEFAULT.state("anon")) == -1
         await store.commit([Commit("z", 0, b"z", ["e3"], anonymous=True)])
-        await client.pexpire(keys.state("z"), 5000)
+        await client.pexpire(keys.DEFAULT.state("z"), 5000)
         assert await store.detach([("z", "lead")]) == [b"z"]
-        for key in (keys.alias("z"), keys.detached("z"), keys.state("z")):
+        for key in (keys.DEFAULT.alias("z"), keys.DEFAULT.detached("z"), keys.DEFAULT.state("z")):
             assert await client.pttl(key) > 89 * day * 1000, key
-        await client.pexpire(keys.alias("z"), 5000)
+        await client.pexpire(keys.DEFAULT.alias("z"), 5000)
         await store.snapshot({"z": []})
-        assert await client.pttl(keys.alias("z")) > 89 * day * 1000
+        assert await client.pttl(keys.DEFAULT.alias("z")) > 89 * day * 1000
     finally:
         await store.close()
     forever = RedisLeadStore(connect(Settings(redis_url=contract_redis.url)), anonymous_ttl=None)
     try:
         await forever.commit([Commit("y", 0, b"y", ["e1"], anonymous=True)])
         assert await forever.detach([("y", "lead")]) == [b"y"]
-        for key in (keys.state("y"), keys.alias("y"), keys.detached("y")):
+        for key in (keys.DEFAULT.state("y"), keys.DEFAULT.alias("y"), keys.DEFAULT.detached("y")):
             assert await forever.client.pttl(key) == -1, key
     finally:
         await forever.close()
@@ -675,13 +678,13 @@ async def test_bulk_load_fields_are_what_commits_write(contract_redis: RedisServ
         await store.commit([Commit("a", 0, b"s1", ids[:3])])
         await store.commit([Commit("a", 1, b"s2", ids[3:])])
         await store.commit([Commit("b", 0, b"t1", [])])
-        assert await client.hgetall(keys.state("a")) == {
+        assert await client.hgetall(keys.DEFAULT.state("a")) == {
             k.encode(): v for k, v in lead_fields(2, b"s2", ids, WINDOW).items()
         }
-        assert await client.hgetall(keys.state("b")) == {
+        assert await client.hgetall(keys.DEFAULT.state("b")) == {
             k.encode(): v for k, v in lead_fields(1, b"t1", [], WINDOW).items()
         }
-        await client.hset(keys.state("c"), mapping=lead_fields(3, b"u", ["x", "y"], WINDOW))
+        await client.hset(keys.DEFAULT.state("c"), mapping=lead_fields(3, b"u", ["x", "y"], WINDOW))
         snap = (await store.snapshot({"c": ["x", "y", "z"]}))["c"]
         assert (snap.state, snap.version, snap.seen) == (b"u", 3, frozenset({"x", "y"}))
     finally:
@@ -719,7 +722,7 @@ async def test_an_error_reply_leaves_the_connection_usable(contract_redis: Redis
     await client.flushall()
     store = RedisLeadStore(client, partitions=PARTITIONS)
     try:
-        await client.set(keys.state("x"), b"not a hash")
+        await client.set(keys.DEFAULT.state("x"), b"not a hash")
         batch = [Commit("a", 0, b"s", ["e1"]), Commit("x", 0, b"s", []), Commit("b", 0, b"t", [])]
         with pytest.raises(ResponseError, match="WRONGTYPE"):
             await store.commit(batch)
@@ -833,14 +836,16 @@ async def test_reindex_moves_the_previous_releases_index_entries(
     try:
         leads = [f"old-{n}" for n in range(40)]
         for n, lead in enumerate(leads):  # as the previous release indexed them
-            await client.zadd(keys.due_shard(zlib.crc32(lead.encode()) % 16), {lead: 1000.0 + n})
-        await client.hset(keys.outbox("old-3"), "t:0000000001", b"{}")
+            await client.zadd(
+                keys.DEFAULT.due_shard(zlib.crc32(lead.encode()) % 16), {lead: 1000.0 + n}
+            )
+        await client.hset(keys.DEFAULT.outbox("old-3"), "t:0000000001", b"{}")
         moved = await store.reindex()
         assert moved > 0
         due = await store.due(2000.0, 1000, range(4))
         assert due == {lead: 1000.0 + n for n, lead in enumerate(leads)}
         for shard in range(4, 16):
-            assert await client.zcard(keys.due_shard(shard)) == 0
+            assert await client.zcard(keys.DEFAULT.due_shard(shard)) == 0
         pending = [s async for s, _ in store.pending_outboxes(range(4))]
         assert pending == ["old-3"]
         assert await store.reindex() == 0, "the layout is recorded: later starts skip it"
@@ -850,6 +855,115 @@ async def test_reindex_moves_the_previous_releases_index_entries(
         assert await wider.due(2000.0, 1000, range(8)) == due
     finally:
         await store.close()
+
+
+AWKWARD = ["}x{", "{", "a}b", "{a}", "%x7b", "50%off", "é" * 100]
+"""Ids that would break a hash tag written raw (issue 15, 1.12); 200 UTF-8 bytes last."""
+
+
+async def test_any_id_commits_reads_indexes_and_merges_on_its_own_keys(store: LeadStore) -> None:
+    commits = [Commit(lead, 0, lead.encode(), [f"e-{lead}"], {"t:1": b"m"}) for lead in AWKWARD]
+    assert await store.commit(commits) == set()
+    await store.index_due({lead: 100.0 + n for n, lead in enumerate(AWKWARD)})
+    snaps = await store.snapshot({lead: [f"e-{lead}"] for lead in AWKWARD})
+    assert {lead: snap.state for lead, snap in snaps.items()} == {
+        lead: lead.encode() for lead in AWKWARD
+    }
+    assert all(snap.seen == {f"e-{lead}"} for lead, snap in snaps.items())
+    pending = sorted([s async for s, _ in store.pending_outboxes(ALL)])
+    assert pending == sorted(AWKWARD)
+    assert await store.due(1000.0, 100, ALL) == {lead: 100.0 + n for n, lead in enumerate(AWKWARD)}
+    # an anonymous id with braces merges into a lead with braces
+    await store.commit([Commit("anon}{", 0, b"anon", ["e-anon"], anonymous=True)])
+    assert await store.detach([("anon}{", "a}b")]) == [b"anon"]
+    assert (await store.snapshot({"anon}{": ()}))["anon}{"].alias == "a}b"
+
+
+def test_every_key_of_an_awkward_id_is_in_one_cluster_slot(tmp_path: Path) -> None:
+    """CLUSTER KEYSLOT of a redis-server in cluster mode, not a re-implementation."""
+    port = free_port()
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+         "--cluster-config-file", str(tmp_path / "nodes.conf"), "--save", "", "--appendonly",
+         "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    client = redis.Redis(host="127.0.0.1", port=port)
+    try:
+        for _ in range(600):  # up to 30 s on a loaded machine
+            assert server.poll() is None, "redis-server in cluster mode did not start"
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        named = keys.Keys("lp")
+        for lead in [*AWKWARD, "", "}", "x" * 300]:
+            made = [named.state(lead), named.outbox(lead), named.alias(lead), named.detached(lead)]
+            slots = {client.execute_command("CLUSTER", "KEYSLOT", k) for k in made}
+            assert len(slots) == 1, (lead, made, slots)
+    finally:
+        client.close()
+        server.terminate()
+        server.wait(10)
+
+
+async def test_reindex_moves_keys_an_earlier_release_wrote_with_braces_raw(
+    contract_redis: RedisServer,
+) -> None:
+    client = connect(Settings(redis_url=contract_redis.url))
+    await client.flushall()
+    store = RedisLeadStore(client, partitions=4)
+    try:
+        ours = RedisLeadStore(client, partitions=4)
+        await ours.commit([Commit("a}b", 0, b"state-a", ["e1"], {"t:1": b"m"})])
+        written = {
+            k: await client.dump(k) for k in [keys.DEFAULT.state("a}b"), keys.DEFAULT.outbox("a}b")]
+        }
+        await client.flushall()
+        # as the previous release named them: the id raw inside the braces
+        for new, blob in written.items():
+            old = new.replace("%x617d62", "a}b")
+            await client.restore(old, 0, blob)
+        await client.pexpire("lp:{a}b}:state", 600_000)
+        await client.set("lp:{lead-1}:alias", "lead-2")  # an ordinary key stays
+        assert await store.reindex() >= 2
+        assert sorted(await client.keys("*")) == sorted(
+            [b"lp:{%x617d62}:state", b"lp:{%x617d62}:outbox", b"lp:{lead-1}:alias",
+             b"lp:layout", keys.DEFAULT.pending(keys.shard_of("a}b", 4)).encode()]
+        )  # fmt: skip
+        assert 0 < await client.pttl("lp:{%x617d62}:state") <= 600_000
+        snap = (await store.snapshot({"a}b": ["e1"]}))["a}b"]
+        assert (snap.state, snap.seen, snap.outbox) == (b"state-a", {"e1"}, {"t:1": b"m"})
+    finally:
+        await store.close()
+
+
+async def test_two_prefixes_share_one_redis_without_touching_each_other(
+    contract_redis: RedisServer,
+) -> None:
+    client = connect(Settings(redis_url=contract_redis.url))
+    await client.flushall()
+    blue = RedisLeadStore(client, partitions=4, keys=keys.Keys("blue"))
+    green = RedisLeadStore(client, partitions=4, keys=keys.Keys("green"))
+    try:
+        for store, name in ((blue, b"blue"), (green, b"green")):
+            await store.commit([Commit("lead-1", 0, name, ["e1"], {"t:1": name}, hot=5.0)])
+            await store.index_due({"lead-1": 10.0})
+            await store.record_progress("events", {0: len(name)})
+            await store.publish_watermarks("events", {0: Watermark(float(len(name)), 1.0)})
+        assert (await blue.snapshot({"lead-1": ()}))["lead-1"].state == b"blue"
+        assert (await green.snapshot({"lead-1": ()}))["lead-1"].state == b"green"
+        assert await blue.progress("events") == {0: 4}
+        assert await green.progress("events") == {0: 5}
+        await blue.clear_outbox({"lead-1": ["t:1"]})
+        assert [s async for s, _ in green.pending_outboxes(ALL)] == ["lead-1"]
+        await blue.reindex()
+        assert all(k.startswith((b"blue:", b"green:")) for k in await client.keys("*"))
+        assert await green.due(100.0, 10, ALL) == {"lead-1": 10.0}
+    finally:
+        await blue.close()
+        await green.close()
 
 
 # -- the hot-leads index ------------------------------------------------------------------

@@ -354,7 +354,7 @@ def read_states(redis_url: str, subjects: Sequence[str]) -> dict[str, LeadState 
             chunk = subjects[at : at + 1000]
             pipe = client.pipeline(transaction=False)
             for s in chunk:
-                pipe.hget(keys.state(s), "s")
+                pipe.hget(keys.DEFAULT.state(s), "s")
             for s, blob in zip(chunk, pipe.execute(), strict=True):
                 result[s] = decode_state(blob) if blob else None
     finally:

@@ -143,7 +143,7 @@ def assert_outboxes_empty(redis_url: str, subjects: list[str]) -> None:
     try:
         pipe = client.pipeline(transaction=False)
         for s in subjects:
-            pipe.hlen(keys.outbox(s))
+            pipe.hlen(keys.DEFAULT.outbox(s))
         left = {s: n for s, n in zip(subjects, pipe.execute(), strict=True) if n}
     finally:
         client.close()

@@ -191,12 +191,12 @@ async def test_redelivery_after_a_crash_before_the_due_index_write_restores_it(
     due = next_recycle_at(state, CAMPAIGN_MODEL)
     assert due is not None
     client = redis_store.client
-    assert await client.zscore(keys.due(lead, store.partitions), lead) == pytest.approx(
+    assert await client.zscore(keys.DEFAULT.due(lead, store.partitions), lead) == pytest.approx(
         due, abs=1e-3
     )
-    await client.zrem(keys.due(lead, store.partitions), lead)  # the crash
+    await client.zrem(keys.DEFAULT.due(lead, store.partitions), lead)  # the crash
     await proc.process(records)  # Kafka re-delivers the uncommitted batch
-    assert await client.zscore(keys.due(lead, store.partitions), lead) == pytest.approx(
+    assert await client.zscore(keys.DEFAULT.due(lead, store.partitions), lead) == pytest.approx(
         due, abs=1e-3
     )
 

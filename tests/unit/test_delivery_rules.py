@@ -113,11 +113,14 @@ def test_a_destinations_keys_share_one_cluster_slot(webhook_id: str) -> None:
     tags = {
         _slot_tag(k)
         for k in (
-            keys.delivery_due("crm"),
-            keys.delivery_jobs("crm"),
-            keys.delivered("crm", webhook_id),
-            keys.destination_disabled("crm"),
+            keys.DEFAULT.delivery_due("crm"),
+            keys.DEFAULT.delivery_jobs("crm"),
+            keys.DEFAULT.delivered("crm", webhook_id),
+            keys.DEFAULT.destination_disabled("crm"),
         )
     }
     assert tags == {"dlv:crm"}
-    assert all(k.startswith("lp:") for k in (keys.delivery_due("crm"), keys.delivered("a", "b")))
+    assert all(
+        k.startswith("lp:")
+        for k in (keys.DEFAULT.delivery_due("crm"), keys.DEFAULT.delivered("a", "b"))
+    )

@@ -22,6 +22,8 @@ from redis.exceptions import NoScriptError, ResponseError
 from streams.settings import Settings
 from streams.store.base import ANONYMOUS_TTL, HOT_SIZE, SEEN_WINDOW, Commit, Snapshot, Watermark
 from streams.store.redis import keys
+from streams.store.redis.keys import DEFAULT as DEFAULT_KEYS
+from streams.store.redis.keys import Keys
 from streams.store.redis.scripts import (
     ADVANCE,
     COMMIT,
@@ -93,6 +95,7 @@ class RedisLeadStore:
         anonymous_ttl: float | None = ANONYMOUS_TTL,
         known_ttl: float | None = None,
         hot_size: int = HOT_SIZE,
+        keys: Keys = DEFAULT_KEYS,
     ) -> None:
         if seen_window < 1:
             raise ValueError("seen_window must be at least 1")
@@ -101,6 +104,8 @@ class RedisLeadStore:
         if hot_size < 1:
             raise ValueError("hot_size must be at least 1")
         self.client = client
+        self.keys = keys
+        """The key names of this deployment (its `LEADPULSE_REDIS_PREFIX`)."""
         self.hot_size = hot_size
         self.partitions = partitions
         self.seen_window = seen_window
@@ -120,6 +125,7 @@ class RedisLeadStore:
             partitions=settings.partitions,
             anonymous_ttl=settings.anonymous_ttl,
             known_ttl=settings.known_ttl,
+            keys=Keys(settings.redis_prefix),
         )
 
     async def _run(self, calls: Sequence[Call]) -> list[Any]:
@@ -204,7 +210,7 @@ class RedisLeadStore:
             calls.append(
                 call(
                     SNAPSHOT,
-                    (keys.state(subject), keys.alias(subject), keys.outbox(subject)),
+                    (self.keys.state(subject), self.keys.alias(subject), self.keys.outbox(subject)),
                     (b"1" if id_list else b"0", alias_ttl),
                 )
             )
@@ -249,7 +255,11 @@ class RedisLeadStore:
             calls.append(
                 call(
                     COMMIT,
-                    (keys.state(c.subject), keys.outbox(c.subject), keys.alias(c.subject)),
+                    (
+                        self.keys.state(c.subject),
+                        self.keys.outbox(c.subject),
+                        self.keys.alias(c.subject),
+                    ),
                     args,
                 )
             )
@@ -281,12 +291,17 @@ class RedisLeadStore:
         if not scores:
             return []
         pairs = [item for lead, score in scores.items() for item in (score, lead)]
-        return [("ZADD", keys.HOT, *pairs), ("ZREMRANGEBYRANK", keys.HOT, 0, -self.hot_size - 1)]
+        return [
+            ("ZADD", self.keys.hot, *pairs),
+            ("ZREMRANGEBYRANK", self.keys.hot, 0, -self.hot_size - 1),
+        ]
 
     async def hot(self, limit: int) -> list[tuple[str, float]]:
         if limit < 1:
             return []
-        (reply,) = await self._checked([("ZRANGE", keys.HOT, 0, limit - 1, "REV", "WITHSCORES")])
+        (reply,) = await self._checked(
+            [("ZRANGE", self.keys.hot, 0, limit - 1, "REV", "WITHSCORES")]
+        )
         # RESP3 (redis-py 8's default) pairs member and score; RESP2 is flat
         flat = not (reply and isinstance(reply[0], list))
         pairs = zip(reply[::2], reply[1::2], strict=True) if flat else reply
@@ -294,12 +309,12 @@ class RedisLeadStore:
 
     async def drop_hot(self, leads: Collection[str]) -> None:
         if leads:
-            await self._checked([("ZREM", keys.HOT, *leads)])
+            await self._checked([("ZREM", self.keys.hot, *leads)])
 
     async def rescore_hot(self, scores: Mapping[str, float]) -> None:
         if scores:
             pairs = [item for lead, score in scores.items() for item in (score, lead)]
-            await self._checked([("ZADD", keys.HOT, "XX", *pairs)])
+            await self._checked([("ZADD", self.keys.hot, "XX", *pairs)])
 
     async def index_due(self, due_at: Mapping[str, float | None]) -> None:
         await self._checked(self._due_commands(due_at))
@@ -316,14 +331,14 @@ class RedisLeadStore:
                 adds.setdefault(shard, []).extend((at, subject))
         commands: list[tuple[Any, ...]] = []
         for shard, pairs in adds.items():
-            commands.append(("ZADD", keys.due_shard(shard), *pairs))
+            commands.append(("ZADD", self.keys.due_shard(shard), *pairs))
         for shard, subjects in removes.items():
-            commands.append(("ZREM", keys.due_shard(shard), *subjects))
+            commands.append(("ZREM", self.keys.due_shard(shard), *subjects))
         return commands
 
     def _pending_adds(self, subjects: Iterable[str]) -> list[tuple[Any, ...]]:
         return [
-            ("SADD", keys.pending(shard), *members)
+            ("SADD", self.keys.pending(shard), *members)
             for shard, members in self._by_shard(subjects).items()
         ]
 
@@ -352,13 +367,16 @@ class RedisLeadStore:
         by_shard = self._by_shard(subjects)
         replies = await self._checked(
             [
-                *(("SREM", keys.pending(shard), *members) for shard, members in by_shard.items()),
+                *(
+                    ("SREM", self.keys.pending(shard), *members)
+                    for shard, members in by_shard.items()
+                ),
                 *(
                     command
                     for s in subjects
                     for command in (
-                        ("HDEL", keys.outbox(s), *published[s]),
-                        ("HLEN", keys.outbox(s)),
+                        ("HDEL", self.keys.outbox(s), *published[s]),
+                        ("HLEN", self.keys.outbox(s)),
                     )
                 ),
             ]
@@ -374,20 +392,20 @@ class RedisLeadStore:
         """
         replies = await self._checked(
             [
-                ("SREM", keys.pending(shard), *subjects),
-                *(("HLEN", keys.outbox(s)) for s in subjects),
+                ("SREM", self.keys.pending(shard), *subjects),
+                *(("HLEN", self.keys.outbox(s)) for s in subjects),
             ]
         )
         back = [s for s, n in zip(subjects, replies[1:], strict=True) if n]
         if back:
-            await self._checked([("SADD", keys.pending(shard), *back)])
+            await self._checked([("SADD", self.keys.pending(shard), *back)])
 
     async def pending_outboxes(
         self, shards: Collection[int]
     ) -> AsyncIterator[tuple[str, dict[str, bytes]]]:
         """SSCAN each shard's pending set; stale members (empty outbox) are removed."""
         for shard in shards:
-            key = keys.pending(shard)
+            key = self.keys.pending(shard)
             cursor: Any = 0
             done: set[bytes] = set()  # SSCAN may return a member twice
             while True:
@@ -398,7 +416,9 @@ class RedisLeadStore:
                 done.update(batch)
                 if batch:
                     subjects = [m.decode() for m in batch]
-                    boxes = await self._checked([("HGETALL", keys.outbox(s)) for s in subjects])
+                    boxes = await self._checked(
+                        [("HGETALL", self.keys.outbox(s)) for s in subjects]
+                    )
                     stale = []
                     for subject, box in zip(subjects, boxes, strict=True):
                         pairs = _pairs(box)
@@ -415,7 +435,7 @@ class RedisLeadStore:
         """SCARD of each shard's pending set, in one pipeline."""
         if not shards:
             return 0
-        counts = await self._checked([("SCARD", keys.pending(shard)) for shard in shards])
+        counts = await self._checked([("SCARD", self.keys.pending(shard)) for shard in shards])
         return sum(int(n) for n in counts)
 
     async def reindex(self) -> int:
@@ -430,28 +450,51 @@ class RedisLeadStore:
         together may all run it. Returns how many entries moved or were added.
         """
         wanted = keys.layout_id(self.partitions).encode()
-        (current,) = await self._checked([("GET", keys.LAYOUT)])
+        (current,) = await self._checked([("GET", self.keys.layout)])
         if current == wanted:
             return 0
-        changed = 0
+        changed = await self._move_legacy_keys()
         # any shard an earlier layout may have used: 16 CRC-32 shards, or up to the
         # largest partition count settings allow; one pipeline asks all their sizes
         shards = range(max(keys.PREVIOUS_DUE_SHARDS, self.partitions, MAX_PARTITIONS))
-        sizes = await self._checked([("ZCARD", keys.due_shard(n)) for n in shards])
+        sizes = await self._checked([("ZCARD", self.keys.due_shard(n)) for n in shards])
         for shard, size in zip(shards, sizes, strict=True):
             if int(size):
                 changed += await self._rehome_due(shard, int(size))
-        async for key in self.client.scan_iter(match=keys.OUTBOX_PATTERN, count=SCAN_COUNT):
-            subject = keys.subject_of_outbox(key.decode())
-            home = keys.pending(keys.shard_of(subject, self.partitions))
+        async for key in self.client.scan_iter(match=self.keys.outbox_pattern, count=SCAN_COUNT):
+            subject = self.keys.subject_of_outbox(key.decode())
+            home = self.keys.pending(keys.shard_of(subject, self.partitions))
             await self._checked([("SADD", home, subject)])
             changed += 1
-        await self._checked([("SET", keys.LAYOUT, wanted)])
+        await self._checked([("SET", self.keys.layout, wanted)])
         return changed
+
+    async def _move_legacy_keys(self) -> int:
+        """Give keys of ids with braces the names `keys.tag` writes (once, at upgrade).
+
+        DUMP/RESTORE, not RENAME: the old and the new name are in different
+        cluster slots. A new key already there (written since) wins. Returns
+        how many keys moved.
+        """
+        moved = 0
+        async for raw in self.client.scan_iter(match=self.keys.legacy_pattern, count=SCAN_COUNT):
+            names = self.keys.legacy_moves(raw.decode())
+            if names is None:
+                continue
+            old, new = names
+            blob, ttl = await self._checked([("DUMP", old), ("PTTL", old)])
+            if blob is None:
+                continue  # gone meanwhile (expired)
+            restored = await self._pipelined([("RESTORE", new, max(0, int(ttl)), blob)])
+            if isinstance(restored[0], Exception) and "BUSYKEY" not in str(restored[0]):
+                raise restored[0]
+            await self._checked([("DEL", old)])
+            moved += 1
+        return moved
 
     async def _rehome_due(self, shard: int, size: int) -> int:
         """Move the entries of one due shard that belong to another shard."""
-        key = keys.due_shard(shard)
+        key = self.keys.due_shard(shard)
         moves: list[tuple[Any, ...]] = []
         for start in range(0, size, REINDEX_PAGE):
             (page,) = await self._checked(
@@ -463,7 +506,7 @@ class RedisLeadStore:
             for member, score in pairs:
                 home = keys.shard_of(member.decode(), self.partitions)
                 if home != shard:
-                    moves.append(("ZADD", keys.due_shard(home), "NX", float(score), member))
+                    moves.append(("ZADD", self.keys.due_shard(home), "NX", float(score), member))
                     moves.append(("ZREM", key, member))
         for at in range(0, len(moves), 2 * REINDEX_PAGE):
             await self._checked(moves[at : at + 2 * REINDEX_PAGE])
@@ -474,7 +517,7 @@ class RedisLeadStore:
             [
                 (
                     "ZRANGEBYSCORE",
-                    keys.due_shard(shard),
+                    self.keys.due_shard(shard),
                     "-inf",
                     now,
                     "WITHSCORES",
@@ -508,7 +551,7 @@ class RedisLeadStore:
             [
                 call(
                     DETACH,
-                    (keys.state(anon), keys.alias(anon), keys.detached(anon)),
+                    (self.keys.state(anon), self.keys.alias(anon), self.keys.detached(anon)),
                     (lead, ttl),
                 )
                 for anon, lead in links
@@ -520,21 +563,21 @@ class RedisLeadStore:
         }
         commands = self._due_commands(moved)
         if moved:  # an id merged away is no lead of its own any more
-            commands.append(("ZREM", keys.HOT, *moved))
+            commands.append(("ZREM", self.keys.hot, *moved))
         await self._checked(commands)
         return blobs
 
     async def forget_detached(self, anonymous_ids: Collection[str]) -> None:
         # one DEL per key: the keys are in different cluster slots
-        await self._checked([("DEL", keys.detached(anon)) for anon in anonymous_ids])
+        await self._checked([("DEL", self.keys.detached(anon)) for anon in anonymous_ids])
 
     async def record_progress(self, topic: str, offsets: Mapping[int, int]) -> None:
         if offsets:
             pairs = [item for partition, offset in offsets.items() for item in (partition, offset)]
-            await self._run([call(ADVANCE, (keys.progress(topic),), pairs)])
+            await self._run([call(ADVANCE, (self.keys.progress(topic),), pairs)])
 
     async def progress(self, topic: str) -> dict[int, int]:
-        (reply,) = await self._checked([("HGETALL", keys.progress(topic))])
+        (reply,) = await self._checked([("HGETALL", self.keys.progress(topic))])
         return {int(partition): int(offset) for partition, offset in _pairs(reply)}
 
     async def publish_watermarks(self, topic: str, marks: Mapping[int, Watermark]) -> None:
@@ -544,18 +587,21 @@ class RedisLeadStore:
         commands: list[tuple[Any, ...]] = []
         if marks:
             pairs = [item for p, mark in marks.items() for item in (p, repr(mark.at))]
-            commands.append(("HSET", keys.watermarks(topic), *pairs))
+            commands.append(("HSET", self.keys.watermarks(topic), *pairs))
         live = [
             item for p, m in marks.items() if m.live_at is not None for item in (p, repr(m.live_at))
         ]
         if live:
-            commands.append(("HSET", keys.watermarks_live(topic), *live))
+            commands.append(("HSET", self.keys.watermarks_live(topic), *live))
         if commands:
             await self._checked(commands)
 
     async def watermarks(self, topic: str) -> dict[int, Watermark]:
         marks, live = await self._checked(
-            [("HGETALL", keys.watermarks(topic)), ("HGETALL", keys.watermarks_live(topic))]
+            [
+                ("HGETALL", self.keys.watermarks(topic)),
+                ("HGETALL", self.keys.watermarks_live(topic)),
+            ]
         )
         live_at = {int(partition): float(at) for partition, at in _pairs(live)}
         return {int(p): Watermark(float(at), live_at.get(int(p))) for p, at in _pairs(marks)}
