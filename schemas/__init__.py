@@ -1,6 +1,7 @@
 """Wire contracts of leadpulse: every message shape and its (de)serialisation."""
 
 from schemas.codec import (
+    REPLAY_HEADER,
     DecodeError,
     dead_letter,
     decode,
@@ -9,6 +10,8 @@ from schemas.codec import (
     decode_handoff,
     decode_transition,
     encode,
+    letter_id,
+    original_key,
     original_payload,
 )
 from schemas.json_schema import MESSAGES, json_schemas
@@ -26,6 +29,7 @@ from schemas.segment import from_segment, merge_batch_item
 
 __all__ = [
     "MESSAGES",
+    "REPLAY_HEADER",
     "SALES_ONLY_EVENTS",
     "BehaviorEvent",
     "DeadLetter",
@@ -44,6 +48,8 @@ __all__ = [
     "from_segment",
     "is_sales_only",
     "json_schemas",
+    "letter_id",
     "merge_batch_item",
+    "original_key",
     "original_payload",
 ]

@@ -213,6 +213,7 @@ def dead_letter(
     lead_id: str | None = None,
     max_payload: int = limits.MAX_DEAD_LETTER_PAYLOAD,
     kind: str | None = None,
+    replay_of: str | None = None,
 ) -> DeadLetter:
     """Wrap rejected bytes: readable UTF-8 when that is compact, else base64.
 
@@ -259,7 +260,26 @@ def dead_letter(
         truncated=truncated,
         payload_size=len(raw),
         payload_sha256=hashlib.sha256(raw).hexdigest(),
+        replay_of=replay_of,
     )
+
+
+REPLAY_HEADER = "leadpulse-replay-of"
+"""Kafka header of a record `leadpulse dlq replay` re-injected: the letter's id."""
+
+
+def letter_id(partition: int, offset: int) -> str:
+    """A letter's id: where it is in the DLQ topic, ``PARTITION:OFFSET``."""
+    return f"{partition}:{offset}"
+
+
+def original_key(letter: DeadLetter) -> bytes | None:
+    """The rejected record's key as it was (`dead_letter` wrote non-UTF-8 as ``base64:``)."""
+    if letter.key is None:
+        return None
+    if letter.key.startswith("base64:"):
+        return base64.b64decode(letter.key[len("base64:") :])
+    return letter.key.encode("utf-8")
 
 
 def original_payload(letter: DeadLetter) -> bytes:

@@ -305,3 +305,6 @@ class DeadLetter(BaseModel):
     """True when only a prefix of a huge payload is kept (see payload_size/sha256)."""
     payload_size: int = 0
     payload_sha256: str = ""
+    replay_of: str | None = None
+    """The id (``PARTITION:OFFSET``) of the letter this record was replayed from:
+    it failed again after `leadpulse dlq replay`."""

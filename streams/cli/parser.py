@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from streams.cli import dlq
 from streams.cli.asyncapi import cmd_asyncapi
 from streams.cli.collect import cmd_collect
 from streams.cli.deliver import cmd_deliver
@@ -173,6 +174,8 @@ def _add_tool_commands(sub: Any) -> None:
     p.add_argument("--timeout", type=float, default=0, help="stop after N idle seconds")
     p.add_argument("--json", action="store_true", help="print the raw JSON")
     p.set_defaults(func=cmd_tail)
+
+    dlq.add_parser(sub)
 
     p = sub.add_parser("lead", help="show a lead's score, grade, stage and why, from Redis")
     p.add_argument("lead_id")

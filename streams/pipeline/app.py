@@ -23,6 +23,7 @@ import faust
 from faust.types import TP
 from prometheus_client import CollectorRegistry
 
+from schemas import REPLAY_HEADER
 from scoring import ScoringModel
 from streams.errors import FatalError
 from streams.http import auth
@@ -183,6 +184,7 @@ def build(
                         partition=e.message.partition,
                         offset=e.message.offset,
                         timestamp=e.message.timestamp,
+                        replay_of=_replay_of(e.message.headers),
                     )
                     for e in batch
                 ]
@@ -478,6 +480,17 @@ async def _broker_metadata(app: faust.App) -> None:
     if producer is None:
         raise ConnectionError("the producer is not started")
     await producer.client.fetch_all_metadata()
+
+
+def _replay_of(headers: Any) -> str | None:
+    """The replayed letter's id from a record's headers (a mapping or (name, value) pairs)."""
+    if not headers:
+        return None
+    pairs = headers.items() if hasattr(headers, "items") else headers
+    for name, value in pairs:
+        if name == REPLAY_HEADER and isinstance(value, bytes | str):
+            return value.decode(errors="replace") if isinstance(value, bytes) else value
+    return None
 
 
 def _logged(error: FatalError) -> None:

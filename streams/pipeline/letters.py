@@ -81,6 +81,7 @@ class DeadLetters:
             lead_id=lead_id,
             max_payload=self.max_payload,
             kind=kind,
+            replay_of=record.replay_of,
         )
         where = {
             "reason": letter.reason,

@@ -18,6 +18,8 @@ class Record:
     offset: int
     timestamp: float | None = None
     """The record's Kafka timestamp (epoch seconds); bounds the event's time."""
+    replay_of: str | None = None
+    """The dead letter `leadpulse dlq replay` re-injected this record from (its header)."""
 
 
 @dataclass(frozen=True, slots=True)
