@@ -46,6 +46,8 @@ def format_lead(view: dict[str, Any]) -> str:
         )
     if not view.get("found"):
         return f"{view['lead_id']}: no such lead"
+    if "unreadable" in view:
+        return f"{view['lead_id']}: stored state unreadable by this release: {view['unreadable']}"
     e = view["explanation"]
     lines = [
         f"lead        {view['lead_id']}" + ("  (anonymous)" if view["anonymous"] else ""),

@@ -22,7 +22,8 @@ def cmd_lead(args: argparse.Namespace) -> int:
         print(json.dumps(view, indent=2))
     else:
         print(format_lead(view))
-    return EXIT_OK if view.get("found", True) else EXIT_FAILED
+    readable = view.get("found", True) and "unreadable" not in view
+    return EXIT_OK if readable else EXIT_FAILED
 
 
 async def _lead_view(settings: Settings, model: ScoringModel, lead_id: str) -> dict[str, Any]:

@@ -5,9 +5,11 @@ last commit; engagement decays, so that rank is stale. `hot_leads` takes
 `CANDIDATES` times as many as it shows, scores each again at `now` with the
 model (the exact decayed engagement, the fit grade, the stage the state
 holds), sorts and keeps the top ones; a candidate whose state is gone
-(expired) or merged away leaves the index, and the others' new scores are
-written back (`LeadStore.rescore_hot`), so leads that cooled sink in the
-index instead of hiding leads that are hot now.
+(expired) or merged away is left out. Reading writes nothing: the worker
+repairs the index on its own schedule (`streams.pipeline.hotindex`), so
+leads that cooled sink in it instead of hiding leads that are hot now. A
+lead whose stored state this release cannot read is listed as unreadable
+and counted; the page still renders.
 
 The page is rendered on the server (the first paint needs no script) and a
 small script of our own (``/ui/hot.js``, the only script the page's CSP
@@ -19,14 +21,19 @@ script.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import quote
 
-from scoring import ScoringModel, engagement, fit_points, grade
+from scoring import LeadState, ScoringModel, engagement, fit_points, grade
+from streams.errors import CorruptStateError
 from streams.http.leadpage import data, document, e, number, stamp
-from streams.store import LeadStore, decode_state
+from streams.store import LeadStore, Snapshot, decode_state
+
+log = logging.getLogger("leadpulse")
 
 SHOWN: Final = 25
 """Leads on the page (``?limit=`` up to `MAX_SHOWN`)."""
@@ -54,24 +61,23 @@ class HotLead:
     grade: str
     stage: str
     last_event_at: float
+    unreadable: str | None = None
+    """Why the stored state cannot be read (then the numbers are 0), else None."""
 
 
 async def hot_leads(
     store: LeadStore, model: ScoringModel, now: float, limit: int = SHOWN
 ) -> list[HotLead]:
-    """The `limit` most engaged known leads at `now`, most engaged first."""
+    """The `limit` most engaged known leads at `now`, most engaged first; unreadable last."""
     candidates = [lead for lead, _ in await store.hot(limit * CANDIDATES)]
     if not candidates:
         return []
-    snaps = await store.snapshot(dict.fromkeys(candidates, ()))
     found: list[HotLead] = []
-    gone: list[str] = []
-    for lead in candidates:
-        snap = snaps[lead]
-        if snap.state is None:
-            gone.append(lead)
+    for lead, state in rescored(await store.peek(candidates), candidates).items():
+        if isinstance(state, CorruptStateError):
+            log.warning("hot page: %s", state)
+            found.append(HotLead(lead, 0.0, 0.0, "-", "unreadable", 0.0, state.reason))
             continue
-        state = decode_state(snap.state)
         fit = fit_points(state.traits, model)
         found.append(
             HotLead(
@@ -83,12 +89,24 @@ async def hot_leads(
                 last_event_at=state.clock,
             )
         )
-    if gone:
-        await store.drop_hot(gone)
-    # the index ranks by engagement at each lead's last commit: give it today's
-    await store.rescore_hot({row.lead_id: row.engagement for row in found})
-    found.sort(key=lambda row: (-row.engagement, row.lead_id))
+    found.sort(key=lambda row: (row.unreadable is not None, -row.engagement, row.lead_id))
     return found[:limit]
+
+
+def rescored(
+    snaps: Mapping[str, Snapshot], leads: Sequence[str]
+) -> dict[str, LeadState | CorruptStateError]:
+    """Each of `leads` that still has a state: the state, or why it cannot be read."""
+    states: dict[str, LeadState | CorruptStateError] = {}
+    for lead in leads:
+        snap = snaps[lead]
+        if snap.state is None:
+            continue  # expired or merged away: the worker drops it from the index
+        try:
+            states[lead] = decode_state(snap.state, subject=lead)
+        except CorruptStateError as error:
+            states[lead] = error
+    return states
 
 
 def hot_json(rows: list[HotLead], now: float, model: ScoringModel) -> dict[str, Any]:
@@ -97,6 +115,7 @@ def hot_json(rows: list[HotLead], now: float, model: ScoringModel) -> dict[str, 
         "at_iso": stamp(now),
         "model_version": model.model_version,
         "leads": [asdict(row) for row in rows],
+        "unreadable": sum(1 for row in rows if row.unreadable is not None),
     }
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import math
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -28,6 +29,7 @@ from scoring import FLOOR_PART, LeadState, ScoringModel, explain, format_duratio
 from scoring.curve import Curve, Point, curve
 from scoring.explain import Explanation
 from scoring.feedback import sales_view
+from streams.errors import CorruptStateError
 from streams.store import LeadStore, decode_state
 
 HEADERS: Final = {
@@ -71,6 +73,8 @@ tfoot td { font-weight: bold; border-top: 2px solid #999; }
 .note { color: #555; max-width: 60em; } svg { max-width: 100%; height: auto; }
 """
 
+log = logging.getLogger("leadpulse")
+
 
 def e(value: object) -> str:
     """HTML-escape for text and quoted attribute values."""
@@ -96,12 +100,28 @@ async def lead_page(
     store: LeadStore, model: ScoringModel, lead_id: str, now: float
 ) -> tuple[int, str]:
     """(HTTP status, HTML) of the lead page at `now`: 404 for an unknown lead."""
-    snap = (await store.snapshot({lead_id: ()}))[lead_id]
+    snap = (await store.peek([lead_id]))[lead_id]
     if snap.alias is not None and snap.state is None:
         return 200, merged_page(lead_id, snap.alias)
     if snap.state is None:
         return 404, not_found_page(lead_id)
-    return 200, render(decode_state(snap.state), now, model)
+    try:
+        state = decode_state(snap.state, subject=lead_id)
+    except CorruptStateError as error:
+        log.warning("lead page: %s", error)
+        return 200, unreadable_page(lead_id, error.reason)
+    return 200, render(state, now, model)
+
+
+def unreadable_page(lead_id: str, reason: str) -> str:
+    """The page of a lead whose stored state this release cannot read."""
+    return document(
+        "Lead unreadable - leadpulse",
+        f'<main id="lead" data-found="true" data-readable="false"><h1>{e(lead_id)}</h1>'
+        f'<p class="unreadable">This lead\'s stored state cannot be '
+        f"read by this release: {e(reason)}. Its events are dead-lettered until it is "
+        "repaired (see <code>leadpulse dlq</code>).</p></main>",
+    )
 
 
 def document(title: str, body: str) -> str:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from pydantic import JsonValue
 
 from scoring import ScoringModel, explain
 from scoring.feedback import sales_view
+from streams.errors import CorruptStateError
 from streams.store import LeadStore, decode_state
+
+log = logging.getLogger("leadpulse")
 
 
 async def explain_lead(
@@ -23,13 +27,17 @@ async def explain_lead(
     admins, the CLI). `sales` is the feedback on the lead's current handoff
     and its history (`scoring.feedback.sales_view`).
     """
-    snap = (await store.snapshot({lead_id: ()}))[lead_id]
+    snap = (await store.peek([lead_id]))[lead_id]
     if snap.alias is not None and snap.state is None:
         merged = await explain_lead(store, model, snap.alias, now, all_traits=all_traits)
         return {"lead_id": lead_id, "merged_into": snap.alias, "lead": merged}
     if snap.state is None:
         return {"lead_id": lead_id, "found": False}
-    state = decode_state(snap.state)
+    try:
+        state = decode_state(snap.state, subject=lead_id)
+    except CorruptStateError as error:
+        log.warning("lead view: %s", error)
+        return {"lead_id": lead_id, "found": True, "unreadable": error.reason}
     explanation = explain(state, now, model)
     shown = None if all_traits else frozenset(model.profile_traits)
     return {

@@ -294,6 +294,10 @@ class MeasuredStore:
         result: dict[str, Snapshot] = await self._timed("snapshot", self._store.snapshot(wanted))
         return result
 
+    async def peek(self, subjects: Collection[str]) -> dict[str, Snapshot]:
+        result: dict[str, Snapshot] = await self._timed("peek", self._store.peek(subjects))
+        return result
+
     async def commit(self, commits: Sequence[Commit]) -> set[str]:
         result: set[str] = await self._timed("commit", self._store.commit(commits))
         return result

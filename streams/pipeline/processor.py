@@ -75,8 +75,11 @@ class Processor:
             store, self.outbox, model, apply_events=self._apply, load=self.load, reject=self.reject
         )
         self.sweeper = Sweeper(store, self.outbox, model, limit=sweep_limit)
-        self._origin: dict[int, Record] = {}
-        """id() of each event of the current batch -> the record it came from."""
+        self._origin: dict[tuple[str, str], Record] = {}
+        """(subject, event id) of each event of the current batch -> the record it came from.
+
+        Keyed by value, not id(): a credited copy may be freed and its id()
+        reused by another event while the batch is still being scored."""
 
     # -- events ---------------------------------------------------------------------
 
@@ -94,7 +97,7 @@ class Processor:
                 except DecodeError as error:
                     self.letters.record(record, error)
                     continue
-                self._origin[id(event)] = record
+                self._origin[(event.subject, event.event_id)] = record
                 events.append(event)
                 # the watermark follows the record time too: a clamped event time may
                 # still lie up to the skew past the backlog it was written with
@@ -209,8 +212,10 @@ class Processor:
                 for e in fresh:
                     copy = e.model_copy(update={"lead_id": alias})
                     arrival[id(copy)] = arrival[id(e)]
-                    if id(e) in self._origin:
-                        self._origin[id(copy)] = self._origin[id(e)]
+                    if (e.subject, e.event_id) in self._origin:
+                        self._origin[(copy.subject, copy.event_id)] = self._origin[
+                            (e.subject, e.event_id)
+                        ]
                     result.setdefault(alias, []).append(copy)
                 targets.add(alias)
         for target in targets:
@@ -244,7 +249,8 @@ class Processor:
     def reject(self, events: Iterable[BehaviorEvent], reason: str, lead: str) -> None:
         """Dead-letter a lead's events that can never be applied (sent with the batch)."""
         for event in events:
-            self.letters.event(event, reason, lead_id=lead, record=self._origin.get(id(event)))
+            record = self._origin.get((event.subject, event.event_id))
+            self.letters.event(event, reason, lead_id=lead, record=record)
 
     async def dead_letter_records(
         self, records: Sequence[Record], reason: str, *, kind: str
@@ -314,7 +320,7 @@ def _group(events: Iterable[BehaviorEvent]) -> tuple[dict[str, list[BehaviorEven
 def _record_times(
     transitions: Iterable[StageTransition],
     events: Iterable[BehaviorEvent],
-    origin: Mapping[int, Record],
+    origin: Mapping[tuple[str, str], Record],
 ) -> dict[str, float]:
     """The Kafka record time of each transition's causing event, by transition id."""
     wanted: dict[str, list[str]] = {}
@@ -324,7 +330,7 @@ def _record_times(
     times: dict[str, float] = {}
     for event in events:
         caused = wanted.get(event.event_id)
-        record = origin.get(id(event)) if caused else None
+        record = origin.get((event.subject, event.event_id)) if caused else None
         if record is not None and record.timestamp is not None and record.timestamp >= _EARLIEST:
             times.update(dict.fromkeys(caused or (), record.timestamp))
     return times

@@ -19,6 +19,7 @@ from streams.errors import FatalError, PermanentError
 from streams.observability.health import Health
 from streams.observability.metrics import WorkerMetrics
 from streams.observability.stats import Totals
+from streams.pipeline.hotindex import repair_hot
 from streams.pipeline.processor import Processor
 from streams.pipeline.progress import Progress
 from streams.pipeline.records import Record, Report
@@ -32,6 +33,8 @@ RESUME_ATTEMPTS = 3
 """Reads of the store's progress during a rebalance before falling back to Kafka's."""
 REPLAY_EVERY = 60
 """Sweep ticks between replays of the owned partitions' pending outboxes (~1 min)."""
+REPAIR_HOT_EVERY = 30
+"""Sweep ticks between repairs of the hot-leads index entries of owned leads (~30 s)."""
 OBSERVE_TIMEOUT = 2.0
 """Seconds a metrics scrape waits for the store's count of pending outboxes."""
 
@@ -81,6 +84,9 @@ class Runtime:
         self.assigned_at: float | None = None
         """Wall-clock time of the latest partition assignment."""
         self._background: set[asyncio.Task[None]] = set()
+        self._replaying: tuple[asyncio.Task[None], set[int]] | None = None
+        """The one outbox replay running, and its partitions: never more than one."""
+        self._repairing: asyncio.Task[None] | None = None
         self._ticks = 0
 
     async def score(self, records: Sequence[Record]) -> None:
@@ -176,7 +182,10 @@ class Runtime:
         self._ticks += 1
         if self._ticks % REPLAY_EVERY == 0 and self.watermarks.positions:
             # what a failed publish left in an outbox of a lead no event touches again
-            self._spawn(self._replay(set(self.watermarks.positions)))
+            self._start_replay(set(self.watermarks.positions))
+        repairing = self._repairing is not None and not self._repairing.done()
+        if self._ticks % REPAIR_HOT_EVERY == 0 and self.watermarks.positions and not repairing:
+            self._repairing = self._spawn(self._repair_hot(set(self.watermarks.positions)))
 
     async def _sweep_once(self) -> Report:
         mine = set(self.watermarks.positions)
@@ -267,8 +276,7 @@ class Runtime:
         new = set(assigned) - set(self.watermarks.positions)
         self.watermarks.assigned(starts)
         self.assigned_at = time.time()
-        if new:
-            self._spawn(self._replay(new))
+        self._replay_after_rebalance(set(assigned), new)
 
     async def _resume_points(self, partitions: set[int]) -> dict[int, int]:
         """The store's record, tried a few times: a rebalance must not wait long on Redis."""
@@ -286,10 +294,47 @@ class Runtime:
                 await asyncio.sleep(0.2 * (attempt + 1))
         return {}
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.ensure_future(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
+
+    def _start_replay(self, partitions: set[int]) -> None:
+        """Replay `partitions`' pending outboxes, unless a replay is still running.
+
+        One at a time: while Redis is away a replay retries, and the next
+        tick's must not pile up beside it.
+        """
+        if self._replaying is not None and not self._replaying[0].done():
+            return
+        self._replaying = (self._spawn(self._replay(partitions)), partitions)
+
+    def _replay_after_rebalance(self, assigned: set[int], new: set[int]) -> None:
+        """Stop a replay that covers revoked partitions; replay the owned and the new ones.
+
+        Replays republish with the same ids, so starting one over is safe.
+        """
+        todo = set(new)
+        if self._replaying is not None and not self._replaying[0].done():
+            task, partitions = self._replaying
+            if partitions <= assigned and not todo - partitions:
+                return  # it covers what must be replayed, and nothing revoked
+            task.cancel()
+            todo |= partitions & assigned
+        if todo:
+            self._replaying = (self._spawn(self._replay(todo)), todo)
+
+    async def _repair_hot(self, shards: set[int]) -> None:
+        try:
+            dropped, rescored = await repair_hot(
+                self.store, self.processor.model, self.clock(), shards
+            )
+        except Exception as error:  # noqa: BLE001 -- a repair may wait for the next one
+            log.debug("hot-leads index not repaired: %s", error)
+            return
+        if dropped:
+            log.debug("hot-leads index: %d gone, %d rescored", dropped, rescored)
 
     async def _replay(self, partitions: set[int]) -> None:
         report = await self.retry(

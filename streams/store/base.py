@@ -91,6 +91,14 @@ class LeadStore(Protocol):
         """Read state, version, alias, outbox, and which of the given event ids were seen."""
         ...
 
+    async def peek(self, subjects: Collection[str]) -> dict[str, Snapshot]:
+        """Read state, version, alias and outbox, writing nothing (for readers: pages, CLI).
+
+        Unlike `snapshot`, reading an alias does not extend its inactivity TTL:
+        looking at a visitor is not the visitor being active.
+        """
+        ...
+
     async def commit(self, commits: Sequence[Commit]) -> set[str]:
         """Apply commits atomically per lead; return subjects that lost a race.
 

@@ -95,14 +95,20 @@ class MemoryLeadStore:
 
     # -- the port -------------------------------------------------------------------------
 
+    async def peek(self, subjects: Collection[str]) -> dict[str, Snapshot]:
+        return self._read(dict.fromkeys(subjects, ()), refresh=False)
+
     async def snapshot(self, wanted: Mapping[str, Collection[str]]) -> dict[str, Snapshot]:
+        return self._read(wanted, refresh=True)
+
+    def _read(self, wanted: Mapping[str, Collection[str]], *, refresh: bool) -> dict[str, Snapshot]:
         self._expire()
         result = {}
         for subject, ids in wanted.items():
             version, blob = self.states.get(subject, (0, None))
             seen = self.seen.get(subject, _EMPTY)
             alias = self.aliases.get(subject)
-            if alias is not None and self.anonymous_ttl is not None:
+            if refresh and alias is not None and self.anonymous_ttl is not None:
                 self._set_ttl("alias", subject, self.anonymous_ttl)
             result[subject] = Snapshot(
                 subject=subject,

@@ -6,6 +6,7 @@ Regression tests for issue 8, defects 2 (sweeps past the watermark) and 7
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -15,6 +16,7 @@ from scoring import ScoringModel
 from streams.errors import FatalError
 from streams.observability.health import Health
 from streams.observability.stats import Totals
+from streams.pipeline import runtime as runtime_module
 from streams.pipeline.app import _owns
 from streams.pipeline.processor import Processor
 from streams.pipeline.progress import RollbackError
@@ -245,3 +247,44 @@ async def test_a_stalled_or_ownerless_partition_stops_holding_every_sweep_back(
     await runtime.sweep()
     assert runtime.sweep_bound == stuck + 60
     assert runtime.health.as_dict()["stale_watermarks"] == []
+
+
+def _replays(runtime: Runtime) -> list[asyncio.Task[Any]]:
+    """The outbox replays of `runtime` still running (other tests' may share the loop)."""
+    found = []
+    for task in asyncio.all_tasks():
+        coro: Any = task.get_coro()
+        if task.done() or getattr(coro, "__qualname__", "") != "Runtime._replay":
+            continue
+        if coro.cr_frame is not None and coro.cr_frame.f_locals.get("self") is runtime:
+            found.append(task)
+    return found
+
+
+async def test_outbox_replays_do_not_pile_up_while_redis_is_away_and_stop_on_revoke(
+    model: ScoringModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime, _, _ = make(model, {0: 0, 1: 0})
+    calls: list[object] = []
+
+    async def away(shards: object) -> object:
+        calls.append(shards)
+        raise ConnectionError("Redis is away")
+
+    monkeypatch.setattr(runtime.processor, "replay_outboxes", away)
+    monkeypatch.setattr(runtime_module, "REPLAY_EVERY", 1)
+    await runtime.after_seek(FakeConsumer({TP(TOPIC, 0): 0, TP(TOPIC, 1): 0}))
+    for _ in range(5):  # five ticks, each would start one
+        await runtime.sweep()
+        await asyncio.sleep(0)
+    assert len(_replays(runtime)) == 1
+    assert calls, "the replay never ran"
+    # partition 1 goes to another worker: the replay covering it stops, 0 is replayed again
+    await runtime.after_seek(FakeConsumer({TP(TOPIC, 0): 0}))
+    await asyncio.sleep(0)
+    running = _replays(runtime)
+    assert len(running) == 1
+    await asyncio.sleep(0.05)
+    assert calls[-1] == {0}
+    for task in running:
+        task.cancel()

@@ -616,6 +616,24 @@ async def test_a_merged_visitors_alias_expires_when_unused(
     assert await store.detach([("unused", "lead-2")]) == [None]  # the state went too
 
 
+async def test_peeking_is_not_activity_and_writes_nothing(
+    expiring: tuple[LeadStore, Clock],
+) -> None:
+    """Readers (pages, the CLI) peek: an alias they read expires as if never read."""
+    store, clock = expiring
+    await store.commit([Commit("seen", 0, b"s", ["e1"], anonymous=True)])
+    await store.commit([Commit("lead-1", 0, b"l", ["e2"], {"t:1": b"m"})])
+    assert await store.detach([("seen", "lead-1")]) == [b"s"]
+    await clock.advance(0.6 * TTL)
+    peeked = await store.peek(["seen", "lead-1", "nobody"])
+    assert peeked["seen"].alias == "lead-1"
+    assert (peeked["lead-1"].state, peeked["lead-1"].version) == (b"l", 1)
+    assert peeked["lead-1"].outbox == {"t:1": b"m"}
+    assert peeked["nobody"].state is None
+    await clock.advance(0.6 * TTL)
+    assert (await store.peek(["seen"]))["seen"].alias is None  # expired: peeks did not count
+
+
 async def test_known_ttl_bounds_known_leads(contract_redis: RedisServer) -> None:
     for kind in ("memory", "redis"):
         clock = Clock(kind)
@@ -768,6 +786,7 @@ def _every_call(store: LeadStore, n: int) -> dict[str, Callable[[], Awaitable[An
     """One call of every LeadStore method but close, on subjects of their own."""
     return {
         "snapshot": lambda: store.snapshot({f"a{n}": ["e1"]}),
+        "peek": lambda: store.peek([f"a{n}"]),
         "commit": lambda: store.commit([Commit(f"b{n}", 0, b"s", ["e1"], {"t:1": b"m"})]),
         "index_due": lambda: store.index_due({f"c{n}": 5.0}),
         "clear_outbox": lambda: store.clear_outbox({f"d{n}": ["t:1"]}),

@@ -12,6 +12,7 @@ from schemas import Handoff, encode
 from scoring import engagement, to_epoch
 from streams.http.handoffs import HandoffFeed, Subscriber, SubscriberDroppedError, event, summary
 from streams.http.hotpage import CANDIDATES, hot_json, hot_leads, render_hot
+from streams.pipeline.hotindex import repair_hot
 from streams.settings import Settings
 from streams.store import Commit, MemoryLeadStore, encode_state
 from tests.unit.test_lead_page import EVIL, MODEL, T0, fold, pricing
@@ -43,8 +44,11 @@ async def test_hot_leads_are_scored_again_at_now_and_stale_ones_leave() -> None:
     assert rows[0].engagement == engagement(fresh, now, MODEL)
     assert rows[1].engagement == engagement(old, now, MODEL)
     assert rows[0].engagement > rows[1].engagement
-    assert "gone" not in store.hot_index  # dropped on the way
-    # the scores at now are written back: "old" sank below "fresh" in the index
+    # a GET writes nothing: the index is as it was
+    assert store.hot_index == {"old": 500.0, "fresh": 80.0, EVIL: 20.0, "gone": 900.0}
+    # the worker's repair drops "gone" and gives the others their engagement at now
+    assert await repair_hot(store, MODEL, now, range(store.partitions)) == (1, 3)
+    assert "gone" not in store.hot_index
     assert store.hot_index["old"] == rows[1].engagement
     assert store.hot_index["fresh"] == rows[0].engagement
     everything = await hot_leads(store, MODEL, now, limit=10)
@@ -57,6 +61,33 @@ async def test_hot_leads_are_scored_again_at_now_and_stale_ones_leave() -> None:
     listed = hot_json(everything, now, MODEL)
     assert [row["lead_id"] for row in listed["leads"]] == ["fresh", "old", EVIL]
     assert listed["leads"][0]["stage"] == fresh.stage.value
+
+
+async def test_an_unreadable_lead_is_shown_as_such_and_the_page_renders() -> None:
+    store = MemoryLeadStore()
+    fresh = lead("fresh", -0.5, True)
+    await store.commit(
+        [
+            Commit("fresh", 0, encode_state(fresh), [], hot=80.0),
+            Commit("broken", 0, b"\x00not a state", [], hot=900.0),
+        ]
+    )
+    now = to_epoch(T0)
+    rows = await hot_leads(store, MODEL, now)
+    assert [(row.lead_id, row.stage) for row in rows] == [
+        ("fresh", "mql"),
+        ("broken", "unreadable"),
+    ]
+    assert rows[0].stage == fresh.stage.value
+    assert rows[1].unreadable is not None
+    assert rows[1].unreadable.startswith("state is not JSON")
+    listed = hot_json(rows, now, MODEL)
+    assert listed["unreadable"] == 1
+    page = render_hot(rows, now, MODEL)
+    assert "UNREADABLE" in page
+    # the repair leaves it alone (its events go to the DLQ until it is repaired)
+    assert await repair_hot(store, MODEL, now, range(store.partitions)) == (0, 1)
+    assert store.hot_index["broken"] == 900.0
 
 
 async def test_hot_leads_read_candidates_beyond_what_they_show() -> None:

@@ -197,12 +197,20 @@ class RedisLeadStore:
                 raise reply
         return replies
 
+    async def peek(self, subjects: Collection[str]) -> dict[str, Snapshot]:
+        return await self._read(dict.fromkeys(subjects, ()), alias_ttl=b"0")
+
     async def snapshot(self, wanted: Mapping[str, Collection[str]]) -> dict[str, Snapshot]:
+        return await self._read(wanted, alias_ttl=self._anonymous_ms)
+
+    async def _read(
+        self, wanted: Mapping[str, Collection[str]], *, alias_ttl: bytes
+    ) -> dict[str, Snapshot]:
+        """One SNAPSHOT script per subject; an alias TTL of ``0`` leaves TTLs alone."""
         if not wanted:
             return {}
         order = []
         calls = []
-        alias_ttl = self._anonymous_ms
         for subject, ids in wanted.items():
             id_list = list(ids)
             order.append((subject, id_list))
