@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from kafka.partitioner.default import murmur2
+from streams.kafka.partitioner import partition_of
 
 DEFAULT_PREFIX = "lp"
 PREFIX_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
@@ -213,10 +213,11 @@ def shard_of(subject: str, partitions: int) -> int:
 
     The same formula as the Java client, kafka-python and aiokafka, so a
     subject's index entries live in the shard of the partition its events
-    arrive on. Cached (about 2.5 MB when full): kafka-python's pure-Python
-    murmur2 takes 2-6 us per key, and a batch asks about its leads repeatedly.
+    arrive on (`streams.kafka.partitioner`, the one implementation). Cached
+    (about 2.5 MB when full): murmur2 in Python takes about a microsecond per
+    key, and a batch asks about its leads repeatedly.
     """
-    return int(murmur2(subject.encode()) & 0x7FFFFFFF) % partitions
+    return partition_of(subject.encode(), partitions)
 
 
 DEFAULT = Keys()
