@@ -1,15 +1,63 @@
-"""Faust wiring: raw topics and the consumer transport with a tunable fetch wait."""
+"""Faust wiring, and the one module that touches Faust's and aiokafka's private parts.
+
+Raw topics, the consumer transport with a tunable fetch wait and a seek
+hook, a consumer's committed offsets, the producer under Faust's. Private
+attributes are used here only, for the library versions in `WRITTEN_FOR`
+(pinned in pyproject.toml); `check_versions` says when others are installed.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
+from importlib import metadata
 from typing import Any
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from streams.settings import Settings
+
+log = logging.getLogger("leadpulse")
+
+WRITTEN_FOR = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0"}
+"""The versions whose private attributes this module uses."""
+
+
+def check_versions() -> list[str]:
+    """Each library installed in another version than `WRITTEN_FOR`, logged as an error."""
+    different = []
+    for name, wanted in WRITTEN_FOR.items():
+        try:
+            installed = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            installed = "none"
+        if installed != wanted:
+            different.append(f"{name} {installed} (written for {wanted})")
+    if different:
+        log.error(
+            "leadpulse uses private parts of %s; check streams.kafka.transport before running "
+            "with other versions",
+            ", ".join(different),
+        )
+    return different
+
+
+def committed_offset(consumer: Any, tp: Any) -> int | None:
+    """What Faust's consumer thinks is committed for `tp` (it commits only past it)."""
+    offset: int | None = consumer._committed_offset.get(tp)
+    return offset
+
+
+def set_committed_offset(consumer: Any, tp: Any, offset: int) -> None:
+    """Move Faust's idea of `tp`'s committed offset, after seeking the partition there."""
+    consumer._committed_offset[tp] = offset
+
+
+def aiokafka_producer(app: faust.App) -> Any | None:
+    """The aiokafka producer under Faust's (None until the app started it)."""
+    return getattr(app.producer, "_producer", None)
 
 
 def raw_topic(app: faust.App, name: str, partitions: int) -> Any:

@@ -31,7 +31,12 @@ from streams.http.auth import ApiTokens
 from streams.http.handoffs import HandoffFeed
 from streams.kafka.publisher import FaustPublisher, Publisher
 from streams.kafka.security import faust_credentials
-from streams.kafka.transport import consumer_transport, fetch_max_wait_ms, raw_topic
+from streams.kafka.transport import (
+    aiokafka_producer,
+    consumer_transport,
+    fetch_max_wait_ms,
+    raw_topic,
+)
 from streams.observability.health import Health, readiness
 from streams.observability.metrics import (
     CONTENT_TYPE_LATEST,
@@ -476,7 +481,7 @@ async def _failure(check: Coroutine[Any, Any, object]) -> str | None:
 
 async def _broker_metadata(app: faust.App) -> None:
     """One metadata request over the worker's producer connection (raises if none answers)."""
-    producer = getattr(app.producer, "_producer", None)
+    producer = aiokafka_producer(app)
     if producer is None:
         raise ConnectionError("the producer is not started")
     await producer.client.fetch_all_metadata()

@@ -16,6 +16,7 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 from streams.errors import FatalError, PermanentError
+from streams.kafka.transport import committed_offset, set_committed_offset
 from streams.observability.health import Health
 from streams.observability.metrics import WorkerMetrics
 from streams.observability.stats import Totals
@@ -260,7 +261,7 @@ class Runtime:
         points = await self._resume_points(set(assigned))
         starts: dict[int, int | None] = {}
         for partition, tp in assigned.items():
-            committed = consumer._committed_offset.get(tp)
+            committed = committed_offset(consumer, tp)
             target = points.get(partition)
             if target is not None and target != committed:
                 log.info(
@@ -270,7 +271,7 @@ class Runtime:
                     committed,
                 )
                 await consumer.seek(tp, target)
-                consumer._committed_offset[tp] = target
+                set_committed_offset(consumer, tp, target)
                 committed = target
             starts[partition] = committed
         new = set(assigned) - set(self.watermarks.positions)

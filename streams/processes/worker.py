@@ -28,9 +28,11 @@ def run_worker(settings: Settings, model: ScoringModel, *, loglevel: str = "info
     """
     import faust
 
+    from streams.kafka.transport import check_versions
     from streams.pipeline.app import build, freeze_heap
     from streams.store.redis import RedisLeadStore
 
+    check_versions()
     reindex_store(settings)
     # faust.Worker chdirs into workdir and exits with status 1, silently, if it is missing
     settings.data_dir.mkdir(parents=True, exist_ok=True)
