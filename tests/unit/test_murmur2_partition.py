@@ -1,4 +1,4 @@
-"""The collector's own key -> partition mapping is aiokafka's default partitioner's."""
+"""The one key -> partition mapping is aiokafka's default partitioner's."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import random
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 
-from streams.kafka.publisher import default_partition, murmur2
+from streams.kafka.partitioner import default_partition, murmur2
 
 
 def test_murmur2_equals_aiokafka_for_every_length_and_byte() -> None:
