@@ -573,6 +573,7 @@ def collector_settings(dev: DevStack, topic: str) -> Any:
         dlq_topic=f"bench.collector.dlq-{suffix}",
         collector_host="127.0.0.1",
         collector_port=free_port(),
+        collector_metrics_port=free_port(),
         write_keys=SecretStr(f"{SOURCE}={WRITE_KEY}"),
     )
 
@@ -665,7 +666,7 @@ def measure(args: argparse.Namespace, dev: DevStack, workdir: Path, payloads: li
                 result["cpu_us_per_event"] = meter.per_event_us(result["events"])
                 acked_total += result["events"] + result["untimed_events"]
                 note("rate", result)
-            results["collector_stats"] = collector_stats(collector.url)
+            results["collector_stats"] = collector.stats()
         finally:
             collector.stop()
 
@@ -689,15 +690,6 @@ def measure(args: argparse.Namespace, dev: DevStack, workdir: Path, payloads: li
         }
         say(f"  {on_topic:,} events on the topic, {acked_total:,} acknowledged")
     return results
-
-
-def collector_stats(url: str) -> dict[str, Any]:
-    try:
-        with urllib.request.urlopen(f"{url}/stats", timeout=5) as reply:
-            stats: dict[str, Any] = json.load(reply)
-            return stats
-    except (OSError, ValueError):
-        return {}
 
 
 def ratios_and_goals(results: dict[str, Any]) -> tuple[dict[str, float], dict[str, Any]]:

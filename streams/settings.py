@@ -8,6 +8,7 @@ directory before it opens files, so a relative path would point elsewhere.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -169,7 +170,21 @@ class Settings(BaseSettings):
     collector_host: str = Field(
         "127.0.0.1", description="Collector bind address (0.0.0.0 to take traffic from sites)."
     )
-    collector_port: int = Field(8088, ge=1, le=65535, description="Collector HTTP port.")
+    collector_port: int = Field(
+        8088, ge=1, le=65535, description="Collector ingest port: the Segment API, /health, /ready."
+    )
+    collector_metrics_port: int | None = Field(
+        9108,
+        ge=1,
+        le=65535,
+        description=(
+            "Collector port of /metrics and /stats (and /health, /ready), apart from the "
+            "public ingest port; off (none) serves neither."
+        ),
+    )
+    collector_metrics_host: str | None = Field(
+        None, description="Bind address of collector_metrics_port (default: collector_host)."
+    )
     write_keys: SecretStr | None = Field(
         None,
         description=(
@@ -206,6 +221,35 @@ class Settings(BaseSettings):
         10.0,
         gt=0,
         description="Seconds to wait for Kafka's acknowledgement before answering 503.",
+    )
+    collector_unavailable_after: float = Field(
+        1.0,
+        gt=0,
+        description=(
+            "Seconds after which a request unacknowledged by a broker that no longer answers "
+            "gets its 503 (a broker that answers but is slow has collector_produce_timeout)."
+        ),
+    )
+    collector_max_in_flight: int = Field(
+        256,
+        ge=1,
+        description="Requests the collector works on at once; more are answered 503 at once.",
+    )
+    collector_rate: float | None = Field(
+        None,
+        gt=0,
+        description=(
+            "Requests per second each source (write key) may send, a token bucket; beyond it "
+            "429 with Retry-After. Unset (off): no limit."
+        ),
+    )
+    collector_rate_burst: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "Requests a source may send at once above collector_rate "
+            "(default: one second's worth, at least 1)."
+        ),
     )
 
     # -- the deliverer (`leadpulse deliver`): handoffs to webhooks, Slack, CRMs --
@@ -248,6 +292,7 @@ class Settings(BaseSettings):
         "anonymous_ttl",
         "known_ttl",
         "collector_produce_timeout",
+        "collector_unavailable_after",
         "deliver_dedupe_retention",
         "watermark_stale_after",
         "shutdown_timeout",
@@ -276,6 +321,21 @@ class Settings(BaseSettings):
             raise ValueError("must differ from LEADPULSE_WEB_PORT (that port serves them already)")
         return value
 
+    @field_validator("collector_metrics_port", "collector_rate", mode="before")
+    @classmethod
+    def _off(cls, value: Any) -> Any:
+        """``off`` / ``none`` (or empty) switches an optional collector feature off."""
+        if isinstance(value, str) and value.strip().lower() in {*NEVER, ""}:
+            return None
+        return value
+
+    @field_validator("collector_metrics_port")
+    @classmethod
+    def _collector_metrics_port(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and value == info.data.get("collector_port"):
+            raise ValueError("must differ from LEADPULSE_COLLECTOR_PORT (the public ingest port)")
+        return value
+
     @field_validator("api_tokens", mode="before")
     @classmethod
     def _no_api_tokens(cls, value: Any) -> Any:
@@ -301,6 +361,20 @@ class Settings(BaseSettings):
         roles = self.api_token_roles
         ranked = sorted(roles, key=lambda token: roles[token][1] != "admin")
         return ranked[0] if ranked else None
+
+    @property
+    def collector_metrics_address(self) -> tuple[str, int] | None:
+        """(host, port) of the collector's /metrics and /stats, None when switched off."""
+        if self.collector_metrics_port is None:
+            return None
+        return self.collector_metrics_host or self.collector_host, self.collector_metrics_port
+
+    @property
+    def collector_burst(self) -> int:
+        """`collector_rate_burst`, or one second's worth of `collector_rate` (at least 1)."""
+        if self.collector_rate_burst is not None:
+            return self.collector_rate_burst
+        return max(1, math.ceil(self.collector_rate or 1))
 
     @property
     def write_key_sources(self) -> dict[str, str]:

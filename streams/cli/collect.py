@@ -30,7 +30,10 @@ def cmd_collect(args: argparse.Namespace) -> int:
         print(new_write_key())
         return EXIT_OK
     settings = load_settings(
-        collector_host=args.host, collector_port=args.port, model_file=args.model
+        collector_host=args.host,
+        collector_port=args.port,
+        collector_metrics_port=args.metrics_port,
+        model_file=args.model,
     )
     if not settings.write_key_sources:
         raise SystemExit(NO_KEYS.format(key=new_write_key()))
@@ -87,22 +90,33 @@ async def run_collector(settings: Settings) -> None:
     stop_on_signals(stop.set, ShutdownDeadline(settings.shutdown_timeout, "collector"))
     await sink.start()
     url = f"http://{settings.collector_host}:{settings.collector_port}"
+    metrics = settings.collector_metrics_address
+    metrics_url = "off" if metrics is None else "http://{}:{}".format(*metrics)
     sources = ", ".join(f"{s.name} (sales)" if s.sales else s.name for s in keys.sources)
 
     def started() -> None:
         broker = "connected" if sink.connected else "unreachable for now (answering 503)"
         log.info(
-            "collector on %s -> %s (Kafka %s); sources: %s",
+            "collector on %s -> %s (Kafka %s); sources: %s; /metrics and /stats on %s",
             url,
             settings.events_topic,
             broker,
             sources,
+            metrics_url,
         )
 
     try:
-        await serve(collector, settings.collector_host, settings.collector_port, stop, started)
+        await serve(
+            collector,
+            settings.collector_host,
+            settings.collector_port,
+            stop,
+            started,
+            metrics=metrics,
+        )
     except OSError as error:
-        raise SystemExit(f"leadpulse collect: cannot listen on {url}: {error}") from None
+        where = f"{url} or {metrics_url}" if metrics is not None else url
+        raise SystemExit(f"leadpulse collect: cannot listen on {where}: {error}") from None
     finally:
         await sink.close()
         log.info("collector stopped")

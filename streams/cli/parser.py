@@ -63,11 +63,22 @@ def _add_run_commands(sub: Any) -> None:
             "LEADPULSE_WRITE_KEYS=SOURCE=KEY,...; sources in LEADPULSE_SALES_SOURCES may "
             "send sales-only events."
         ),
-        epilog="Also: GET /health, /ready, /metrics and /stats. Limits, CORS origins, timeouts: "
+        epilog="Also: GET /health and /ready on --port; /metrics and /stats (and /health, "
+        "/ready) on --metrics-port only. Limits, rate, CORS origins, timeouts: "
         "LEADPULSE_COLLECTOR_* variables (see README).",
     )
     p.add_argument("--host", help="bind address (LEADPULSE_COLLECTOR_HOST, 127.0.0.1)")
-    p.add_argument("--port", type=int, help="HTTP port (LEADPULSE_COLLECTOR_PORT, 8088)")
+    p.add_argument(
+        "--port",
+        type=int,
+        help="public ingest port: Segment API, /health, /ready (LEADPULSE_COLLECTOR_PORT, 8088)",
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        help="port of /metrics and /stats (LEADPULSE_COLLECTOR_METRICS_PORT, 9108); "
+        "bound to LEADPULSE_COLLECTOR_METRICS_HOST, default the --host",
+    )
     p.add_argument("--model", type=Path, help="model YAML whose `events:` maps track names")
     p.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument(
@@ -133,6 +144,12 @@ def _add_run_commands(sub: Any) -> None:
     p.add_argument("--model", type=Path, help="scoring model YAML")
     p.add_argument("--web-port", type=int, default=6066, help="worker HTTP port (6066)")
     p.add_argument("--collector-port", type=int, default=8088, help="collector HTTP port (8088)")
+    p.add_argument(
+        "--collector-metrics-port",
+        type=int,
+        default=9108,
+        help="collector /metrics and /stats port (9108)",
+    )
     p.add_argument(
         "--destinations",
         type=Path,

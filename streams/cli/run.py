@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from streams.cli.common import EXIT_OK, load_scoring_model, load_settings
-from streams.dev.workerproc import supervise, worker_command
+from streams.dev.workerproc import CollectorProcess, supervise, worker_command
 from streams.processes.lifecycle import interrupt_on_sigterm
 from streams.settings import Settings
 
@@ -26,7 +26,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_dev(args: argparse.Namespace) -> int:
     interrupt_on_sigterm()  # `kill PID` stops everything dev started, as Ctrl-C does
     from streams.dev.devstack import DevStack
-    from streams.dev.workerproc import CollectorProcess, DeliverProcess
+    from streams.dev.workerproc import DeliverProcess
 
     settings = load_settings(model_file=args.model, destinations_file=args.destinations)
     load_scoring_model(settings)  # reject a bad model before starting anything
@@ -45,6 +45,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
             data_dir=data_dir,
             session_timeout=2.0,
             collector_port=args.collector_port,
+            collector_metrics_port=args.collector_metrics_port,
             write_keys=dev_write_keys(settings, data_dir),
             sales_sources=dev_sales_sources(settings),
             deliver_web_port=args.deliver_port,
@@ -62,7 +63,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
                     settings, data_dir / "deliver.log", loglevel=args.loglevel
                 ).start()
                 print(f"  deliverer  {deliverer.url} (log {deliverer.log_path})", flush=True)
-            _print_dev_banner(stack.describe(), settings, collector.url)
+            _print_dev_banner(stack.describe(), settings, collector)
             argv, env = worker_command(settings, "--loglevel", args.loglevel)
             try:
                 return supervise(argv, env, say=lambda line: print(line, flush=True))
@@ -124,7 +125,10 @@ def dev_api_tokens(settings: Settings, data_dir: Path) -> str:
     return f"dev={path.read_text().strip()}:admin"
 
 
-def _print_dev_banner(services: dict[str, str], settings: Settings, collector_url: str) -> None:
+def _print_dev_banner(
+    services: dict[str, str], settings: Settings, collector: CollectorProcess
+) -> None:
+    collector_url = collector.url
     for name, value in services.items():
         print(f"  {name:10} {value}")
     web = f"http://{settings.web_host}:{settings.web_port}"
@@ -136,6 +140,9 @@ def _print_dev_banner(services: dict[str, str], settings: Settings, collector_ur
         name, role = settings.api_token_roles[token]
         print(f"  {'api token':10} {token}  ({name}, {role}: Authorization: Bearer <token>)")
     print(f"  {'collector':10} {collector_url}  (Segment HTTP API: /v1/batch, /v1/track, ...)")
+    if collector.metrics_url is not None:
+        ops = collector.metrics_url
+        print(f"  {'':10} {ops}/stats  {ops}/metrics  (the collector's own, not on its API port)")
     trusted = settings.sales_source_names
     for key, source in settings.write_key_sources.items():
         role = ", trusted for sales feedback" if source in trusted else ""

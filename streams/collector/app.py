@@ -4,8 +4,15 @@ Answers, and what the SDKs do with them: 200 once every accepted message of
 the request (and every dead letter) was acknowledged by Kafka, with a JSON
 body naming rejected messages; 400 / 413 / 415 for a body that can never be
 taken (SDKs drop it); 401 for a missing or unknown write key, without
-detail; 503 with ``Retry-After`` while Kafka is away (SDKs retry). Bad input
-never causes a 500.
+detail; 429 with ``Retry-After`` past a source's rate, 503 with
+``Retry-After`` while Kafka is away or too many requests are in flight
+(SDKs wait and retry). Bad input never causes a 500.
+
+Work follows authentication: a Basic-auth key (the SDKs') is checked before
+the body is read; a request naming its key in the body (analytics.js) is
+read only up to `PRE_AUTH_BYTES` until a known key is seen there. The public
+port serves the Segment API, /health and /ready; /metrics and /stats are on
+the metrics port (`ops_application`).
 
 Every error body carries ``code`` and ``message``: the SDKs read both, and
 rudder-sdk-python takes a body without ``code`` for a network error, so it
@@ -29,8 +36,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from schemas.codec import DecodeError, dead_letter, encode
+from streams.collector.admission import InFlight, RateLimits
 from streams.collector.auth import Source, WriteKeys, basic_username
-from streams.collector.body import BodyError, decoded, parsed
+from streams.collector.body import BodyError, decoded, decoded_head, parsed
 from streams.collector.intake import (
     BATCH_PATHS,
     CALL_PATHS,
@@ -40,21 +48,29 @@ from streams.collector.intake import (
     messages_of,
     take,
     write_key_in,
+    write_keys_named,
 )
 from streams.errors import TransientError
+from streams.http.probes import json_route, probe_application, start_site
 from streams.kafka.publisher import Outgoing, RefusedMessagesError
-from streams.observability.metrics import CONTENT_TYPE_LATEST, CollectorMetrics, exposition
+from streams.observability.metrics import CollectorMetrics, exposition
 from streams.settings import Settings
 
 log = logging.getLogger("leadpulse.collector")
 
 RETRY_AFTER_SECONDS = 5
+"""Retry-After of a 503 while Kafka is away."""
+BUSY_RETRY_AFTER_SECONDS = 1
+"""Retry-After of a 503 while `collector_max_in_flight` requests are being worked on."""
+PRE_AUTH_BYTES = 64 * 1024
+"""How much of a body without a Basic-auth key is read before a known key must be seen."""
 ERROR_CODES: Mapping[int, str] = {
     400: "bad_request",
     401: "unauthorized",
     404: "not_found",
     413: "payload_too_large",
     415: "unsupported_media_type",
+    429: "too_many_requests",
     503: "unavailable",
 }
 """The ``code`` of an error answer, by status."""
@@ -82,6 +98,10 @@ class CollectorConfig:
     max_body_bytes: int
     cors_origins: frozenset[str]
     events: Mapping[str, str]
+    max_in_flight: int = 256
+    rate: float | None = None
+    """Requests per second per source; None: no limit."""
+    burst: int = 1
 
     @classmethod
     def from_settings(cls, settings: Settings, events: Mapping[str, str]) -> CollectorConfig:
@@ -96,13 +116,17 @@ class CollectorConfig:
             max_body_bytes=settings.collector_max_batch_bytes,
             cors_origins=origins,
             events=events,
+            max_in_flight=settings.collector_max_in_flight,
+            rate=settings.collector_rate,
+            burst=settings.collector_burst,
         )
 
 
 class Collector:
     """The request handlers over a `Sink`; `stats` counts what happened, for /stats.
 
-    `metrics` (default: in a registry of this collector's own) are served at /metrics.
+    `metrics` (default: in a registry of this collector's own) are served at
+    /metrics of `ops_application`. `monotonic` times the rate limits.
     """
 
     def __init__(
@@ -114,6 +138,7 @@ class Collector:
         clock: Clock | None = None,
         connected: Callable[[], bool] | None = None,
         metrics: CollectorMetrics | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self.keys = keys
@@ -122,8 +147,13 @@ class Collector:
         self.connected = connected or (lambda: True)
         self.stats: Counter[str] = Counter()
         self.metrics = metrics or CollectorMetrics(CollectorRegistry())
+        self.in_flight = InFlight(config.max_in_flight)
+        self.rates = (
+            None if config.rate is None else RateLimits(config.rate, config.burst, monotonic)
+        )
 
     def application(self) -> web.Application:
+        """The public ingest port: the Segment API, /health and /ready, nothing else."""
         app = web.Application(middlewares=[self._cors])
         app.router.add_post("/v1/{endpoint}", self.receive)
         app.router.add_post("/{endpoint}", self.receive)
@@ -131,15 +161,29 @@ class Collector:
         # other path 405 (a route exists, for OPTIONS) where 404 is meant
         app.router.add_route("OPTIONS", "/v1/{endpoint}", self.preflight)
         app.router.add_route("OPTIONS", "/{endpoint}", self.preflight)
-        app.router.add_get("/health", self.health)
-        app.router.add_get("/stats", self.show_stats)
-        app.router.add_get("/ready", self.ready)
-        app.router.add_get("/metrics", self.show_metrics)
+        app.router.add_get("/health", json_route(self.health))
+        app.router.add_get("/ready", json_route(self.ready))
         return app
+
+    def ops_application(self) -> web.Application:
+        """The metrics port: /health, /ready, /metrics and /stats."""
+        return probe_application(
+            health=self.health, ready=self.ready, scrape=self.scrape, extra={"/stats": self.counts}
+        )
 
     async def receive(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
-        response = await self._receive(request)
+        if self.in_flight.enter():
+            try:
+                response = await self._receive(request)
+            finally:
+                self.in_flight.leave()
+        else:
+            response = self._answer(
+                503,
+                {"success": False, "error": "too many requests in flight, retry later"},
+                headers={"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)},
+            )
         endpoint = request.match_info["endpoint"]
         kind = "call" if endpoint in CALL_PATHS else "batch" if endpoint in BATCH_PATHS else "other"
         self.metrics.request(kind, response.status, time.perf_counter() - started)
@@ -154,19 +198,30 @@ class Collector:
         source = self.keys.source_of(presented)
         if presented is not None and source is None:
             return self._unauthorized()
+        if source is not None and (limited := self._rate_limited(source)) is not None:
+            return limited
         try:
             # a single call's body is its message: Segment's per-message limit, as a 413
             if endpoint in CALL_PATHS:
                 limit = self.config.limits.max_message_bytes
             else:
                 limit = self.config.max_body_bytes
-            body = await _read(request, limit)
+            _too_long(request, limit)
             encoding = request.headers.get("Content-Encoding")
+            if source is not None:
+                body = await _read(request, limit)
+            else:
+                head, whole = await _read_head(request, min(limit, PRE_AUTH_BYTES))
+                if not whole and not self._names_a_known_key(head, encoding):
+                    return self._unauthorized()
+                body = head if whole else await _read(request, limit, head)
             document = parsed(decoded(body, encoding, limit))
             if source is None:
                 source = self.keys.source_of(write_key_in(document))
                 if source is None:
                     return self._unauthorized()
+                if (limited := self._rate_limited(source)) is not None:
+                    return limited
             messages = messages_of(document, endpoint, self.config.limits)
         except BodyError as error:
             return self._answer(error.status, {"success": False, "error": error.message})
@@ -196,6 +251,24 @@ class Collector:
         if status == 400:
             summary["success"] = False
         return self._answer(status, summary)
+
+    def _names_a_known_key(self, head: bytes, encoding: str | None) -> bool:
+        """The start of a body names a configured write key (BodyError if it cannot be read)."""
+        text = decoded_head(head, encoding, PRE_AUTH_BYTES)
+        return any(self.keys.source_of(key) is not None for key in write_keys_named(text))
+
+    def _rate_limited(self, source: Source) -> web.Response | None:
+        """The 429 of a source past its rate, else None (the request goes on)."""
+        if self.rates is None:
+            return None
+        wait = self.rates.retry_after(source)
+        if wait is None:
+            return None
+        return self._answer(
+            429,
+            {"success": False, "error": f"rate limit of source {source.name!r}, retry later"},
+            headers={"Retry-After": str(wait)},
+        )
 
     async def _publish(self, intake: Intake, source: Source, received_at: datetime) -> None:
         """Events and dead letters in one publish; messages Kafka refuses become rejects."""
@@ -241,22 +314,21 @@ class Collector:
     async def preflight(self, request: web.Request) -> web.StreamResponse:
         return web.Response(status=204)
 
-    async def health(self, request: web.Request) -> web.StreamResponse:
+    async def health(self) -> tuple[int, dict[str, Any]]:
         broker = "connected" if self.connected() else "unreachable"
-        return self._answer(200, {"status": "ok", "broker": broker})
+        return 200, {"status": "ok", "broker": broker}
 
-    async def ready(self, request: web.Request) -> web.StreamResponse:
+    async def ready(self) -> tuple[int, dict[str, Any]]:
         if self.connected():
-            return self._answer(200, {"status": "ready", "broker": "connected"})
-        return self._answer(503, {"success": False, "error": "broker unreachable"})
+            return 200, {"status": "ready", "broker": "connected"}
+        return 503, _error_body(503, {"success": False, "error": "broker unreachable"})
 
-    async def show_stats(self, request: web.Request) -> web.StreamResponse:
-        return self._answer(200, dict(sorted(self.stats.items())))
+    async def counts(self) -> tuple[int, dict[str, Any]]:
+        """/stats: requests by status, messages accepted and rejected."""
+        return 200, dict(sorted(self.stats.items()))
 
-    async def show_metrics(self, request: web.Request) -> web.StreamResponse:
-        # aiohttp refuses a content_type with parameters: set the header itself
-        body = exposition(self.metrics.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    async def scrape(self) -> bytes:
+        return exposition(self.metrics.registry)
 
     def _unauthorized(self) -> web.Response:
         return self._answer(401, {"success": False, "error": "unauthorized"})
@@ -265,12 +337,9 @@ class Collector:
         self, status: int, body: Mapping[str, object], headers: Mapping[str, str] | None = None
     ) -> web.Response:
         self.stats[f"status_{status}"] += 1
-        if status >= 400:
-            message = body.get("error") or "message rejected: see rejected"
-            body = {"code": ERROR_CODES.get(status, "error"), "message": message, **body}
         return web.Response(
             status=status,
-            text=json.dumps(body),
+            text=json.dumps(_error_body(status, body)),
             content_type="application/json",
             headers=headers,
         )
@@ -298,13 +367,38 @@ class Collector:
         return response
 
 
-async def _read(request: web.Request, limit: int) -> bytes:
-    """The raw body, read no further than `limit` bytes (413 past it)."""
+def _error_body(status: int, body: Mapping[str, object]) -> dict[str, object]:
+    """`body`, and for an error the ``code`` and ``message`` every SDK reads."""
+    if status < 400:
+        return dict(body)
+    message = body.get("error") or "message rejected: see rejected"
+    return {"code": ERROR_CODES.get(status, "error"), "message": message, **body}
+
+
+def _too_long(request: web.Request, limit: int) -> None:
+    """413 at once for a Content-Length past `limit`: nothing of the body is read."""
     length = request.content_length
     if length is not None and length > limit:
         raise BodyError(413, f"body larger than {limit} bytes")
+
+
+async def _read_head(request: web.Request, size: int) -> tuple[bytes, bool]:
+    """Up to `size` bytes of the body, and whether they are all of it."""
     chunks: list[bytes] = []
-    size = 0
+    read = 0
+    while read < size:
+        chunk = await request.content.read(size - read)
+        if not chunk:
+            return b"".join(chunks), True
+        chunks.append(chunk)
+        read += len(chunk)
+    return b"".join(chunks), request.content.at_eof()
+
+
+async def _read(request: web.Request, limit: int, head: bytes = b"") -> bytes:
+    """The raw body (after `head`, already read), no further than `limit` bytes (413 past it)."""
+    chunks: list[bytes] = [head]
+    size = len(head)
     async for chunk in request.content.iter_chunked(64 * 1024):
         size += len(chunk)
         if size > limit:
@@ -319,20 +413,26 @@ async def serve(
     port: int,
     stop: asyncio.Event,
     started: Callable[[], None] | None = None,
+    *,
+    metrics: tuple[str, int] | None = None,
 ) -> None:
     """Serve until `stop` is set; then finish the requests in flight (`RUNNER_OPTIONS`).
 
-    Once listening, the start-up heap is frozen out of the garbage collector
-    (as the worker's `freeze_heap`): every request's objects that outlive a
-    few young collections while Kafka acknowledges push a full collection
-    about once a second, and each walked the whole heap (aiohttp, aiokafka,
+    `metrics` (host, port) also serves `ops_application` there. Once
+    listening, the start-up heap is frozen out of the garbage collector (as
+    the worker's `freeze_heap`): every request's objects that outlive a few
+    young collections while Kafka acknowledges push a full collection about
+    once a second, and each walked the whole heap (aiohttp, aiokafka,
     pydantic, the model): 17-34 ms stalls at 5,000 events/s.
     """
     runner = web.AppRunner(collector.application(), shutdown_timeout=10.0, **RUNNER_OPTIONS)
     await runner.setup()
+    ops: web.AppRunner | None = None
     try:
         site = web.TCPSite(runner, host, port)
         await site.start()
+        if metrics is not None:
+            ops = await start_site(collector.ops_application(), *metrics)
         gc.collect()
         gc.freeze()
         if started is not None:
@@ -340,3 +440,5 @@ async def serve(
         await stop.wait()
     finally:
         await runner.cleanup()
+        if ops is not None:
+            await ops.cleanup()

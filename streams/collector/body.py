@@ -32,18 +32,12 @@ class BodyError(ValueError):
 
 def decoded(data: bytes, encoding: str | None, limit: int) -> bytes:
     """The body with its content encoding undone; 413 past `limit` bytes, 415 if unknown."""
-    coding = (encoding or "identity").strip().lower()
-    if coding in ("identity", ""):
+    inflater = _inflater(encoding)
+    if inflater is None:
         if len(data) > limit:
             raise BodyError(413, f"body larger than {limit} bytes")
         return data
-    if coding not in ("gzip", "x-gzip"):
-        raise BodyError(415, f"Content-Encoding {coding!r} not supported (gzip or none)")
-    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    try:
-        out = inflater.decompress(data, limit + 1)
-    except zlib.error as error:
-        raise BodyError(400, f"gzip body cannot be decompressed ({error})") from None
+    out = _inflate(inflater, data, limit + 1)
     if len(out) > limit or inflater.unconsumed_tail:
         raise BodyError(413, f"body larger than {limit} bytes once decompressed")
     if not inflater.eof:
@@ -51,6 +45,35 @@ def decoded(data: bytes, encoding: str | None, limit: int) -> bytes:
     if inflater.unused_data:  # more gzip members, or garbage: never take part of a body
         raise BodyError(400, "gzip body has data after the end of its stream")
     return out
+
+
+def decoded_head(data: bytes, encoding: str | None, limit: int) -> bytes:
+    """The start of a body cut short (`data`), its encoding undone, at most `limit` bytes.
+
+    For a look at what the body begins with (its write key) before the rest is
+    read; a gzip stream cut short is expected here, a corrupt one is a 400.
+    """
+    inflater = _inflater(encoding)
+    if inflater is None:
+        return data[:limit]
+    return _inflate(inflater, data, limit)
+
+
+def _inflater(encoding: str | None) -> zlib._Decompress | None:
+    """A gzip decompressor for ``Content-Encoding: gzip``, None for none; 415 otherwise."""
+    coding = (encoding or "identity").strip().lower()
+    if coding in ("identity", ""):
+        return None
+    if coding not in ("gzip", "x-gzip"):
+        raise BodyError(415, f"Content-Encoding {coding!r} not supported (gzip or none)")
+    return zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+
+
+def _inflate(inflater: zlib._Decompress, data: bytes, most: int) -> bytes:
+    try:
+        return inflater.decompress(data, most)
+    except zlib.error as error:
+        raise BodyError(400, f"gzip body cannot be decompressed ({error})") from None
 
 
 def parsed(data: bytes) -> object:

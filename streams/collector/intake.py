@@ -11,6 +11,7 @@ reasons, the others still go through.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -111,6 +112,30 @@ def write_key_in(document: object) -> str | None:
             if only:
                 return only
     return None
+
+
+_WRITE_KEY_FIELD: Final = re.compile(rb'"writeKey"\s*:\s*("(?:[^"\\]|\\.)*")')
+"""A ``"writeKey": "..."`` member in JSON text, the value with its quotes and escapes."""
+
+
+def write_keys_named(head: bytes, most: int = 8) -> list[str]:
+    """The distinct ``writeKey`` values named in the start of a JSON body (up to `most`).
+
+    The body's top-level key or its items' keys, found before the whole body
+    is read: only a request naming a known key is read further. Which key
+    counts is still decided on the parsed document (`write_key_in`).
+    """
+    found: list[str] = []
+    for match in _WRITE_KEY_FIELD.finditer(head):
+        try:
+            value = json.loads(match.group(1))
+        except ValueError:  # not UTF-8, or an escape JSON does not know
+            continue
+        if value not in found:
+            found.append(value)
+            if len(found) == most:
+                break
+    return found
 
 
 def _text(value: object) -> str | None:

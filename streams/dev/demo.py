@@ -302,6 +302,7 @@ def run_demo(options: DemoOptions) -> int:
             data_dir=Path(stack.redis.workdir) / "worker",
             session_timeout=2.0,
             collector_port=free_port(),
+            collector_metrics_port=free_port(),
             write_keys=f"website={write_key}",
             api_tokens=f"demo={new_token()}:admin",
         )

@@ -242,6 +242,12 @@ class CollectorProcess(ChildProcess):
     def url(self) -> str:
         return f"http://{self.settings.collector_host}:{self.settings.collector_port}"
 
+    @property
+    def metrics_url(self) -> str | None:
+        """Where /metrics and /stats are (not on the ingest port), None if switched off."""
+        address = self.settings.collector_metrics_address
+        return None if address is None else "http://{}:{}".format(*address)
+
     def start(self, timeout: float = 30.0) -> Self:
         super().start()
         try:
@@ -256,8 +262,9 @@ class CollectorProcess(ChildProcess):
         return get_json(f"{self.url}/health")
 
     def stats(self) -> dict[str, Any]:
-        """Requests by status, messages accepted and rejected (GET /stats)."""
-        return get_json(f"{self.url}/stats")
+        """Requests by status, messages accepted and rejected (GET /stats of the metrics
+        port), or {} while it is not serving or has no metrics port."""
+        return {} if self.metrics_url is None else get_json(f"{self.metrics_url}/stats")
 
     def _wait_serving(self, timeout: float) -> None:
         self.wait_for(lambda: bool(self.health()), timeout, 0.1, "collector not serving")

@@ -1,13 +1,15 @@
-"""/health, /ready and /metrics on a port of their own (`LEADPULSE_METRICS_PORT`).
+"""/health, /ready and /metrics on a port of their own (`LEADPULSE_METRICS_PORT`,
+`LEADPULSE_COLLECTOR_METRICS_PORT`).
 
-A plain aiohttp server next to Faust's: only these three routes, no token
-(like on the web port), so a Prometheus scraper or an orchestrator's probes
-can reach them on another interface than the API and the pages.
+A plain aiohttp server next to the process's own: only these routes (and a
+process's extra read-only ones, such as the collector's /stats), no token,
+so a Prometheus scraper or an orchestrator's probes can reach them on
+another interface than the API, the pages or the public ingest port.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -17,22 +19,24 @@ from streams.observability.metrics import CONTENT_TYPE_LATEST
 Check = Callable[[], Awaitable[tuple[int, dict[str, Any]]]]
 
 
-async def start_probe_server(
-    host: str,
-    port: int,
+def json_route(check: Check) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """A GET handler answering `check`'s status and JSON body."""
+
+    async def handle(_: web.Request) -> web.Response:
+        status, body = await check()
+        return web.json_response(body, status=status)
+
+    return handle
+
+
+def probe_application(
     *,
     health: Check,
     ready: Check,
     scrape: Callable[[], Awaitable[bytes]],
-) -> web.AppRunner:
-    """Serve the three routes on host:port; the caller cleans the runner up."""
-
-    def json_route(check: Check) -> Callable[[web.Request], Awaitable[web.Response]]:
-        async def handle(_: web.Request) -> web.Response:
-            status, body = await check()
-            return web.json_response(body, status=status)
-
-        return handle
+    extra: Mapping[str, Check] | None = None,
+) -> web.Application:
+    """/health, /ready, /metrics and the `extra` JSON routes (path -> check)."""
 
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(body=await scrape(), headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -41,6 +45,13 @@ async def start_probe_server(
     app.router.add_get("/health", json_route(health))
     app.router.add_get("/ready", json_route(ready))
     app.router.add_get("/metrics", metrics)
+    for path, check in (extra or {}).items():
+        app.router.add_get(path, json_route(check))
+    return app
+
+
+async def start_site(app: web.Application, host: str, port: int) -> web.AppRunner:
+    """Serve `app` on host:port; the caller cleans the runner up."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
@@ -49,3 +60,17 @@ async def start_probe_server(
         await runner.cleanup()
         raise
     return runner
+
+
+async def start_probe_server(
+    host: str,
+    port: int,
+    *,
+    health: Check,
+    ready: Check,
+    scrape: Callable[[], Awaitable[bytes]],
+    extra: Mapping[str, Check] | None = None,
+) -> web.AppRunner:
+    """Serve `probe_application` on host:port; the caller cleans the runner up."""
+    app = probe_application(health=health, ready=ready, scrape=scrape, extra=extra)
+    return await start_site(app, host, port)

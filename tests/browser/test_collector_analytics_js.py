@@ -61,7 +61,9 @@ def deployment(
     with settings.model_file.open("a") as model:
         model.write(EVENTS_TABLE)
     settings = settings.replace(
-        collector_port=free_port(), write_keys=f"website=wk_{secrets.token_hex(12)}"
+        collector_port=free_port(),
+        collector_metrics_port=free_port(),
+        write_keys=f"website=wk_{secrets.token_hex(12)}",
     )
     worker = start_worker(settings, workdir / "worker.log")
     try:

@@ -49,19 +49,23 @@ def settings(**changes: Any) -> Settings:
     return Settings(**fields)
 
 
-def collector_of(config: Settings, sink: MemorySink) -> Collector:
+def collector_of(config: Settings, sink: MemorySink, **options: Any) -> Collector:
     return Collector(
         CollectorConfig.from_settings(config, {"Demo Requested": "demo_request"}),
         WriteKeys(config.write_key_sources, config.sales_source_names),
         sink,
         clock=lambda: RECEIVED,
         connected=lambda: sink.connected,
+        **options,
     )
 
 
 @contextlib.asynccontextmanager
-async def serving(collector: Collector) -> AsyncIterator[TestClient[Any, Any]]:
-    server = TestServer(collector.application())
+async def serving(
+    collector: Collector, *, ops: bool = False
+) -> AsyncIterator[TestClient[Any, Any]]:
+    """The public ingest port's app, or with `ops` the metrics port's."""
+    server = TestServer(collector.ops_application() if ops else collector.application())
     await server.start_server(**RUNNER_OPTIONS)  # as serve() runs it; see the module doc
     client = TestClient(server)
     await client.start_server()  # already started: uses the server as it is
@@ -670,21 +674,39 @@ async def test_503_with_retry_after_while_the_sink_is_unavailable(
     assert len(stored(sink, EVENTS)) == len(stored(sink, DLQ)) == 1
 
 
-async def test_health_and_stats(client: TestClient[Any, Any]) -> None:
-    async with client.get("/health") as response:
-        assert (response.status, await response.json()) == (
-            200,
-            {"status": "ok", "broker": "connected"},
-        )
-    await post(client, "/v1/batch", {"batch": [track(1, userId="u"), {}]}, headers=WEB)
-    await post(client, "/v1/track", {}, headers={})
-    async with client.get("/stats") as response:
-        assert await response.json() == {
-            "accepted": 1,
-            "rejected": 1,
-            "status_200": 2,
-            "status_401": 1,
-        }
+async def test_health_on_both_ports_stats_and_metrics_on_the_metrics_port_only(
+    sink: MemorySink,
+) -> None:
+    collector = collector_of(settings(), sink)
+    async with serving(collector) as client, serving(collector, ops=True) as ops:
+        for each in (client, ops):
+            async with each.get("/health") as response:
+                assert (response.status, await response.json()) == (
+                    200,
+                    {"status": "ok", "broker": "connected"},
+                )
+            async with each.get("/ready") as response:
+                assert response.status == 200
+        await post(client, "/v1/batch", {"batch": [track(1, userId="u"), {}]}, headers=WEB)
+        await post(client, "/v1/track", {}, headers={})
+        async with ops.get("/stats") as response:  # answers of the API only, not the probes
+            assert await response.json() == {
+                "accepted": 1,
+                "rejected": 1,
+                "status_200": 1,
+                "status_401": 1,
+            }
+        async with ops.get("/metrics") as response:
+            assert response.status == 200
+            assert "leadpulse_collector_events_accepted_total 1.0" in await response.text()
+        # the public port: the Segment API, /health and /ready, nothing else
+        for path in ("/stats", "/metrics"):  # only a POST of an API endpoint's name
+            async with client.get(path) as response:
+                assert response.status == 405, path
+                assert response.headers["Allow"] == "OPTIONS,POST"
+        # and the metrics port takes no events
+        async with ops.post("/v1/batch", data=b"{}", headers=WEB) as response:
+            assert response.status in (404, 405)
 
 
 # -- CORS --------------------------------------------------------------------------------------

@@ -35,7 +35,8 @@ async def scrape(
 
 async def test_requests_events_rejects_and_latency_are_counted() -> None:
     sink = MemorySink()
-    async with serving(collector_of(settings(), sink)) as client:
+    collector = collector_of(settings(), sink)
+    async with serving(collector) as client, serving(collector, ops=True) as ops:
         batch = {"batch": [{**track(1), "userId": "lead-1"}, {**track(2), "userId": "lead-2"}]}
         assert (await post(client, "/v1/batch", batch, headers=WEB))[0] == 200
         assert (await post(client, "/v1/track", {**track(3)}, headers=WEB))[0] == 400
@@ -43,7 +44,7 @@ async def test_requests_events_rejects_and_latency_are_counted() -> None:
         assert (await post(client, "/v1/nothing", {}, headers=WEB))[0] == 404
         sink.unavailable = True
         assert (await post(client, "/v1/track", {**track(5), "userId": "u"}, headers=WEB))[0] == 503
-        samples = await scrape(client)
+        samples = await scrape(ops)
 
     def requests(endpoint: str, status: str) -> float:
         key = ("leadpulse_collector_requests_total", (("endpoint", endpoint), ("status", status)))

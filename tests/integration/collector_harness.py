@@ -64,6 +64,7 @@ def collector_settings(
     return settings.replace(
         model_file=model_file,
         collector_port=free_port(),
+        collector_metrics_port=free_port(),
         write_keys=",".join(f"{source}={key}" for source, key in keys.items()),
         sales_sources="crm",
     )

@@ -278,6 +278,7 @@ def test_broker_outage_answers_503_and_sdk_retries_land_everything(
     settings = rig.settings.replace(
         broker=f"kafka://{private_broker.bootstrap}",
         collector_port=free_port(),
+        collector_metrics_port=free_port(),
         collector_produce_timeout=2.0,
     )
     topics = [settings.events_topic, settings.dlq_topic]

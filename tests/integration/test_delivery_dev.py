@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_dev_with_destinations_delivers_and_stops_the_deliverer(tmp_path: Path) -> None:
     kafka_port, redis_port = free_port(), free_port()
     web_port, collector_port, deliver_port = free_port(), free_port(), free_port()
+    collector_metrics_port = free_port()
     with receiver({"/hook": ok}) as server:
         destinations = tmp_path / "destinations.yaml"
         destinations.write_text(
@@ -43,6 +44,7 @@ def test_dev_with_destinations_delivers_and_stops_the_deliverer(tmp_path: Path) 
                 "dev",
                 *("--kafka-port", str(kafka_port), "--redis-port", str(redis_port)),
                 *("--web-port", str(web_port), "--collector-port", str(collector_port)),
+                *("--collector-metrics-port", str(collector_metrics_port)),
                 *("--deliver-port", str(deliver_port), "--destinations", str(destinations)),
                 *("--data-dir", str(tmp_path / "dev")),
             ],

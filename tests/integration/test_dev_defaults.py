@@ -29,6 +29,7 @@ from tests.integration.harness import port_open
 
 DEFAULT_WEB_PORT = 6066
 DEFAULT_COLLECTOR_PORT = 8088
+DEFAULT_COLLECTOR_METRICS_PORT = 9108
 START_TIMEOUT = 120.0
 
 
@@ -105,7 +106,7 @@ class Dev:
 @pytest.fixture
 def dev(tmp_path: Path) -> Iterator[Dev]:
     """`leadpulse dev` started bare in an empty directory; always stopped, with its children."""
-    for port in (DEFAULT_WEB_PORT, DEFAULT_COLLECTOR_PORT):
+    for port in (DEFAULT_WEB_PORT, DEFAULT_COLLECTOR_PORT, DEFAULT_COLLECTOR_METRICS_PORT):
         if port_open(port):
             pytest.skip(f"port {port} is taken on this machine; the default needs it")
     cwd = tmp_path / "fresh"
@@ -169,13 +170,21 @@ def test_dev_with_no_flags_serves_a_worker_and_stops_cleanly(dev: Dev) -> None:
     redis = re.search(r"redis\s+redis://127\.0\.0\.1:(\d+)", text)
     assert kafka, text
     assert redis, text
-    ports = [int(kafka.group(1)), int(redis.group(1)), DEFAULT_WEB_PORT, DEFAULT_COLLECTOR_PORT]
+    ports = [
+        int(kafka.group(1)),
+        int(redis.group(1)),
+        DEFAULT_WEB_PORT,
+        DEFAULT_COLLECTOR_PORT,
+        DEFAULT_COLLECTOR_METRICS_PORT,
+    ]
     collector_url = f"http://127.0.0.1:{DEFAULT_COLLECTOR_PORT}"
     assert collector_url in text, text
+    collector_stats = f"http://127.0.0.1:{DEFAULT_COLLECTOR_METRICS_PORT}/stats"
+    assert collector_stats in text, text
     key = re.search(r"write key\s+(wk_\S+)\s+\(source website\)", text)
     assert key, text
     assert (dev.cwd / ".leadpulse" / "dev" / "write_key").read_text().strip() == key.group(1)
-    _post_with_the_printed_key(collector_url, key.group(1))
+    _post_with_the_printed_key(collector_url, collector_stats, key.group(1))
     crm = re.search(r"write key\s+(wk_\S+)\s+\(source crm, trusted for sales feedback\)", text)
     assert crm, text
     assert (dev.cwd / ".leadpulse" / "dev" / "crm_write_key").read_text().strip() == crm.group(1)
@@ -199,7 +208,7 @@ def test_dev_with_no_flags_serves_a_worker_and_stops_cleanly(dev: Dev) -> None:
     assert (dev.cwd / ".leadpulse" / "dev").is_dir(), "data dir not created under the cwd"
 
 
-def _post_with_the_printed_key(url: str, key: str) -> None:
+def _post_with_the_printed_key(url: str, stats_url: str, key: str) -> None:
     """What the banner tells a newcomer to do: a Segment SDK with host= the collector."""
     from segment.analytics.client import Client
 
@@ -208,8 +217,11 @@ def _post_with_the_printed_key(url: str, key: str) -> None:
     client.track("dev-check-lead", "Demo Requested", {"plan": "pro"})
     client.flush()
     assert not errors, errors
-    with urllib.request.urlopen(f"{url}/stats", timeout=2) as reply:
+    with urllib.request.urlopen(stats_url, timeout=2) as reply:
         assert json.load(reply).get("accepted") == 1
+    with pytest.raises(urllib.error.HTTPError) as refused:  # not on the public ingest port
+        urllib.request.urlopen(f"{url}/stats", timeout=2)
+    assert refused.value.code == 405  # a GET of what could only be a POST endpoint
 
 
 def _post_feedback_as_the_readme_shows(url: str, *, website: str, crm: str) -> None:

@@ -246,7 +246,7 @@ def test_killing_dev_with_traffic_in_flight_leaves_nothing_running(
             time.sleep(0.1)
         left = sorted(p for p in started if running(p))
         assert left == [], f"still running after {how.name} of dev: {left}\n{dev.output}"
-        for port in (6066, 8088, kafka_port, redis_port):
+        for port in (6066, 8088, 9108, kafka_port, redis_port):
             assert not port_open(port), f"port {port} still open"
     finally:
         stop.set()

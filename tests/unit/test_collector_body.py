@@ -235,3 +235,23 @@ def test_the_reason_is_in_the_message() -> None:
     with pytest.raises(BodyError) as caught:
         parsed(b"{")
     assert "not valid JSON" in caught.value.message
+
+
+# -- the start of a body, before the rest is read ----------------------------------------------
+
+
+def test_the_head_of_a_plain_body_is_its_first_bytes() -> None:
+    assert body.decoded_head(DOC, None, 10) == DOC[:10]
+    assert body.decoded_head(DOC, "identity", len(DOC) + 5) == DOC
+
+
+def test_the_head_of_a_gzip_body_cut_short_is_inflated_up_to_the_limit() -> None:
+    compressed = gzip.compress(DOC * 20)
+    cut = compressed[: len(compressed) // 2]
+    head = body.decoded_head(cut, "gzip", 1000)
+    assert head == (DOC * 20)[:1000]
+
+
+def test_the_head_of_a_corrupt_gzip_is_400_and_of_an_unknown_coding_415() -> None:
+    assert status_of(lambda: body.decoded_head(b"\x1f\x8bnot gzip at all", "gzip", 1000)) == 400
+    assert status_of(lambda: body.decoded_head(DOC, "br", 1000)) == 415

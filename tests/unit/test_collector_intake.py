@@ -20,6 +20,7 @@ from streams.collector.intake import (
     messages_of,
     take,
     write_key_in,
+    write_keys_named,
 )
 
 RECEIVED = datetime(2026, 11, 22, 10, 0, 30, tzinfo=UTC)
@@ -518,3 +519,29 @@ def test_deep_documents_never_raise(depth: int) -> None:
         assert caught.value.status == 400
     else:
         assert len(intake_of(parsed(data)).accepted) == 1
+
+
+# -- write keys named before the whole body is read -------------------------------------------
+
+# (case, head, keys)
+HEAD_KEYS: list[tuple[str, bytes, list[str]]] = [
+    ("top level", b'{"writeKey": "wk-1", "batch": [', ["wk-1"]),
+    ("items", b'{"batch": [{"writeKey":"wk-2"}, {"writeKey" : "wk-2"}, {"writeKey":"wk-', ["wk-2"]),
+    ("two distinct", b'{"writeKey":"wk-1","batch":[{"writeKey":"wk-2"}', ["wk-1", "wk-2"]),
+    ("escapes", b'{"writeKey": "wk\\"1\\\\\\u0041"}', ['wk"1\\A']),
+    ("cut inside the value", b'{"writeKey": "wk-1', []),
+    ("a number", b'{"writeKey": 5, "batch": [', []),
+    ("none", b'{"batch": [{"type": "track"', []),
+    ("not UTF-8", b'{"writeKey": "\xff\xfe"}', []),
+    ("lone surrogate escape", b'{"writeKey": "\\ud800"}', ["\ud800"]),
+]
+
+
+@pytest.mark.parametrize(("case", "head", "keys"), HEAD_KEYS, ids=[k[0] for k in HEAD_KEYS])
+def test_write_keys_named_in_a_body_cut_short(case: str, head: bytes, keys: list[str]) -> None:
+    assert write_keys_named(head) == keys
+
+
+def test_write_keys_named_stop_at_most() -> None:
+    head = b"".join(b'{"writeKey":"wk-%d"},' % i for i in range(20))
+    assert write_keys_named(head, most=3) == ["wk-0", "wk-1", "wk-2"]
