@@ -19,6 +19,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from schemas import BehaviorEvent, DeadLetter, decode_dead_letter, decode_event, original_payload
@@ -707,6 +708,23 @@ async def test_health_on_both_ports_stats_and_metrics_on_the_metrics_port_only(
         # and the metrics port takes no events
         async with ops.post("/v1/batch", data=b"{}", headers=WEB) as response:
             assert response.status in (404, 405)
+
+
+def test_the_public_port_routes_the_segment_api_health_and_ready_only(sink: MemorySink) -> None:
+    collector = collector_of(settings(), sink)
+
+    def routes(app: web.Application) -> set[tuple[str, str]]:
+        return {(r.method, r.resource.canonical) for r in app.router.routes() if r.resource}
+
+    api = {
+        (method, path)
+        for method in ("POST", "OPTIONS")
+        for path in ("/v1/{endpoint}", "/{endpoint}")
+    }
+    probes = {(method, path) for method in ("GET", "HEAD") for path in ("/health", "/ready")}
+    assert routes(collector.application()) == api | probes
+    ops = {(method, path) for method in ("GET", "HEAD") for path in ("/metrics", "/stats")}
+    assert routes(collector.ops_application()) == probes | ops
 
 
 # -- CORS --------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -15,20 +16,70 @@ from streams.settings import Settings
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def compose() -> dict[str, Any]:
-    exe = shutil.which("docker-compose")
-    assert exe is not None, "docker-compose (Debian package) is installed by `make install`"
-    result = subprocess.run(
-        [exe, "-f", str(ROOT / "docker-compose.yml"), "config"],
+SECRETS = {
+    "LEADPULSE_WRITE_KEYS": "website=wk_compose_test_0123456789",
+    "LEADPULSE_API_TOKENS": "ops=tk_compose_test_0123456789:admin",
+    "CRM_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    "GRAFANA_ADMIN_PASSWORD": "compose-test-password",
+}
+"""What an operator puts in .env: the stack has no defaults for these."""
+
+
+def compose_config(
+    exe: str, environ: dict[str, str], tmp: Path
+) -> subprocess.CompletedProcess[str]:
+    """`compose config` with exactly `environ` (an empty env file: no .env of the checkout)."""
+    env_file = tmp / "empty.env"
+    env_file.write_text("")
+    return subprocess.run(
+        [
+            *exe.split(),
+            "--env-file",
+            str(env_file),
+            "-f",
+            str(ROOT / "docker-compose.yml"),
+            "config",
+        ],
         capture_output=True,
         text=True,
         check=False,
         timeout=60,
+        env={"PATH": os.environ["PATH"], "HOME": str(tmp), **environ},
     )
+
+
+@pytest.fixture(scope="module")
+def compose(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    exe = shutil.which("docker-compose")
+    assert exe is not None, "docker-compose (Debian package) is installed by `make install`"
+    result = compose_config(exe, SECRETS, tmp_path_factory.mktemp("compose"))
     assert result.returncode == 0, result.stderr
     parsed: dict[str, Any] = yaml.safe_load(result.stdout)
     return parsed
+
+
+def compose_client() -> str | None:
+    """`docker compose` (the client plugin, no engine needed) or `docker-compose`, or None."""
+    docker = shutil.which("docker")
+    if docker is not None:
+        probe = subprocess.run(
+            [docker, "compose", "version"], capture_output=True, check=False, timeout=30
+        )
+        if probe.returncode == 0:
+            return f"{docker} compose"
+    return shutil.which("docker-compose")
+
+
+@pytest.mark.parametrize("missing", sorted(SECRETS))
+def test_a_missing_secret_stops_compose_naming_it(missing: str, tmp_path: Path) -> None:
+    exe = compose_client()
+    if exe is None:
+        pytest.skip("neither `docker compose` nor `docker-compose` is installed")
+    given = {name: value for name, value in SECRETS.items() if name != missing}
+    for environ in (given, {**given, missing: ""}):  # unset, and set empty (`:?` refuses both)
+        result = compose_config(exe, environ, tmp_path)
+        assert result.returncode != 0, result.stdout
+        assert f"set {missing} in .env, see .env.example" in result.stderr, result.stderr
 
 
 def test_services_and_health_checks(compose: dict[str, Any]) -> None:
@@ -112,7 +163,7 @@ def test_monitoring_profile_scrapes_both_processes(compose: dict[str, Any]) -> N
         job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]
     }
     worker_port = services["worker"]["environment"].get("LEADPULSE_WEB_PORT", "6066")
-    collector_port = services["collector"]["environment"]["LEADPULSE_COLLECTOR_PORT"]
+    collector_port = services["collector"]["environment"]["LEADPULSE_COLLECTOR_METRICS_PORT"]
     deliver_port = services["deliver"]["environment"]["LEADPULSE_DELIVER_WEB_PORT"]
     assert targets == {
         "leadpulse-worker": [f"worker:{worker_port}"],
