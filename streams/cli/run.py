@@ -102,7 +102,7 @@ def dev_sales_sources(settings: Settings) -> str:
 
 
 def _kept_key(path: Path) -> str:
-    from streams.cli.collect import new_write_key
+    from streams.collector.auth import new_write_key
 
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,9 +10,10 @@ detail; 429 with ``Retry-After`` past a source's rate, 503 with
 
 Work follows authentication: a Basic-auth key (the SDKs') is checked before
 the body is read; a request naming its key in the body (analytics.js) is
-read only up to `PRE_AUTH_BYTES` until a known key is seen there. The public
-port serves the Segment API, /health and /ready; /metrics and /stats are on
-the metrics port (`ops_application`).
+read only up to `PRE_AUTH_BYTES` until a known key is seen there. The
+process (`streams.processes.collector`) serves `application` with /health and
+/ready on the public port, and /metrics and /stats on a metrics port of their
+own.
 
 Every error body carries ``code`` and ``message``: the SDKs read both, and
 rudder-sdk-python takes a body without ``code`` for a network error, so it
@@ -21,8 +22,6 @@ retried a 401 or a 400 for minutes instead of giving up.
 
 from __future__ import annotations
 
-import asyncio
-import gc
 import json
 import logging
 import time
@@ -51,7 +50,6 @@ from streams.collector.intake import (
     write_keys_named,
 )
 from streams.errors import TransientError
-from streams.http.probes import json_route, probe_application, start_site
 from streams.kafka.publisher import Outgoing, RefusedMessagesError
 from streams.observability.metrics import CollectorMetrics, exposition
 from streams.settings import Settings
@@ -75,7 +73,7 @@ ERROR_CODES: Mapping[int, str] = {
 }
 """The ``code`` of an error answer, by status."""
 RUNNER_OPTIONS: Mapping[str, Any] = {"auto_decompress": False, "access_log": None}
-"""How `serve` runs the app (tests too): aiohttp's own decompression is off, it
+"""How the app must be run (by the process and by tests): aiohttp's own decompression is off, it
 would inflate a gzip body before the size limit could apply (`body.decoded`
 bounds it instead)."""
 ALLOWED_HEADERS = "Content-Type, Authorization, Content-Encoding, X-Retry-Count"
@@ -125,8 +123,8 @@ class CollectorConfig:
 class Collector:
     """The request handlers over a `Sink`; `stats` counts what happened, for /stats.
 
-    `metrics` (default: in a registry of this collector's own) are served at
-    /metrics of `ops_application`. `monotonic` times the rate limits.
+    `metrics` (default: in a registry of this collector's own) are what
+    `scrape` exposes. `monotonic` times the rate limits.
     """
 
     def __init__(
@@ -153,7 +151,7 @@ class Collector:
         )
 
     def application(self) -> web.Application:
-        """The public ingest port: the Segment API, /health and /ready, nothing else."""
+        """The Segment API (the process adds /health and /ready to it, nothing else)."""
         app = web.Application(middlewares=[self._cors])
         app.router.add_post("/v1/{endpoint}", self.receive)
         app.router.add_post("/{endpoint}", self.receive)
@@ -161,15 +159,7 @@ class Collector:
         # other path 405 (a route exists, for OPTIONS) where 404 is meant
         app.router.add_route("OPTIONS", "/v1/{endpoint}", self.preflight)
         app.router.add_route("OPTIONS", "/{endpoint}", self.preflight)
-        app.router.add_get("/health", json_route(self.health))
-        app.router.add_get("/ready", json_route(self.ready))
         return app
-
-    def ops_application(self) -> web.Application:
-        """The metrics port: /health, /ready, /metrics and /stats."""
-        return probe_application(
-            health=self.health, ready=self.ready, scrape=self.scrape, extra={"/stats": self.counts}
-        )
 
     async def receive(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
@@ -405,40 +395,3 @@ async def _read(request: web.Request, limit: int, head: bytes = b"") -> bytes:
             raise BodyError(413, f"body larger than {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-async def serve(
-    collector: Collector,
-    host: str,
-    port: int,
-    stop: asyncio.Event,
-    started: Callable[[], None] | None = None,
-    *,
-    metrics: tuple[str, int] | None = None,
-) -> None:
-    """Serve until `stop` is set; then finish the requests in flight (`RUNNER_OPTIONS`).
-
-    `metrics` (host, port) also serves `ops_application` there. Once
-    listening, the start-up heap is frozen out of the garbage collector (as
-    the worker's `freeze_heap`): every request's objects that outlive a few
-    young collections while Kafka acknowledges push a full collection about
-    once a second, and each walked the whole heap (aiohttp, aiokafka,
-    pydantic, the model): 17-34 ms stalls at 5,000 events/s.
-    """
-    runner = web.AppRunner(collector.application(), shutdown_timeout=10.0, **RUNNER_OPTIONS)
-    await runner.setup()
-    ops: web.AppRunner | None = None
-    try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        if metrics is not None:
-            ops = await start_site(collector.ops_application(), *metrics)
-        gc.collect()
-        gc.freeze()
-        if started is not None:
-            started()
-        await stop.wait()
-    finally:
-        await runner.cleanup()
-        if ops is not None:
-            await ops.cleanup()

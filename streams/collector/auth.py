@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import base64
 import hmac
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+
+def new_write_key() -> str:
+    """A fresh write key (32 URL-safe random characters after ``wk_``)."""
+    return "wk_" + secrets.token_urlsafe(24)
 
 
 @dataclass(frozen=True, slots=True)

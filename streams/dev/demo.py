@@ -275,7 +275,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def run_demo(options: DemoOptions) -> int:
-    from streams.cli.collect import new_write_key
+    from streams.collector.auth import new_write_key
     from streams.dev.devstack import DevStack, free_port
     from streams.dev.workerproc import CollectorProcess, WorkerProcess
     from streams.http.auth import new_token

@@ -29,6 +29,40 @@ def json_route(check: Check) -> Callable[[web.Request], Awaitable[web.Response]]
     return handle
 
 
+def metrics_route(
+    scrape: Callable[[], Awaitable[bytes]],
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """A GET handler answering `scrape`'s Prometheus text."""
+
+    async def handle(_: web.Request) -> web.Response:
+        # aiohttp refuses a content_type with parameters: the header is set as it is
+        return web.Response(body=await scrape(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    return handle
+
+
+def add_probes(
+    app: web.Application,
+    *,
+    health: Check,
+    ready: Check,
+    scrape: Callable[[], Awaitable[bytes]] | None = None,
+    extra: Mapping[str, Check] | None = None,
+) -> web.Application:
+    """Add /health, /ready, /metrics (with `scrape`) and the `extra` JSON routes to `app`.
+
+    For a process's own public port too (the collector's ingest port answers
+    /health and /ready, not /metrics): one implementation of the probes.
+    """
+    app.router.add_get("/health", json_route(health))
+    app.router.add_get("/ready", json_route(ready))
+    if scrape is not None:
+        app.router.add_get("/metrics", metrics_route(scrape))
+    for path, check in (extra or {}).items():
+        app.router.add_get(path, json_route(check))
+    return app
+
+
 def probe_application(
     *,
     health: Check,
@@ -36,18 +70,8 @@ def probe_application(
     scrape: Callable[[], Awaitable[bytes]],
     extra: Mapping[str, Check] | None = None,
 ) -> web.Application:
-    """/health, /ready, /metrics and the `extra` JSON routes (path -> check)."""
-
-    async def metrics(_: web.Request) -> web.Response:
-        return web.Response(body=await scrape(), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    app = web.Application()
-    app.router.add_get("/health", json_route(health))
-    app.router.add_get("/ready", json_route(ready))
-    app.router.add_get("/metrics", metrics)
-    for path, check in (extra or {}).items():
-        app.router.add_get(path, json_route(check))
-    return app
+    """An app of /health, /ready, /metrics and the `extra` JSON routes (path -> check)."""
+    return add_probes(web.Application(), health=health, ready=ready, scrape=scrape, extra=extra)
 
 
 async def start_site(app: web.Application, host: str, port: int) -> web.AppRunner:

@@ -23,11 +23,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from schemas import BehaviorEvent, DeadLetter, decode_dead_letter, decode_event, original_payload
-from streams.collector.app import ERROR_CODES, RUNNER_OPTIONS, Collector, CollectorConfig, serve
+from streams.collector.app import ERROR_CODES, RUNNER_OPTIONS, Collector, CollectorConfig
 from streams.collector.auth import WriteKeys
 from streams.collector.intake import BATCH_PATHS, CALL_PATHS
 from streams.collector.sink import MemorySink
 from streams.dev.devstack import free_port
+from streams.processes.collector import ops_application, public_application, serve
 from streams.settings import Settings
 
 RECEIVED = datetime(2026, 11, 22, 10, 0, 30, tzinfo=UTC)
@@ -66,7 +67,7 @@ async def serving(
     collector: Collector, *, ops: bool = False
 ) -> AsyncIterator[TestClient[Any, Any]]:
     """The public ingest port's app, or with `ops` the metrics port's."""
-    server = TestServer(collector.ops_application() if ops else collector.application())
+    server = TestServer(ops_application(collector) if ops else public_application(collector))
     await server.start_server(**RUNNER_OPTIONS)  # as serve() runs it; see the module doc
     client = TestClient(server)
     await client.start_server()  # already started: uses the server as it is
@@ -722,9 +723,9 @@ def test_the_public_port_routes_the_segment_api_health_and_ready_only(sink: Memo
         for path in ("/v1/{endpoint}", "/{endpoint}")
     }
     probes = {(method, path) for method in ("GET", "HEAD") for path in ("/health", "/ready")}
-    assert routes(collector.application()) == api | probes
+    assert routes(public_application(collector)) == api | probes
     ops = {(method, path) for method in ("GET", "HEAD") for path in ("/metrics", "/stats")}
-    assert routes(collector.ops_application()) == probes | ops
+    assert routes(ops_application(collector)) == probes | ops
 
 
 # -- CORS --------------------------------------------------------------------------------------

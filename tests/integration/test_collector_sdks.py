@@ -332,6 +332,97 @@ def test_broker_outage_answers_503_and_sdk_retries_land_everything(
     )
 
 
+UNAVAILABLE_AFTER = 1.0
+PRODUCE_TIMEOUT = 30.0
+SOON = 3.0
+"""The bound on a 503 once the broker is gone: UNAVAILABLE_AFTER plus a margin, far below
+the produce timeout."""
+
+
+def test_a_broker_gone_after_serving_gets_each_request_its_503_within_unavailable_after(
+    rig: Rig, private_broker: TansuBroker, tmp_path: Path
+) -> None:
+    settings = rig.settings.replace(
+        broker=f"kafka://{private_broker.bootstrap}",
+        collector_port=free_port(),
+        collector_metrics_port=free_port(),
+        collector_produce_timeout=PRODUCE_TIMEOUT,
+        collector_unavailable_after=UNAVAILABLE_AFTER,
+    )
+    topics = [settings.events_topic, settings.dlq_topic]
+    create_topics(private_broker.bootstrap, topics, settings.partitions)
+    key = rig.keys["website"]
+    lead = new_lead_id("gone")
+
+    def post(n: int) -> tuple[requests.Response, float]:
+        body = json.dumps(
+            {"batch": [{"type": "track", "userId": lead, "event": "Form Submit", "n": n}]}
+        ).encode()
+        started = time.monotonic()
+        reply = post_body(collector.url, body, key=key, timeout=PRODUCE_TIMEOUT + 10)
+        return reply, time.monotonic() - started
+
+    with CollectorProcess(settings, tmp_path / "collector.log") as collector:
+        reply, _ = post(0)
+        assert reply.status_code == 200, reply.text  # connected, and acknowledged
+        private_broker.stop()
+        took = []
+        for n in range(1, 5):  # the first finds it gone, the next ones know it is
+            reply, seconds = post(n)
+            assert reply.status_code == 503, reply.text
+            assert reply.headers["Retry-After"].isdigit()
+            took.append(seconds)
+        assert max(took) < SOON, took
+        assert collector.health()["broker"] == "unreachable"
+        assert collector.alive()
+        private_broker.start()  # memory storage: the topics are gone, make them again
+        create_topics(private_broker.bootstrap, topics, settings.partitions)
+        wait_for(lambda: post(9)[0].status_code == 200, timeout=60, what="a 200 once it is back")
+        assert collector.health()["broker"] == "connected"
+    print(f"broker gone: 503 after {', '.join(f'{t:.2f}' for t in took)} s")
+
+
+def test_past_its_rate_the_sdk_is_answered_429_waits_retry_after_and_everything_lands(
+    rig: Rig, tmp_path: Path
+) -> None:
+    settings = rig.settings.replace(
+        collector_port=free_port(),
+        collector_metrics_port=free_port(),
+        collector_rate=1.0,  # one request a second, none saved up
+        collector_rate_burst=1,
+    )
+    key = rig.keys["website"]
+    lead = new_lead_id("rate")
+    errors: list[object] = []
+    with CollectorProcess(settings, tmp_path / "collector.log") as collector:
+        client = segment.Client(
+            key, host=collector.url, upload_size=2, on_error=lambda e, b: errors.append(e)
+        )
+        try:
+            with recording(segment_request._session) as seen:
+                sent = [client.track(lead, "Form Submit", {"n": n})[1] for n in range(8)]
+                drain(client, timeout=60)
+        finally:
+            stop(client)
+        assert errors == []
+        assert 429 in seen.statuses
+        assert set(seen.statuses) == {200, 429}
+        assert seen.statuses[-1] == 200
+        for before, after in zip(seen.exchanges, seen.exchanges[1:], strict=False):
+            if before.status == 429:
+                assert before.answer["code"] == "too_many_requests"
+                assert after.at - before.at >= 1.0  # it waited out Retry-After: 1
+        stats = collector.stats()
+        assert stats["status_429"] == seen.statuses.count(429)
+        assert stats["status_200"] == seen.statuses.count(200)
+        ids = {m["messageId"] for m in sent}
+        landed = events_with_ids(settings, ids, timeout=30)
+        assert sorted(e["event_id"] for e in landed) == sorted(
+            ids
+        )  # each once: a 429 stores nothing
+    print(f"rate: SDK statuses {seen.statuses}")
+
+
 # -- 5. bad input on the real process ------------------------------------------------------------
 
 

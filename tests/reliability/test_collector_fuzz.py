@@ -52,6 +52,7 @@ from streams.collector.intake import BATCH_PATHS, CALL_PATHS
 from streams.collector.sink import KafkaSink, MemorySink
 from streams.dev.devstack import DevStack, create_topics
 from streams.kafka.publisher import Outgoing
+from streams.processes.collector import public_application
 from streams.settings import Settings
 
 REQUESTS = int(os.environ.get("LEADPULSE_COLLECTOR_FUZZ_REQUESTS", "5000"))
@@ -588,7 +589,7 @@ async def start(config: Settings, sink: MemorySink | Recording) -> TestClient[An
         sink,
         clock=lambda: RECEIVED,
     )
-    server = TestServer(collector.application())
+    server = TestServer(public_application(collector))  # as the public port serves it
     await server.start_server(**RUNNER_OPTIONS)  # as serve() runs it (auto_decompress off)
     client = TestClient(server)
     await client.start_server()
