@@ -314,11 +314,13 @@ class Settings(BaseSettings):
             parse_write_keys(value.get_secret_value())  # reject a malformed list at load
         return value
 
-    @field_validator("metrics_port")
+    @field_validator("metrics_port", "collector_metrics_port")
     @classmethod
-    def _metrics_port(cls, value: int | None, info: ValidationInfo) -> int | None:
-        if value is not None and value == info.data.get("web_port"):
-            raise ValueError("must differ from LEADPULSE_WEB_PORT (that port serves them already)")
+    def _own_port(cls, value: int | None, info: ValidationInfo) -> int | None:
+        """A metrics port is not the port whose routes it serves apart."""
+        public, why = _PORTS_APART[str(info.field_name)]
+        if value is not None and value == info.data.get(public):
+            raise ValueError(f"must differ from LEADPULSE_{public.upper()} ({why})")
         return value
 
     @field_validator("collector_metrics_port", "collector_rate", mode="before")
@@ -327,13 +329,6 @@ class Settings(BaseSettings):
         """``off`` / ``none`` (or empty) switches an optional collector feature off."""
         if isinstance(value, str) and value.strip().lower() in {*NEVER, ""}:
             return None
-        return value
-
-    @field_validator("collector_metrics_port")
-    @classmethod
-    def _collector_metrics_port(cls, value: int | None, info: ValidationInfo) -> int | None:
-        if value is not None and value == info.data.get("collector_port"):
-            raise ValueError("must differ from LEADPULSE_COLLECTOR_PORT (the public ingest port)")
         return value
 
     @field_validator("api_tokens", mode="before")
@@ -402,6 +397,11 @@ class Settings(BaseSettings):
         return [h for h in hosts.replace(",", ";").split(";") if h]
 
 
+_PORTS_APART = {
+    "metrics_port": ("web_port", "that port serves them already"),
+    "collector_metrics_port": ("collector_port", "the public ingest port"),
+}
+"""A metrics port setting -> the port setting it must differ from, and why."""
 MIN_WRITE_KEY_LENGTH = 16
 
 

@@ -33,6 +33,7 @@ from schemas.segment import message_digest
 from scoring import new_lead
 from streams.dev.devstack import DevStack, TansuBroker, create_topics, free_port
 from streams.dev.workerproc import CollectorProcess
+from streams.settings import Settings
 from tests.integration.collector_harness import (
     Recorder,
     Rig,
@@ -272,17 +273,23 @@ def private_broker(tmp_path: Path) -> Iterator[TansuBroker]:
         broker.stop()
 
 
+def on_private_broker(rig: Rig, broker: TansuBroker, **changes: Any) -> tuple[Settings, list[str]]:
+    """The rig's settings for a collector of its own on `broker`, whose topics are made."""
+    settings = rig.settings.replace(
+        broker=f"kafka://{broker.bootstrap}",
+        collector_port=free_port(),
+        collector_metrics_port=free_port(),
+        **changes,
+    )
+    topics = [settings.events_topic, settings.dlq_topic]
+    create_topics(broker.bootstrap, topics, settings.partitions)
+    return settings, topics
+
+
 def test_broker_outage_answers_503_and_sdk_retries_land_everything(
     rig: Rig, private_broker: TansuBroker, tmp_path: Path
 ) -> None:
-    settings = rig.settings.replace(
-        broker=f"kafka://{private_broker.bootstrap}",
-        collector_port=free_port(),
-        collector_metrics_port=free_port(),
-        collector_produce_timeout=2.0,
-    )
-    topics = [settings.events_topic, settings.dlq_topic]
-    create_topics(private_broker.bootstrap, topics, settings.partitions)
+    settings, topics = on_private_broker(rig, private_broker, collector_produce_timeout=2.0)
     key = rig.keys["website"]
     lead = new_lead_id("outage")
     errors: list[object] = []
@@ -342,15 +349,12 @@ the produce timeout."""
 def test_a_broker_gone_after_serving_gets_each_request_its_503_within_unavailable_after(
     rig: Rig, private_broker: TansuBroker, tmp_path: Path
 ) -> None:
-    settings = rig.settings.replace(
-        broker=f"kafka://{private_broker.bootstrap}",
-        collector_port=free_port(),
-        collector_metrics_port=free_port(),
+    settings, topics = on_private_broker(
+        rig,
+        private_broker,
         collector_produce_timeout=PRODUCE_TIMEOUT,
         collector_unavailable_after=UNAVAILABLE_AFTER,
     )
-    topics = [settings.events_topic, settings.dlq_topic]
-    create_topics(private_broker.bootstrap, topics, settings.partitions)
     key = rig.keys["website"]
     lead = new_lead_id("gone")
 
