@@ -21,7 +21,8 @@ from yarl import URL
 
 from scoring import ScoringModel, engagement, to_epoch
 from streams.http.auth import COOKIE
-from streams.pipeline.app import Pipeline, build
+from streams.pipeline.app import Pipeline
+from streams.processes.worker import assemble
 from streams.settings import Settings
 from streams.store import MemoryLeadStore, decode_state
 from tests.component.conftest import T0, Clock, FakePublisher, event, page
@@ -52,7 +53,7 @@ def bodies() -> list[dict[str, Any]]:
 
 async def scored(settings: Settings, model: ScoringModel) -> tuple[Pipeline, MemoryLeadStore]:
     store = MemoryLeadStore()
-    pipeline = build(settings, model, store=store, publisher=FakePublisher(), clock=Clock(NOW))
+    pipeline = assemble(settings, model, store=store, publisher=FakePublisher(), clock=Clock(NOW))
     async with pipeline.agent.test_context() as agent:
         for body in bodies():
             key = (body.get("lead_id") or body["anonymous_id"]).encode()
