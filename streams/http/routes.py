@@ -1,20 +1,23 @@
 """The worker's HTTP routes on Faust's web server: the read API, the pages, the probes.
 
 The pipeline knows nothing of HTTP: the worker process hands its pipeline
-(what the probes and /stats read) to `serve_worker`, which adds the routes.
+(what the probes and /stats read) to `serve_worker`, which adds the routes
+and the one middleware that decides who may call them (`streams.http.access`).
+The handlers themselves check nothing.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable, Coroutine
-from typing import Any, Final, Protocol
+from typing import Any, Protocol
 
 import faust
+from aiohttp.web import Application
 
 from scoring import ScoringModel
 from streams.http import auth
+from streams.http.access import RULES, access_middleware
 from streams.http.auth import ApiTokens
 from streams.http.handoffs import HandoffFeed
 from streams.http.probes import Probed, probe_routes
@@ -39,12 +42,22 @@ def serve_worker(
     store: LeadStore,
     clock: Callable[[], float],
 ) -> None:
-    """Add every route of the worker to `app` (before its web server starts)."""
-    tokens = read_routes(app, settings, model, store, clock)
-    api = functools.partial(guard_api, tokens)
+    """Add every route of the worker to `app`, each behind `RULES` (before it serves).
+
+    Faust's own routes are switched off (`streams.pipeline.app.faust_settings`);
+    whatever it still adds gets the middleware's default: admin only.
+    """
+    tokens = ApiTokens(settings.api_token_roles)
+    if not len(tokens):
+        log.warning(
+            "no API tokens: set %s (NAME=TOKEN:ROLE,...); until then every route but /health, "
+            "/ready and /metrics answers 401",
+            auth.ENV,
+        )
+    _web_app(app).middlewares.append(access_middleware(tokens, RULES))
+    read_routes(app, settings, model, store, clock)
 
     @app.page("/stats")
-    @api()
     async def stats_page(web: Any, request: Any) -> Any:
         return web.json(served.stats())
 
@@ -53,22 +66,15 @@ def serve_worker(
         on_web_shutdown(app, stop_probes)  # now: the signal list is frozen once serving
 
 
-PageFun = Callable[..., Coroutine[Any, Any, Any]]
-"""A Faust page handler: (view, request, **route match) -> response."""
-
-DENIED_HEADERS: Final = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
-    "X-Content-Type-Options": "nosniff",
-    "Cache-Control": "no-store",
-}
-
-
-def _challenge(denied: auth.Denied) -> dict[str, str]:
-    return dict(auth.UNAUTHORIZED_HEADERS) if denied.status == 401 else {}
-
-
-def _api_denied(web: Any, denied: auth.Denied) -> Any:
-    return web.json(denied.body(), status=denied.status, headers=_challenge(denied))
+def _web_app(app: faust.App) -> Application:
+    """The aiohttp application under Faust's web server (the only driver it ships)."""
+    web_app = getattr(app.web, "web_app", None)
+    if not isinstance(web_app, Application):
+        raise TypeError(
+            f"the worker needs Faust's aiohttp web driver, not {type(app.web).__name__}: "
+            "its routes are guarded by an aiohttp middleware"
+        )
+    return web_app
 
 
 def _limit(request: Any) -> int:
@@ -87,13 +93,11 @@ def on_web_shutdown(app: faust.App, stop: Callable[[], Coroutine[Any, Any, None]
 
     Open event streams would hold the server's shutdown for its handler timeout.
     """
-    web_app = getattr(app.web, "web_app", None)
-    if web_app is not None:
 
-        async def on_shutdown(_: object) -> None:
-            await stop()
+    async def on_shutdown(_: object) -> None:
+        await stop()
 
-        web_app.on_shutdown.append(on_shutdown)
+    _web_app(app).on_shutdown.append(on_shutdown)
 
 
 def read_routes(
@@ -102,40 +106,20 @@ def read_routes(
     model: ScoringModel,
     store: LeadStore,
     clock: Callable[[], float],
-) -> ApiTokens:
-    """The read API and the live page: /leads, /hot, /handoffs/recent, /ui...; the tokens.
-
-    Every one of them needs an API token (`streams.http.auth`); the worker
-    warns at start when none is configured.
-    """
-    tokens = ApiTokens(settings.api_token_roles)
-    if not len(tokens):
-        log.warning(
-            "no API tokens: set %s (NAME=TOKEN:ROLE,...); until then /leads, /hot, /stats and "
-            "/ui answer 401 (/health, /ready and /metrics stay open)",
-            auth.ENV,
-        )
+) -> None:
+    """The read API and the live page: /leads, /hot, /handoffs/recent, /ui..."""
     feed = HandoffFeed(settings)
     on_web_shutdown(app, feed.stop)
 
-    api = functools.partial(guard_api, tokens)
-    page = functools.partial(guard_page, tokens)
-
     @app.page("/leads/{lead_id}")
-    @api()
     async def lead_page(web: Any, request: Any, lead_id: str) -> Any:
         from streams.http.views import explain_lead
 
-        everything = request.query.get("traits") == "all"
-        if everything:  # every trait, not only those the model shows: admins only
-            checked = tokens.check(request.headers, need=auth.Role.ADMIN)
-            if isinstance(checked, auth.Denied):
-                return _api_denied(web, checked)
+        everything = request.query.get("traits") == "all"  # admins only (RULES)
         view = await explain_lead(store, model, lead_id, clock(), all_traits=everything)
         return web.json(view)
 
     @app.page("/ui/leads/{lead_id}")
-    @page
     async def lead_ui_page(web: Any, request: Any, lead_id: str) -> Any:
         from streams.http.leadpage import HEADERS, lead_page
 
@@ -143,7 +127,6 @@ def read_routes(
         return web.html(body, status=status, headers=dict(HEADERS))
 
     @app.page("/ui")
-    @page
     async def hot_ui_page(web: Any, request: Any) -> Any:
         from streams.http.hotpage import HEADERS, hot_leads, render_hot
 
@@ -152,7 +135,6 @@ def read_routes(
         return web.html(render_hot(rows, now, model), headers=dict(HEADERS))
 
     @app.page("/ui/hot.js")
-    @page
     async def hot_script(web: Any, request: Any) -> Any:
         from streams.http.hotpage import SCRIPT
 
@@ -166,14 +148,12 @@ def read_routes(
         )
 
     @app.page("/ui/handoffs/stream")
-    @page
     async def handoff_stream(web: Any, request: Any) -> Any:
         from streams.http.handoffs import stream
 
         return await stream(request, feed)
 
     @app.page("/hot")
-    @api()
     async def hot_json_page(web: Any, request: Any) -> Any:
         from streams.http.hotpage import hot_json, hot_leads
 
@@ -181,54 +161,5 @@ def read_routes(
         return web.json(hot_json(await hot_leads(store, model, now, _limit(request)), now, model))
 
     @app.page("/handoffs/recent")
-    @api()
     async def recent_handoffs(web: Any, request: Any) -> Any:
         return web.json({"feed_running": feed.running, "handoffs": list(feed.recent)})
-
-    return tokens
-
-
-def guard_api(tokens: ApiTokens, need: auth.Role = auth.Role.READ) -> Callable[[PageFun], PageFun]:
-    """A JSON route that needs a token: 401/403 JSON {code, message} otherwise."""
-
-    def wrap(handler: PageFun) -> PageFun:
-        @functools.wraps(handler)
-        async def guarded(web: Any, request: Any, **match: str) -> Any:
-            checked = tokens.check(request.headers, need=need)
-            if isinstance(checked, auth.Denied):
-                return _api_denied(web, checked)
-            return await handler(web, request, **match)
-
-        return guarded
-
-    return wrap
-
-
-def guard_page(tokens: ApiTokens, handler: PageFun) -> PageFun:
-    """An HTML route that needs a token; ``?token=`` signs in (cookie, then redirect)."""
-
-    @functools.wraps(handler)
-    async def guarded(web: Any, request: Any, **match: str) -> Any:
-        checked = auth.page_access(
-            tokens,
-            request.headers,
-            request.rel_url.raw_path,  # still percent-encoded: the redirect keeps it
-            request.query,
-            request.query_string,
-            secure=bool(request.secure),
-        )
-        if isinstance(checked, auth.Login):
-            return web.text(
-                "",
-                status=303,
-                headers={"Location": checked.location, "Set-Cookie": checked.cookie},
-            )
-        if isinstance(checked, auth.Denied):
-            return web.html(
-                auth.denied_page(checked, request.rel_url.raw_path),
-                status=checked.status,
-                headers={**DENIED_HEADERS, **_challenge(checked)},
-            )
-        return await handler(web, request, **match)
-
-    return guarded

@@ -71,6 +71,13 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         "web_enabled": True,
         "web_host": settings.web_host,
         "web_port": settings.web_port,
+        # Faust's own routes (table data, cluster routing, sensor stats, the
+        # service graph) are not the worker's API: off, so only its own are served
+        "web_router_enabled": False,
+        "web_tables_enabled": False,
+        "web_stats_enabled": False,
+        "web_graph_enabled": False,
+        "web_metrics_enabled": False,
         "topic_partitions": settings.partitions,
         "topic_replication_factor": settings.replication_factor,
         "topic_disable_leader": True,
