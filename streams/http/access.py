@@ -60,6 +60,7 @@ PROBES: Final = ("/health", "/ready", "/metrics")
 
 RULES: Final[Mapping[str, Rule]] = {
     **dict.fromkeys(PROBES, OPEN),
+    "/health/detail": Rule(Kind.API, Role.ADMIN),  # error texts can quote a payload
     "/stats": API,
     "/leads/{lead_id}": Rule(Kind.API, admin_query=("traits", "all")),
     "/hot": API,

@@ -13,7 +13,8 @@ decides per route), and with no token configured nothing else is served
 
 Roles: ``read`` sees the pages and the JSON views with the traits the model
 declares for display; ``admin`` may also ask for every trait
-(``/leads/{id}?traits=all``).
+(``/leads/{id}?traits=all``) and for ``/health/detail`` (error texts, the
+last dead letter's lead, offset and reason).
 """
 
 from __future__ import annotations

@@ -30,6 +30,8 @@ log = logging.getLogger("leadpulse")
 class Served(Probed, Protocol):
     """What the worker's routes read of its pipeline: the probes' reports and /stats."""
 
+    async def health_detail(self) -> tuple[int, dict[str, Any]]: ...
+
     def stats(self) -> dict[str, Any]: ...
 
 
@@ -60,6 +62,11 @@ def serve_worker(
     @app.page("/stats")
     async def stats_page(web: Any, request: Any) -> Any:
         return web.json(served.stats())
+
+    @app.page("/health/detail")
+    async def health_detail_page(web: Any, request: Any) -> Any:
+        status, body = await served.health_detail()
+        return web.json(body, status=status)
 
     stop_probes = probe_routes(app, served, settings)
     if stop_probes is not None:

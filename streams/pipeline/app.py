@@ -106,8 +106,15 @@ class Pipeline:
     """The scoring agent, for `agent.test_context()` in component tests."""
 
     async def health_report(self) -> tuple[int, dict[str, Any]]:
-        """/health: 503 once a step has been failing for `unhealthy_after`."""
-        body = {**self.health.as_dict(), "assigned_partitions": _assigned(self.app)}
+        """/health: 503 once a step has been failing for `unhealthy_after`; names and counts."""
+        return self._health(self.health.summary())
+
+    async def health_detail(self) -> tuple[int, dict[str, Any]]:
+        """/health/detail (a token's): /health with error texts and the last letter's origin."""
+        return self._health(self.health.as_dict())
+
+    def _health(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        body["assigned_partitions"] = _assigned(self.app)
         return (200 if body["healthy"] else 503), body
 
     async def readiness_report(self) -> tuple[int, dict[str, Any]]:

@@ -228,6 +228,7 @@ async def test_a_token_in_the_url_signs_in_with_a_strict_cookie(
 
 ROUTES = {
     "/health",
+    "/health/detail",
     "/ready",
     "/metrics",
     "/stats",
@@ -291,3 +292,54 @@ async def test_faust_s_own_routes_are_off_or_admin_only(
             assert reply.status == 401
         async with http.post(url + "/health", headers=auth(READ)) as reply:
             assert reply.status == 405
+
+
+SECRET_FIELD = "sk_live_51HxQ7Jc2eZvKYlo2C8PQ"
+ROTTEN = "lead-rotten-7f3a"
+
+
+async def test_open_health_names_what_failed_and_the_token_sees_the_details(
+    model: ScoringModel,
+) -> None:
+    store = MemoryLeadStore()
+    store.states[ROTTEN] = (1, b'{"lead_id": "lead-rotten-7f3a", "stage": "no-such-stage"')
+    pipeline = assemble(SETTINGS, model, store=store, publisher=FakePublisher(), clock=Clock(NOW))
+    leaky = {**event("identify", "lead-leaky"), SECRET_FIELD: "x"}  # named in the reason
+    async with (
+        serving(pipeline) as url,
+        ClientSession() as http,
+        pipeline.agent.test_context() as agent,
+    ):
+
+        async def bodies() -> tuple[str, str]:
+            async with http.get(url + "/health") as reply:
+                assert reply.status == 200
+                open_body = await reply.text()
+            async with http.get(url + "/health/detail", headers=auth(ADMIN)) as reply:
+                assert reply.status == 200
+                return open_body, await reply.text()
+
+        await agent.put(json.dumps(leaky).encode(), key=b"lead-leaky")
+        await until(lambda: pipeline.health.dead_lettered == 1)
+        open_body, detail = await bodies()
+        assert json.loads(open_body)["last_dead_letter"] == {"kind": "decode", "at": NOW}
+        assert json.loads(open_body)["dead_lettered"] == 1
+        assert SECRET_FIELD not in open_body
+        assert SECRET_FIELD in json.loads(detail)["last_dead_letter"]["reason"]
+
+        await agent.put(json.dumps(page("https://x.io/", ROTTEN)).encode(), key=ROTTEN.encode())
+        await until(lambda: pipeline.health.dead_lettered == 2)
+        open_body, detail = await bodies()
+        assert json.loads(open_body)["last_dead_letter"] == {"kind": "corrupt_state", "at": NOW}
+        assert ROTTEN not in open_body
+        assert '"offset"' not in open_body
+        assert '"partition"' not in open_body
+        letter = json.loads(detail)["last_dead_letter"]
+        assert letter["lead_id"] == ROTTEN
+        assert ROTTEN in letter["reason"]
+        assert isinstance(letter["offset"], int)
+
+        async with http.get(url + "/health/detail") as reply:
+            assert reply.status == 401
+        async with http.get(url + "/health/detail", headers=auth(READ)) as reply:
+            assert reply.status == 403
