@@ -7,12 +7,14 @@ cookie, which ``/ui?token=<token>`` sets (HttpOnly, SameSite=Strict) before it
 redirects to the same URL without the token, so the token does not stay in
 the address bar or the history. A lookup compares the presented token with
 every configured one in constant time. ``/health``, ``/ready`` and
-``/metrics`` need no token; everything else does, and with no token
-configured nothing else is served (401 saying to set the variable).
+``/metrics`` need no token; everything else does (`streams.http.access`
+decides per route), and with no token configured nothing else is served
+(401 saying to set the variable).
 
 Roles: ``read`` sees the pages and the JSON views with the traits the model
 declares for display; ``admin`` may also ask for every trait
-(``/leads/{id}?traits=all``).
+(``/leads/{id}?traits=all``) and for ``/health/detail`` (error texts, the
+last dead letter's lead, offset and reason).
 """
 
 from __future__ import annotations
@@ -159,12 +161,13 @@ def page_access(
     query_string: str,
     *,
     secure: bool = False,
+    need: Role = Role.READ,
 ) -> Principal | Denied | Login:
     """A page request: a ``?token=`` logs in (or is refused), else as `ApiTokens.check`."""
     presented = query.get("token")
     if presented is None:
-        return tokens.check(headers)
-    checked = tokens.check({"Authorization": f"Bearer {presented}"})
+        return tokens.check(headers, need=need)
+    checked = tokens.check({"Authorization": f"Bearer {presented}"}, need=need)
     if isinstance(checked, Denied):
         return checked
     return Login(without_token(path, query_string), login_cookie(presented, secure=secure))

@@ -1,5 +1,5 @@
-"""/health, /ready and /metrics on a port of their own (`LEADPULSE_METRICS_PORT`,
-`LEADPULSE_COLLECTOR_METRICS_PORT`).
+"""/health, /ready and /metrics: on the worker's web port, and on a port of their own
+(`LEADPULSE_METRICS_PORT`, `LEADPULSE_COLLECTOR_METRICS_PORT`).
 
 A plain aiohttp server next to the process's own: only these routes (and a
 process's extra read-only ones, such as the collector's /stats), no token,
@@ -9,14 +9,80 @@ another interface than the API, the pages or the public ingest port.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+import logging
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any, Protocol
 
+import faust
 from aiohttp import web
 
 from streams.observability.metrics import CONTENT_TYPE_LATEST
+from streams.settings import Settings
+
+log = logging.getLogger("leadpulse")
 
 Check = Callable[[], Awaitable[tuple[int, dict[str, Any]]]]
+"""A probe: (HTTP status, JSON body)."""
+
+
+class Probed(Protocol):
+    """What the probes of a worker read (its pipeline)."""
+
+    async def health_report(self) -> tuple[int, dict[str, Any]]: ...
+
+    async def readiness_report(self) -> tuple[int, dict[str, Any]]: ...
+
+    async def scrape(self) -> bytes: ...
+
+
+def probe_routes(
+    app: faust.App, probed: Probed, settings: Settings
+) -> Callable[[], Coroutine[Any, Any, None]] | None:
+    """Add the three routes to the Faust app, start their own server if `metrics_port` is set.
+
+    Returns what stops that server (None without one); the caller runs it when
+    the web server shuts down.
+    """
+
+    @app.page("/health")
+    async def health_page(web: Any, request: Any) -> Any:
+        status, body = await probed.health_report()
+        return web.json(body, status=status)
+
+    @app.page("/ready")
+    async def ready_page(web: Any, request: Any) -> Any:
+        status, body = await probed.readiness_report()
+        return web.json(body, status=status)
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        # aiohttp refuses a content_type with parameters: set the header itself
+        return web.bytes(await probed.scrape(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    if settings.metrics_port is None:
+        return None
+    host = settings.metrics_host or settings.web_host
+    port = settings.metrics_port
+    runners: list[web.AppRunner] = []
+
+    async def stop_probes() -> None:
+        while runners:
+            await runners.pop().cleanup()
+
+    @app.task
+    async def serve_probes() -> None:
+        runners.append(
+            await start_probe_server(
+                host,
+                port,
+                health=probed.health_report,
+                ready=probed.readiness_report,
+                scrape=probed.scrape,
+            )
+        )
+        log.info("serving /health, /ready and /metrics on http://%s:%d", host, port)
+
+    return stop_probes
 
 
 def json_route(check: Check) -> Callable[[web.Request], Awaitable[web.Response]]:

@@ -3,7 +3,13 @@
 A transient failure (Redis or Kafka unreachable, a timeout) is retried; the
 worker reports itself unhealthy once one has lasted `unhealthy_after`
 seconds. Permanent failures do not make it unhealthy (it went on), but
-`/health` says what was dead-lettered last and why.
+`/health` says how many were dead-lettered and of which kind.
+
+Two views: `summary` is what the open `/health` shows (names and counts of
+what is failing: anyone who reaches the port may read it), `as_dict` adds
+the details an operator with a token needs (error texts, the last letter's
+lead, topic, offset and reason), which can carry lead ids or pieces of a
+payload.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ class Health:
     failing: dict[str, Failure] = field(default_factory=dict)
     dead_lettered: int = 0
     last_dead_letter: dict[str, Any] | None = None
+    """Where and why the latest letter was made; only `kind` and `at` are shown openly."""
     unknown_errors: int = 0
     """Errors neither transient nor permanent met so far (each retry of one counts)."""
     stale_watermarks: tuple[int, ...] = ()
@@ -50,16 +57,34 @@ class Health:
     def recovered(self, what: str) -> None:
         self.failing.pop(what, None)
 
-    def dead_letter(self, reason: str, **where: Any) -> None:
+    def dead_letter(self, reason: str, *, kind: str = "unknown", **where: Any) -> None:
+        """Count a letter; `kind` is its reason class (a small fixed set), safe to show."""
         self.dead_lettered += 1
-        self.last_dead_letter = {"reason": reason, "at": self.clock(), **where}
+        self.last_dead_letter = {"reason": reason, "kind": kind, "at": self.clock(), **where}
 
     @property
     def healthy(self) -> bool:
         now = self.clock()
         return all(now - f.since < self.unhealthy_after for f in self.failing.values())
 
+    def summary(self) -> dict[str, Any]:
+        """What is failing, by name and count: no error text, lead id or offset."""
+        now = self.clock()
+        last = self.last_dead_letter
+        return {
+            "healthy": self.healthy,
+            "failing": {
+                what: {"for_seconds": round(now - f.since, 3), "attempts": f.attempts}
+                for what, f in self.failing.items()
+            },
+            "dead_lettered": self.dead_lettered,
+            "unknown_errors": self.unknown_errors,
+            "stale_watermarks": list(self.stale_watermarks),
+            "last_dead_letter": None if last is None else {k: last[k] for k in ("kind", "at")},
+        }
+
     def as_dict(self) -> dict[str, Any]:
+        """The summary with its details: error texts and where the last letter came from."""
         now = self.clock()
         return {
             "healthy": self.healthy,

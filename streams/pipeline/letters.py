@@ -85,6 +85,7 @@ class DeadLetters:
         )
         where = {
             "reason": letter.reason,
+            "kind": kind,
             "lead_id": lead_id,
             "topic": record.topic,
             "partition": record.partition,

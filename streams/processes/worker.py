@@ -7,12 +7,19 @@ import concurrent.futures
 import logging
 import os
 import signal
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from scoring import ScoringModel
 from streams.errors import FatalError
 from streams.processes.lifecycle import EXIT_RESTART, ShutdownDeadline, new_event_loop
 from streams.settings import Settings
+
+if TYPE_CHECKING:
+    from streams.kafka.publisher import Publisher
+    from streams.pipeline.app import Pipeline
+    from streams.store import LeadStore
 
 log = logging.getLogger("leadpulse")
 
@@ -29,7 +36,7 @@ def run_worker(settings: Settings, model: ScoringModel, *, loglevel: str = "info
     import faust
 
     from streams.kafka.transport import check_versions
-    from streams.pipeline.app import build, freeze_heap
+    from streams.pipeline.app import freeze_heap
     from streams.store.redis import RedisLeadStore
 
     check_versions()
@@ -59,7 +66,7 @@ def run_worker(settings: Settings, model: ScoringModel, *, loglevel: str = "info
             super()._schedule_shutdown(signum)
 
     store = RedisLeadStore.from_settings(settings)
-    pipeline = build(settings, model, store=store, on_fatal=must_restart)
+    pipeline = assemble(settings, model, store=store, on_fatal=must_restart)
     worker: Any = Worker(
         pipeline.app,
         loglevel=loglevel,
@@ -75,6 +82,29 @@ def run_worker(settings: Settings, model: ScoringModel, *, loglevel: str = "info
             return EXIT_RESTART
         return done.code if isinstance(done.code, int) else 1
     return EXIT_RESTART if fatal else 0  # pragma: no cover - execute_from_commandline exits
+
+
+def assemble(
+    settings: Settings,
+    model: ScoringModel,
+    *,
+    store: LeadStore,
+    publisher: Publisher | None = None,
+    clock: Callable[[], float] = time.time,
+    on_fatal: Callable[[FatalError], None] | None = None,
+) -> Pipeline:
+    """The worker's pipeline with its HTTP routes: where the stream side and HTTP meet.
+
+    Tests build the same worker with a fake publisher and an in-memory store.
+    """
+    from streams.http.routes import serve_worker
+    from streams.pipeline.app import build
+
+    pipeline = build(
+        settings, model, store=store, publisher=publisher, clock=clock, on_fatal=on_fatal
+    )
+    serve_worker(pipeline.app, pipeline, settings=settings, model=model, store=store, clock=clock)
+    return pipeline
 
 
 def prepare_topics(settings: Settings, *, create: bool) -> None:

@@ -8,6 +8,7 @@ served by the worker's own aiohttp application on an ephemeral 127.0.0.1 port.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -20,11 +21,14 @@ from aiohttp.test_utils import TestServer
 from yarl import URL
 
 from scoring import ScoringModel, engagement, to_epoch
+from streams.http.access import RULES
 from streams.http.auth import COOKIE
-from streams.pipeline.app import Pipeline, build
+from streams.pipeline.app import Pipeline
+from streams.processes.worker import assemble
 from streams.settings import Settings
 from streams.store import MemoryLeadStore, decode_state
 from tests.component.conftest import T0, Clock, FakePublisher, event, page
+from tests.worker_routes import listed_routes, reachable
 
 ADMIN = "tk_component_admin_0123456789"
 READ = "tk_component_read_0123456789"
@@ -52,7 +56,7 @@ def bodies() -> list[dict[str, Any]]:
 
 async def scored(settings: Settings, model: ScoringModel) -> tuple[Pipeline, MemoryLeadStore]:
     store = MemoryLeadStore()
-    pipeline = build(settings, model, store=store, publisher=FakePublisher(), clock=Clock(NOW))
+    pipeline = assemble(settings, model, store=store, publisher=FakePublisher(), clock=Clock(NOW))
     async with pipeline.agent.test_context() as agent:
         for body in bodies():
             key = (body.get("lead_id") or body["anonymous_id"]).encode()
@@ -61,22 +65,37 @@ async def scored(settings: Settings, model: ScoringModel) -> tuple[Pipeline, Mem
     return pipeline, store
 
 
-@pytest.fixture
-async def served(model: ScoringModel) -> AsyncIterator[tuple[str, MemoryLeadStore]]:
-    settings = Settings(
-        broker="kafka://127.0.0.1:9",
-        web_port=6066,
-        batch_within=0.01,
-        api_tokens=f"ops={ADMIN}:admin,viewer={READ}:read",
-    )
-    pipeline, store = await scored(settings, model)
+@contextlib.asynccontextmanager
+async def serving(pipeline: Pipeline) -> AsyncIterator[str]:
+    """The worker's own aiohttp application on an ephemeral port: its base URL."""
     pipeline.app.web.init_server()
     server = TestServer(pipeline.app.web.web_app, host="127.0.0.1")  # type: ignore[attr-defined]
     await server.start_server()
     try:
-        yield str(server.make_url("")), store
+        yield str(server.make_url(""))
     finally:
         await server.close()
+
+
+SETTINGS = Settings(
+    broker="kafka://127.0.0.1:9",
+    web_port=6066,
+    batch_within=0.01,
+    api_tokens=f"ops={ADMIN}:admin,viewer={READ}:read",
+)
+
+
+@pytest.fixture
+async def worker(model: ScoringModel) -> AsyncIterator[tuple[Pipeline, str, MemoryLeadStore]]:
+    pipeline, store = await scored(SETTINGS, model)
+    async with serving(pipeline) as url:
+        yield pipeline, url, store
+
+
+@pytest.fixture
+def served(worker: tuple[Pipeline, str, MemoryLeadStore]) -> tuple[str, MemoryLeadStore]:
+    _, url, store = worker
+    return url, store
 
 
 def auth(token: str) -> dict[str, str]:
@@ -123,20 +142,14 @@ async def test_no_configured_token_refuses_all_but_health_and_metrics(
     with caplog.at_level(logging.WARNING, logger="leadpulse"):
         pipeline, _ = await scored(settings, model)
     assert any("LEADPULSE_API_TOKENS" in r.getMessage() for r in caplog.records)
-    pipeline.app.web.init_server()
-    server = TestServer(pipeline.app.web.web_app, host="127.0.0.1")  # type: ignore[attr-defined]
-    await server.start_server()
-    try:
-        async with ClientSession() as http:
-            async with http.get(server.make_url("/leads/lead-hot"), headers=auth(ADMIN)) as reply:
-                assert reply.status == 401
-                body = await reply.json()
-                assert body["code"] == "no_tokens_configured"
-                assert "LEADPULSE_API_TOKENS" in body["message"]
-            async with http.get(server.make_url("/health")) as reply:
-                assert reply.status == 200
-    finally:
-        await server.close()
+    async with serving(pipeline) as url, ClientSession() as http:
+        async with http.get(url + "/leads/lead-hot", headers=auth(ADMIN)) as reply:
+            assert reply.status == 401
+            body = await reply.json()
+            assert body["code"] == "no_tokens_configured"
+            assert "LEADPULSE_API_TOKENS" in body["message"]
+        async with http.get(url + "/health") as reply:
+            assert reply.status == 200
 
 
 async def test_read_sees_display_traits_admin_may_see_all(
@@ -211,3 +224,122 @@ async def test_a_token_in_the_url_signs_in_with_a_strict_cookie(
     ):
         assert reply.status == 401
         assert "Set-Cookie" not in reply.headers
+
+
+ROUTES = {
+    "/health",
+    "/health/detail",
+    "/ready",
+    "/metrics",
+    "/stats",
+    "/leads/{lead_id}",
+    "/hot",
+    "/handoffs/recent",
+    "/ui",
+    "/ui/leads/{lead_id}",
+    "/ui/hot.js",
+    "/ui/handoffs/stream",
+    "/",  # Faust's index: the one route of its own it still adds
+}
+"""Every route the worker serves; a new one must be added here and to the access rules."""
+OPEN_ROUTES = {"/health", "/ready", "/metrics"}
+
+
+async def test_every_listed_route_but_the_probes_refuses_a_request_without_a_token(
+    worker: tuple[Pipeline, str, MemoryLeadStore],
+) -> None:
+    pipeline, url, _ = worker
+    routes = listed_routes(pipeline.app.web.web_app)  # type: ignore[attr-defined]
+    assert {pattern for _, pattern in routes} == ROUTES
+    assert set(RULES) == ROUTES - {"/"}  # Faust's index has no rule: admin only
+    assert {method for method, _ in routes} == {"GET", "HEAD"}
+    async with ClientSession() as http:
+        for method, pattern in routes:
+            path = reachable(pattern)
+            for headers in ({}, auth("tk_not_a_token_0123456789")):
+                async with http.request(method, url + path, headers=headers) as reply:
+                    if pattern in OPEN_ROUTES:
+                        assert reply.status in (200, 503), (method, path)  # /ready: no broker
+                        continue
+                    assert reply.status == 401, (method, path)
+                    assert reply.headers["WWW-Authenticate"] == 'Bearer realm="leadpulse"'
+                    if method == "HEAD":
+                        continue
+                    if pattern.startswith("/ui"):  # a page: the sign-in form
+                        assert reply.content_type == "text/html", path
+                        assert 'name="token"' in await reply.text()
+                    else:
+                        assert reply.content_type == "application/json", path
+                        assert (await reply.json())["code"] == "unauthorized"
+
+
+async def test_faust_s_own_routes_are_off_or_admin_only(
+    served: tuple[str, MemoryLeadStore],
+) -> None:
+    url, _ = served
+    async with ClientSession() as http:
+        for path in ("/router/", "/table/", "/graph/", "/stats/", "/performance/", "/nope"):
+            async with http.get(url + path) as reply:
+                assert reply.status == 401, path  # no token: not even told it is not found
+            async with http.get(url + path, headers=auth(ADMIN)) as reply:
+                assert reply.status == 404, path
+        async with http.get(url + "/", headers=auth(READ)) as reply:
+            assert reply.status == 403
+            assert (await reply.json())["code"] == "forbidden"
+        async with http.get(url + "/", headers=auth(ADMIN)) as reply:
+            assert reply.status == 200
+        async with http.post(url + "/health") as reply:  # a method no route has
+            assert reply.status == 401
+        async with http.post(url + "/health", headers=auth(READ)) as reply:
+            assert reply.status == 405
+
+
+SECRET_FIELD = "sk_live_51HxQ7Jc2eZvKYlo2C8PQ"
+ROTTEN = "lead-rotten-7f3a"
+
+
+async def test_open_health_names_what_failed_and_the_token_sees_the_details(
+    model: ScoringModel,
+) -> None:
+    store = MemoryLeadStore()
+    store.states[ROTTEN] = (1, b'{"lead_id": "lead-rotten-7f3a", "stage": "no-such-stage"')
+    pipeline = assemble(SETTINGS, model, store=store, publisher=FakePublisher(), clock=Clock(NOW))
+    leaky = {**event("identify", "lead-leaky"), SECRET_FIELD: "x"}  # named in the reason
+    async with (
+        serving(pipeline) as url,
+        ClientSession() as http,
+        pipeline.agent.test_context() as agent,
+    ):
+
+        async def bodies() -> tuple[str, str]:
+            async with http.get(url + "/health") as reply:
+                assert reply.status == 200
+                open_body = await reply.text()
+            async with http.get(url + "/health/detail", headers=auth(ADMIN)) as reply:
+                assert reply.status == 200
+                return open_body, await reply.text()
+
+        await agent.put(json.dumps(leaky).encode(), key=b"lead-leaky")
+        await until(lambda: pipeline.health.dead_lettered == 1)
+        open_body, detail = await bodies()
+        assert json.loads(open_body)["last_dead_letter"] == {"kind": "decode", "at": NOW}
+        assert json.loads(open_body)["dead_lettered"] == 1
+        assert SECRET_FIELD not in open_body
+        assert SECRET_FIELD in json.loads(detail)["last_dead_letter"]["reason"]
+
+        await agent.put(json.dumps(page("https://x.io/", ROTTEN)).encode(), key=ROTTEN.encode())
+        await until(lambda: pipeline.health.dead_lettered == 2)
+        open_body, detail = await bodies()
+        assert json.loads(open_body)["last_dead_letter"] == {"kind": "corrupt_state", "at": NOW}
+        assert ROTTEN not in open_body
+        assert '"offset"' not in open_body
+        assert '"partition"' not in open_body
+        letter = json.loads(detail)["last_dead_letter"]
+        assert letter["lead_id"] == ROTTEN
+        assert ROTTEN in letter["reason"]
+        assert isinstance(letter["offset"], int)
+
+        async with http.get(url + "/health/detail") as reply:
+            assert reply.status == 401
+        async with http.get(url + "/health/detail", headers=auth(READ)) as reply:
+            assert reply.status == 403

@@ -32,13 +32,24 @@ from streams.dev.workerproc import WorkerProcess
 from streams.settings import Settings
 from streams.store import decode_state
 from streams.store.redis import keys
+from tests.integration.harness import ADMIN_TOKEN
 
 
-def health(settings: Settings, timeout: float = 3.0) -> tuple[int, dict[str, Any]]:
-    """(HTTP status, JSON body) of the worker's /health; (0, {}) while it does not answer."""
-    url = f"http://127.0.0.1:{settings.web_port}/health"
+def health(
+    settings: Settings, timeout: float = 3.0, *, detail: bool = False
+) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, JSON body) of the worker's /health; (0, {}) while it does not answer.
+
+    `detail`: /health/detail with the admin token (error texts, the last letter's origin).
+    """
+    path, headers = (
+        ("/health/detail", {"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        if detail
+        else ("/health", {})
+    )
+    request = urllib.request.Request(f"http://127.0.0.1:{settings.web_port}{path}", headers=headers)
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as reply:
+        with urllib.request.urlopen(request, timeout=timeout) as reply:
             return reply.status, json.load(reply)
     except urllib.error.HTTPError as error:
         try:

@@ -9,8 +9,8 @@ Two kinds that used to stall the agent (retried forever as if transient):
     Redis hash).
 Each poison lead gets exactly one DLQ letter naming the problem and the lead, a
 marker lead on another partition and a follower on the poison lead's own
-partition, produced after the poison, are scored, and /health reports the
-letter. The module shares one worker; (a) runs first.
+partition, produced after the poison, are scored, and /health/detail reports
+the letter. The module shares one worker; (a) runs first.
 """
 
 from __future__ import annotations
@@ -189,7 +189,7 @@ def test_too_large_handoff_is_dead_lettered_and_the_worker_goes_on(
         handoffs.until(lambda vs: False, timeout=1)
         if [h for h in handoffs.values if h["lead_id"] == big]:
             problems.append(f"a handoff of {big} was published although it exceeds the limit")
-    status, body = health(settings)
+    status, body = health(settings, detail=True)
     last = body.get("last_dead_letter") or {}
     if body.get("dead_lettered", 0) < before + 1:
         problems.append(f"/health dead_lettered did not grow: {before} -> {body}")
@@ -231,7 +231,7 @@ def test_undecodable_state_is_dead_lettered_and_the_worker_goes_on(
             problems.append(
                 f"letter points at {where}, the event was at {(sent.partition, sent.offset)}"
             )
-    status, body = health(settings)
+    status, body = health(settings, detail=True)
     last = body.get("last_dead_letter") or {}
     if body.get("dead_lettered", 0) < before + 1:
         problems.append(f"/health dead_lettered did not grow: {before} -> {body}")
