@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lint typecheck test unit integration bench demo clean
+.PHONY: install lint typecheck test unit integration mutate bench demo clean
 
 $(STAMP): pyproject.toml
 	@missing=""; \
@@ -57,6 +57,13 @@ integration: install
 test: lint typecheck
 	$(BIN)/pytest -q
 
+# Mutation testing of scoring/ against tests/unit + tests/component (mutmut, configured in
+# pyproject.toml); not part of `make test`: it takes a long while. Results stay in mutants/
+# (`.venv/bin/mutmut show NAME` shows one mutant); a rerun only retests what changed.
+mutate: install
+	$(BIN)/mutmut run
+	$(BIN)/mutmut results
+
 # `make bench` (throughput), `make bench BENCH=collector`, `BENCH=latency`, `BENCH=sweep`,
 # `BENCH=delivery`
 BENCH ?= throughput
@@ -67,4 +74,4 @@ demo: install
 	$(BIN)/leadpulse demo
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis mutants

@@ -1,24 +1,31 @@
 """`apply_many`, `evaluate` and `next_recycle_at` give exactly what the reference gives.
 
-The reference below is `scoring.engine.apply` as it was before folding was
-optimised (one pydantic copy per step, fit on every event, the generic
-branch-and-bound `recycle.first_below`); states and transitions must match
-it field for field, floats to the bit.
+The reference below is the engine written plainly from the README's semantics
+(one pydantic copy per step, fit on every event, the generic branch-and-bound
+`recycle.first_below`), and it does not use the engine's own decay, threshold
+or reason helpers: decay, the funnel thresholds, the move reasons and the
+top reasons are re-implemented here. States and transitions must match it
+field for field, floats to the bit. It still borrows fit matching and trait
+merging (`fit_points`, `merge_traits`), the plain dip search and
+`transition_id` (pinned by tests/unit/test_golden_ids.py).
 """
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
+from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas import BehaviorEvent, Stage, StageTransition
+from schemas import BehaviorEvent, RuleContribution, Stage, StageTransition
 from scoring import (
     Clamp,
     LeadState,
+    RuleState,
     ScoringModel,
     apply,
     apply_many,
@@ -27,26 +34,135 @@ from scoring import (
     new_lead,
     next_recycle_at,
     parse_model,
-)
-from scoring.decay import add
-from scoring.engine import top_reasons
-from scoring.epoch import from_epoch, to_epoch
-from scoring.fit import fit_points, grade, merge_traits
-from scoring.lifecycle import (
-    RECYCLABLE,
-    Move,
-    clamp_note,
-    recycle_move,
-    sales_move,
-    threshold_moves,
     transition_id,
 )
-from scoring.recycle import Term, first_below, horizon, lower_bound, total
+from scoring.epoch import from_epoch, to_epoch
+from scoring.fit import fit_points, merge_traits
+from scoring.recycle import Term, first_below, horizon, lower_bound
 from tests.unit.test_scoring_engine import MODEL, MODEL_TEXT, T0
 
 CHECK = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-# -- the reference: the pre-optimisation engine, verbatim in behaviour --------------
+# -- the reference: the engine from its definition -----------------------------------
+
+RECYCLABLE = (Stage.MQL, Stage.SAL)
+TOP_REASONS = 5
+Move = tuple[Stage, str]
+
+
+def ref_decayed(value: float, elapsed: float, half_life: float) -> float:
+    """points * 2^(-elapsed / half_life)."""
+    return value * math.exp2(-elapsed / half_life)
+
+
+def ref_add(pair: RuleState | None, points: float, at: float, half_life: float) -> RuleState:
+    """One more event in a rule's sum, referred to the later of the two times."""
+    if pair is None:
+        return RuleState(points, at)
+    ref = max(pair.ref, at)
+    return RuleState(
+        ref_decayed(pair.value, ref - pair.ref, half_life)
+        + ref_decayed(points, ref - at, half_life),
+        ref,
+    )
+
+
+def ref_contributions(state: LeadState, at: float, model: ScoringModel) -> list[tuple[str, float]]:
+    """(rule, decayed points clamped to +-cap), in model order, at `at` (not before the clock)."""
+    moment = max(at, state.clock)
+    found = []
+    for rule in model.engagement_rules:
+        pair = state.rules.get(rule.name)
+        if pair is not None:
+            value = ref_decayed(pair.value, moment - pair.ref, rule.half_life)
+            if rule.cap is not None:
+                value = min(rule.cap, max(-rule.cap, value))
+            found.append((rule.name, value))
+    return found
+
+
+def ref_engagement(state: LeadState, at: float, model: ScoringModel) -> float:
+    return max(0.0, sum((points for _, points in ref_contributions(state, at, model)), 0.0))
+
+
+def ref_top_reasons(state: LeadState, at: float, model: ScoringModel) -> list[RuleContribution]:
+    """The rules contributing most (by size, then name), zeros left out."""
+    ranked = sorted(
+        ((name, points) for name, points in ref_contributions(state, at, model) if points != 0),
+        key=lambda item: (-abs(item[1]), item[0]),
+    )
+    return [RuleContribution(rule=name, points=points) for name, points in ranked[:TOP_REASONS]]
+
+
+def ref_grade(fit: float, model: ScoringModel) -> str:
+    """The best letter whose threshold fit reaches, else the letter after the last."""
+    for letter, threshold in model.spec.fit.grades.items():
+        if fit >= threshold:
+            return letter
+    return chr(ord(list(model.spec.fit.grades)[-1]) + 1)
+
+
+def ref_show(number: float) -> str:
+    """A number in a reason: rounded down to 0.01, no trailing zeros."""
+    text = f"{Decimal(number).quantize(Decimal('0.01'), rounding=ROUND_FLOOR):f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def ref_recycle(score: float, model: ScoringModel, cause: str = "") -> Move:
+    return (
+        Stage.NURTURE,
+        f"engagement {ref_show(score)} < recycle {ref_show(model.lifecycle.recycle)}{cause}",
+    )
+
+
+def ref_threshold_moves(
+    stage: Stage, armed: bool, score: float, letter: str, model: ScoringModel
+) -> tuple[list[Move], Stage, bool]:
+    """Below recycle: recycle (and re-arm); reaching mql: MQL; reaching handoff with
+    at least min_grade: SAL."""
+    lifecycle = model.lifecycle
+    if score < lifecycle.recycle:
+        if stage in RECYCLABLE:
+            return [ref_recycle(score, model)], Stage.NURTURE, True
+        return [], stage, True
+    moves: list[Move] = []
+    if stage in (Stage.IQL, Stage.NURTURE) and armed and score >= lifecycle.mql:
+        moves.append((Stage.MQL, f"engagement {ref_show(score)} ≥ mql {ref_show(lifecycle.mql)}"))
+        stage = Stage.MQL
+    handoff = lifecycle.handoff
+    letters = [*model.spec.fit.grades, ref_grade(-math.inf, model)]
+    good_enough = letters.index(letter) <= letters.index(handoff.min_grade)
+    if stage is Stage.MQL and score >= handoff.engagement and good_enough:
+        moves.append(
+            (
+                Stage.SAL,
+                f"engagement {ref_show(score)} ≥ handoff {ref_show(handoff.engagement)} "
+                f"and grade {letter} ≥ {handoff.min_grade}",
+            )
+        )
+        stage = Stage.SAL
+    return moves, stage, armed
+
+
+def ref_sales_move(stage: Stage, kind: str, model: ScoringModel) -> Move | None:
+    """The legacy verdicts: qualified moves a SAL to SQL, rejected a SAL/SQL to nurture."""
+    if kind == "sales_qualified" and stage is Stage.SAL:
+        return (Stage.SQL, "sales qualified the lead")
+    if kind == "sales_rejected" and stage in (Stage.SAL, Stage.SQL):
+        recycle = ref_show(model.lifecycle.recycle)
+        return (
+            Stage.NURTURE,
+            f"sales rejected the lead; it re-arms once engagement falls below recycle {recycle}",
+        )
+    return None
+
+
+def ref_clamp_note(event: BehaviorEvent) -> str:
+    assert event.reported_at is not None
+    return (
+        f" (event time clamped from {event.reported_at.isoformat()} to "
+        f"{event.occurred_at.isoformat()}, the record time + skew)"
+    )
 
 
 def ref_terms(state: LeadState, model: ScoringModel) -> list[Term]:
@@ -56,10 +172,6 @@ def ref_terms(state: LeadState, model: ScoringModel) -> list[Term]:
         if pair is not None:
             found.append(Term(pair, rule.half_life, rule.cap))
     return found
-
-
-def ref_engagement(state: LeadState, at: float, model: ScoringModel) -> float:
-    return max(0.0, total(ref_terms(state, model), max(at, state.clock)))
 
 
 def ref_first_dip(state: LeadState, model: ScoringModel, until: float | None) -> float | None:
@@ -87,35 +199,35 @@ def ref_record(
     model: ScoringModel,
     event_id: str | None,
 ) -> tuple[LeadState, list[StageTransition]]:
-    reasons = top_reasons(state, at, model)
+    reasons = ref_top_reasons(state, at, model)
     occurred_at = from_epoch(at)
     stage, seq = state.stage, state.transition_seq
     made = []
-    for move in moves:
+    for to_stage, reason in moves:
         seq += 1
         made.append(
             StageTransition(
                 transition_id=transition_id(
                     state.lead_id,
                     stage,
-                    move.to_stage,
+                    to_stage,
                     event_id=event_id,
                     crossing=at if event_id is None else None,
                 ),
                 lead_id=state.lead_id,
                 from_stage=stage,
-                to_stage=move.to_stage,
+                to_stage=to_stage,
                 engagement=score,
                 fit=fit,
                 grade=letter,
                 occurred_at=occurred_at,
                 model_version=model.model_version,
-                reason=move.reason,
+                reason=reason,
                 event_id=event_id,
                 reasons=reasons,
             )
         )
-        stage = move.to_stage
+        stage = to_stage
     return state.model_copy(update={"stage": stage, "transition_seq": seq}), made
 
 
@@ -134,11 +246,11 @@ def ref_decay_until(
     fit = fit_points(state.traits, model)
     moved, made = ref_record(
         state,
-        [recycle_move(score, model, by_decay=True)],
+        [ref_recycle(score, model, " (decay)")],
         at=dip,
         score=score,
         fit=fit,
-        letter=grade(fit, model),
+        letter=ref_grade(fit, model),
         model=model,
         event_id=None,
     )
@@ -161,7 +273,7 @@ def ref_apply(
     if matched:
         rules = dict(rules)
         for rule in matched:
-            rules[rule.name] = add(rules.get(rule.name), rule.points, moment, rule.half_life)
+            rules[rule.name] = ref_add(rules.get(rule.name), rule.points, moment, rule.half_life)
     traits, dropped = (
         merge_traits(state.traits, event.traits, model) if event.traits else (state.traits, 0)
     )
@@ -185,23 +297,23 @@ def ref_apply(
         return state, tuple(transitions)
     score = ref_engagement(state, state.clock, model)
     fit = fit_points(state.traits, model)
-    letter = grade(fit, model)
+    letter = ref_grade(fit, model)
     stage, armed = state.stage, state.armed
     moves: list[Move] = []
-    verdict = sales_move(stage, event.type, model)
+    verdict = ref_sales_move(stage, event.type, model)
     if verdict is not None:
         moves.append(verdict)
-        stage = verdict.to_stage
+        stage = verdict[0]
         if stage is Stage.NURTURE:
             armed = False
-    more, stage, armed = threshold_moves(stage, armed, score, letter, model)
+    more, stage, armed = ref_threshold_moves(stage, armed, score, letter, model)
     moves += more
     if armed != state.armed:
         state = state.model_copy(update={"armed": armed})
     if not moves:
         return state, tuple(transitions)
     if event.reported_at is not None:
-        moves = [Move(move.to_stage, move.reason + clamp_note(event)) for move in moves]
+        moves = [(to_stage, reason + ref_clamp_note(event)) for to_stage, reason in moves]
     state, made = ref_record(
         state,
         moves,

@@ -189,8 +189,37 @@ def test_caps_are_never_exceeded(items: list[Spec], offsets: list[float]) -> Non
                 assert points == max(-cap, min(cap, raw))
             else:
                 assert points == raw
-    # Stored values are never clamped: caps apply on read only.
-    assert any(abs(pair.value) > 40 for pair in state.rules.values()) or True
+    # Stored values are never clamped: caps apply on read only. Each rule's stored
+    # pair is the plain uncapped sum of its matched events' decayed points.
+    expected = uncapped_sums(items, state.clock)
+    assert state.rules.keys() == expected.keys()
+    for name, pair in state.rules.items():
+        life = MODEL.rules_by_name[name].half_life
+        stored = pair.value * 2.0 ** (-(state.clock - pair.ref) / life)
+        assert math.isclose(stored, expected[name], rel_tol=1e-9, abs_tol=1e-9), name
+
+
+MODEL_RULES: dict[str, tuple[str, float, float]] = {
+    # name: (event, points, half-life in seconds), as MODEL_TEXT says
+    "hot": ("ping", 10, 2 * HOUR),
+    "warm": ("ping", 3, 86400),
+    "big": ("big", 30, 6 * HOUR),
+    "cold": ("drop", -20, 12 * HOUR),
+    "slow-neg": ("drop", -8, 3 * 86400),
+}
+
+
+def uncapped_sums(items: list[Spec], at: float) -> dict[str, float]:
+    """The definition, from MODEL_TEXT: per rule, the sum of points * 2^(-(t - t_e) / half_life)."""
+    sums: dict[str, float] = {}
+    for kind, offset, n, hard in items:
+        for name, (matched, points, life) in MODEL_RULES.items():
+            if kind != matched or (name == "warm" and not 0 <= n <= 5):
+                continue
+            if name == "slow-neg" and not hard:
+                continue
+            sums[name] = sums.get(name, 0.0) + points * 2.0 ** (-(at - (E0 + offset)) / life)
+    return sums
 
 
 def test_cap_applies_on_read_not_on_store() -> None:
@@ -339,11 +368,13 @@ def test_explanation_parts_sum_to_engagement(items: list[tuple[str, int]], extra
         assert floors[0].points > 0
     elif capped > 1e-6:
         assert floors == []
+    excess = 0.0  # what the caps took away, as the explanation shows it
     for part in explanation.parts:
         if part.capped:
             assert part.raw_points is not None
             assert abs(part.raw_points) > abs(part.points)
-    del raw
+            excess += part.raw_points - part.points
+    assert abs((raw - capped) - excess) <= 1e-9 * max(1.0, abs(raw)) + 1e-8
 
 
 def test_explanation_of_a_negative_score_has_a_floor() -> None:
