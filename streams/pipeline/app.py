@@ -143,6 +143,7 @@ class Pipeline:
         return {
             **self.totals.as_dict(),
             "assigned_partitions": _assigned(self.app),
+            "owned_partitions": _owned(self.app, self.runtime.topic),
             "sweep_bound": self.runtime.sweep_bound,
         }
 
@@ -298,6 +299,14 @@ def _highwater(app: faust.App, topic: str, partition: int) -> int | None:
     except Exception:  # noqa: BLE001 -- not assigned or not fetched yet
         return None
     return int(high) if high is not None else None
+
+
+def _owned(app: faust.App, topic: str) -> list[int]:
+    """The partitions of `topic` assigned to this worker (for /stats)."""
+    try:
+        return sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == topic)
+    except Exception:  # noqa: BLE001 -- the consumer may not exist yet
+        return []
 
 
 def _assigned(app: faust.App) -> int:

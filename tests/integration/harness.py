@@ -315,13 +315,12 @@ def wait_progressing(
 
 
 def owned_partitions(worker: WorkerProcess) -> set[int]:
-    """The events-topic partitions the group assigned to `worker`, from Faust's /router/topics.
+    """The events-topic partitions the group assigned to `worker`, from its /stats.
 
-    Any worker of the group serves the whole table (canonical URL -> topic -> partitions).
+    (Faust's own /router/topics is switched off: the worker serves only its own routes.)
     """
-    port = worker.settings.web_port
-    url = f"http://127.0.0.1:{port}/router/topics"
-    with urllib.request.urlopen(url, timeout=3) as reply:
-        table: dict[str, dict[str, list[int]]] = json.load(reply)
-    mine = table.get(f"http://127.0.0.1:{port}", {})
-    return set(mine.get(worker.settings.events_topic, []))
+    url = f"http://127.0.0.1:{worker.settings.web_port}/stats"
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    with urllib.request.urlopen(request, timeout=3) as reply:
+        stats: dict[str, Any] = json.load(reply)
+    return set(stats["owned_partitions"])
