@@ -899,10 +899,15 @@ async def test_any_id_commits_reads_indexes_and_merges_on_its_own_keys(store: Le
 
 
 def test_every_key_of_an_awkward_id_is_in_one_cluster_slot(tmp_path: Path) -> None:
-    """CLUSTER KEYSLOT of a redis-server in cluster mode, not a re-implementation."""
-    port = free_port()
+    """CLUSTER KEYSLOT of a redis-server in cluster mode, not a re-implementation.
+
+    The cluster bus port is named explicitly: Redis' default (port + 10000) is past 65535
+    for a free port above 55535, and redis-server then refuses to start.
+    """
+    port, bus = free_port(), free_port()
     server = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+        ["redis-server", "--port", str(port), "--cluster-port", str(bus), "--bind", "127.0.0.1",
+         "--cluster-enabled", "yes",
          "--cluster-config-file", str(tmp_path / "nodes.conf"), "--save", "", "--appendonly",
          "no", "--dir", str(tmp_path)],
         stdout=subprocess.DEVNULL,
