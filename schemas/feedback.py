@@ -64,7 +64,7 @@ class RejectionReason(StrEnum):
 
 
 class Framework(StrEnum):
-    """Qualification frameworks leadpulse knows (see DOMAIN.md)."""
+    """Qualification frameworks leadpulse knows (docs/domain.md#qualification-frameworks)."""
 
     BANT = "bant"
     MEDDIC = "meddic"

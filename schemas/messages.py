@@ -27,7 +27,7 @@ from schemas import limits
 
 
 class Stage(StrEnum):
-    """Funnel stages; see DOMAIN.md for who decides each."""
+    """Funnel stages; see docs/domain.md#the-funnel for who decides each."""
 
     IQL = "iql"
     MQL = "mql"

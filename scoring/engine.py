@@ -1,6 +1,6 @@
 """Scoring a lead: fold events in, read engagement, and decide funnel moves.
 
-This module is ARCHITECTURE.md's "Scoring semantics" in code: a rule's
+This module is docs/architecture.md#scoring-semantics in code: a rule's
 contribution is its decayed, capped sum (`decay.contribution`), engagement is
 `max(0, sum of contributions)`, fit and grade come from `fit`, the moves from
 `lifecycle`. Hot loops run the speed-tuned twins in `fastpath`, which give

@@ -15,7 +15,7 @@ Process hygiene (why the extra code):
   e.g. via ``asyncio.to_thread``, do not get it and rely on stop()/atexit);
 - an ``atexit`` hook stops whatever is still running at interpreter exit.
 
-Tansu quirks (see ARCHITECTURE.md and /tmp/stackprobe/FINDINGS.md): memory
+Tansu quirks (see docs/architecture.md#tansu-the-embedded-broker): memory
 storage only here, no ``describe_configs``/``create_partitions``, no idempotent
 aiokafka producer; a Metadata request for an unknown topic auto-creates it; and a
 consumer-group join completes after about ``session_timeout / 2`` (whole

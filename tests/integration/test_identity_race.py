@@ -1,6 +1,6 @@
 """One merge per anonymous visitor, and identify bursts that do not stall a worker.
 
-ARCHITECTURE.md, "Guarantees": an anonymous visitor's history lands in exactly
+docs/architecture.md#one-merge-per-anonymous-visitor: a visitor's history lands in exactly
 one lead. identify(Z -> L1) and identify(Z -> L2) are keyed by their leads, so
 they usually reach different partitions, often different workers, at the same
 moment; whichever wins, Z's events count once, in that lead, and so do the

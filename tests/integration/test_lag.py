@@ -1,6 +1,6 @@
 """A backlog after an outage publishes the same transitions as a run without lag.
 
-ARCHITECTURE.md, "Event time, lag and the sweeper (watermarks)": while a
+docs/architecture.md#watermarks-and-stale-exclusion: while a
 partition lags, its watermark is the latest event time it has processed, and
 the sweeper never evaluates a lead past it. Without that bound the sweeper
 judges a lead at wall-clock time in the middle of the backlog: it recycles a

@@ -1,7 +1,7 @@
 """Outbox replay is per partition, on assignment: a worker taking over partitions publishes
 what their previous owner decided but never confirmed as sent.
 
-ARCHITECTURE.md, "Guarantees": a decided transition is published even across
+docs/architecture.md#outbox: a decided transition is published even across
 a crash between the Redis write and the Kafka send. The entries here are put in
 the outboxes directly through the real store (as a worker that died after its
 commit would have left them), then two workers of one group must publish each

@@ -62,7 +62,7 @@ def fold(events: list[BehaviorEvent]) -> LeadState:
 
 
 def by_definition(events: list[BehaviorEvent], rule_name: str, at: float) -> float:
-    """ARCHITECTURE.md's sum over the rule's matched events, capped; events after `at` excluded."""
+    """The rule's decayed sum per docs/architecture.md#decay, capped; events after `at` excluded."""
     rule = MODEL.rules_by_name[rule_name]
     value = sum(
         rule.points * math.exp2(-(at - to_epoch(e.occurred_at)) / rule.half_life)
