@@ -31,9 +31,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
     settings = load_settings(model_file=args.model, destinations_file=args.destinations)
     load_scoring_model(settings)  # reject a bad model before starting anything
     if args.destinations is not None:
-        from streams.cli.deliver import load
+        from streams.processes.deliverer import load_checked_destinations
 
-        load(settings)  # and a bad destinations file
+        load_checked_destinations(settings)  # and a bad destinations file
     stack = DevStack(args.kafka_port, args.redis_port, topics=_topic_partitions(settings))
     print("starting Tansu broker and redis-server ...", flush=True)
     with stack:
