@@ -8,14 +8,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from streams.cli.common import EXIT_OK, load_scoring_model, load_settings
 from streams.processes.lifecycle import interrupt_on_sigterm
 from streams.settings import Settings
-
-if TYPE_CHECKING:
-    from streams.dev.workerproc import CollectorProcess
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
@@ -58,7 +54,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
                     settings, data_dir / "deliver.log", loglevel=args.loglevel
                 ).start()
                 print(f"  deliverer  {deliverer.url} (log {deliverer.log_path})", flush=True)
-            _print_dev_banner(stack.describe(), settings, collector)
+            _print_dev_banner(stack.describe(), settings, collector.url, collector.metrics_url)
             argv, env = worker_command(settings, "--loglevel", args.loglevel)
             try:
                 return supervise(argv, env, say=lambda line: print(line, flush=True))
@@ -121,9 +117,8 @@ def dev_api_tokens(settings: Settings, data_dir: Path) -> str:
 
 
 def _print_dev_banner(
-    services: dict[str, str], settings: Settings, collector: CollectorProcess
+    services: dict[str, str], settings: Settings, collector_url: str, metrics_url: str | None
 ) -> None:
-    collector_url = collector.url
     for name, value in services.items():
         print(f"  {name:10} {value}")
     web = f"http://{settings.web_host}:{settings.web_port}"
@@ -135,8 +130,8 @@ def _print_dev_banner(
         name, role = settings.api_token_roles[token]
         print(f"  {'api token':10} {token}  ({name}, {role}: Authorization: Bearer <token>)")
     print(f"  {'collector':10} {collector_url}  (Segment HTTP API: /v1/batch, /v1/track, ...)")
-    if collector.metrics_url is not None:
-        ops = collector.metrics_url
+    if metrics_url is not None:
+        ops = metrics_url
         print(f"  {'':10} {ops}/stats  {ops}/metrics  (the collector's own, not on its API port)")
     trusted = settings.sales_source_names
     for key, source in settings.write_key_sources.items():
