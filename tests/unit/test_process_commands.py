@@ -1,7 +1,8 @@
-"""The collector's wiring points one way: cli -> processes -> collector, and dev never into cli.
+"""A process's command only parses its flags and calls the process's module.
 
 Read from the source (no import runs), so a lazy import inside a function
-counts as much as one at the top.
+counts as much as one at the top. Which way imports point between packages
+is tests/unit/test_layers.py's.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-STREAMS = Path(__file__).resolve().parents[2] / "streams"
+CLI = Path(__file__).resolve().parents[2] / "streams" / "cli"
 
 
 def imported(path: Path) -> set[str]:
@@ -26,30 +27,29 @@ def imported(path: Path) -> set[str]:
     return names
 
 
-def reaching(folder: str, forbidden: tuple[str, ...]) -> dict[str, list[str]]:
-    found = {}
-    for path in sorted((STREAMS / folder).glob("*.py")):
-        bad = sorted(n for n in imported(path) if n.startswith(forbidden))
-        if bad:
-            found[path.name] = bad
-    return found
-
-
 @pytest.mark.parametrize(
-    ("folder", "forbidden"),
+    ("command", "runs", "parts"),
     [
-        ("dev", ("streams.cli",)),
-        ("processes", ("streams.cli", "streams.dev")),
-        ("collector", ("streams.cli", "streams.dev", "streams.processes", "streams.http")),
+        (
+            "collect.py",
+            "streams.processes.collector.run_collector",
+            ("streams.collector.app", "streams.collector.sink"),
+        ),
+        (
+            "deliver.py",
+            "streams.processes.deliverer.run_deliverer",
+            ("streams.delivery", "streams.store", "streams.kafka"),
+        ),
+        (
+            "run.py",
+            "streams.processes.worker.run_worker",
+            ("streams.pipeline", "streams.store", "streams.kafka", "streams.dev"),
+        ),
     ],
 )
-def test_no_import_points_back_up(folder: str, forbidden: tuple[str, ...]) -> None:
-    assert reaching(folder, forbidden) == {}
-
-
-def test_the_collector_command_only_calls_its_process() -> None:
-    names = imported(STREAMS / "cli" / "collect.py")
-    assert "streams.processes.collector.run_collector" in names
-    assert not {
-        n for n in names if n.startswith(("streams.collector.app", "streams.collector.sink"))
-    }
+def test_the_command_only_calls_its_process(
+    command: str, runs: str, parts: tuple[str, ...]
+) -> None:
+    names = imported(CLI / command)
+    assert runs in names
+    assert sorted(n for n in names if n.startswith(parts)) == []
