@@ -1,7 +1,9 @@
 """`leadpulse` command line: run, feed, watch and inspect the scorer.
 
-One module per command family (`run`, `feed`, `inspect`, `model`), the
-parser in `parser`, text formatting apart in `format`.
+One module per command family (`run`, `dev`, `collect`, `deliver`, `feed`,
+`inspect`, `model`, ...), the parser in `parser`, text formatting apart in
+`format`. `worker`, `collect` and `deliver` only parse their flags and call
+their process's module in `streams.processes`.
 """
 
 from __future__ import annotations

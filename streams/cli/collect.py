@@ -6,10 +6,6 @@ import argparse
 
 from streams.cli.common import EXIT_OK, load_scoring_model, load_settings
 from streams.collector.auth import new_write_key
-from streams.processes.topics import create_topics_if_reachable
-
-__all__ = ["cmd_collect", "create_topics_if_reachable"]
-"""`create_topics_if_reachable` too: `leadpulse deliver --create-topics` imports it from here."""
 
 
 def cmd_collect(args: argparse.Namespace) -> int:

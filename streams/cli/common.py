@@ -7,9 +7,20 @@ from typing import Any
 from pydantic import ValidationError
 
 from scoring import ModelError, ScoringModel, default_model, load_model
+from streams.processes.lifecycle import EXIT_FAILED, EXIT_OK
 from streams.settings import Settings
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "TOPIC_ALIASES",
+    "load_scoring_model",
+    "load_settings",
+]
+
+EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 """Stopped by Ctrl-C (or SIGTERM, for commands that start children), as shells report."""
 

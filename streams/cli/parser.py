@@ -10,10 +10,11 @@ from streams.cli import dlq
 from streams.cli.asyncapi import cmd_asyncapi
 from streams.cli.collect import cmd_collect
 from streams.cli.deliver import cmd_deliver
+from streams.cli.dev import cmd_demo, cmd_dev
 from streams.cli.feed import cmd_send, cmd_tail
 from streams.cli.inspect import cmd_lead
 from streams.cli.model import cmd_model_check, cmd_schema
-from streams.cli.run import cmd_demo, cmd_dev, cmd_worker
+from streams.cli.run import cmd_worker
 
 
 def build_parser() -> argparse.ArgumentParser:

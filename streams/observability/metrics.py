@@ -25,7 +25,7 @@ from prometheus_client import (
 )
 from prometheus_client import generate_latest as _generate_latest
 
-from streams.pipeline.records import Report
+from streams.observability.report import Report
 from streams.store import Commit, LeadStore, Snapshot, Watermark
 
 __all__ = [

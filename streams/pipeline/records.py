@@ -1,10 +1,17 @@
-"""What flows through the pipeline: records in, messages out, a report of each call."""
+"""What flows through the pipeline: records in, messages out, a report of each call.
+
+`Report` is defined in `streams.observability.report` (observability reads it
+and must not import the pipeline) and re-exported here for the pipeline.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from schemas import StageTransition
+from streams.observability.report import Report
+
+__all__ = ["Decided", "Record", "Report", "Topics"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,35 +34,6 @@ class Topics:
     handoffs: str = "leadpulse.handoffs"
     transitions: str = "leadpulse.transitions"
     dlq: str = "leadpulse.events.dlq"
-
-
-@dataclass
-class Report:
-    """What one call did; the CLI and metrics read it."""
-
-    scored: int = 0
-    duplicates: int = 0
-    dead_lettered: int = 0
-    transitions: list[StageTransition] = field(default_factory=list)
-    """Transitions published by this call (including ones an earlier run decided)."""
-    published: int = 0
-    event_times: dict[int, float] = field(default_factory=dict)
-    """Latest event time decoded per partition (epoch seconds), for watermarks."""
-    record_times: dict[str, float] = field(default_factory=dict)
-    """Kafka record time of each transition's causing event, by transition id (metrics)."""
-    swept: int = 0
-    """Due leads a sweep evaluated."""
-
-    def add(self, other: Report) -> None:
-        self.scored += other.scored
-        self.duplicates += other.duplicates
-        self.dead_lettered += other.dead_lettered
-        self.transitions.extend(other.transitions)
-        self.published += other.published
-        for partition, at in other.event_times.items():
-            self.event_times[partition] = max(self.event_times.get(partition, at), at)
-        self.record_times.update(other.record_times)
-        self.swept += other.swept
 
 
 Decided = dict[tuple[str, str], StageTransition]

@@ -21,6 +21,10 @@ from collections.abc import Callable
 
 log = logging.getLogger("leadpulse")
 
+EXIT_OK = 0
+"""The process did what it was asked, or stopped when told to."""
+EXIT_FAILED = 1
+"""A one-shot job failed (e.g. `leadpulse deliver --test` got no 2xx)."""
 EXIT_RESTART = 75
 """The worker must be started again (EX_TEMPFAIL): e.g. Redis lost processed progress.
 
