@@ -45,12 +45,13 @@ REFRESH: Final = 5.0
 
 HEADERS: Final = {
     "Content-Security-Policy": (
-        "default-src 'none'; style-src 'unsafe-inline'; script-src 'self'; connect-src 'self'"
+        "default-src 'none'; style-src 'unsafe-inline'; script-src 'self'; connect-src 'self'; "
+        "frame-ancestors 'none'; form-action 'self'"
     ),
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-store",
 }
-"""Headers of the hot page: our own script, same-origin fetches, nothing else."""
+"""Headers of the hot page: our own script, same-origin fetches, never framed; forms post here."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +224,10 @@ SCRIPT: Final = r"""
       const limit = new URLSearchParams(location.search).get("limit");
       const path = limit ? "/hot?limit=" + encodeURIComponent(limit) : "/hot";
       const reply = await fetch(path, {credentials: "same-origin", cache: "no-store"});
+      if (reply.status === 401) {  // the session expired or ended: to the sign-in page
+        location.reload();
+        return;
+      }
       if (!reply.ok) return;
       const hot = await reply.json();
       if (hot.leads.length) tbody.replaceChildren(...hot.leads.map((l, i) => row(l, i + 1)));
