@@ -90,11 +90,8 @@ UNLISTED: Final = Rule(Kind.API, Role.ADMIN)
 UNMATCHED: Final = API
 """A path no route matches: a valid token first, then the 404 (or 405)."""
 
-PAGE_CSP: Final = "frame-ancestors 'none'; form-action 'self'"
-"""What every page's Content-Security-Policy ends with: never framed, forms post here only."""
-
 DENIED_HEADERS: Final = {
-    "Content-Security-Policy": f"default-src 'none'; style-src 'unsafe-inline'; {PAGE_CSP}",
+    "Content-Security-Policy": f"default-src 'none'; style-src 'unsafe-inline'; {auth.PAGE_CSP}",
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-store",
 }

@@ -36,6 +36,8 @@ SIGN_IN: Final = "/ui/sign-in"
 SIGN_OUT: Final = "/ui/sign-out"
 HOME: Final = "/ui"
 """Where a sign-in without a (usable) ``next`` goes, and a sign-out: the hot page."""
+PAGE_CSP: Final = "frame-ancestors 'none'; form-action 'self'"
+"""What every page's Content-Security-Policy ends with: never framed, forms post here only."""
 
 
 class Role(enum.IntEnum):

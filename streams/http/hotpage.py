@@ -30,6 +30,7 @@ from urllib.parse import quote
 
 from scoring import LeadState, ScoringModel, engagement, fit_points, grade
 from streams.errors import CorruptStateError
+from streams.http.auth import PAGE_CSP
 from streams.http.leadpage import data, document, e, number, stamp
 from streams.store import LeadStore, Snapshot, decode_state
 
@@ -46,7 +47,7 @@ REFRESH: Final = 5.0
 HEADERS: Final = {
     "Content-Security-Policy": (
         "default-src 'none'; style-src 'unsafe-inline'; script-src 'self'; connect-src 'self'; "
-        "frame-ancestors 'none'; form-action 'self'"
+        f"{PAGE_CSP}"
     ),
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-store",

@@ -30,13 +30,12 @@ from scoring.curve import Curve, Point, curve
 from scoring.explain import Explanation
 from scoring.feedback import sales_view
 from streams.errors import CorruptStateError
+from streams.http.auth import PAGE_CSP
 from streams.http.auth import SIGN_OUT as SIGN_OUT_PATH
 from streams.store import LeadStore, decode_state
 
 HEADERS: Final = {
-    "Content-Security-Policy": (
-        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; form-action 'self'"
-    ),
+    "Content-Security-Policy": f"default-src 'none'; style-src 'unsafe-inline'; {PAGE_CSP}",
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-store",
 }

@@ -8,8 +8,8 @@ of the four with a key of that token. The token itself is never in it, and
 nothing is stored: any worker with the same settings verifies the cookie, a
 restarted one too.
 
-The key of a token is ``HMAC(master, name NUL token)``, the master being
-``LEADPULSE_SESSION_SECRET`` when set, else a fixed label. So changing or
+The key of a token is ``HMAC(master, LABEL NUL name NUL token)``, the master
+being ``LEADPULSE_SESSION_SECRET`` when set, else `LABEL`. So changing or
 removing a token, or changing the secret, ends the sessions it signed, and a
 session names a token that must still exist with that role. Signing out
 clears the cookie in that browser; a copied cookie stays valid until it
@@ -37,11 +37,11 @@ from urllib.parse import quote, unquote
 COOKIE: Final = "leadpulse_session"
 LABEL: Final = b"leadpulse session v1"
 """The master key when no secret is configured, and the domain of every derived key."""
-MAX_VALUE: Final = 512
-"""Longest cookie value looked at: anything longer is refused unread."""
+MAX_VALUE: Final = 4096
+"""Longest cookie value looked at (what browsers keep): anything longer is refused unread."""
 _ID: Final = re.compile(r"[0-9A-Za-z_-]{8,64}")
 _EXPIRES: Final = re.compile(r"[0-9]{1,12}")
-_NAME: Final = re.compile(r"[0-9A-Za-z%_~-]{1,256}")
+_NAME: Final = re.compile(r"[0-9A-Za-z%_~-]+")
 
 
 @dataclass(frozen=True, slots=True)

@@ -87,7 +87,7 @@ def fields(value: str) -> list[str]:
         GOLDEN.rpartition(".")[0],  # no mac
         "",
         ADMIN,  # the raw token is no session
-        "a" * 600,
+        "a" * 5000,
         "sess-0001_golden.18e8.ops.admin." + fields(GOLDEN)[4],
         "sess-0001_golden.1800003600.op;s.admin." + fields(GOLDEN)[4],
     ],
