@@ -14,9 +14,10 @@ and counted; the page still renders.
 The page is rendered on the server (the first paint needs no script) and a
 small script of our own (``/ui/hot.js``, the only script the page's CSP
 allows) listens to ``/ui/handoffs/stream`` and refreshes the table from
-``/hot`` on every handoff and every `REFRESH` seconds. Every piece of text
-from a lead is escaped in the HTML and set as text (never as markup) by the
-script.
+``/hot`` on every handoff and every `REFRESH` seconds; a 401 there (the
+session expired or was ended) reloads the page, which is then the sign-in
+page. Every piece of text from a lead is escaped in the HTML and set as text
+(never as markup) by the script.
 """
 
 from __future__ import annotations

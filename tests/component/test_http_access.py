@@ -1,4 +1,4 @@
-"""The worker's HTTP routes without a broker: tokens, roles, the hot-leads JSON and page.
+"""The worker's HTTP routes without a broker: tokens, sessions, roles, the hot-leads JSON and page.
 
 Events go through the real scoring agent (`agent.test_context()`, in-memory
 store), so the hot-leads index is the one commits write; the routes are
