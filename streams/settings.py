@@ -154,6 +154,34 @@ class Settings(BaseSettings):
             "Unset: every route but /health, /ready and /metrics answers 401."
         ),
     )
+    session_secret: SecretStr | None = Field(
+        None,
+        description=(
+            "Key (32+ characters) of the page sessions' signatures; unset: derived from the "
+            "API tokens, so every worker with the same tokens accepts the same sessions. "
+            "Changing it ends every session."
+        ),
+    )
+    session_ttl: float = Field(
+        8 * 3600.0,
+        ge=1,
+        description="How long a page session (the cookie a sign-in gives) lasts, in seconds.",
+    )
+    cookie_secure: bool = Field(
+        True,
+        description=(
+            "Mark the session cookie Secure (sent over https only). Switch it off only for "
+            "pages served over plain http (leadpulse dev and demo, on 127.0.0.1, do)."
+        ),
+    )
+    sign_in_max_failures: int = Field(
+        10, ge=1, le=100_000, description="Failed sign-ins a client address may make per window."
+    )
+    sign_in_window: float = Field(
+        300.0,
+        gt=0,
+        description="Seconds of the window failed sign-ins are counted in; then 429 until it ends.",
+    )
     data_dir: Path = Path(".leadpulse")
     session_timeout: float = Field(
         6.0,
@@ -296,6 +324,8 @@ class Settings(BaseSettings):
         "deliver_dedupe_retention",
         "watermark_stale_after",
         "shutdown_timeout",
+        "session_ttl",
+        "sign_in_window",
         mode="before",
     )
     @classmethod
@@ -336,6 +366,19 @@ class Settings(BaseSettings):
     def _no_api_tokens(cls, value: Any) -> Any:
         """An empty variable (compose's ``${LEADPULSE_API_TOKENS:-}``) means none."""
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("session_secret", mode="before")
+    @classmethod
+    def _no_session_secret(cls, value: Any) -> Any:
+        """An empty variable means none: the key is derived from the API tokens."""
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("session_secret")
+    @classmethod
+    def _session_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_SESSION_SECRET_LENGTH:
+            raise ValueError(f"shorter than {MIN_SESSION_SECRET_LENGTH} characters")
+        return value
 
     @field_validator("api_tokens")
     @classmethod
@@ -429,6 +472,7 @@ def parse_write_keys(text: str) -> dict[str, str]:
 
 
 MIN_API_TOKEN_LENGTH = 16
+MIN_SESSION_SECRET_LENGTH = 32
 API_ROLES = ("read", "admin")
 TOKEN_CHARACTERS = re.compile(r"[A-Za-z0-9._~+/=-]+")
 """What a token may hold: it travels in a header and a cookie unquoted."""

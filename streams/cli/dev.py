@@ -45,6 +45,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
             sales_sources=dev_sales_sources(settings),
             deliver_web_port=args.deliver_port,
             api_tokens=dev_api_tokens(settings, data_dir),
+            cookie_secure=False,  # its pages are plain http on 127.0.0.1
         )
         collector = CollectorProcess(settings, data_dir / "collector.log", loglevel=args.loglevel)
         try:

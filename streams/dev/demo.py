@@ -310,6 +310,7 @@ def run_demo(options: DemoOptions) -> int:
             collector_metrics_port=free_port(),
             write_keys=f"website={write_key}",
             api_tokens=f"demo={new_token()}:admin",
+            cookie_secure=False,  # its pages are plain http on 127.0.0.1
         )
         logs = Path(stack.redis.workdir)
         worker = WorkerProcess(settings, logs / "worker.log").start()

@@ -14,9 +14,10 @@ and counted; the page still renders.
 The page is rendered on the server (the first paint needs no script) and a
 small script of our own (``/ui/hot.js``, the only script the page's CSP
 allows) listens to ``/ui/handoffs/stream`` and refreshes the table from
-``/hot`` on every handoff and every `REFRESH` seconds. Every piece of text
-from a lead is escaped in the HTML and set as text (never as markup) by the
-script.
+``/hot`` on every handoff and every `REFRESH` seconds; a 401 there (the
+session expired or was ended) reloads the page, which is then the sign-in
+page. Every piece of text from a lead is escaped in the HTML and set as text
+(never as markup) by the script.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from urllib.parse import quote
 
 from scoring import LeadState, ScoringModel, engagement, fit_points, grade
 from streams.errors import CorruptStateError
+from streams.http.auth import PAGE_CSP
 from streams.http.leadpage import data, document, e, number, stamp
 from streams.store import LeadStore, Snapshot, decode_state
 
@@ -45,12 +47,13 @@ REFRESH: Final = 5.0
 
 HEADERS: Final = {
     "Content-Security-Policy": (
-        "default-src 'none'; style-src 'unsafe-inline'; script-src 'self'; connect-src 'self'"
+        "default-src 'none'; style-src 'unsafe-inline'; script-src 'self'; connect-src 'self'; "
+        f"{PAGE_CSP}"
     ),
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-store",
 }
-"""Headers of the hot page: our own script, same-origin fetches, nothing else."""
+"""Headers of the hot page: our own script, same-origin fetches, never framed; forms post here."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +226,10 @@ SCRIPT: Final = r"""
       const limit = new URLSearchParams(location.search).get("limit");
       const path = limit ? "/hot?limit=" + encodeURIComponent(limit) : "/hot";
       const reply = await fetch(path, {credentials: "same-origin", cache: "no-store"});
+      if (reply.status === 401) {  // the session expired or ended: to the sign-in page
+        location.reload();
+        return;
+      }
       if (!reply.ok) return;
       const hot = await reply.json();
       if (hot.leads.length) tbody.replaceChildren(...hot.leads.map((l, i) => row(l, i + 1)));

@@ -30,14 +30,19 @@ from scoring.curve import Curve, Point, curve
 from scoring.explain import Explanation
 from scoring.feedback import sales_view
 from streams.errors import CorruptStateError
+from streams.http.auth import PAGE_CSP
+from streams.http.auth import SIGN_OUT as SIGN_OUT_PATH
 from streams.store import LeadStore, decode_state
 
 HEADERS: Final = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+    "Content-Security-Policy": f"default-src 'none'; style-src 'unsafe-inline'; {PAGE_CSP}",
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-store",
 }
-"""Headers of every lead page: no script, no fetch, nothing but inline styles."""
+"""Headers of every lead page: no script, no fetch, nothing but inline styles, never framed.
+
+``form-action 'self'``: the sign-out button posts here and nowhere else.
+"""
 
 WIDTH: Final = 960
 HEIGHT: Final = 380
@@ -71,6 +76,7 @@ tfoot td { font-weight: bold; border-top: 2px solid #999; }
 .swatch { display: inline-block; width: 1.4em; height: .35em; vertical-align: middle;
   margin-right: .4em; }
 .note { color: #555; max-width: 60em; } svg { max-width: 100%; height: auto; }
+#sign-out { float: right; margin: 0 0 .5em 1em; }
 """
 
 log = logging.getLogger("leadpulse")
@@ -131,6 +137,19 @@ def document(title: str, body: str) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<style>{STYLE}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n"
     )
+
+
+SIGN_OUT: Final = (
+    f'<form id="sign-out" method="post" action="{SIGN_OUT_PATH}">'
+    '<button type="submit">Sign out</button></form>'
+)
+"""The sign-out button of a page signed in by a session (a form: no script needed)."""
+
+
+def with_sign_out(page: str) -> str:
+    """`page` (made by `document`) with the sign-out button at the top of its body."""
+    head, body, rest = page.partition("<body>\n")
+    return f"{head}{body}{SIGN_OUT}\n{rest}" if body else page
 
 
 def not_found_page(lead_id: str) -> str:

@@ -3,7 +3,8 @@
 The pipeline knows nothing of HTTP: the worker process hands its pipeline
 (what the probes and /stats read) to `serve_worker`, which adds the routes
 and the one middleware that decides who may call them (`streams.http.access`).
-The handlers themselves check nothing.
+The handlers themselves check nothing; the sign-in form's routes are the
+gate's own (`streams.http.access.Gate`).
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ from aiohttp.web import Application
 
 from scoring import ScoringModel
 from streams.http import auth
-from streams.http.access import RULES, access_middleware
-from streams.http.auth import ApiTokens
+from streams.http.access import RULES, Gate, access_middleware, signed_in_by_session
 from streams.http.handoffs import HandoffFeed
 from streams.http.probes import Probed, probe_routes
 from streams.settings import Settings
@@ -49,14 +49,17 @@ def serve_worker(
     Faust's own routes are switched off (`streams.pipeline.app.faust_settings`);
     whatever it still adds gets the middleware's default: admin only.
     """
-    tokens = ApiTokens(settings.api_token_roles)
-    if not len(tokens):
+    gate = Gate.of(settings, clock)
+    if not len(gate.tokens):
         log.warning(
             "no API tokens: set %s (NAME=TOKEN:ROLE,...); until then every route but /health, "
             "/ready and /metrics answers 401",
             auth.ENV,
         )
-    _web_app(app).middlewares.append(access_middleware(tokens, RULES))
+    web_app = _web_app(app)
+    web_app.middlewares.append(access_middleware(gate, RULES))
+    web_app.router.add_post(auth.SIGN_IN, gate.sign_in)  # POST only: no HEAD, no GET
+    web_app.router.add_post(auth.SIGN_OUT, gate.sign_out)
     read_routes(app, settings, model, store, clock)
 
     @app.page("/stats")
@@ -128,18 +131,24 @@ def read_routes(
 
     @app.page("/ui/leads/{lead_id}")
     async def lead_ui_page(web: Any, request: Any, lead_id: str) -> Any:
-        from streams.http.leadpage import HEADERS, lead_page
+        from streams.http.leadpage import HEADERS, lead_page, with_sign_out
 
         status, body = await lead_page(store, model, lead_id, clock())
+        if signed_in_by_session(request):
+            body = with_sign_out(body)
         return web.html(body, status=status, headers=dict(HEADERS))
 
     @app.page("/ui")
     async def hot_ui_page(web: Any, request: Any) -> Any:
         from streams.http.hotpage import HEADERS, hot_leads, render_hot
+        from streams.http.leadpage import with_sign_out
 
         now = clock()
         rows = await hot_leads(store, model, now, _limit(request))
-        return web.html(render_hot(rows, now, model), headers=dict(HEADERS))
+        body = render_hot(rows, now, model)
+        if signed_in_by_session(request):
+            body = with_sign_out(body)
+        return web.html(body, headers=dict(HEADERS))
 
     @app.page("/ui/hot.js")
     async def hot_script(web: Any, request: Any) -> Any:

@@ -4,8 +4,10 @@
 
 Starts the embedded stack (free 127.0.0.1 ports) and one worker with the
 demo model, as the browser tests do; plays the demo's traffic; opens
-``/ui`` in headless Chromium, sends one more buyer's journey so that a handoff
-appears live, and saves ``hot-leads.png`` and that buyer's ``lead-page.png``.
+``/ui`` in headless Chromium (by a ``?token=`` link, which the worker
+exchanges for a session cookie), sends one more buyer's journey so that a
+handoff appears live, and saves ``hot-leads.png`` and that buyer's
+``lead-page.png``.
 Everything it starts is stopped when it ends.
 """
 

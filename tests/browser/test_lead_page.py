@@ -2,8 +2,8 @@
 
 Events for one lead go through Kafka into the worker; once Redis holds them,
 Chromium (Debian's, driven by the PyPI playwright package) opens
-``/ui/leads/<id>`` (signing in with ``?token=``, which leaves the address bar
-without it). The screenshot is kept under the test's tmp_path (its path
+``/ui/leads/<id>`` (signing in with ``?token=``, exchanged for a session
+cookie and gone from the address bar). The screenshot is kept under the test's tmp_path (its path
 is printed), checked not to be blank, and the page's breakdown is compared with
 `scoring.explain` of the same state at the moment the page says it used.
 """
@@ -176,6 +176,8 @@ async def open_page(url: str, screenshot: Path) -> dict[str, Any]:
                       .map((r) => r.dataset.trait),
                     text: document.body.innerText,
                     scripts: document.scripts.length,
+                    signOut: [...document.querySelectorAll('form#sign-out')]
+                      .map((f) => [f.method, f.getAttribute('action')]),
                   };
                 }"""
             )
@@ -183,6 +185,7 @@ async def open_page(url: str, screenshot: Path) -> dict[str, Any]:
             found["content_type"] = response.headers.get("content-type", "")
             found["csp"] = response.headers.get("content-security-policy", "")
             found["foreign"] = foreign
+            found["cookies"] = [c["name"] for c in await page.context.cookies()]
             return dict(found)
         finally:
             await browser.close()
@@ -206,8 +209,11 @@ def test_the_lead_page_in_chromium(worker: Settings, tmp_path: Path) -> None:
     assert found["status"] == 200
     assert found["content_type"].startswith("text/html")
     assert found["csp"].startswith("default-src 'none'")
+    assert "frame-ancestors 'none'" in found["csp"]
     assert found["foreign"] == []
     assert found["scripts"] == 0
+    assert found["cookies"] == ["leadpulse_session"]  # the session, not the token
+    assert found["signOut"] == [["post", "/ui/sign-out"]]  # a form: no script needed
     assert found["leadId"] == LEAD
     assert LEAD in found["title"]  # shown as text, not parsed as markup
 

@@ -1,4 +1,4 @@
-"""The worker's HTTP routes without a broker: tokens, roles, the hot-leads JSON and page.
+"""The worker's HTTP routes without a broker: tokens, sessions, roles, the hot-leads JSON and page.
 
 Events go through the real scoring agent (`agent.test_context()`, in-memory
 store), so the hot-leads index is the one commits write; the routes are
@@ -16,13 +16,13 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from aiohttp import ClientSession, CookieJar
+from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 from yarl import URL
 
 from scoring import ScoringModel, engagement, to_epoch
 from streams.http.access import RULES
-from streams.http.auth import COOKIE
+from streams.http.sessions import COOKIE
 from streams.pipeline.app import Pipeline
 from streams.processes.worker import assemble
 from streams.settings import Settings
@@ -185,45 +185,213 @@ async def test_hot_json_lists_known_leads_by_engagement_now(
     assert (hot["leads"][0]["grade"], hot["leads"][0]["stage"]) == ("A", "sal")
 
 
-async def test_a_token_in_the_url_signs_in_with_a_strict_cookie(
+def session_of(set_cookie: str) -> str:
+    """The session cookie's value in a Set-Cookie header."""
+    name, _, rest = set_cookie.partition("=")
+    assert name == COOKIE, set_cookie
+    return rest.partition(";")[0]
+
+
+def with_session(value: str) -> dict[str, str]:
+    return {"Cookie": f"{COOKIE}={value}"}
+
+
+async def test_a_token_in_the_url_is_exchanged_once_for_a_session_cookie(
     served: tuple[str, MemoryLeadStore],
 ) -> None:
     url, _ = served
-    # unsafe: aiohttp's jar keeps no cookie of an IP address (here 127.0.0.1) otherwise
-    async with ClientSession(cookie_jar=CookieJar(unsafe=True)) as http:
+    async with ClientSession() as http:
         async with http.get(url + f"/ui?limit=2&token={READ}", allow_redirects=False) as reply:
             assert reply.status == 303
             assert reply.headers["Location"] == "/ui?limit=2"
             cookie = reply.headers["Set-Cookie"]
-        assert cookie.startswith(f"{COOKIE}={READ};")
-        assert "HttpOnly" in cookie
-        assert "SameSite=Strict" in cookie
-        async with http.get(url + "/ui?limit=2") as reply:  # the session kept the cookie
+        session = session_of(cookie)
+        assert READ not in cookie  # the cookie is not the token
+        assert session.startswith(f"{session.split('.')[0]}.{int(NOW) + 8 * 3600}.viewer.read.")
+        assert cookie.endswith("; Max-Age=28800; Path=/; HttpOnly; SameSite=Strict; Secure")
+        async with http.get(url + "/ui?limit=2", headers=with_session(session)) as reply:
             assert reply.status == 200
             csp = reply.headers["Content-Security-Policy"]
             text = await reply.text()
         assert "script-src 'self'" in csp
         assert "default-src 'none'" in csp
+        assert "frame-ancestors 'none'" in csp
+        assert "form-action 'self'" in csp
         assert text.count('<tr data-lead-id="') == 2
         assert 'data-lead-id="lead-hot"' in text
         assert "lead-&lt;b&gt;cool&lt;/b&gt;" not in text  # third: beyond limit=2
-        async with http.get(url + "/ui/hot.js") as reply:
+        assert '<form id="sign-out" method="post" action="/ui/sign-out">' in text
+        async with http.get(url + "/ui/hot.js", headers=with_session(session)) as reply:
             assert reply.status == 200
             assert reply.content_type == "text/javascript"
             assert "EventSource" in await reply.text()
-    async with ClientSession(cookie_jar=CookieJar(unsafe=True)) as http:
+        async with http.get(url + "/hot", headers=with_session(session)) as reply:
+            assert reply.status == 200  # the page's script reads the API with it
+        async with http.get(url + "/leads/lead-hot?traits=all", headers=with_session(session)) as r:
+            assert r.status == 403  # a read token's session is read only
+        async with http.get(url + "/ui/leads/lead-hot", headers=with_session(session)) as reply:
+            assert reply.status == 200
+            assert "frame-ancestors 'none'" in reply.headers["Content-Security-Policy"]
+            assert 'action="/ui/sign-out"' in await reply.text()
+        async with http.get(url + "/ui/leads/lead-hot", headers=auth(READ)) as reply:
+            assert reply.status == 200
+            text = await reply.text()
+        assert 'action="/ui/sign-out"' not in text  # a bearer token has no session to end
         odd = "/ui/leads/" + quote("a&b'<c>", safe="")
         login = URL(f"{url}{odd}?token={READ}", encoded=True)  # as sent, like a browser
         async with http.get(login, allow_redirects=False) as reply:
             assert reply.headers["Location"] == odd  # still encoded
-        async with http.get(url + odd) as reply:
+            odd_session = session_of(reply.headers["Set-Cookie"])
+        async with http.get(url + odd, headers=with_session(odd_session)) as reply:
             assert reply.status == 404  # signed in; no such lead
-    async with (
-        ClientSession() as http,
-        http.get(url + "/ui?token=tk_wrong_0123456789abc", allow_redirects=False) as reply,
-    ):
-        assert reply.status == 401
-        assert "Set-Cookie" not in reply.headers
+        async with http.get(url + "/ui?token=tk_wrong_0123456789abc", allow_redirects=False) as r:
+            assert r.status == 401
+            assert "Set-Cookie" not in r.headers
+            assert 'name="token"' in await r.text()
+
+
+async def test_the_sign_in_form_posts_and_stays_on_the_site(
+    served: tuple[str, MemoryLeadStore],
+) -> None:
+    url, _ = served
+    async with ClientSession() as http:
+        form = {"token": ADMIN, "next": "/ui/leads/lead-hot?traits=all"}
+        async with http.post(url + "/ui/sign-in", data=form, allow_redirects=False) as reply:
+            assert reply.status == 303
+            assert reply.headers["Location"] == "/ui/leads/lead-hot?traits=all"
+            cookie = reply.headers["Set-Cookie"]
+        assert ADMIN not in cookie
+        async with http.get(
+            url + "/leads/lead-hot?traits=all", headers=with_session(session_of(cookie))
+        ) as r:
+            assert r.status == 200  # an admin token's session is admin
+        async with http.post(url + "/ui/sign-in", data={"token": READ}, allow_redirects=False) as r:
+            assert (r.status, r.headers["Location"]) == (303, "/ui")  # no next: the hot page
+        for elsewhere in (
+            "//evil.example/ui",
+            "https://evil.example/",
+            "/\\evil.example",
+            "ui",
+            "javascript:alert(1)",
+        ):
+            form = {"token": READ, "next": elsewhere}
+            async with http.post(url + "/ui/sign-in", data=form, allow_redirects=False) as reply:
+                assert reply.status == 303, elsewhere
+                assert reply.headers["Location"] == "/ui", elsewhere  # never off the site
+        form = {"token": "tk_wrong_0123456789abcdef", "next": "/ui/leads/lead-hot"}
+        async with http.post(url + "/ui/sign-in", data=form, allow_redirects=False) as reply:
+            assert reply.status == 401
+            assert "Set-Cookie" not in reply.headers
+            text = await reply.text()
+        assert "the API token is not valid" in text
+        assert '<form method="post" action="/ui/sign-in">' in text
+        assert 'name="next" value="/ui/leads/lead-hot"' in text
+        assert "frame-ancestors 'none'" in reply.headers["Content-Security-Policy"]
+        cross = {"Sec-Fetch-Site": "cross-site"}
+        async with http.post(
+            url + "/ui/sign-in", data={"token": READ}, headers=cross, allow_redirects=False
+        ) as reply:
+            assert reply.status == 403  # another site may not sign a browser in
+            assert "Set-Cookie" not in reply.headers
+        big = {"token": READ, "next": "/ui", "padding": "x" * 9000}
+        async with http.post(url + "/ui/sign-in", data=big, allow_redirects=False) as reply:
+            assert reply.status == 413
+        async with http.get(url + "/ui/sign-in") as reply:
+            assert reply.status == 401  # POST only; a GET is an unknown path
+
+
+async def test_sign_out_drops_the_cookie(served: tuple[str, MemoryLeadStore]) -> None:
+    url, _ = served
+    async with ClientSession() as http:
+        async with http.post(url + "/ui/sign-out", allow_redirects=False) as reply:
+            assert reply.status == 303
+            assert reply.headers["Location"] == "/ui"
+            assert reply.headers["Set-Cookie"] == (
+                f"{COOKIE}=; Max-Age=0; Path=/; HttpOnly; SameSite=Strict; Secure"
+            )
+        cross = {"Sec-Fetch-Site": "cross-site"}
+        async with http.post(url + "/ui/sign-out", headers=cross, allow_redirects=False) as r:
+            assert r.status == 403
+
+
+async def test_a_raw_token_or_a_forged_session_in_a_cookie_is_refused(
+    served: tuple[str, MemoryLeadStore],
+) -> None:
+    url, _ = served
+    async with ClientSession() as http:
+        async with http.get(url + f"/ui?token={ADMIN}", allow_redirects=False) as reply:
+            good = session_of(reply.headers["Set-Cookie"])
+        sid, expires, name, role, mac = good.split(".")
+        for cookie in (
+            f"{COOKIE}={READ}",
+            f"{COOKIE}={ADMIN}",
+            f"leadpulse_token={ADMIN}",  # the old cookie: a token is never taken from one
+            f"{COOKIE}={sid}.{int(expires) + 3600}.{name}.{role}.{mac}",
+            f"{COOKIE}={sid}.{expires}.viewer.{role}.{mac}",
+        ):
+            async with http.get(url + "/ui", headers={"Cookie": cookie}) as reply:
+                assert reply.status == 401, cookie
+                assert 'name="token"' in await reply.text()
+            async with http.get(url + "/hot", headers={"Cookie": cookie}) as reply:
+                assert reply.status == 401, cookie
+                assert (await reply.json())["code"] == "unauthorized"
+        async with http.get(url + "/hot", headers=with_session(good)) as reply:
+            assert reply.status == 200
+
+
+async def test_an_expired_session_gets_the_sign_in_page(model: ScoringModel) -> None:
+    clock = Clock(NOW)
+    settings = SETTINGS.replace(session_ttl=2)
+    pipeline = assemble(
+        settings, model, store=MemoryLeadStore(), publisher=FakePublisher(), clock=clock
+    )
+    async with serving(pipeline) as url, ClientSession() as http:
+        async with http.get(url + f"/ui?token={READ}", allow_redirects=False) as reply:
+            cookie = reply.headers["Set-Cookie"]
+        assert "Max-Age=2;" in cookie
+        session = with_session(session_of(cookie))
+        clock.now = NOW + 1.999
+        async with http.get(url + "/ui", headers=session) as reply:
+            assert reply.status == 200
+        clock.now = NOW + 2  # its expiry second
+        async with http.get(url + "/ui", headers=session) as reply:
+            assert reply.status == 401
+            assert reply.headers["Set-Cookie"].startswith(f"{COOKIE}=; Max-Age=0;")
+            text = await reply.text()
+        assert "the session has expired" in text
+        assert 'name="token"' in text
+        async with http.get(url + "/hot", headers=session) as reply:
+            assert reply.status == 401
+            assert (await reply.json())["code"] == "session_expired"
+
+
+async def test_failed_sign_ins_are_bounded_per_client(model: ScoringModel) -> None:
+    clock = Clock(NOW)
+    settings = SETTINGS.replace(sign_in_max_failures=3, sign_in_window=60)
+    pipeline = assemble(
+        settings, model, store=MemoryLeadStore(), publisher=FakePublisher(), clock=clock
+    )
+    wrong = {"token": "tk_wrong_0123456789abcdef"}
+    async with serving(pipeline) as url, ClientSession() as http:
+        for _ in range(2):
+            async with http.post(url + "/ui/sign-in", data=wrong) as reply:
+                assert reply.status == 401
+        async with http.get(url + "/ui?token=tk_wrong_0123456789abc", allow_redirects=False) as r:
+            assert r.status == 401  # a bad link counts too: the third failure
+        clock.now = NOW + 15
+        for attempt in ({"token": READ}, wrong):  # over the limit, even a good token waits
+            async with http.post(url + "/ui/sign-in", data=attempt, allow_redirects=False) as r:
+                assert r.status == 429
+                assert r.headers["Retry-After"] == "45"
+                assert "Set-Cookie" not in r.headers
+                assert "try again in 45 s" in await r.text()
+        async with http.get(url + f"/ui?token={READ}", allow_redirects=False) as reply:
+            assert reply.status == 429
+        async with http.get(url + "/hot", headers=auth(READ)) as reply:
+            assert reply.status == 200  # the API's bearer tokens are not sign-ins
+        clock.now = NOW + 60  # the window is over
+        async with http.post(url + "/ui/sign-in", data={"token": READ}, allow_redirects=False) as r:
+            assert r.status == 303
 
 
 ROUTES = {
@@ -239,10 +407,14 @@ ROUTES = {
     "/ui/leads/{lead_id}",
     "/ui/hot.js",
     "/ui/handoffs/stream",
+    "/ui/sign-in",
+    "/ui/sign-out",
     "/",  # Faust's index: the one route of its own it still adds
 }
 """Every route the worker serves; a new one must be added here and to the access rules."""
 OPEN_ROUTES = {"/health", "/ready", "/metrics"}
+SIGN_IN_ROUTES = {"/ui/sign-in", "/ui/sign-out"}
+"""Open to anyone, POST only: they take a token (bounded) or end a session."""
 
 
 async def test_every_listed_route_but_the_probes_refuses_a_request_without_a_token(
@@ -252,9 +424,17 @@ async def test_every_listed_route_but_the_probes_refuses_a_request_without_a_tok
     routes = listed_routes(pipeline.app.web.web_app)  # type: ignore[attr-defined]
     assert {pattern for _, pattern in routes} == ROUTES
     assert set(RULES) == ROUTES - {"/"}  # Faust's index has no rule: admin only
-    assert {method for method, _ in routes} == {"GET", "HEAD"}
+    assert {method for method, pattern in routes if pattern not in SIGN_IN_ROUTES} == {
+        "GET",
+        "HEAD",
+    }
+    assert {(m, p) for m, p in routes if p in SIGN_IN_ROUTES} == {
+        ("POST", p) for p in SIGN_IN_ROUTES
+    }
     async with ClientSession() as http:
         for method, pattern in routes:
+            if pattern in SIGN_IN_ROUTES:
+                continue  # their own test: test_the_sign_in_form_posts_and_stays_on_the_site
             path = reachable(pattern)
             for headers in ({}, auth("tk_not_a_token_0123456789")):
                 async with http.request(method, url + path, headers=headers) as reply:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -191,6 +192,13 @@ def test_dev_starts_the_stack_and_stops_everything_on_ctrl_c(tmp_path: Path) -> 
             Settings(web_port=web_port, api_tokens=f"dev={token}:admin"), tmp_path / "unused.log"
         )  # only for its /health probe (wait_assigned)
         worker.wait_assigned(timeout=60)
+        link = http.client.HTTPConnection("127.0.0.1", web_port, timeout=5)
+        try:
+            link.request("GET", f"/ui?token={token}")  # the printed sign-in link
+            exchanged = link.getresponse()
+            exchanged.read()
+        finally:
+            link.close()
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=60)
     finally:
@@ -203,6 +211,12 @@ def test_dev_starts_the_stack_and_stops_everything_on_ctrl_c(tmp_path: Path) -> 
     # the page's sign-in link and the admin token it keeps in the data dir
     assert f"page       http://127.0.0.1:{web_port}/ui?token={token}  " in output
     assert f"api token  {token}  (dev, admin" in output
+    # exchanged for a session; dev serves plain http, so the cookie is not Secure
+    assert (exchanged.status, exchanged.getheader("Location")) == (303, "/ui")
+    cookie = exchanged.getheader("Set-Cookie") or ""
+    assert cookie.startswith("leadpulse_session=")
+    assert token not in cookie
+    assert cookie.endswith("; Path=/; HttpOnly; SameSite=Strict")
     leftovers = subprocess.run(
         ["pgrep", "-f", f"127.0.0.1:{kafka_port}|--port {redis_port}"],
         capture_output=True,

@@ -1,4 +1,4 @@
-"""API tokens: the settings format, the constant-time lookup, roles, the page's sign-in."""
+"""API tokens: the settings format, the constant-time lookup, roles, the page's sign-in form."""
 
 from __future__ import annotations
 
@@ -6,18 +6,15 @@ import pytest
 from pydantic import ValidationError
 
 from streams.http.auth import (
-    COOKIE,
     ApiTokens,
     Denied,
-    Login,
     Principal,
     Role,
     bearer,
-    cookie_token,
     denied_page,
-    login_cookie,
+    local_path,
     new_token,
-    page_access,
+    session_cookie,
     without_token,
 )
 from streams.settings import Settings, parse_api_tokens
@@ -79,9 +76,14 @@ def test_lookup_and_roles() -> None:
     assert TOKENS.principal_of("\udcff-lone-surrogate-00000") is None  # no UnicodeEncodeError
     admin = {"Authorization": f"Bearer {ADMIN}"}
     read = {"Authorization": f"bearer  {READ} "}
-    assert TOKENS.check(admin, need=Role.ADMIN) == Principal("ops", Role.ADMIN)
-    assert TOKENS.check(read) == Principal("grafana", Role.READ)
-    refused = TOKENS.check(read, need=Role.ADMIN)
+    assert TOKENS.check(admin, now=0, need=Role.ADMIN) == Principal("ops", Role.ADMIN)
+    assert TOKENS.check(read, now=0) == Principal("grafana", Role.READ)
+    assert TOKENS.sign_in(READ) == Principal("grafana", Role.READ)
+    assert TOKENS.sign_in(READ, need=Role.ADMIN) == Denied(
+        403, "forbidden", "token 'grafana' may not do this (ADMIN only)"
+    )
+    assert TOKENS.sign_in(READ + "x") == Denied(401, "unauthorized", "the API token is not valid")
+    refused = TOKENS.check(read, now=0, need=Role.ADMIN)
     assert isinstance(refused, Denied)
     assert (refused.status, refused.code) == (403, "forbidden")
     assert "'grafana'" in refused.message
@@ -93,65 +95,69 @@ def test_lookup_and_roles() -> None:
         ({}, "unauthorized"),
         ({"Authorization": "Basic b3BzOg=="}, "unauthorized"),
         ({"Authorization": "Bearer wrong-token-0123456789"}, "unauthorized"),
-        ({"Cookie": f"{COOKIE}=wrong-token-0123456789"}, "unauthorized"),
+        ({"Cookie": "leadpulse_session=wrong-token-0123456789"}, "unauthorized"),
+        ({"Cookie": f"leadpulse_token={READ}"}, "unauthorized"),  # the old cookie: no more
     ],
 )
 def test_no_or_a_wrong_token_is_a_401(headers: dict[str, str], code: str) -> None:
-    refused = TOKENS.check(headers)
+    refused = TOKENS.check(headers, now=0)
     assert isinstance(refused, Denied)
     assert (refused.status, refused.body()["code"]) == (401, code)
     assert "wrong-token" not in refused.message
 
 
 def test_with_no_tokens_configured_everything_is_refused_saying_what_to_set() -> None:
-    refused = ApiTokens({}).check({"Authorization": f"Bearer {ADMIN}"})
+    refused = ApiTokens({}).check({"Authorization": f"Bearer {ADMIN}"}, now=0)
     assert isinstance(refused, Denied)
+    assert ApiTokens({}).sign_in(ADMIN) == refused
     assert refused.status == 401
     assert refused.code == "no_tokens_configured"
     assert "LEADPULSE_API_TOKENS" in refused.message
 
 
-def test_the_cookie_carries_the_token_for_the_page() -> None:
-    assert TOKENS.check({"Cookie": f"theme=dark; {COOKIE}={READ}"}) == Principal(
-        "grafana", Role.READ
-    )
-    assert cookie_token(None) is None
-    assert cookie_token("theme=dark") is None
-    assert cookie_token('junk="unterminated') is None
+def test_the_session_cookie_is_read_from_the_cookie_header() -> None:
+    assert session_cookie("theme=dark; leadpulse_session=a.b.c.d.e") == "a.b.c.d.e"
+    assert session_cookie(None) is None
+    assert session_cookie("theme=dark") is None
+    assert session_cookie(f"leadpulse_token={READ}") is None
+    assert session_cookie('junk="unterminated') is None
     assert bearer("Bearer ") is None
     assert bearer(None) is None
-    cookie = login_cookie(READ)
-    assert cookie.startswith(f"{COOKIE}={READ}; Path=/")
-    assert "HttpOnly" in cookie
-    assert "SameSite=Strict" in cookie
-    assert "Secure" not in cookie
-    assert "; Secure" in login_cookie(READ, secure=True)
 
 
-def test_a_token_in_the_url_signs_in_and_is_dropped_from_it() -> None:
-    signed = page_access(TOKENS, {}, "/ui", {"token": READ, "limit": "5"}, f"token={READ}&limit=5")
-    assert signed == Login("/ui?limit=5", login_cookie(READ))
-    signed = page_access(TOKENS, {}, "/ui/leads/a%20b", {"token": ADMIN}, f"token={ADMIN}")
-    assert isinstance(signed, Login)
-    assert signed.location == "/ui/leads/a%20b"
-    refused = page_access(TOKENS, {}, "/ui", {"token": "nope-0123456789abcdef"}, "token=nope")
-    assert isinstance(refused, Denied)
-    assert refused.status == 401
-    assert page_access(TOKENS, {"Cookie": f"{COOKIE}={READ}"}, "/ui", {}, "") == Principal(
-        "grafana", Role.READ
-    )
+def test_the_token_leaves_the_url_and_next_stays_on_the_site() -> None:
     assert without_token("/ui", "a=1&token=x&b=%3C") == "/ui?a=1&b=%3C"
+    assert without_token("/ui", f"token={READ}") == "/ui"
     assert without_token("/ui", "") == "/ui"
+    for good in ("/ui", "/ui/leads/a%20b?x=1", "/"):
+        assert local_path(good) == good
+    for bad in (
+        None,
+        "",
+        "ui",
+        "//evil.example/ui",
+        "/\\evil.example",
+        "/ui\\..",
+        "https://evil.example/",
+        "javascript:alert(1)",
+        "/ui\r\nSet-Cookie: x=1",
+        "/ui\tx",
+        "/ui x",
+    ):
+        assert local_path(bad) is None, bad
 
 
-def test_the_refusal_page_escapes_and_offers_a_form() -> None:
+def test_the_refusal_page_escapes_and_offers_a_form_that_posts() -> None:
     page = denied_page(Denied(401, "unauthorized", "no <token>"), '/ui/leads/"x"')
     assert "no &lt;token&gt;" in page
-    assert 'action="/ui/leads/&quot;x&quot;"' in page
+    assert '<form method="post" action="/ui/sign-in">' in page
+    assert '<input type="hidden" name="next" value="/ui/leads/&quot;x&quot;">' in page
     assert 'name="token"' in page
     assert "<script" not in page
     forbidden = denied_page(Denied(403, "forbidden", "read only"), "/ui")
     assert "<form" not in forbidden
+    limited = denied_page(Denied(429, "too_many_sign_ins", "try again in 5 s"), "/ui")
+    assert "<form" not in limited
 
 
 def test_new_tokens_are_valid_and_distinct() -> None:
