@@ -21,6 +21,7 @@ SECRETS = {
     "LEADPULSE_API_TOKENS": "ops=tk_compose_test_0123456789:admin",
     "CRM_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
     "GRAFANA_ADMIN_PASSWORD": "compose-test-password",
+    "LEADPULSE_SESSION_SECRET": "compose-test-session-secret-0123456789",
 }
 """What an operator puts in .env: the stack has no defaults for these."""
 

@@ -47,6 +47,7 @@ READ_TOKEN = "tok-read-Pm5Tn9Bv3Cy"
 SLACK_PATH = "/services/T0LEADPULSE/B0SECRET/hook-5Kd8Wq2Zr7Xm"
 SLACK_QUERY = "token=slack-query-7Yh3Nc6Ve4"
 WRONG_KEY = "wk-wrong-value-Zz9"
+SESSION_SECRET = "session-secret-Lx4Qw8Er2Ty6Ui0Op3As7Df1"
 SECRETS = {
     "website write key": WEBSITE_KEY,
     "crm write key": CRM_KEY,
@@ -57,6 +58,7 @@ SECRETS = {
     "slack webhook path": SLACK_PATH.rsplit("/", 1)[1],
     "slack query token": SLACK_QUERY.split("=", 1)[1],
     "a wrong write key": WRONG_KEY,
+    "session secret": SESSION_SECRET,
 }
 BANNER = ("  page ", "  api token ", "  write key ", '    analytics.Client("')
 """Lines of the dev banner that show the user their own keys and token, on purpose."""
@@ -72,12 +74,19 @@ OPENER = urllib.request.build_opener(NoRedirects)
 
 def request(url: str, *, data: bytes | None = None, headers: dict[str, str]) -> int:
     """The status of one request; a redirect is not followed (its status is the answer)."""
+    return answer(url, data=data, headers=headers)[0]
+
+
+def answer(
+    url: str, *, data: bytes | None = None, headers: dict[str, str]
+) -> tuple[int, list[str]]:
+    """Status and Set-Cookie headers of one request, redirects not followed."""
     call = urllib.request.Request(url, data=data, headers=headers)
     try:
-        with OPENER.open(call, timeout=10) as answer:
-            return int(answer.status)
+        with OPENER.open(call, timeout=10) as response:
+            return int(response.status), response.headers.get_all("Set-Cookie") or []
     except urllib.error.HTTPError as error:
-        return error.code
+        return error.code, error.headers.get_all("Set-Cookie") or []
 
 
 def basic(key: str) -> str:
@@ -110,6 +119,7 @@ def test_a_full_dev_run_logs_no_secret(tmp_path: Path) -> None:
             "LEADPULSE_WRITE_KEYS": f"website={WEBSITE_KEY},crm={CRM_KEY}",
             "LEADPULSE_SALES_SOURCES": "crm",
             "LEADPULSE_API_TOKENS": f"ops={ADMIN_TOKEN}:admin,viewer={READ_TOKEN}:read",
+            "LEADPULSE_SESSION_SECRET": SESSION_SECRET,
         }
         process = subprocess.Popen(
             [
@@ -152,7 +162,12 @@ def test_a_full_dev_run_logs_no_secret(tmp_path: Path) -> None:
             assert (
                 request(f"{worker}/stats", headers={"Authorization": f"Bearer {WRONG_KEY}"}) == 401
             )
-            assert request(f"{worker}/ui?token={READ_TOKEN}", headers={}) in {302, 303}
+            status, cookies = answer(f"{worker}/ui?token={READ_TOKEN}", headers={})
+            assert status == 303
+            (session,) = [c.split(";")[0].split("=", 1)[1] for c in cookies]
+            assert (
+                request(f"{worker}/ui", headers={"Cookie": f"leadpulse_session={session}"}) == 200
+            )
             assert request(f"{worker}/ui?token={WRONG_KEY}", headers={}) == 401
 
             handoff = sample()
@@ -171,6 +186,7 @@ def test_a_full_dev_run_logs_no_secret(tmp_path: Path) -> None:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(10)
     assert process.returncode == 0, output[-3000:]
+    SECRETS["the session cookie"] = session.rsplit(".", 1)[1]  # its signature
     logs = {path: path.read_text(errors="replace") for path in data_dir.rglob("*.log")}
     assert {p.name for p in logs} >= {"collector.log", "deliver.log"}, sorted(logs)
     logs[Path("<leadpulse dev output, banner lines left out>")] = "\n".join(

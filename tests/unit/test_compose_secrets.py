@@ -16,7 +16,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRETS = {"LEADPULSE_WRITE_KEYS", "LEADPULSE_API_TOKENS", "CRM_WEBHOOK_SECRET"}
-SECRETS |= {"GRAFANA_ADMIN_PASSWORD"}
+SECRETS |= {"GRAFANA_ADMIN_PASSWORD", "LEADPULSE_SESSION_SECRET"}
 """Every secret the stack takes, by the variable it is read from."""
 SECRET_WORDS = re.compile(r"KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
 REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)((?::?[-?])[^}]*)?\}")
