@@ -5,7 +5,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from streams.dev.devstack import free_port
 from streams.dev.workerproc import WorkerProcess
 from streams.settings import Settings
+from tests.integration.devrun import dev_run
 from tests.integration.harness import READ_TOKEN, read_state, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -162,29 +161,8 @@ def test_send_validates_first_then_tail_and_lead_show_the_result(
 
 
 def test_dev_starts_the_stack_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
-    kafka_port, redis_port, web_port = free_port(), free_port(), free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streams.cli",
-            "dev",
-            "--kafka-port",
-            str(kafka_port),
-            "--redis-port",
-            str(redis_port),
-            "--web-port",
-            str(web_port),
-            "--data-dir",
-            str(tmp_path / "dev"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=ROOT,
-        start_new_session=True,
-    )
-    try:
+    with dev_run(tmp_path / "dev", every_port=False) as run:
+        kafka_port, redis_port, web_port = run.kafka_port, run.redis_port, run.web_port
         token_file = tmp_path / "dev" / "api_token"  # written before the worker starts
         wait_for(token_file.exists, timeout=60, what="dev's API token file")
         token = token_file.read_text().strip()
@@ -199,13 +177,8 @@ def test_dev_starts_the_stack_and_stops_everything_on_ctrl_c(tmp_path: Path) -> 
             exchanged.read()
         finally:
             link.close()
-        process.send_signal(signal.SIGINT)
-        output, _ = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
-    assert process.returncode == 0, output
+        returncode, output = run.stop()
+    assert returncode == 0, output
     assert f"kafka      127.0.0.1:{kafka_port}" in output
     assert f"redis      redis://127.0.0.1:{redis_port}/0" in output
     # the page's sign-in link and the admin token it keeps in the data dir

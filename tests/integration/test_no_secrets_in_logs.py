@@ -15,10 +15,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import signal
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -26,7 +22,6 @@ from pathlib import Path
 from kafka import KafkaProducer
 
 from schemas.codec import encode
-from streams.dev.devstack import free_port
 from streams.dev.workerproc import DeliverProcess
 from streams.settings import Settings
 from tests.integration.delivery_harness import (
@@ -37,6 +32,7 @@ from tests.integration.delivery_harness import (
     sample,
     wait_until,
 )
+from tests.integration.devrun import dev_run
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -94,8 +90,6 @@ def basic(key: str) -> str:
 
 
 def test_a_full_dev_run_logs_no_secret(tmp_path: Path) -> None:
-    kafka_port, redis_port = free_port(), free_port()
-    web_port, collector_port, deliver_port = free_port(), free_port(), free_port()
     data_dir = tmp_path / "dev"
     with receiver({"/hook": fails_first(1), SLACK_PATH: ok}) as server:
         destinations = tmp_path / "destinations.yaml"
@@ -114,40 +108,20 @@ def test_a_full_dev_run_logs_no_secret(tmp_path: Path) -> None:
                 }
             )
         )
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LEADPULSE_")}
-        env |= {
+        env = {
             "LEADPULSE_WRITE_KEYS": f"website={WEBSITE_KEY},crm={CRM_KEY}",
             "LEADPULSE_SALES_SOURCES": "crm",
             "LEADPULSE_API_TOKENS": f"ops={ADMIN_TOKEN}:admin,viewer={READ_TOKEN}:read",
             "LEADPULSE_SESSION_SECRET": SESSION_SECRET,
         }
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streams.cli",
-                "dev",
-                *("--kafka-port", str(kafka_port), "--redis-port", str(redis_port)),
-                *("--web-port", str(web_port), "--collector-port", str(collector_port)),
-                *("--collector-metrics-port", str(free_port())),
-                *("--deliver-port", str(deliver_port), "--destinations", str(destinations)),
-                *("--data-dir", str(data_dir)),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            cwd=ROOT,
-            env=env,
-            start_new_session=True,
-        )
-        try:
-            probe = DeliverProcess(Settings(deliver_web_port=deliver_port), tmp_path / "x.log")
+        with dev_run(data_dir, "--destinations", str(destinations), env=env) as run:
+            probe = DeliverProcess(Settings(deliver_web_port=run.deliver_port), tmp_path / "x.log")
             wait_until(lambda: bool(probe.ready().get("ready")), 90, "the dev deliverer ready")
-            worker = f"http://127.0.0.1:{web_port}"
+            worker = f"http://127.0.0.1:{run.web_port}"
             wait_until(
                 lambda: request(f"{worker}/ready", headers={}) == 200, 90, "the dev worker ready"
             )
-            collector = f"http://127.0.0.1:{collector_port}"
+            collector = f"http://127.0.0.1:{run.collector_port}"
             event = {"type": "track", "event": "Demo Requested", "userId": "u-logs-1"}
             body = json.dumps({"batch": [event]}).encode()
             json_type = {"Content-Type": "application/json"}
@@ -171,7 +145,7 @@ def test_a_full_dev_run_logs_no_secret(tmp_path: Path) -> None:
             assert request(f"{worker}/ui?token={WRONG_KEY}", headers={}) == 401
 
             handoff = sample()
-            producer = KafkaProducer(bootstrap_servers=f"127.0.0.1:{kafka_port}")
+            producer = KafkaProducer(bootstrap_servers=f"127.0.0.1:{run.kafka_port}")
             try:
                 producer.send("leadpulse.handoffs", key=b"k", value=encode(handoff))
                 producer.flush(30)
@@ -179,14 +153,9 @@ def test_a_full_dev_run_logs_no_secret(tmp_path: Path) -> None:
                 producer.close(5)
             wait_until(lambda: server.count("/hook", handoff.handoff_id) == 2, 60, "retried")
             wait_until(lambda: len(server.at(SLACK_PATH)) == 1, 60, "posted to slack")
-            process.send_signal(signal.SIGINT)
-            output, _ = process.communicate(timeout=60)
-        finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(10)
-    assert process.returncode == 0, output[-3000:]
-    SECRETS["the session cookie"] = session.rsplit(".", 1)[1]  # its signature
+            returncode, output = run.stop()
+    assert returncode == 0, output[-3000:]
+    secrets = SECRETS | {"the session cookie's signature": session.rsplit(".", 1)[1]}
     logs = {path: path.read_text(errors="replace") for path in data_dir.rglob("*.log")}
     assert {p.name for p in logs} >= {"collector.log", "deliver.log"}, sorted(logs)
     logs[Path("<leadpulse dev output, banner lines left out>")] = "\n".join(
@@ -196,7 +165,7 @@ def test_a_full_dev_run_logs_no_secret(tmp_path: Path) -> None:
         f"{what} in {path}: {line.strip()[:200]}"
         for path, text in logs.items()
         for line in text.splitlines()
-        for what, secret in SECRETS.items()
+        for what, secret in secrets.items()
         if secret in line
     ]
     assert found == []
