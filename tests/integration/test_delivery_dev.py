@@ -8,12 +8,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from kafka import KafkaProducer
-
-from schemas.codec import encode
 from streams.dev.workerproc import DeliverProcess
 from streams.settings import Settings
-from tests.integration.delivery_harness import SECRET, ok, receiver, sample, wait_until
+from tests.integration.delivery_harness import (
+    SECRET,
+    ok,
+    produce_handoffs,
+    receiver,
+    sample,
+    wait_until,
+)
 from tests.integration.devrun import dev_run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,12 +39,7 @@ def test_dev_with_destinations_delivers_and_stops_the_deliverer(tmp_path: Path) 
             probe = DeliverProcess(Settings(deliver_web_port=deliver_port), tmp_path / "x.log")
             wait_until(lambda: bool(probe.ready().get("ready")), 90, "the dev deliverer ready")
             handoff = sample()
-            producer = KafkaProducer(bootstrap_servers=f"127.0.0.1:{run.kafka_port}")
-            try:
-                producer.send("leadpulse.handoffs", key=b"k", value=encode(handoff))
-                producer.flush(30)
-            finally:
-                producer.close(5)
+            produce_handoffs(Settings(broker=f"kafka://127.0.0.1:{run.kafka_port}"), [handoff])
             wait_until(lambda: server.count("/hook", handoff.handoff_id) == 1, 30, "delivered")
             assert server.at("/hook", handoff.handoff_id)[0].verified
             returncode, output = run.stop()

@@ -19,15 +19,13 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from kafka import KafkaProducer
-
-from schemas.codec import encode
 from streams.dev.workerproc import DeliverProcess
 from streams.settings import Settings
 from tests.integration.delivery_harness import (
     SECRET,
     fails_first,
     ok,
+    produce_handoffs,
     receiver,
     sample,
     wait_until,
@@ -145,12 +143,7 @@ def test_a_full_dev_run_logs_no_secret(tmp_path: Path) -> None:
             assert request(f"{worker}/ui?token={WRONG_KEY}", headers={}) == 401
 
             handoff = sample()
-            producer = KafkaProducer(bootstrap_servers=f"127.0.0.1:{run.kafka_port}")
-            try:
-                producer.send("leadpulse.handoffs", key=b"k", value=encode(handoff))
-                producer.flush(30)
-            finally:
-                producer.close(5)
+            produce_handoffs(Settings(broker=f"kafka://127.0.0.1:{run.kafka_port}"), [handoff])
             wait_until(lambda: server.count("/hook", handoff.handoff_id) == 2, 60, "retried")
             wait_until(lambda: len(server.at(SLACK_PATH)) == 1, 60, "posted to slack")
             returncode, output = run.stop()
