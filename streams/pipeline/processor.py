@@ -17,20 +17,23 @@ hand them over directly. A batch goes:
    a race is read and applied again.
 5. publish: the outboxes go to Kafka and leave Redis once acknowledged; what
    the broker refuses for good is dead-lettered first.
+6. progress: `Runtime.score` records the batch's next offsets once `process`
+   returned, not `process` itself: the record is fenced by partition
+   ownership and retried on its own, and a batch split to isolate a failing
+   record (`Runtime`'s bisect) is recorded once, after all its parts.
 
-Then the merges the links decided (`Identity.decide`) get their own commit
-and publish: a visitor's own events must be committed before its history is
-detached. A batch whose links chain on shared ids takes a round per link
-(`rounds`), usually one. Last, the queued letters are flushed. Recording the
-batch's progress comes after `process` returns, in `Runtime.score`: it is
-fenced by partition ownership and retried on its own, and a batch split to
-isolate a failing record is recorded once, after all its parts.
+The merges the links decided (`Identity.decide`) get their own commit and
+publish after step 5: a visitor's own events must be committed before its
+history is detached. A batch takes a round per link of its longest chain of
+links on shared ids (`rounds`), usually one. The queued letters are flushed
+last.
 
 Every step that can fail half-way is safe to redo: commits are idempotent per
 event id, decided messages sit in the outbox until Kafka acknowledged them,
 and transition ids are deterministic, so a redo republishes the same ids. The
 parts hold only what they need (the store, the publisher, the model) and
-return what they decided; the processor composes them and owns every write.
+return what they decided; the processor composes them and runs the commit
+and publish steps for batches, merges, sweeps and outbox replays alike.
 """
 
 from __future__ import annotations

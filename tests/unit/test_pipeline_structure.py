@@ -41,7 +41,11 @@ class _Calls(ast.NodeVisitor):
     def visit_Call(self, node: ast.Call) -> None:
         name = dotted(node.func)
         if name is not None and name.startswith("self."):
-            self.names.append(name.removeprefix("self."))
+            name = name.removeprefix("self.")
+            first = node.args[0] if node.args else None
+            if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                name = f"{name}({first.value!r})"  # a retried step: by what it is called
+            self.names.append(name)
         self.generic_visit(node)
 
 
@@ -126,7 +130,7 @@ def test_a_sweep_is_decided_by_the_sweeper_and_written_by_the_same_steps() -> No
     ]
 
 
-def test_the_module_docstring_lists_the_steps_in_that_order() -> None:
+def test_the_module_docstring_lists_the_steps_in_that_order_progress_last() -> None:
     docstring = ast.get_docstring(tree("processor")) or ""
     steps = re.findall(r"^(\d)\. (\w+):", docstring, flags=re.MULTILINE)
     assert steps == [
@@ -135,4 +139,12 @@ def test_the_module_docstring_lists_the_steps_in_that_order() -> None:
         ("3", "apply"),
         ("4", "commit"),
         ("5", "publish"),
+        ("6", "progress"),
     ]
+
+
+def test_progress_is_recorded_after_the_batch_was_processed() -> None:
+    # _scored runs Processor.process, halving a batch that fails permanently
+    steps = ["_scored", "retry('recording progress')", "watermarks.processed"]
+    calls = self_calls("runtime", "Runtime", "score")
+    assert [name for name in calls if name in steps] == steps
