@@ -1,7 +1,8 @@
 """The Faust app: the scoring agent, the decay sweeper, outbox replay, what probes read.
 
 Agents stay thin: they turn Kafka records into `Record`s and hand batches to
-the `Processor`, which owns decode -> apply -> persist -> publish. Transient
+the `Processor`, whose `process` is the batch's sequence (decode -> identity ->
+apply -> commit -> publish; progress is recorded after it). Transient
 failures of Redis or Kafka pause the agent and retry the same batch
 (idempotent), so offsets are committed only after a batch was fully
 persisted and published; permanent ones are dead-lettered and the agent

@@ -9,124 +9,35 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from schemas import BehaviorEvent, StageTransition
 from scoring import LeadState, ScoringModel, apply, evaluate, merge
 from streams.errors import CorruptStateError
-from streams.pipeline.outbox import Outbox, make_commit
-from streams.pipeline.records import Decided, Report
-from streams.store import Commit, LeadStore, Snapshot, decode_state
+from streams.pipeline.outbox import make_commit
+from streams.pipeline.plan import Plan, Reject
+from streams.pipeline.states import load_state
+from streams.store import LeadStore, Snapshot, decode_state
 
 log = logging.getLogger(__name__)
 
-MAX_COMMIT_ATTEMPTS = 50
-"""Version races only happen between a partition's owner, the sweeper and
-identity redirects; fifty lost races in a row means something is broken."""
-
-Apply = Callable[[Sequence[BehaviorEvent]], Awaitable[Report]]
-Load = Callable[[Snapshot, bool], LeadState]
-Reject = Callable[[Sequence[BehaviorEvent], str, str], None]
-"""Dead-letter events that can never be applied: (events, reason, lead)."""
+Detached = dict[str, tuple[BehaviorEvent, bytes | None]]
+"""Lead -> (the link merging into it, the anonymous history detached for it, if any)."""
 
 
 class Identity:
-    """Merges anonymous histories into leads; plain events go back to `apply`."""
+    """Resolves identity links and decides their merges; it holds only the store.
 
-    def __init__(
-        self,
-        store: LeadStore,
-        outbox: Outbox,
-        model: ScoringModel,
-        *,
-        apply_events: Apply,
-        load: Load,
-        reject: Reject,
-    ) -> None:
+    The processor runs a round: `resolve` the links, apply the plain events,
+    `detach` the histories, `decide` the merges on fresh snapshots, commit and
+    publish them, then `forget` the merged histories.
+    """
+
+    def __init__(self, store: LeadStore, model: ScoringModel) -> None:
         self.store = store
-        self.outbox = outbox
         self.model = model
-        self.apply_events = apply_events
-        self.load = load
-        self.reject = reject
 
-    async def link(self, links: Sequence[BehaviorEvent]) -> Report:
-        """identify(anonymous -> lead): merge the anonymous history, then apply.
-
-        `links` involve pairwise different leads and anonymous ids (see
-        `rounds`), so they are independent and go through the store together.
-        """
-        report = Report()
-        links, plain, later = await self._resolve_links(links)
-        if plain:
-            report.add(await self.apply_events(plain))
-        report.add(await self._merge_links(links))
-        if later:
-            report.add(await self.link(later))
-        return report
-
-    async def _merge_links(self, links: Sequence[BehaviorEvent]) -> Report:
-        """Merge each link's anonymous history into its lead (leads pairwise distinct)."""
-        report = Report()
-        if not links:
-            return report
-        detached = await self.store.detach([(anonymous_of(e), lead_of(e)) for e in links])
-        pending = {lead_of(e): (e, blob) for e, blob in zip(links, detached, strict=True)}
-        for _ in range(MAX_COMMIT_ATTEMPTS):
-            snaps = await self.store.snapshot(
-                {lead: [e.event_id, *merge_markers(e, blob)] for lead, (e, blob) in pending.items()}
-            )
-            commits: list[Commit] = []
-            decided: Decided = {}
-            outboxes: dict[str, dict[str, bytes]] = {}
-            for lead, (event, blob) in pending.items():
-                snap = snaps[lead]
-                try:
-                    state = self.load(snap, True)
-                except CorruptStateError as error:
-                    # the visitor's history stays detached (until its TTL) for a repair
-                    self.reject([event], error.reason, lead)
-                    continue
-                outboxes[lead] = dict(snap.outbox)
-                ids: list[str] = []
-                transitions: list[StageTransition] = []
-                markers = merge_markers(event, blob)
-                if blob is not None and not snap.seen.intersection(markers):
-                    # a recycle the lead was due before the merge must not be hidden by it
-                    state, caused = evaluate(state, event.occurred_at, self.model)
-                    transitions.extend(caused)
-                    # merge runs no lifecycle: the identify event applied next decides moves
-                    history = _readable(blob, anonymous_of(event))
-                    if history is not None:
-                        state = merge(state, history, self.model)
-                    ids.append(markers[0])
-                if event.event_id not in snap.seen:
-                    state, caused = apply(state, event, self.model)
-                    transitions.extend(caused)
-                    ids.append(event.event_id)
-                else:
-                    report.duplicates += 1
-                if ids:
-                    commits.append(
-                        make_commit(
-                            snap, state, ids, transitions, decided=decided, model=self.model
-                        )
-                    )
-            lost = await self.store.commit(commits)
-            for commit in commits:
-                if commit.subject in lost:
-                    del outboxes[commit.subject]
-                    continue
-                outboxes[commit.subject].update(commit.outbox)
-                report.scored += int(pending[commit.subject][0].event_id in commit.event_ids)
-            await self.outbox.publish(outboxes, report, decided)
-            await self.store.forget_detached([anonymous_of(pending[lead][0]) for lead in outboxes])
-            pending = {lead: item for lead, item in pending.items() if lead in lost}
-            if not pending:
-                return report
-        raise RuntimeError(f"gave up merging into {sorted(pending)}")
-
-    async def _resolve_links(
+    async def resolve(
         self, links: Sequence[BehaviorEvent]
     ) -> tuple[list[BehaviorEvent], list[BehaviorEvent], list[BehaviorEvent]]:
         """Point links at the lead an already-merged lead id now lives in.
@@ -134,8 +45,11 @@ class Identity:
         identify(lead=B, ...) after B was itself merged into A links to A; a
         link whose anonymous id turns out to be that lead is a plain identify
         (traits only). Returns (links to merge now, events to apply, links for
-        a later round).
+        a later round). Only merges move aliases, so this may run before the
+        round's plain events are applied.
         """
+        if not links:
+            return [], [], []
         snaps = await self.store.snapshot({lead_of(e): () for e in links})
         merges: list[BehaviorEvent] = []
         plain: list[BehaviorEvent] = []
@@ -152,6 +66,64 @@ class Identity:
         # two links that now meet in one lead go one at a time, in arrival order
         later = [e for e in merges if first[lead_of(e)] is not e]
         return list(first.values()), plain, later
+
+    async def detach(self, links: Sequence[BehaviorEvent]) -> Detached:
+        """Make each link's anonymous id an alias of its lead; returns the histories.
+
+        `links` involve pairwise different leads and anonymous ids (see
+        `rounds` and `resolve`), so they go through the store together.
+        """
+        detached = await self.store.detach([(anonymous_of(e), lead_of(e)) for e in links])
+        return {lead_of(e): (e, blob) for e, blob in zip(links, detached, strict=True)}
+
+    def wanted(self, pending: Detached) -> dict[str, list[str]]:
+        """The snapshot request of a merge round: each link's id and its merge markers."""
+        return {lead: [e.event_id, *merge_markers(e, blob)] for lead, (e, blob) in pending.items()}
+
+    def decide(self, pending: Detached, snaps: Mapping[str, Snapshot]) -> Plan:
+        """Merge each history into its lead's state, then apply the link itself.
+
+        Every lead readable here has its outbox carried (published with the
+        merge); an unreadable one is rejected and its visitor's history stays
+        detached (until its TTL) for a repair.
+        """
+        plan = Plan()
+        for lead, (event, blob) in pending.items():
+            snap = snaps[lead]
+            try:
+                state = load_state(snap, True)
+            except CorruptStateError as error:
+                plan.rejects.append(Reject(event, error.reason, lead))
+                continue
+            plan.carried[lead] = snap.outbox
+            ids: list[str] = []
+            transitions: list[StageTransition] = []
+            markers = merge_markers(event, blob)
+            if blob is not None and not snap.seen.intersection(markers):
+                # a recycle the lead was due before the merge must not be hidden by it
+                state, caused = evaluate(state, event.occurred_at, self.model)
+                transitions.extend(caused)
+                # merge runs no lifecycle: the identify event applied next decides moves
+                history = _readable(blob, anonymous_of(event))
+                if history is not None:
+                    state = merge(state, history, self.model)
+                ids.append(markers[0])
+            if event.event_id not in snap.seen:
+                state, caused = apply(state, event, self.model)
+                transitions.extend(caused)
+                ids.append(event.event_id)
+            else:
+                plan.duplicates += 1
+            if ids:
+                commit = make_commit(
+                    snap, state, ids, transitions, decided=plan.decided, model=self.model
+                )
+                plan.add(commit, scored=int(event.event_id in ids))
+        return plan
+
+    async def forget(self, pending: Detached, merged: Iterable[str]) -> None:
+        """Drop the detached histories of the `merged` leads (their merge is committed)."""
+        await self.store.forget_detached([anonymous_of(pending[lead][0]) for lead in merged])
 
 
 def rounds(

@@ -1,19 +1,22 @@
 """The outbox: decided messages wait in Redis until Kafka acknowledged them.
 
 A commit writes a lead's new state and the messages it decided in one atomic
-step; `Outbox.publish` sends them and forgets them only after the broker's
-acks, so a crash in between republishes the same messages (same ids) later.
+step (`make_commit` builds it); `Outbox.send` sends them and `Outbox.clear`
+forgets them only after the broker's acks, so a crash in between republishes
+the same messages (same ids) later. The outbox holds no dead letters: what
+the broker refuses for good is handed back for the caller to letter first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from schemas import DecodeError, Handoff, StageTransition, decode_transition, encode
 from scoring import LeadState, ScoringModel, engagement, handoff_profile, next_recycle_at
 from streams.kafka.publisher import Outgoing, Publisher, RefusedMessagesError
-from streams.pipeline.letters import DeadLetters
-from streams.pipeline.records import Decided, Report, Topics
+from streams.pipeline.records import Decided, Topics
 from streams.store import Commit, LeadStore, Snapshot, encode_state
 
 TRANSITION_PREFIX = "t:"
@@ -63,29 +66,45 @@ def make_commit(
     )
 
 
-class Outbox:
-    """Publishes lead outboxes and clears what the broker acknowledged."""
+class Refused(NamedTuple):
+    """A decided message the broker refuses for what it is (too large): never sendable."""
 
-    def __init__(
-        self, store: LeadStore, publisher: Publisher, topics: Topics, letters: DeadLetters
-    ) -> None:
+    subject: str
+    message_id: str
+    message: Outgoing
+    reason: str
+
+
+@dataclass(slots=True)
+class Sent:
+    """What one send of outboxes did, for the caller to letter, clear and count."""
+
+    ids: dict[str, list[str]]
+    """Message ids per lead that leave their outbox once `Outbox.clear` runs."""
+    published: int
+    transitions: list[StageTransition]
+    """The acknowledged transitions (including ones an earlier run decided)."""
+    refused: list[Refused]
+
+
+class Outbox:
+    """Sends lead outboxes to Kafka and clears what the broker acknowledged."""
+
+    def __init__(self, store: LeadStore, publisher: Publisher, topics: Topics) -> None:
         self.store = store
         self.publisher = publisher
         self.topics = topics
-        self.letters = letters
 
-    async def publish(
-        self,
-        outboxes: Mapping[str, Mapping[str, bytes]],
-        report: Report,
-        decided: Decided | None = None,
-    ) -> None:
-        """Send, wait for the broker's acks, then forget; a failure keeps the outbox.
+    async def send(
+        self, outboxes: Mapping[str, Mapping[str, bytes]], decided: Decided | None = None
+    ) -> Sent | None:
+        """Send every message and wait for the broker's acks; None if there was none.
 
         Transitions this run decided come from `decided`; only ones an earlier
         run left in an outbox are decoded again. A message the broker refuses
-        for what it is (too large) can never be sent: it is dead-lettered and
-        leaves the outbox, so it cannot stall the lead or the partition.
+        for what it is comes back in `refused`: the caller dead-letters it
+        before `clear` lets it leave the outbox, so it cannot stall the lead
+        or the partition. Any other failure raises and keeps every outbox.
         """
         known = decided or {}
         messages: list[Outgoing] = []
@@ -107,26 +126,26 @@ class Outbox:
                 origin[id(message)] = (subject, message_id)
                 sent.setdefault(subject, []).append(message_id)
         if not messages:
-            return
-        refused: set[int] = set()
+            return None
+        refused: list[Refused] = []
+        refused_ids: set[int] = set()
         try:
             await self.publisher.publish(messages)
         except RefusedMessagesError as error:
             for message, reason in error.refused:
                 subject, message_id = origin[id(message)]
-                self.letters.message(subject, message_id, message, reason)
-                refused.add(id(message))
-            report.dead_lettered += await self.letters.flush()
-        await self.store.clear_outbox(sent)
-        report.published += len(messages) - len(refused)
-        report.transitions.extend(t for key, t in transitions.items() if key not in refused)
+                refused.append(Refused(subject, message_id, message, reason))
+                refused_ids.add(id(message))
+        return Sent(
+            ids=sent,
+            published=len(messages) - len(refused),
+            transitions=[t for key, t in transitions.items() if key not in refused_ids],
+            refused=refused,
+        )
 
-    async def replay(self, shards: Collection[int]) -> Report:
-        """Publish what a previous run decided for leads of `shards` but did not send."""
-        report = Report()
-        async for subject, box in self.store.pending_outboxes(shards):
-            await self.publish({subject: box}, report)
-        return report
+    async def clear(self, sent: Sent) -> None:
+        """Forget what was sent (acknowledged, or refused and dead-lettered)."""
+        await self.store.clear_outbox(sent.ids)
 
 
 def _readable(blob: bytes) -> StageTransition | None:

@@ -1,12 +1,39 @@
-"""The scoring pipeline without Kafka: decode, apply, persist, publish.
+"""The scoring pipeline without Kafka: one batch, one visible sequence of steps.
 
 The Faust agent hands batches of raw records to `Processor.process`; tests
-hand them over directly. Every step that can fail half-way is safe to redo:
-commits are compare-and-set and idempotent per event id, decided messages
-sit in a per-lead outbox until Kafka acknowledged them (`outbox`), and the
-transition ids are deterministic, so a redo republishes the same ids.
-Identity links are merged by `identity`, decay-only moves found by `sweeper`;
-what can never be processed is dead-lettered (`letters`) and the batch goes on.
+hand them over directly. A batch goes:
+
+1. decode: records become events; what does not decode is queued for the
+   DLQ at once, so a bad record costs only itself.
+2. identity: the batch's `identify` links are resolved to the lead an
+   already-merged id lives in (`Identity.resolve`). It comes before apply
+   because a link that turns out to name its own lead is a plain event and
+   is applied with the others.
+3. apply: each lead's events are folded onto its stored state (`scoring`,
+   pure), after following the aliases of merged visitors. A state this
+   release cannot read rejects its lead's events (to the DLQ), not the batch.
+4. commit: each lead's new state, its applied event ids and the messages it
+   decided (its outbox) are one compare-and-set write; a lead whose write lost
+   a race is read and applied again.
+5. publish: the outboxes go to Kafka and leave Redis once acknowledged; what
+   the broker refuses for good is dead-lettered first.
+6. progress: `Runtime.score` records the batch's next offsets once `process`
+   returned, not `process` itself: the record is fenced by partition
+   ownership and retried on its own, and a batch split to isolate a failing
+   record (`Runtime`'s bisect) is recorded once, after all its parts.
+
+The merges the links decided (`Identity.decide`) get their own commit and
+publish after step 5: a visitor's own events must be committed before its
+history is detached. A batch takes a round per link of its longest chain of
+links on shared ids (`rounds`), usually one. The queued letters are flushed
+last.
+
+Every step that can fail half-way is safe to redo: commits are idempotent per
+event id, decided messages sit in the outbox until Kafka acknowledged them,
+and transition ids are deterministic, so a redo republishes the same ids. The
+parts hold only what they need (the store, the publisher, the model) and
+return what they decided; the processor composes them and runs the commit
+and publish steps for batches, merges, sweeps and outbox replays alike.
 """
 
 from __future__ import annotations
@@ -17,24 +44,26 @@ from contextlib import suppress
 from datetime import UTC, datetime
 
 from schemas import BehaviorEvent, DecodeError, StageTransition, decode_event, limits
-from scoring import (
-    LeadState,
-    ScoringModel,
-    apply_many,
-    new_lead,
-    next_recycle_at,
-)
+from scoring import LeadState, ScoringModel, apply_many, next_recycle_at
 from streams.errors import CorruptStateError
 from streams.kafka.publisher import Publisher
 from streams.observability.health import Health
-from streams.pipeline.identity import MAX_COMMIT_ATTEMPTS, Identity, rounds
+from streams.pipeline.identity import Identity, rounds
 from streams.pipeline.letters import MAX_MESSAGE, DeadLetters
 from streams.pipeline.outbox import Outbox, make_commit
+from streams.pipeline.plan import MAX_COMMIT_ATTEMPTS, Plan, Reject
 from streams.pipeline.records import Decided, Record, Report, Topics
+from streams.pipeline.states import load_state
 from streams.pipeline.sweeper import Sweeper
-from streams.store import Commit, LeadStore, Snapshot, decode_state
+from streams.store import LeadStore, Snapshot
 
 log = logging.getLogger(__name__)
+
+Origin = dict[tuple[str, str], Record]
+"""(subject, event id) of each event of the current batch -> the record it came from.
+
+Keyed by value, not id(): a credited copy may be freed and its id() reused by
+another event while the batch is still being scored."""
 
 
 class Processor:
@@ -70,157 +99,186 @@ class Processor:
             max_message=max_message,
             counted=dead_lettered,
         )
-        self.outbox = Outbox(store, publisher, self.topics, self.letters)
-        self.identity = Identity(
-            store, self.outbox, model, apply_events=self._apply, load=self.load, reject=self.reject
-        )
-        self.sweeper = Sweeper(store, self.outbox, model, limit=sweep_limit)
-        self._origin: dict[tuple[str, str], Record] = {}
-        """(subject, event id) of each event of the current batch -> the record it came from.
+        self.outbox = Outbox(store, publisher, self.topics)
+        self.identity = Identity(store, model)
+        self.sweeper = Sweeper(store, model, limit=sweep_limit)
 
-        Keyed by value, not id(): a credited copy may be freed and its id()
-        reused by another event while the batch is still being scored."""
-
-    # -- events ---------------------------------------------------------------------
+    # -- a batch --------------------------------------------------------------------
 
     async def process(self, records: Sequence[Record]) -> Report:
         """Score a batch; what can never be scored goes to the DLQ; returns once published."""
         report = Report()
-        wall = self.clock()
-        events: list[BehaviorEvent] = []
-        self._origin.clear()
         try:
-            for record in records:
-                try:
-                    latest = _latest(record.timestamp, wall, self.max_future_skew)
-                    event = decode_event(record.value or b"", latest=latest)
-                except DecodeError as error:
-                    self.letters.record(record, error)
-                    continue
-                self._origin[(event.subject, event.event_id)] = record
-                events.append(event)
-                # the watermark follows the record time too: a clamped event time may
-                # still lie up to the skew past the backlog it was written with
-                at = event.occurred_at.timestamp()
-                if record.timestamp is not None and record.timestamp >= _EARLIEST:
-                    at = min(at, record.timestamp)
-                if at > report.event_times.get(record.partition, at - 1):
-                    report.event_times[record.partition] = at
-            for segment, links in rounds(events):
-                report.add(await self._apply(segment))
-                if links:
-                    report.add(await self.identity.link(links))
+            events, origin = self._decode(records, report)
+            for round_events, round_links in rounds(events):
+                todo, links = round_events, round_links
+                while todo or links:  # links resolved into one lead go one per pass
+                    merges, plain, links = await self.identity.resolve(links)
+                    report.add(await self._score([*todo, *plain] if plain else todo, origin))
+                    report.add(await self._merge(merges, origin))
+                    todo = []
             report.dead_lettered += await self.letters.flush()
             if report.transitions:
-                report.record_times = _record_times(report.transitions, events, self._origin)
+                report.record_times = _record_times(report.transitions, events, origin)
         except BaseException:
             self.letters.discard()  # a retry queues them again
             raise
-        finally:
-            self._origin.clear()
         return report
 
-    async def _apply(self, events: Sequence[BehaviorEvent]) -> Report:
+    def _decode(
+        self, records: Sequence[Record], report: Report
+    ) -> tuple[list[BehaviorEvent], Origin]:
+        """decode: the batch's events and where each came from; bad records go to the DLQ.
+
+        Notes each partition's latest event time in `report` for the watermarks.
+        """
+        wall = self.clock()
+        events: list[BehaviorEvent] = []
+        origin: Origin = {}
+        for record in records:
+            try:
+                latest = _latest(record.timestamp, wall, self.max_future_skew)
+                event = decode_event(record.value or b"", latest=latest)
+            except DecodeError as error:
+                self.letters.record(record, error)
+                continue
+            origin[(event.subject, event.event_id)] = record
+            events.append(event)
+            # the watermark follows the record time too: a clamped event time may
+            # still lie up to the skew past the backlog it was written with
+            at = event.occurred_at.timestamp()
+            if record.timestamp is not None and record.timestamp >= _EARLIEST:
+                at = min(at, record.timestamp)
+            if at > report.event_times.get(record.partition, at - 1):
+                report.event_times[record.partition] = at
+        return events, origin
+
+    async def _score(self, events: Sequence[BehaviorEvent], origin: Origin) -> Report:
+        """apply -> commit -> publish for plain events, redone for leads that lost a race."""
         report = Report()
-        pending, repeated = _group(events)
-        report.duplicates += repeated
+        pending, report.duplicates = _group(events)
         arrival = {id(e): i for i, e in enumerate(events)}
         for _ in range(MAX_COMMIT_ATTEMPTS):
             if not pending:
                 return report
-            snaps = await self.store.snapshot(_ids(pending))
-            pending, targets = self._follow_aliases(pending, snaps, report, arrival)
-            if targets:
-                # the targets' seen sets must be asked about the redirected ids too
-                asked = _ids(pending)
-                snaps.update(await self.store.snapshot({s: asked[s] for s in targets}))
-            commits: list[Commit] = []
-            decided: Decided = {}
-            replayed: dict[str, LeadState] = {}
-            for subject, subject_events in pending.items():
-                snap = snaps[subject]
-                fresh = [e for e in subject_events if e.event_id not in snap.seen]
-                report.duplicates += len(subject_events) - len(fresh)
-                if not fresh:
-                    # an unreadable state's new events were dead-lettered: nothing to restore
-                    if snap.state is not None:
-                        with suppress(CorruptStateError):
-                            replayed[subject] = self.load(snap, known=False)
-                    continue
-                try:
-                    state = self.load(snap, any(e.lead_id is not None for e in fresh))
-                except CorruptStateError as error:
-                    self.reject(fresh, error.reason, subject)
-                    continue
-                before = state
-                state, caused = apply_many(state, fresh, self.model)
-                ids = [e.event_id for e in fresh]
-                commits.append(
-                    make_commit(
-                        snap,
-                        state,
-                        ids,
-                        caused,
-                        decided=decided,
-                        model=self.model,
-                        at_decision=self._states_at_decision(before, fresh, caused),
-                    )
-                )
-            if replayed:
-                # only re-delivered events: a crash may have come between the commit and
-                # the due-index write (separate steps, other cluster slots), so restore it
-                await self.store.index_due(
-                    {s: next_recycle_at(state, self.model) for s, state in replayed.items()}
-                )
-            lost = await self.store.commit(commits)
-            # publish what this round decided plus anything an earlier run left pending
-            outboxes = {
-                s: dict(snap.outbox) for s, snap in snaps.items() if snap.outbox and s not in lost
-            }
-            for c in commits:
-                if c.subject not in lost:
-                    report.scored += len(c.event_ids)
-                    if c.outbox:
-                        outboxes.setdefault(c.subject, {}).update(c.outbox)
-            await self.outbox.publish(outboxes, report, decided)
+            pending, snaps = await self._load(pending, origin, arrival, report)
+            plan = self._apply(pending, snaps)
+            self._reject(plan.rejects, origin)
+            lost = await self._commit(plan, report)
+            await self._publish(plan.outboxes(lost), plan.decided, report)
             pending = {s: evs for s, evs in pending.items() if s in lost}
         raise RuntimeError(f"gave up after {MAX_COMMIT_ATTEMPTS} lost races on {sorted(pending)}")
 
-    def _follow_aliases(
+    async def _merge(self, links: Sequence[BehaviorEvent], origin: Origin) -> Report:
+        """identity merges -> commit -> publish, redone for leads that lost a race."""
+        report = Report()
+        if not links:
+            return report
+        pending = await self.identity.detach(links)
+        for _ in range(MAX_COMMIT_ATTEMPTS):
+            snaps = await self.store.snapshot(self.identity.wanted(pending))
+            plan = self.identity.decide(pending, snaps)
+            self._reject(plan.rejects, origin)
+            lost = await self._commit(plan, report)
+            await self._publish(plan.outboxes(lost), plan.decided, report)
+            await self.identity.forget(pending, [lead for lead in plan.carried if lead not in lost])
+            pending = {lead: item for lead, item in pending.items() if lead in lost}
+            if not pending:
+                return report
+        raise RuntimeError(f"gave up merging into {sorted(pending)}")
+
+    async def _load(
         self,
         pending: dict[str, list[BehaviorEvent]],
-        snaps: Mapping[str, Snapshot],
-        report: Report,
+        origin: Origin,
         arrival: dict[int, int],
-    ) -> tuple[dict[str, list[BehaviorEvent]], set[str]]:
-        """Credit events of merged anonymous ids to their lead, once.
+        report: Report,
+    ) -> tuple[dict[str, list[BehaviorEvent]], dict[str, Snapshot]]:
+        """The snapshots of the pending leads, events of merged visitors credited to their lead."""
+        snaps = await self.store.snapshot(_ids(pending))
+        pending, targets = _follow_aliases(pending, snaps, origin, arrival, report)
+        if targets:
+            # the targets' seen sets must be asked about the redirected ids too
+            asked = _ids(pending)
+            snaps.update(await self.store.snapshot({s: asked[s] for s in targets}))
+        return pending, snaps
 
-        A lead then gets its own and its aliases' events in arrival order
-        (`arrival` maps an event's id() to its place in the batch; credited
-        copies are added to it).
-        """
-        result: dict[str, list[BehaviorEvent]] = {}
-        targets: set[str] = set()
+    def _apply(
+        self, pending: Mapping[str, Sequence[BehaviorEvent]], snaps: Mapping[str, Snapshot]
+    ) -> Plan:
+        """apply: each lead's fresh events folded onto its state, as commits (no I/O)."""
+        plan = Plan()
         for subject, subject_events in pending.items():
-            alias = snaps[subject].alias
-            if alias is None:
-                result.setdefault(subject, []).extend(subject_events)
+            snap = snaps[subject]
+            fresh = [e for e in subject_events if e.event_id not in snap.seen]
+            plan.duplicates += len(subject_events) - len(fresh)
+            if not fresh:
+                # only re-delivered events: a crash may have come between the commit and
+                # the due-index write (separate steps, other cluster slots), so restore it;
+                # an unreadable state's new events were dead-lettered: nothing to restore
+                if snap.state is not None:
+                    with suppress(CorruptStateError):
+                        state = load_state(snap, known=False)
+                        plan.due[subject] = next_recycle_at(state, self.model)
                 continue
-            fresh = [e for e in subject_events if e.event_id not in snaps[subject].seen]
-            report.duplicates += len(subject_events) - len(fresh)
-            if fresh:
-                for e in fresh:
-                    copy = e.model_copy(update={"lead_id": alias})
-                    arrival[id(copy)] = arrival[id(e)]
-                    if (e.subject, e.event_id) in self._origin:
-                        self._origin[(copy.subject, copy.event_id)] = self._origin[
-                            (e.subject, e.event_id)
-                        ]
-                    result.setdefault(alias, []).append(copy)
-                targets.add(alias)
-        for target in targets:
-            result[target].sort(key=lambda e: arrival[id(e)])
-        return result, targets
+            try:
+                state = load_state(snap, any(e.lead_id is not None for e in fresh))
+            except CorruptStateError as error:
+                plan.rejects.extend(Reject(e, error.reason, subject) for e in fresh)
+                continue
+            before = state
+            state, caused = apply_many(state, fresh, self.model)
+            commit = make_commit(
+                snap,
+                state,
+                [e.event_id for e in fresh],
+                caused,
+                decided=plan.decided,
+                model=self.model,
+                at_decision=self._states_at_decision(before, fresh, caused),
+            )
+            plan.add(commit, scored=len(fresh))
+        # published with this round's messages: anything an earlier run left pending
+        plan.carried = {s: snap.outbox for s, snap in snaps.items() if snap.outbox}
+        return plan
+
+    def _reject(self, rejects: Iterable[Reject], origin: Origin) -> None:
+        """Queue a letter for each event that can never be applied (sent with the batch)."""
+        for event, reason, lead in rejects:
+            record = origin.get((event.subject, event.event_id))
+            self.letters.event(event, reason, lead_id=lead, record=record)
+
+    async def _commit(self, plan: Plan, report: Report) -> set[str]:
+        """commit: each lead's state and outbox in one compare-and-set; returns who lost."""
+        report.duplicates += plan.duplicates
+        if plan.due:
+            await self.store.index_due(plan.due)
+        lost = await self.store.commit(plan.commits)
+        report.scored += sum(n for s, n in plan.scored.items() if s not in lost)
+        return lost
+
+    async def _publish(
+        self,
+        outboxes: Mapping[str, Mapping[str, bytes]],
+        decided: Decided | None,
+        report: Report,
+    ) -> None:
+        """publish: send, wait for the broker's acks, then forget; a failure keeps the outbox.
+
+        A message the broker refuses for what it is (too large) can never be
+        sent: it is dead-lettered, then leaves the outbox, so it cannot stall
+        the lead or the partition.
+        """
+        sent = await self.outbox.send(outboxes, decided)
+        if sent is None:
+            return
+        if sent.refused:
+            for subject, message_id, message, reason in sent.refused:
+                self.letters.message(subject, message_id, message, reason)
+            report.dead_lettered += await self.letters.flush()
+        await self.outbox.clear(sent)
+        report.published += sent.published
+        report.transitions.extend(sent.transitions)
 
     def _states_at_decision(
         self,
@@ -246,12 +304,6 @@ class Processor:
             states[t.transition_id], _ = apply_many(before, events[: upto + 1], self.model)
         return states or None
 
-    def reject(self, events: Iterable[BehaviorEvent], reason: str, lead: str) -> None:
-        """Dead-letter a lead's events that can never be applied (sent with the batch)."""
-        for event in events:
-            record = self._origin.get((event.subject, event.event_id))
-            self.letters.event(event, reason, lead_id=lead, record=record)
-
     async def dead_letter_records(
         self, records: Sequence[Record], reason: str, *, kind: str
     ) -> Report:
@@ -268,38 +320,61 @@ class Processor:
         """Recycle leads of `shards` (default all) that decay took below recycle by `now`.
 
         The worker passes its partitions and the lowest watermark as `now`.
+        The sweeper decides; the commit and publish are the batch's own steps.
         """
         at = self.clock() if now is None else now
-        return await self.sweeper.sweep(at, self._shards(shards))
+        swept, plan = await self.sweeper.plan(at, self._shards(shards))
+        report = Report(swept=swept)
+        if not swept:
+            return report
+        lost = await self._commit(plan, report)
+        await self._publish(plan.outboxes(lost), plan.decided, report)
+        return report
 
     async def replay_outboxes(self, shards: Collection[int] | None = None) -> Report:
         """Publish what a previous run decided for `shards` (default all) but did not send."""
-        return await self.outbox.replay(self._shards(shards))
+        report = Report()
+        async for subject, box in self.store.pending_outboxes(self._shards(shards)):
+            await self._publish({subject: box}, None, report)
+        return report
 
     def _shards(self, shards: Collection[int] | None) -> Collection[int]:
         return range(self.store.partitions) if shards is None else shards
 
-    # -- helpers --------------------------------------------------------------------
 
-    def load(self, snap: Snapshot, known: bool) -> LeadState:
-        """The snapshot's state (a new lead if none); known=True makes it a known lead."""
-        if snap.state is None:
-            return new_lead(snap.subject, anonymous=not known)
-        try:
-            state = decode_state(snap.state)
-        except CorruptStateError as error:
-            raise CorruptStateError(
-                f"stored state of {snap.subject!r} cannot be decoded: {error.reason}",
-                subject=snap.subject,
-            ) from error
-        except ValueError as error:
-            raise CorruptStateError(
-                f"stored state of {snap.subject!r} cannot be decoded: {error}",
-                subject=snap.subject,
-            ) from error
-        if known and state.anonymous:
-            state = state.model_copy(update={"anonymous": False})
-        return state
+def _follow_aliases(
+    pending: dict[str, list[BehaviorEvent]],
+    snaps: Mapping[str, Snapshot],
+    origin: Origin,
+    arrival: dict[int, int],
+    report: Report,
+) -> tuple[dict[str, list[BehaviorEvent]], set[str]]:
+    """Credit events of merged anonymous ids to their lead, once.
+
+    A lead then gets its own and its aliases' events in arrival order
+    (`arrival` maps an event's id() to its place in the batch); credited
+    copies are added to `arrival` and `origin`.
+    """
+    result: dict[str, list[BehaviorEvent]] = {}
+    targets: set[str] = set()
+    for subject, subject_events in pending.items():
+        alias = snaps[subject].alias
+        if alias is None:
+            result.setdefault(subject, []).extend(subject_events)
+            continue
+        fresh = [e for e in subject_events if e.event_id not in snaps[subject].seen]
+        report.duplicates += len(subject_events) - len(fresh)
+        if fresh:
+            for e in fresh:
+                copy = e.model_copy(update={"lead_id": alias})
+                arrival[id(copy)] = arrival[id(e)]
+                if (e.subject, e.event_id) in origin:
+                    origin[(copy.subject, copy.event_id)] = origin[(e.subject, e.event_id)]
+                result.setdefault(alias, []).append(copy)
+            targets.add(alias)
+    for target in targets:
+        result[target].sort(key=lambda e: arrival[id(e)])
+    return result, targets
 
 
 def _group(events: Iterable[BehaviorEvent]) -> tuple[dict[str, list[BehaviorEvent]], int]:

@@ -8,72 +8,55 @@ passed: the cost is proportional to the due leads, not to all leads.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
 from scoring import ScoringModel, evaluate
 from streams.errors import CorruptStateError
-from streams.pipeline.outbox import Outbox, make_commit
-from streams.pipeline.records import Decided, Report
-from streams.store import Commit, LeadStore, decode_state
+from streams.pipeline.outbox import make_commit
+from streams.pipeline.plan import Plan
+from streams.pipeline.states import load_state
+from streams.store import LeadStore, Snapshot
 
 log = logging.getLogger(__name__)
 
 
 class Sweeper:
-    """Evaluates due leads at a given time and publishes the recycles it decides."""
+    """Finds due leads and decides, at a given time, the recycles decay brought them.
 
-    def __init__(
-        self,
-        store: LeadStore,
-        outbox: Outbox,
-        model: ScoringModel,
-        *,
-        limit: int = 1000,
-    ) -> None:
+    It reads the store and decides; the processor commits and publishes.
+    """
+
+    def __init__(self, store: LeadStore, model: ScoringModel, *, limit: int = 1000) -> None:
         self.store = store
-        self.outbox = outbox
         self.model = model
         self.limit = limit
 
-    async def sweep(self, at: float, shards: Collection[int]) -> Report:
-        """Recycle leads of `shards` that decay alone took below the threshold by `at`."""
-        report = Report()
+    async def plan(self, at: float, shards: Collection[int]) -> tuple[int, Plan]:
+        """(how many leads of `shards` were due by `at`, what sweeping them decides)."""
         due = await self.store.due(at, self.limit, shards)
         if not due:
-            return report
-        report.swept = len(due)
+            return 0, Plan()
         snaps = await self.store.snapshot(dict.fromkeys(due, ()))
-        commits: list[Commit] = []
-        decided: Decided = {}
-        gone: dict[str, float | None] = {}
+        return len(due), self.decide(snaps, due, at)
+
+    def decide(self, snaps: Mapping[str, Snapshot], due: Mapping[str, float], at: float) -> Plan:
+        """Evaluate each due lead at `at`; leads gone or unreadable leave the due index."""
+        plan = Plan()
         for snap in snaps.values():
             if snap.state is None:  # expired (an anonymous visitor's TTL) or merged away
-                gone[snap.subject] = None
+                plan.due[snap.subject] = None
                 continue
             try:
-                state = decode_state(snap.state)
-            except (CorruptStateError, ValueError) as error:
+                state = load_state(snap, known=False)
+            except CorruptStateError as error:
                 # its events are dead-lettered as they come; the sweep must not spin on it
-                log.warning(
-                    "not sweeping %s: stored state cannot be decoded (%s)", snap.subject, error
-                )
-                gone[snap.subject] = None
+                log.warning("not sweeping %s: %s", snap.subject, error.reason)
+                plan.due[snap.subject] = None
                 continue
             # the index entry is the crossing an earlier commit computed: a hint
             state, caused = evaluate(state, at, self.model, hint=due[snap.subject])
-            commits.append(make_commit(snap, state, (), caused, decided=decided, model=self.model))
-        if gone:
-            await self.store.index_due(gone)
-        lost = await self.store.commit(commits)
-        # a lost race means another worker or the lead's own partition updated it; what an
-        # earlier publish left in a winner's outbox goes out with what this sweep decided
-        await self.outbox.publish(
-            {
-                c.subject: {**snaps[c.subject].outbox, **c.outbox}
-                for c in commits
-                if c.subject not in lost
-            },
-            report,
-            decided,
-        )
-        return report
+            plan.add(make_commit(snap, state, (), caused, decided=plan.decided, model=self.model))
+            # a lost race means another worker or the lead's own partition updated it; what an
+            # earlier publish left in a winner's outbox goes out with what this sweep decided
+            plan.carried[snap.subject] = snap.outbox
+        return plan
