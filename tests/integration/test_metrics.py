@@ -161,6 +161,7 @@ def test_ready_is_503_before_assignment_then_200(running: Running) -> None:
 
 
 def test_metric_families_and_traffic(running: Running) -> None:
+    running.worker.wait_assigned(timeout=90)  # each test may run alone
     settings = running.settings
     found = scrape(settings)
     for name, kind in FAMILIES.items():
@@ -205,6 +206,7 @@ def test_metric_families_and_traffic(running: Running) -> None:
 
 
 def test_lag_rises_while_stopped_and_falls_when_resumed(running: Running) -> None:
+    running.worker.wait_assigned(timeout=90)  # each test may run alone
     settings = running.settings
     consumed = "leadpulse_events_consumed_total"
     wait_for(
@@ -245,6 +247,7 @@ def test_lag_rises_while_stopped_and_falls_when_resumed(running: Running) -> Non
 
 
 def test_ready_is_503_with_redis_frozen_while_health_stays_200(running: Running) -> None:
+    running.worker.wait_assigned(timeout=90)  # each test may run alone
     settings = running.settings
     wait_for(lambda: get(settings, "/ready")[0] == 200, timeout=30, what="ready")
     with frozen(running.redis):
