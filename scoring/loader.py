@@ -22,8 +22,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from scoring.matchers import describe
-from scoring.model import ModelSpec, Path, ScoringModel, TierRule, Tiers, semantic_issues
+from leadpulse.scoring.matchers import describe
+from leadpulse.scoring.model import ModelSpec, Path, ScoringModel, TierRule, Tiers, semantic_issues
 
 MAX_NODES: Final = 100_000
 """Counted with aliases expanded, so an alias bomb fails fast instead of hanging."""

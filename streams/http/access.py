@@ -24,10 +24,10 @@ from typing import Final
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from streams.http import auth
-from streams.http.auth import ApiTokens, Principal, Role
-from streams.http.sessions import CookieRules, Sessions, SignInLimiter
-from streams.settings import Settings
+from leadpulse.streams.http import auth
+from leadpulse.streams.http.auth import ApiTokens, Principal, Role
+from leadpulse.streams.http.sessions import CookieRules, Sessions, SignInLimiter
+from leadpulse.streams.settings import Settings
 
 
 class Kind(enum.Enum):

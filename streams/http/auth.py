@@ -29,7 +29,7 @@ from http.cookies import SimpleCookie
 from typing import Final
 from urllib.parse import parse_qsl, urlencode
 
-from streams.http.sessions import COOKIE, Rejected, Session, Sessions
+from leadpulse.streams.http.sessions import COOKIE, Rejected, Session, Sessions
 
 ENV: Final = "LEADPULSE_API_TOKENS"
 SIGN_IN: Final = "/ui/sign-in"
@@ -204,7 +204,7 @@ def denied_page(denied: Denied, next_path: str) -> str:
     The form posts the token to ``/ui/sign-in``, which sends the browser on to
     `next_path` (a local path, without any ``token``).
     """
-    from streams.http.leadpage import document, e
+    from leadpulse.streams.http.leadpage import document, e
 
     form = (
         f'<form method="post" action="{SIGN_IN}">'

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from schemas import StageTransition
+from leadpulse.schemas import StageTransition
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.observability.report import Report
+from leadpulse.streams.observability.report import Report
 
 
 @dataclass

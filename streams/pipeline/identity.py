@@ -11,13 +11,13 @@ import hashlib
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 
-from schemas import BehaviorEvent, StageTransition
-from scoring import LeadState, ScoringModel, apply, evaluate, merge
-from streams.errors import CorruptStateError
-from streams.pipeline.outbox import make_commit
-from streams.pipeline.plan import Plan, Reject
-from streams.pipeline.states import load_state
-from streams.store import LeadStore, Snapshot, decode_state
+from leadpulse.schemas import BehaviorEvent, StageTransition
+from leadpulse.scoring import LeadState, ScoringModel, apply, evaluate, merge
+from leadpulse.streams.errors import CorruptStateError
+from leadpulse.streams.pipeline.outbox import make_commit
+from leadpulse.streams.pipeline.plan import Plan, Reject
+from leadpulse.streams.pipeline.states import load_state
+from leadpulse.streams.store import LeadStore, Snapshot, decode_state
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from schemas import BehaviorEvent
-from streams.pipeline.records import Decided
-from streams.store import Commit
+from leadpulse.schemas import BehaviorEvent
+from leadpulse.streams.pipeline.records import Decided
+from leadpulse.streams.store import Commit
 
 MAX_COMMIT_ATTEMPTS = 50
 """Version races only happen between a partition's owner, the sweeper and

@@ -43,19 +43,19 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import suppress
 from datetime import UTC, datetime
 
-from schemas import BehaviorEvent, DecodeError, StageTransition, decode_event, limits
-from scoring import LeadState, ScoringModel, apply_many, next_recycle_at
-from streams.errors import CorruptStateError
-from streams.kafka.publisher import Publisher
-from streams.observability.health import Health
-from streams.pipeline.identity import Identity, rounds
-from streams.pipeline.letters import MAX_MESSAGE, DeadLetters
-from streams.pipeline.outbox import Outbox, make_commit
-from streams.pipeline.plan import MAX_COMMIT_ATTEMPTS, Plan, Reject
-from streams.pipeline.records import Decided, Record, Report, Topics
-from streams.pipeline.states import load_state
-from streams.pipeline.sweeper import Sweeper
-from streams.store import LeadStore, Snapshot
+from leadpulse.schemas import BehaviorEvent, DecodeError, StageTransition, decode_event, limits
+from leadpulse.scoring import LeadState, ScoringModel, apply_many, next_recycle_at
+from leadpulse.streams.errors import CorruptStateError
+from leadpulse.streams.kafka.publisher import Publisher
+from leadpulse.streams.observability.health import Health
+from leadpulse.streams.pipeline.identity import Identity, rounds
+from leadpulse.streams.pipeline.letters import MAX_MESSAGE, DeadLetters
+from leadpulse.streams.pipeline.outbox import Outbox, make_commit
+from leadpulse.streams.pipeline.plan import MAX_COMMIT_ATTEMPTS, Plan, Reject
+from leadpulse.streams.pipeline.records import Decided, Record, Report, Topics
+from leadpulse.streams.pipeline.states import load_state
+from leadpulse.streams.pipeline.sweeper import Sweeper
+from leadpulse.streams.store import LeadStore, Snapshot
 
 log = logging.getLogger(__name__)
 

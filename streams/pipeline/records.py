@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from schemas import StageTransition
-from streams.observability.report import Report
+from leadpulse.schemas import StageTransition
+from leadpulse.streams.observability.report import Report
 
 __all__ = ["Decided", "Record", "Report", "Topics"]
 

@@ -7,9 +7,9 @@ same `CorruptStateError` (with the lead named) wherever it is met.
 
 from __future__ import annotations
 
-from scoring import LeadState, new_lead
-from streams.errors import CorruptStateError
-from streams.store import Snapshot, decode_state
+from leadpulse.scoring import LeadState, new_lead
+from leadpulse.streams.errors import CorruptStateError
+from leadpulse.streams.store import Snapshot, decode_state
 
 
 def load_state(snap: Snapshot, known: bool) -> LeadState:

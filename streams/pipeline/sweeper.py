@@ -10,12 +10,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Mapping
 
-from scoring import ScoringModel, evaluate
-from streams.errors import CorruptStateError
-from streams.pipeline.outbox import make_commit
-from streams.pipeline.plan import Plan
-from streams.pipeline.states import load_state
-from streams.store import LeadStore, Snapshot
+from leadpulse.scoring import ScoringModel, evaluate
+from leadpulse.streams.errors import CorruptStateError
+from leadpulse.streams.pipeline.outbox import make_commit
+from leadpulse.streams.pipeline.plan import Plan
+from leadpulse.streams.pipeline.states import load_state
+from leadpulse.streams.store import LeadStore, Snapshot
 
 log = logging.getLogger(__name__)
 

@@ -11,16 +11,16 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from streams.delivery.config import Destinations, DestinationsError, load_destinations
-from streams.processes.lifecycle import (
+from leadpulse.streams.delivery.config import Destinations, DestinationsError, load_destinations
+from leadpulse.streams.processes.lifecycle import (
     EXIT_FAILED,
     EXIT_OK,
     ShutdownDeadline,
     new_event_loop,
     stop_on_signals,
 )
-from streams.processes.topics import create_topics_if_reachable
-from streams.settings import Settings
+from leadpulse.streams.processes.topics import create_topics_if_reachable
+from leadpulse.streams.settings import Settings
 
 log = logging.getLogger("leadpulse.deliver")
 
@@ -79,7 +79,7 @@ def _known(destinations: Destinations, name: str) -> None:
 
 async def send_sample(destinations: Destinations, name: str) -> int:
     """One signed sample handoff to `name`; `EXIT_OK` only on a 2xx."""
-    from streams.delivery.service import describe_answer, send_test
+    from leadpulse.streams.delivery.service import describe_answer, send_test
 
     _known(destinations, name)
     answer, sample = await send_test(destinations, name)
@@ -89,9 +89,9 @@ async def send_sample(destinations: Destinations, name: str) -> int:
 
 async def enable_destination(settings: Settings, destinations: Destinations, name: str) -> int:
     """Clear the flag a 410 set in Redis: `name`'s parked messages go out again."""
-    from streams.delivery.jobs import JobStore
-    from streams.store.redis.keys import Keys
-    from streams.store.redis.store import connect
+    from leadpulse.streams.delivery.jobs import JobStore
+    from leadpulse.streams.store.redis.keys import Keys
+    from leadpulse.streams.store.redis.store import connect
 
     _known(destinations, name)
     client = connect(settings)
@@ -106,7 +106,7 @@ async def enable_destination(settings: Settings, destinations: Destinations, nam
 
 async def serve_deliverer(settings: Settings, destinations: Destinations) -> None:
     """Run the service until SIGINT/SIGTERM; an unreachable port or Kafka exits naming it."""
-    from streams.delivery.service import DeliverService
+    from leadpulse.streams.delivery.service import DeliverService
 
     stop = asyncio.Event()
     stop_on_signals(stop.set, ShutdownDeadline(settings.shutdown_timeout, "deliverer"))

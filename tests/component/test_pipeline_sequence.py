@@ -13,16 +13,16 @@ import json
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from schemas import decode_transition
-from scoring import ScoringModel, parse_model
-from streams.kafka.publisher import Outgoing
-from streams.pipeline.identity import Identity
-from streams.pipeline.letters import DeadLetters
-from streams.pipeline.outbox import Outbox
-from streams.pipeline.processor import Processor
-from streams.pipeline.records import Record, Topics
-from streams.pipeline.sweeper import Sweeper
-from streams.store import Commit, MemoryLeadStore, Snapshot
+from leadpulse.schemas import decode_transition
+from leadpulse.scoring import ScoringModel, parse_model
+from leadpulse.streams.kafka.publisher import Outgoing
+from leadpulse.streams.pipeline.identity import Identity
+from leadpulse.streams.pipeline.letters import DeadLetters
+from leadpulse.streams.pipeline.outbox import Outbox
+from leadpulse.streams.pipeline.processor import Processor
+from leadpulse.streams.pipeline.records import Record, Topics
+from leadpulse.streams.pipeline.sweeper import Sweeper
+from leadpulse.streams.store import Commit, MemoryLeadStore, Snapshot
 from tests.component.conftest import MODEL_YAML, T0, FakePublisher, event, page
 
 TOPICS = Topics()

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from streams.dev.devstack import free_port
+from leadpulse.streams.dev.devstack import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,7 +48,7 @@ class DevRun:
                 *("--deliver-port", str(self.deliver_port)),
             ]
         return [
-            *(sys.executable, "-m", "streams.cli", "dev"),
+            *(sys.executable, "-m", "leadpulse.streams.cli", "dev"),
             *ports,
             *("--data-dir", str(self.data_dir)),
             *extra,

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from streams.dev.workerproc import WorkerProcess
-from streams.settings import Settings
+from leadpulse.streams.dev.workerproc import WorkerProcess
+from leadpulse.streams.settings import Settings
 from tests.integration.devrun import dev_run
 from tests.integration.harness import READ_TOKEN, read_state, wait_for
 
@@ -40,7 +40,7 @@ def leadpulse(
             }
         )
     return subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args],
+        [sys.executable, "-m", "leadpulse.streams.cli", *args],
         input=stdin,
         capture_output=True,
         text=True,

@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from streams.dev.workerproc import DeliverProcess
-from streams.settings import Settings
+from leadpulse.streams.dev.workerproc import DeliverProcess
+from leadpulse.streams.settings import Settings
 from tests.integration.delivery_harness import (
     SECRET,
     ok,
@@ -53,7 +53,7 @@ def test_dev_refuses_a_bad_destinations_file_before_starting_anything(tmp_path: 
     bad = tmp_path / "destinations.yaml"
     bad.write_text("allow_hosts: []\ndestinations:\n  - {name: crm, url: 'https://x.io/h'}\n")
     done = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "dev", "--destinations", str(bad)],
+        [sys.executable, "-m", "leadpulse.streams.cli", "dev", "--destinations", str(bad)],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -19,8 +19,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from streams.dev.workerproc import DeliverProcess
-from streams.settings import Settings
+from leadpulse.streams.dev.workerproc import DeliverProcess
+from leadpulse.streams.settings import Settings
 from tests.integration.delivery_harness import (
     SECRET,
     fails_first,

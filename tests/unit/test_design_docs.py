@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from streams.kafka.topics import topic_names
-from streams.settings import Settings
-from streams.store.redis.keys import LEAD_KEY_KINDS, Keys
+from leadpulse.streams.kafka.topics import topic_names
+from leadpulse.streams.settings import Settings
+from leadpulse.streams.store.redis.keys import LEAD_KEY_KINDS, Keys
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.dev import demo, devstack
+from leadpulse.streams.dev import demo, devstack
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
@@ -105,7 +105,7 @@ def test_without_the_sdk_the_demo_says_which_extra_to_install(
 def test_dev_and_demo_without_the_extra_stop_before_starting_anything(
     command: str, blocked: str, package: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from streams.cli import main
+    from leadpulse.streams.cli import main
 
     monkeypatch.setitem(sys.modules, blocked, None)
     monkeypatch.chdir(tmp_path)

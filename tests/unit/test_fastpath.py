@@ -13,10 +13,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import scoring.engine
-import scoring.fastpath
-from schemas import Stage
-from scoring import (
+import leadpulse.scoring.engine
+import leadpulse.scoring.fastpath
+from leadpulse.schemas import Stage
+from leadpulse.scoring import (
     LeadState,
     RuleState,
     ScoringModel,
@@ -26,14 +26,14 @@ from scoring import (
     evaluate,
     next_recycle_at,
 )
-from scoring.decay import contribution
-from scoring.engine import terms
-from scoring.fastpath import Row, first_below, first_dip, lower_bound, parts, rows, total
-from scoring.model import ModelSpec
-from scoring.recycle import TOLERANCE, Term, horizon
-from scoring.recycle import first_below as plain_first_below
-from scoring.recycle import lower_bound as plain_lower_bound
-from scoring.recycle import total as plain_total
+from leadpulse.scoring.decay import contribution
+from leadpulse.scoring.engine import terms
+from leadpulse.scoring.fastpath import Row, first_below, first_dip, lower_bound, parts, rows, total
+from leadpulse.scoring.model import ModelSpec
+from leadpulse.scoring.recycle import TOLERANCE, Term, horizon
+from leadpulse.scoring.recycle import first_below as plain_first_below
+from leadpulse.scoring.recycle import lower_bound as plain_lower_bound
+from leadpulse.scoring.recycle import total as plain_total
 from tests.unit.test_scoring_engine import E0
 
 MANY = settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])

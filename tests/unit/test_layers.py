@@ -29,21 +29,26 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("streams",),
     ("schemas",),
     ("scoring",),
-    ("streams.settings", "streams.errors"),
-    ("streams.store", "streams.kafka", "streams.observability"),
-    ("streams.pipeline", "streams.collector", "streams.delivery", "streams.http"),
-    ("streams.processes",),
-    ("streams.dev",),
-    ("streams.cli",),
+    ("leadpulse.streams.settings", "leadpulse.streams.errors"),
+    ("leadpulse.streams.store", "leadpulse.streams.kafka", "leadpulse.streams.observability"),
+    (
+        "leadpulse.streams.pipeline",
+        "leadpulse.streams.collector",
+        "leadpulse.streams.delivery",
+        "leadpulse.streams.http",
+    ),
+    ("leadpulse.streams.processes",),
+    ("leadpulse.streams.dev",),
+    ("leadpulse.streams.cli",),
 )
 RANK = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}
 
 SIDEWAYS_ALLOWED = {
     # A lead's keys are sharded by the Kafka partition its events arrive on: the store
     # must use the very function the producers' partitioner uses, not a copy of it.
-    ("streams.store.redis.keys", "streams.kafka.partitioner"),
+    ("leadpulse.streams.store.redis.keys", "leadpulse.streams.kafka.partitioner"),
     # MeasuredStore times the worker's calls at the LeadStore port: it wraps that port.
-    ("streams.observability.metrics", "streams.store"),
+    ("leadpulse.streams.observability.metrics", "leadpulse.streams.store"),
 }
 """(importing module, imported module) pairs allowed between units of one rank."""
 
@@ -224,17 +229,17 @@ def test_every_allowed_sideways_import_exists() -> None:
 
 KNOWN = {
     "streams",
-    "streams.cli",
-    "streams.cli.dlq",
-    "streams.dev",
-    "streams.dev.demo",
-    "streams.pipeline",
-    "streams.pipeline.records",
-    "streams.observability",
-    "streams.observability.metrics",
-    "streams.store",
-    "streams.kafka",
-    "streams.kafka.partitioner",
+    "leadpulse.streams.cli",
+    "leadpulse.streams.cli.dlq",
+    "leadpulse.streams.dev",
+    "leadpulse.streams.dev.demo",
+    "leadpulse.streams.pipeline",
+    "leadpulse.streams.pipeline.records",
+    "leadpulse.streams.observability",
+    "leadpulse.streams.observability.metrics",
+    "leadpulse.streams.store",
+    "leadpulse.streams.kafka",
+    "leadpulse.streams.kafka.partitioner",
 }
 
 
@@ -250,7 +255,7 @@ def test_the_checker_sees_every_kind_of_import() -> None:
         "    from ..kafka import partitioner\n"
         "from . import metrics\n"
     )
-    found = list(imports_of("streams.observability.stats", source, KNOWN))
+    found = list(imports_of("leadpulse.streams.observability.stats", source, KNOWN))
     assert [str(edge) for edge in found] == [
         "streams.observability.stats line 2 imports streams.pipeline.records",
         "streams.observability.stats line 4 imports streams.dev.demo",
@@ -271,9 +276,11 @@ def test_the_checker_sees_every_kind_of_import() -> None:
 
 
 def test_the_checker_allows_only_the_listed_sideways_imports() -> None:
-    allowed = Import("streams.store.redis.keys", 28, "streams.kafka.partitioner")
-    other_module = Import("streams.store.codec", 3, "streams.kafka.partitioner")
-    reverse = Import("streams.kafka.topics", 9, "streams.store")
+    allowed = Import(
+        "leadpulse.streams.store.redis.keys", 28, "leadpulse.streams.kafka.partitioner"
+    )
+    other_module = Import("leadpulse.streams.store.codec", 3, "leadpulse.streams.kafka.partitioner")
+    reverse = Import("leadpulse.streams.kafka.topics", 9, "leadpulse.streams.store")
     assert violations([allowed]) == []
     assert violations([other_module, reverse]) == [
         "streams.store.codec line 3 imports streams.kafka.partitioner: "
@@ -281,27 +288,27 @@ def test_the_checker_allows_only_the_listed_sideways_imports() -> None:
         "streams.kafka.topics line 9 imports streams.store: "
         "sideways, streams.kafka -> streams.store (not in SIDEWAYS_ALLOWED)",
     ]
-    assert violations([Import("streams.cli.run", 1, "streams.nothing")]) == [
+    assert violations([Import("leadpulse.streams.cli.run", 1, "leadpulse.streams.nothing")]) == [
         "streams.cli.run line 1 imports streams.nothing: no layer for streams.nothing"
     ]
 
 
 def test_the_cycle_check_finds_a_cycle() -> None:
     edges = [
-        Import("streams.store.redis.keys", 28, "streams.kafka.partitioner"),
-        Import("streams.kafka.topics", 9, "streams.store"),
-        Import("streams.cli.run", 1, "schemas"),
+        Import("leadpulse.streams.store.redis.keys", 28, "leadpulse.streams.kafka.partitioner"),
+        Import("leadpulse.streams.kafka.topics", 9, "leadpulse.streams.store"),
+        Import("leadpulse.streams.cli.run", 1, "schemas"),
     ]
-    assert sorted(set(unit_cycle(edges))) == ["streams.kafka", "streams.store"]
+    assert sorted(set(unit_cycle(edges))) == ["leadpulse.streams.kafka", "leadpulse.streams.store"]
     assert unit_cycle(edges[:1] + edges[2:]) == []
 
 
 WORKER_COMMAND = {
-    "streams.cli",  # main()
-    "streams.cli.__main__",
-    "streams.cli.parser",  # build_parser()
-    "streams.cli.common",  # load_settings(), load_scoring_model()
-    "streams.cli.run",  # cmd_worker()
+    "leadpulse.streams.cli",  # main()
+    "leadpulse.streams.cli.__main__",
+    "leadpulse.streams.cli.parser",  # build_parser()
+    "leadpulse.streams.cli.common",  # load_settings(), load_scoring_model()
+    "leadpulse.streams.cli.run",  # cmd_worker()
 }
 """The `streams.cli` modules whose functions run for `leadpulse worker`."""
 
@@ -316,7 +323,7 @@ def worker_path(root: Path) -> set[str]:
     """
     modules = project_modules(root)
     seen: set[str] = set()
-    todo = ["streams.cli.__main__", "streams.cli.run"]
+    todo = ["leadpulse.streams.cli.__main__", "leadpulse.streams.cli.run"]
     while todo:
         name = todo.pop()
         if name in seen or name not in modules:
@@ -324,7 +331,7 @@ def worker_path(root: Path) -> set[str]:
         seen.add(name)
         path = modules[name]
         source = path.read_text(encoding="utf-8")
-        other_command = unit_of(name) == "streams.cli" and name not in WORKER_COMMAND
+        other_command = unit_of(name) == "leadpulse.streams.cli" and name not in WORKER_COMMAND
         for edge in imports_of(name, source, modules, is_package=path.name == "__init__.py"):
             if edge.typing_only or (edge.deferred and other_command):
                 continue
@@ -337,10 +344,10 @@ def worker_path(root: Path) -> set[str]:
 def test_the_worker_command_never_reaches_the_dev_harness() -> None:
     """`leadpulse worker` never loads streams.dev, not even lazily on its way."""
     reached = worker_path(ROOT)
-    assert "streams.processes.worker" in reached  # the walk followed the deferred imports
-    assert "streams.pipeline.app" in reached
-    assert "streams.cli.parser" in reached  # which imports every command's module
-    assert sorted(m for m in reached if unit_of(m) == "streams.dev") == []
+    assert "leadpulse.streams.processes.worker" in reached  # the walk followed the deferred imports
+    assert "leadpulse.streams.pipeline.app" in reached
+    assert "leadpulse.streams.cli.parser" in reached  # which imports every command's module
+    assert sorted(m for m in reached if unit_of(m) == "leadpulse.streams.dev") == []
 
 
 def test_the_worker_path_walk_follows_what_runs() -> None:
@@ -352,23 +359,25 @@ def test_the_worker_path_walk_follows_what_runs() -> None:
         "    import streams.dev.devstack\n"
         "import streams.dev\n"
     )
-    found = imports_of("streams.cli.dev", source, KNOWN | {"streams.dev.devstack"})
+    found = imports_of(
+        "leadpulse.streams.cli.dev", source, KNOWN | {"leadpulse.streams.dev.devstack"}
+    )
     assert [(e.line, e.imported, e.deferred, e.typing_only) for e in found] == [
-        (3, "streams.dev.demo", False, True),
-        (5, "streams.dev.devstack", True, False),
-        (6, "streams.dev", False, False),
+        (3, "leadpulse.streams.dev.demo", False, True),
+        (5, "leadpulse.streams.dev.devstack", True, False),
+        (6, "leadpulse.streams.dev", False, False),
     ]
 
 
 WORKER_ENTRY = """
 import json, sys
-from streams.cli import main
+from leadpulse.streams.cli import main
 try:
     main(["worker", "--help"])
 except SystemExit:
     pass
 before = sorted(m for m in sys.modules if m == "streams.dev" or m.startswith("streams.dev."))
-import streams.dev.workerproc
+import leadpulse.streams.dev.workerproc
 after = sorted(m for m in sys.modules if m == "streams.dev" or m.startswith("streams.dev."))
 print(json.dumps([before, after]))
 """
@@ -386,4 +395,4 @@ def test_leadpulse_worker_loads_no_dev_module() -> None:
     )
     before, after = json.loads(done.stdout.splitlines()[-1])
     assert before == []
-    assert "streams.dev.workerproc" in after  # the check sees a dev module once one loads
+    assert "leadpulse.streams.dev.workerproc" in after  # the check sees a dev module once one loads

@@ -66,10 +66,10 @@ def test_a_part_imports_neither_the_processor_nor_another_part(module: str) -> N
     imported: set[str] = set()
     for node in ast.walk(tree(module)):
         if isinstance(node, ast.ImportFrom) and node.module is not None:
-            assert node.module != "streams.pipeline.processor", module
+            assert node.module != "leadpulse.streams.pipeline.processor", module
             imported.update(alias.name for alias in node.names)
         elif isinstance(node, ast.Import):
-            assert all(a.name != "streams.pipeline.processor" for a in node.names), module
+            assert all(a.name != "leadpulse.streams.pipeline.processor" for a in node.names), module
     assert imported & COMPOSED == set()
 
 

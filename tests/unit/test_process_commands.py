@@ -32,18 +32,23 @@ def imported(path: Path) -> set[str]:
     [
         (
             "collect.py",
-            "streams.processes.collector.run_collector",
-            ("streams.collector.app", "streams.collector.sink"),
+            "leadpulse.streams.processes.collector.run_collector",
+            ("leadpulse.streams.collector.app", "leadpulse.streams.collector.sink"),
         ),
         (
             "deliver.py",
-            "streams.processes.deliverer.run_deliverer",
-            ("streams.delivery", "streams.store", "streams.kafka"),
+            "leadpulse.streams.processes.deliverer.run_deliverer",
+            ("leadpulse.streams.delivery", "leadpulse.streams.store", "leadpulse.streams.kafka"),
         ),
         (
             "run.py",
-            "streams.processes.worker.run_worker",
-            ("streams.pipeline", "streams.store", "streams.kafka", "streams.dev"),
+            "leadpulse.streams.processes.worker.run_worker",
+            (
+                "leadpulse.streams.pipeline",
+                "leadpulse.streams.store",
+                "leadpulse.streams.kafka",
+                "leadpulse.streams.dev",
+            ),
         ),
     ],
 )

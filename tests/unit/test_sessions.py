@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from streams.http.auth import ApiTokens, Principal, Role
-from streams.http.sessions import (
+from leadpulse.streams.http.auth import ApiTokens, Principal, Role
+from leadpulse.streams.http.sessions import (
     COOKIE,
     CookieRules,
     Rejected,
@@ -15,7 +15,7 @@ from streams.http.sessions import (
     Sessions,
     SignInLimiter,
 )
-from streams.settings import Settings, parse_api_tokens
+from leadpulse.streams.settings import Settings, parse_api_tokens
 
 ADMIN = "tk_golden_admin_0123456789"
 READ = "tk_golden_read_0123456789ab"
