@@ -50,8 +50,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import CpuMeter, machine, percentile, stack, unique, write_result
-from streams.dev.devstack import DevStack, create_topics, free_port
-from streams.dev.workerproc import CollectorProcess, stop_process
+from leadpulse.streams.dev.devstack import DevStack, create_topics, free_port
+from leadpulse.streams.dev.workerproc import CollectorProcess, stop_process
 
 MEASURES = ("bare", "collector", "rate", "direct")
 PER_REQUEST = 100
@@ -208,9 +208,9 @@ def headers() -> dict[str, str]:
 
 def kafka_records(sample: list[bytes]) -> list[tuple[bytes, bytes]]:
     """The events the collector would produce for these bodies: its own intake, run here."""
-    from scoring import default_model
-    from streams.collector.auth import Source
-    from streams.collector.intake import Limits, messages_of, take
+    from leadpulse.scoring import default_model
+    from leadpulse.streams.collector.auth import Source
+    from leadpulse.streams.collector.intake import Limits, messages_of, take
 
     events = default_model().event_names
     records = []
@@ -236,7 +236,7 @@ def bare_server(port: int) -> int:
     """Serve POST /v1/batch (read the body, json.loads it, answer success) until SIGTERM."""
     from aiohttp import web
 
-    from streams.cli.run import event_loop
+    from leadpulse.streams.cli.run import event_loop
 
     async def batch(request: web.Request) -> web.StreamResponse:
         json.loads(await request.read())
@@ -454,7 +454,7 @@ class Load:
 
 def run_load(coro_factory: Any) -> Any:
     """Run a coroutine on the collector's kind of event loop (uvloop), in this process."""
-    from streams.cli.run import event_loop
+    from leadpulse.streams.cli.run import event_loop
 
     loop = event_loop()
     try:
@@ -563,7 +563,7 @@ async def count_topic(bootstrap: str, topic: str, expected: int, idle: float = 3
 def collector_settings(dev: DevStack, topic: str) -> Any:
     from pydantic import SecretStr
 
-    from streams.settings import Settings
+    from leadpulse.streams.settings import Settings
 
     suffix = topic.rsplit("-", 1)[-1]
     return Settings(

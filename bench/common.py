@@ -16,10 +16,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from streams.dev.devstack import DevStack, create_topics, free_port
-from streams.dev.workerproc import WorkerProcess, stop_process, worker_command
-from streams.http.auth import new_token
-from streams.settings import Settings
+from leadpulse.streams.dev.devstack import DevStack, create_topics, free_port
+from leadpulse.streams.dev.workerproc import WorkerProcess, stop_process, worker_command
+from leadpulse.streams.http.auth import new_token
+from leadpulse.streams.settings import Settings
 
 RESULTS = Path(__file__).parent / "results"
 POLL_SECONDS = 0.2

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from streams.dev.demo import PERSONAS, persona_events
+from leadpulse.streams.dev.demo import PERSONAS, persona_events
 
 
 @dataclass(frozen=True)

@@ -41,11 +41,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import CpuMeter, machine, percentile, stack, write_result
-from schemas.codec import encode
-from schemas.messages import Handoff, RuleContribution
-from streams.dev.devstack import DevStack, create_topics, free_port
-from streams.dev.workerproc import DeliverProcess, stop_process
-from streams.settings import Settings
+from leadpulse.schemas.codec import encode
+from leadpulse.schemas.messages import Handoff, RuleContribution
+from leadpulse.streams.dev.devstack import DevStack, create_topics, free_port
+from leadpulse.streams.dev.workerproc import DeliverProcess, stop_process
+from leadpulse.streams.settings import Settings
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 PARTITIONS = 4

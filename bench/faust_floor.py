@@ -21,11 +21,11 @@ from typing import Any
 
 import faust
 
-from schemas import DecodeError, decode_event
-from streams.kafka.transport import consumer_transport, fetch_max_wait_ms, raw_topic
-from streams.pipeline.app import faust_settings
-from streams.processes.lifecycle import new_event_loop as _event_loop
-from streams.settings import Settings
+from leadpulse.schemas import DecodeError, decode_event
+from leadpulse.streams.kafka.transport import consumer_transport, fetch_max_wait_ms, raw_topic
+from leadpulse.streams.pipeline.app import faust_settings
+from leadpulse.streams.processes.lifecycle import new_event_loop as _event_loop
+from leadpulse.streams.settings import Settings
 
 
 def build_floor(settings: Settings) -> faust.App:

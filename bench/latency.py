@@ -40,7 +40,7 @@ from bench.common import (
     worker_settings,
     write_result,
 )
-from streams.dev.devstack import DevStack, create_topics
+from leadpulse.streams.dev.devstack import DevStack, create_topics
 
 GOALS_MS = {"p50": 20.0, "p99": 100.0}
 WINDOW = 10.0
@@ -71,7 +71,7 @@ class HandoffReader(threading.Thread):
     def _run(self) -> None:
         from kafka import KafkaConsumer, TopicPartition
 
-        from schemas import decode_handoff
+        from leadpulse.schemas import decode_handoff
 
         consumer = KafkaConsumer(
             bootstrap_servers=self.bootstrap,

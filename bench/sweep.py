@@ -49,18 +49,25 @@ import redis
 import redis.asyncio as aioredis
 
 from bench.common import machine
-from schemas import BehaviorEvent
-from scoring import LeadState, ScoringModel, apply, default_model, new_lead, next_recycle_at
-from streams.dev.demo import PERSONAS, persona_events
-from streams.dev.devstack import DevStack, free_port
-from streams.dev.workerproc import WorkerProcess
-from streams.http.auth import new_token
-from streams.kafka.publisher import Outgoing
-from streams.pipeline.app import freeze_heap
-from streams.pipeline.processor import Processor
-from streams.pipeline.records import Topics
-from streams.settings import Settings
-from streams.store import (
+from leadpulse.schemas import BehaviorEvent
+from leadpulse.scoring import (
+    LeadState,
+    ScoringModel,
+    apply,
+    default_model,
+    new_lead,
+    next_recycle_at,
+)
+from leadpulse.streams.dev.demo import PERSONAS, persona_events
+from leadpulse.streams.dev.devstack import DevStack, free_port
+from leadpulse.streams.dev.workerproc import WorkerProcess
+from leadpulse.streams.http.auth import new_token
+from leadpulse.streams.kafka.publisher import Outgoing
+from leadpulse.streams.pipeline.app import freeze_heap
+from leadpulse.streams.pipeline.processor import Processor
+from leadpulse.streams.pipeline.records import Topics
+from leadpulse.streams.settings import Settings
+from leadpulse.streams.store import (
     SEEN_WINDOW,
     Commit,
     LeadStore,
@@ -69,7 +76,7 @@ from streams.store import (
     decode_state,
     encode_state,
 )
-from streams.store.redis import RedisLeadStore, connect, keys, lead_fields
+from leadpulse.streams.store.redis import RedisLeadStore, connect, keys, lead_fields
 
 DAY = 86400.0
 TICK_GOAL_MS = 100.0

@@ -48,7 +48,7 @@ from bench.common import (
     worker_settings,
     write_result,
 )
-from streams.dev.devstack import DevStack, create_topics
+from leadpulse.streams.dev.devstack import DevStack, create_topics
 
 MEASURES = ("raw", "faust-floor", "naive", "leadpulse", "two-workers")
 JOIN_TIMEOUT = 60.0
@@ -75,7 +75,7 @@ async def _raw(dev: DevStack, topic: str, expected: int) -> dict[str, Any]:
 
     from aiokafka import AIOKafkaConsumer
 
-    from schemas import DecodeError, decode_event
+    from leadpulse.schemas import DecodeError, decode_event
 
     consumer = AIOKafkaConsumer(
         topic,
@@ -127,8 +127,8 @@ def measure_naive(dev: DevStack, topic: str, expected: int) -> dict[str, Any]:
     import redis
     from kafka import KafkaConsumer
 
-    from schemas import DecodeError, decode_event
-    from scoring import LeadState, apply, default_model, new_lead
+    from leadpulse.schemas import DecodeError, decode_event
+    from leadpulse.scoring import LeadState, apply, default_model, new_lead
 
     model = default_model()
     client = redis.Redis.from_url(dev.redis_url)

@@ -1,6 +1,6 @@
 """Wire contracts of leadpulse: every message shape and its (de)serialisation."""
 
-from schemas.codec import (
+from leadpulse.schemas.codec import (
     REPLAY_HEADER,
     DecodeError,
     dead_letter,
@@ -14,8 +14,8 @@ from schemas.codec import (
     original_key,
     original_payload,
 )
-from schemas.json_schema import MESSAGES, json_schemas
-from schemas.messages import (
+from leadpulse.schemas.json_schema import MESSAGES, json_schemas
+from leadpulse.schemas.messages import (
     SALES_ONLY_EVENTS,
     BehaviorEvent,
     DeadLetter,
@@ -25,7 +25,7 @@ from schemas.messages import (
     StageTransition,
     is_sales_only,
 )
-from schemas.segment import from_segment, merge_batch_item
+from leadpulse.schemas.segment import from_segment, merge_batch_item
 
 __all__ = [
     "MESSAGES",

@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from schemas.feedback import FEEDBACK_MODELS
-from schemas.json_schema import json_schemas
+from leadpulse.schemas.feedback import FEEDBACK_MODELS
+from leadpulse.schemas.json_schema import json_schemas
 
 ASYNCAPI_VERSION: Final = "3.0.0"
 KAFKA_BINDING_VERSION: Final = "0.5.0"

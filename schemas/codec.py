@@ -16,9 +16,15 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from schemas import limits
-from schemas.feedback import feedback_errors
-from schemas.messages import IDENTIFIER_PATTERN, BehaviorEvent, DeadLetter, Handoff, StageTransition
+from leadpulse.schemas import limits
+from leadpulse.schemas.feedback import feedback_errors
+from leadpulse.schemas.messages import (
+    IDENTIFIER_PATTERN,
+    BehaviorEvent,
+    DeadLetter,
+    Handoff,
+    StageTransition,
+)
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from schemas.messages import Handoff, StageTransition
+from leadpulse.schemas.messages import Handoff, StageTransition
 
 MessageKind = Literal["handoffs", "transitions"]
 """Which topic a message came from (the `messages:` of a destination)."""

@@ -41,7 +41,7 @@ from pydantic import (
     model_validator,
 )
 
-from schemas.messages import BehaviorEvent, Identifier
+from leadpulse.schemas.messages import BehaviorEvent, Identifier
 
 SALES_ACCEPTED: Final = "sales_accepted"
 SALES_REJECTED: Final = "sales_rejected"

@@ -6,8 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from schemas.delivery import DeliveryFailure
-from schemas.messages import BehaviorEvent, DeadLetter, Handoff, StageTransition
+from leadpulse.schemas.delivery import DeliveryFailure
+from leadpulse.schemas.messages import BehaviorEvent, DeadLetter, Handoff, StageTransition
 
 MESSAGES: dict[str, type[BaseModel]] = {
     "BehaviorEvent": BehaviorEvent,

@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from schemas import limits
+from leadpulse.schemas import limits
 
 
 class Stage(StrEnum):

@@ -68,10 +68,10 @@ from typing import Final
 
 from pydantic import JsonValue, ValidationError
 
-from schemas import limits
-from schemas.codec import DecodeError, _describe, encode
-from schemas.feedback import feedback_errors
-from schemas.messages import BehaviorEvent, is_sales_only
+from leadpulse.schemas import limits
+from leadpulse.schemas.codec import DecodeError, _describe, encode
+from leadpulse.schemas.feedback import feedback_errors
+from leadpulse.schemas.messages import BehaviorEvent, is_sales_only
 
 SUPPORTED_TYPES: Final = ("alias", "group", "identify", "page", "screen", "track")
 

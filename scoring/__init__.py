@@ -4,9 +4,9 @@ No I/O except reading a model file, no clock reads (time is always passed in),
 no broker or database imports. `streams` drives it; it depends only on `schemas`.
 """
 
-from scoring.decay import RuleState
-from scoring.durations import format_duration, parse_duration
-from scoring.engine import (
+from leadpulse.scoring.decay import RuleState
+from leadpulse.scoring.durations import format_duration, parse_duration
+from leadpulse.scoring.engine import (
     apply,
     apply_many,
     contributions,
@@ -14,11 +14,11 @@ from scoring.engine import (
     evaluate,
     next_recycle_at,
 )
-from scoring.epoch import Instant, as_epoch, from_epoch, to_epoch
-from scoring.explain import FLOOR_PART, Explanation, Part, explain, explanation_dict
-from scoring.feedback import sales_view
-from scoring.fit import fit_parts, fit_points, grade
-from scoring.lifecycle import (
+from leadpulse.scoring.epoch import Instant, as_epoch, from_epoch, to_epoch
+from leadpulse.scoring.explain import FLOOR_PART, Explanation, Part, explain, explanation_dict
+from leadpulse.scoring.feedback import sales_view
+from leadpulse.scoring.fit import fit_parts, fit_points, grade
+from leadpulse.scoring.lifecycle import (
     RESERVED_EVENTS,
     SALES_QUALIFIED,
     SALES_REJECTED,
@@ -26,11 +26,11 @@ from scoring.lifecycle import (
     handoff_profile,
     transition_id,
 )
-from scoring.loader import ModelError, default_model, load_model, parse_model
-from scoring.model import Limits, ModelSpec, ModelSpecError, ScoringModel
-from scoring.state import Clamp, FeedbackEntry, LeadState, merge, new_lead
-from scoring.summary import summary
-from scoring.tiers import tier_of
+from leadpulse.scoring.loader import ModelError, default_model, load_model, parse_model
+from leadpulse.scoring.model import Limits, ModelSpec, ModelSpecError, ScoringModel
+from leadpulse.scoring.state import Clamp, FeedbackEntry, LeadState, merge, new_lead
+from leadpulse.scoring.summary import summary
+from leadpulse.scoring.tiers import tier_of
 
 __all__ = [
     "FLOOR_PART",

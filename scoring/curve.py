@@ -31,12 +31,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from scoring.decay import RuleState
-from scoring.engine import terms
-from scoring.epoch import Instant, as_epoch
-from scoring.model import ScoringModel
-from scoring.recycle import Term, total
-from scoring.state import LeadState
+from leadpulse.scoring.decay import RuleState
+from leadpulse.scoring.engine import terms
+from leadpulse.scoring.epoch import Instant, as_epoch
+from leadpulse.scoring.model import ScoringModel
+from leadpulse.scoring.recycle import Term, total
+from leadpulse.scoring.state import LeadState
 
 SAMPLES: Final = 240
 """Evenly spaced sample times across the window, and as many again across each line's

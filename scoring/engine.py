@@ -39,14 +39,14 @@ from typing import TypeGuard
 
 from pydantic import JsonValue
 
-from schemas import BehaviorEvent, RuleContribution, Stage, StageTransition, limits
-from schemas.feedback import FeedbackError, is_feedback, parse_feedback
-from scoring import fastpath
-from scoring.decay import RuleState, add
-from scoring.epoch import Instant, as_epoch, from_epoch, to_epoch
-from scoring.feedback import Funnel, judge
-from scoring.fit import fit_parts, fit_points, grade, merge_account_traits, merge_traits
-from scoring.lifecycle import (
+from leadpulse.schemas import BehaviorEvent, RuleContribution, Stage, StageTransition, limits
+from leadpulse.schemas.feedback import FeedbackError, is_feedback, parse_feedback
+from leadpulse.scoring import fastpath
+from leadpulse.scoring.decay import RuleState, add
+from leadpulse.scoring.epoch import Instant, as_epoch, from_epoch, to_epoch
+from leadpulse.scoring.feedback import Funnel, judge
+from leadpulse.scoring.fit import fit_parts, fit_points, grade, merge_account_traits, merge_traits
+from leadpulse.scoring.lifecycle import (
     RECYCLABLE,
     Move,
     clamp_note,
@@ -54,10 +54,10 @@ from scoring.lifecycle import (
     threshold_moves,
     transition_id,
 )
-from scoring.model import ScoringModel
-from scoring.recycle import Term, total
-from scoring.state import Clamp, FeedbackEntry, LeadState
-from scoring.tiers import tier_of
+from leadpulse.scoring.model import ScoringModel
+from leadpulse.scoring.recycle import Term, total
+from leadpulse.scoring.state import Clamp, FeedbackEntry, LeadState
+from leadpulse.scoring.tiers import tier_of
 
 TOP_REASONS = 5
 COOLING: frozenset[Stage] = frozenset({Stage.NURTURE, Stage.DISQUALIFIED})

@@ -7,12 +7,12 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict
 
-from schemas import Stage
-from scoring.engine import contributions, engagement
-from scoring.epoch import Instant, as_epoch, from_epoch
-from scoring.fit import fit_parts, grade
-from scoring.model import ScoringModel
-from scoring.state import LeadState
+from leadpulse.schemas import Stage
+from leadpulse.scoring.engine import contributions, engagement
+from leadpulse.scoring.epoch import Instant, as_epoch, from_epoch
+from leadpulse.scoring.fit import fit_parts, grade
+from leadpulse.scoring.model import ScoringModel
+from leadpulse.scoring.state import LeadState
 
 FLOOR_PART: Final = "floor-at-zero"
 NEGLIGIBLE: Final = 1e-9

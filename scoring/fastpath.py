@@ -20,10 +20,10 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
-from scoring.decay import RuleState
-from scoring.model import DecaySpec
-from scoring.recycle import HORIZON_HALF_LIVES, TOLERANCE, Term
-from scoring.recycle import first_below as reference_first_below
+from leadpulse.scoring.decay import RuleState
+from leadpulse.scoring.model import DecaySpec
+from leadpulse.scoring.recycle import HORIZON_HALF_LIVES, TOLERANCE, Term
+from leadpulse.scoring.recycle import first_below as reference_first_below
 
 LN2: Final = math.log(2.0)
 NEWTON_STEPS: Final = 40

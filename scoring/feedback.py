@@ -33,8 +33,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
-from schemas import Stage
-from schemas.feedback import (
+from leadpulse.schemas import Stage
+from leadpulse.schemas.feedback import (
     FRAMEWORK_CRITERIA,
     CriterionStatus,
     Disqualified,
@@ -46,12 +46,12 @@ from schemas.feedback import (
     SalesQualified,
     SalesRejected,
 )
-from scoring.durations import format_duration
-from scoring.epoch import from_epoch
-from scoring.frameworks import LABELS, check_sql
-from scoring.lifecycle import Move, show
-from scoring.model import ScoringModel
-from scoring.state import FeedbackEntry, LeadState
+from leadpulse.scoring.durations import format_duration
+from leadpulse.scoring.epoch import from_epoch
+from leadpulse.scoring.frameworks import LABELS, check_sql
+from leadpulse.scoring.lifecycle import Move, show
+from leadpulse.scoring.model import ScoringModel
+from leadpulse.scoring.state import FeedbackEntry, LeadState
 
 ANSWERED: Final = frozenset({Stage.SAL, Stage.SQL})
 """Stages in which sales can reject a lead."""

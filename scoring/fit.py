@@ -7,8 +7,8 @@ import json
 
 from pydantic import JsonValue
 
-from schemas import RuleContribution
-from scoring.model import ScoringModel
+from leadpulse.schemas import RuleContribution
+from leadpulse.scoring.model import ScoringModel
 
 
 def fit_parts(traits: dict[str, JsonValue], model: ScoringModel) -> tuple[RuleContribution, ...]:

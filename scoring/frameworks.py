@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final, NamedTuple
 
-from schemas.feedback import FRAMEWORK_CRITERIA, CriterionStatus, Framework
-from scoring.model import SqlRule
+from leadpulse.schemas.feedback import FRAMEWORK_CRITERIA, CriterionStatus, Framework
+from leadpulse.scoring.model import SqlRule
 
 LABELS: Final[dict[Framework, str]] = {
     Framework.BANT: "BANT",

@@ -25,9 +25,9 @@ from typing import Final, NamedTuple
 
 from pydantic import JsonValue
 
-from schemas import BehaviorEvent, Stage
-from scoring.model import ScoringModel
-from scoring.state import LeadState
+from leadpulse.schemas import BehaviorEvent, Stage
+from leadpulse.scoring.model import ScoringModel
+from leadpulse.scoring.state import LeadState
 
 SALES_QUALIFIED: Final = "sales_qualified"
 SALES_REJECTED: Final = "sales_rejected"

@@ -22,8 +22,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from scoring.matchers import describe
-from scoring.model import ModelSpec, Path, ScoringModel, TierRule, Tiers, semantic_issues
+from leadpulse.scoring.matchers import describe
+from leadpulse.scoring.model import ModelSpec, Path, ScoringModel, TierRule, Tiers, semantic_issues
 
 MAX_NODES: Final = 100_000
 """Counted with aliases expanded, so an alias bomb fails fast instead of hanging."""
@@ -74,7 +74,7 @@ def load_model(path: str | PathLike[str]) -> ScoringModel:
 @functools.cache
 def default_model() -> ScoringModel:
     """The model shipped with leadpulse; see default_model.yaml for the reasoning."""
-    text = files("scoring").joinpath("default_model.yaml").read_text(encoding="utf-8")
+    text = files("leadpulse.scoring").joinpath("default_model.yaml").read_text(encoding="utf-8")
     return parse_model(text, "default_model.yaml")
 
 

@@ -26,11 +26,11 @@ from pydantic import (
     model_validator,
 )
 
-from schemas.feedback import FRAMEWORK_CRITERIA, Framework
-from schemas.limits import EVENT_TYPE_PATTERN, MAX_KEY_LENGTH, MAX_MESSAGE_BYTES
-from schemas.segment import normalise_event_name
-from scoring.durations import parse_duration
-from scoring.matchers import (
+from leadpulse.schemas.feedback import FRAMEWORK_CRITERIA, Framework
+from leadpulse.schemas.limits import EVENT_TYPE_PATTERN, MAX_KEY_LENGTH, MAX_MESSAGE_BYTES
+from leadpulse.schemas.segment import normalise_event_name
+from leadpulse.scoring.durations import parse_duration
+from leadpulse.scoring.matchers import (
     SPEC_CONFIG,
     Condition,
     FieldPath,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final, NamedTuple
 
-from scoring.decay import RuleState, contribution
+from leadpulse.scoring.decay import RuleState, contribution
 
 TOLERANCE: Final = 0.5
 """Seconds: crossings are reported at most this late."""

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from schemas import Stage
-from schemas.feedback import CriterionStatus
-from scoring.decay import RuleState, combine
-from scoring.fit import merge_account_traits, merge_traits
-from scoring.model import ScoringModel
+from leadpulse.schemas import Stage
+from leadpulse.schemas.feedback import CriterionStatus
+from leadpulse.scoring.decay import RuleState, combine
+from leadpulse.scoring.fit import merge_account_traits, merge_traits
+from leadpulse.scoring.model import ScoringModel
 
 
 class Clamp(BaseModel):

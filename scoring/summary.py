@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from scoring.durations import format_duration
-from scoring.frameworks import LABELS
-from scoring.matchers import number
-from scoring.model import ScoringModel
+from leadpulse.scoring.durations import format_duration
+from leadpulse.scoring.frameworks import LABELS
+from leadpulse.scoring.matchers import number
+from leadpulse.scoring.model import ScoringModel
 
 
 def _points(points: float) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 
-from scoring.model import ScoringModel, TierRule
+from leadpulse.scoring.model import ScoringModel, TierRule
 
 
 def tier_of(

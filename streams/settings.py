@@ -16,7 +16,7 @@ from typing import Any, Literal, Self
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from scoring import parse_duration
+from leadpulse.scoring import parse_duration
 
 PATH_FIELDS = (
     "model_file",

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from streams.dev.devstack import DevStack
+from leadpulse.streams.dev.devstack import DevStack
 
 
 @pytest.fixture(scope="session")

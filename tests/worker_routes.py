@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from scoring import ScoringModel
-from streams.processes.worker import assemble
-from streams.settings import Settings
-from streams.store import MemoryLeadStore
+from leadpulse.scoring import ScoringModel
+from leadpulse.streams.processes.worker import assemble
+from leadpulse.streams.settings import Settings
+from leadpulse.streams.store import MemoryLeadStore
 
 
 def listed_routes(web_app: Any) -> list[tuple[str, str]]:

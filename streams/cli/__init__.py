@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import suppress
 
-from streams.cli.common import EXIT_INTERRUPTED, EXIT_OK
-from streams.cli.parser import build_parser
+from leadpulse.streams.cli.common import EXIT_INTERRUPTED, EXIT_OK
+from leadpulse.streams.cli.parser import build_parser
 
 __all__ = ["build_parser", "main"]
 

@@ -2,6 +2,6 @@
 
 import sys
 
-from streams.cli import main
+from leadpulse.streams.cli import main
 
 sys.exit(main())

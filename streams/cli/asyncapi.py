@@ -15,9 +15,9 @@ from typing import Any
 
 import yaml
 
-from schemas.asyncapi import Topics, asyncapi_document
-from streams.cli.common import EXIT_FAILED, EXIT_OK
-from streams.settings import Settings, value_after_scheme
+from leadpulse.schemas.asyncapi import Topics, asyncapi_document
+from leadpulse.streams.cli.common import EXIT_FAILED, EXIT_OK
+from leadpulse.streams.settings import Settings, value_after_scheme
 
 YAML_HEADER = (
     "# AsyncAPI document of leadpulse's Kafka topics. Generated from the models in schemas/:\n"

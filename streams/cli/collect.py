@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from streams.cli.common import EXIT_OK, load_scoring_model, load_settings
-from streams.collector.auth import new_write_key
-from streams.processes.topics import create_topics_if_reachable
+from leadpulse.streams.cli.common import EXIT_OK, load_scoring_model, load_settings
+from leadpulse.streams.collector.auth import new_write_key
+from leadpulse.streams.processes.topics import create_topics_if_reachable
 
 __all__ = ["cmd_collect", "create_topics_if_reachable"]
 """`create_topics_if_reachable` too: `leadpulse deliver --create-topics` imports it from here."""
@@ -16,7 +16,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     if args.new_key:
         print(new_write_key())
         return EXIT_OK
-    from streams.processes.collector import run_collector
+    from leadpulse.streams.processes.collector import run_collector
 
     settings = load_settings(
         collector_host=args.host,

@@ -6,8 +6,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from scoring import ModelError, ScoringModel, default_model, load_model
-from streams.settings import Settings
+from leadpulse.scoring import ModelError, ScoringModel, default_model, load_model
+from leadpulse.streams.settings import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130

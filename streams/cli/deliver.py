@@ -6,10 +6,10 @@ import argparse
 import asyncio
 import logging
 
-from streams.cli.common import EXIT_FAILED, EXIT_OK, load_settings
-from streams.delivery.config import Destinations, DestinationsError, load_destinations
-from streams.processes.lifecycle import ShutdownDeadline, stop_on_signals
-from streams.settings import Settings
+from leadpulse.streams.cli.common import EXIT_FAILED, EXIT_OK, load_settings
+from leadpulse.streams.delivery.config import Destinations, DestinationsError, load_destinations
+from leadpulse.streams.processes.lifecycle import ShutdownDeadline, stop_on_signals
+from leadpulse.streams.settings import Settings
 
 log = logging.getLogger("leadpulse.deliver")
 
@@ -37,7 +37,7 @@ def cmd_deliver(args: argparse.Namespace) -> int:
         level=args.loglevel.upper(),
         format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s",
     )
-    from streams.processes.lifecycle import new_event_loop
+    from leadpulse.streams.processes.lifecycle import new_event_loop
 
     loop = new_event_loop()
     try:
@@ -46,7 +46,7 @@ def cmd_deliver(args: argparse.Namespace) -> int:
         if args.enable:
             return loop.run_until_complete(_enable(settings, destinations, args.enable))
         if args.create_topics:
-            from streams.cli.collect import create_topics_if_reachable
+            from leadpulse.streams.cli.collect import create_topics_if_reachable
 
             create_topics_if_reachable(settings)
         loop.run_until_complete(_serve(settings, destinations))
@@ -56,7 +56,7 @@ def cmd_deliver(args: argparse.Namespace) -> int:
 
 
 async def _test(destinations: Destinations, name: str) -> int:
-    from streams.delivery.service import describe_answer, send_test
+    from leadpulse.streams.delivery.service import describe_answer, send_test
 
     try:
         destinations.named(name)
@@ -68,9 +68,9 @@ async def _test(destinations: Destinations, name: str) -> int:
 
 
 async def _enable(settings: Settings, destinations: Destinations, name: str) -> int:
-    from streams.delivery.jobs import JobStore
-    from streams.store.redis.keys import Keys
-    from streams.store.redis.store import connect
+    from leadpulse.streams.delivery.jobs import JobStore
+    from leadpulse.streams.store.redis.keys import Keys
+    from leadpulse.streams.store.redis.store import connect
 
     try:
         destinations.named(name)
@@ -87,7 +87,7 @@ async def _enable(settings: Settings, destinations: Destinations, name: str) -> 
 
 
 async def _serve(settings: Settings, destinations: Destinations) -> None:
-    from streams.delivery.service import DeliverService
+    from leadpulse.streams.delivery.service import DeliverService
 
     stop = asyncio.Event()
     stop_on_signals(stop.set, ShutdownDeadline(settings.shutdown_timeout, "deliverer"))

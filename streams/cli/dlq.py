@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from schemas import (
+from leadpulse.schemas import (
     REPLAY_HEADER,
     DeadLetter,
     DecodeError,
@@ -28,11 +28,11 @@ from schemas import (
     original_key,
     original_payload,
 )
-from scoring import parse_duration
-from streams.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, load_settings
-from streams.kafka.security import kafka_python_options
-from streams.observability.metrics import DEAD_LETTER_REASONS
-from streams.settings import Settings
+from leadpulse.scoring import parse_duration
+from leadpulse.streams.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, load_settings
+from leadpulse.streams.kafka.security import kafka_python_options
+from leadpulse.streams.observability.metrics import DEAD_LETTER_REASONS
+from leadpulse.streams.settings import Settings
 
 READ_IDLE_MS = 1000
 """A DLQ partition counts as read through once its end offset is reached, or after this idle."""

@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-from schemas import DecodeError, decode_event
-from streams.cli.common import EXIT_FAILED, EXIT_OK, TOPIC_ALIASES, load_settings
-from streams.cli.format import describe_message
-from streams.kafka.security import kafka_python_options
+from leadpulse.schemas import DecodeError, decode_event
+from leadpulse.streams.cli.common import EXIT_FAILED, EXIT_OK, TOPIC_ALIASES, load_settings
+from leadpulse.streams.cli.format import describe_message
+from leadpulse.streams.kafka.security import kafka_python_options
 
 
 def _read_lines(source: IO[str]) -> Iterator[tuple[int, str]]:

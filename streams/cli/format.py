@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from schemas import DecodeError, decode
-from schemas.messages import DeadLetter, Handoff, StageTransition
-from scoring import format_duration
+from leadpulse.schemas import DecodeError, decode
+from leadpulse.schemas.messages import DeadLetter, Handoff, StageTransition
+from leadpulse.scoring import format_duration
 
 
 def describe_message(topic_kind: str, value: bytes) -> str:

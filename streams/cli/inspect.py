@@ -8,10 +8,10 @@ import json
 import time
 from typing import Any
 
-from scoring import ScoringModel
-from streams.cli.common import EXIT_FAILED, EXIT_OK, load_scoring_model, load_settings
-from streams.cli.format import format_lead
-from streams.settings import Settings
+from leadpulse.scoring import ScoringModel
+from leadpulse.streams.cli.common import EXIT_FAILED, EXIT_OK, load_scoring_model, load_settings
+from leadpulse.streams.cli.format import format_lead
+from leadpulse.streams.settings import Settings
 
 
 def cmd_lead(args: argparse.Namespace) -> int:
@@ -27,8 +27,8 @@ def cmd_lead(args: argparse.Namespace) -> int:
 
 
 async def _lead_view(settings: Settings, model: ScoringModel, lead_id: str) -> dict[str, Any]:
-    from streams.http.views import explain_lead
-    from streams.store.redis import RedisLeadStore
+    from leadpulse.streams.http.views import explain_lead
+    from leadpulse.streams.store.redis import RedisLeadStore
 
     store = RedisLeadStore.from_settings(settings)
     try:

@@ -6,10 +6,10 @@ import argparse
 import json
 import sys
 
-from schemas import json_schemas
-from schemas.feedback import feedback_schemas
-from scoring import ModelError, load_model, summary
-from streams.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from leadpulse.schemas import json_schemas
+from leadpulse.schemas.feedback import feedback_schemas
+from leadpulse.scoring import ModelError, load_model, summary
+from leadpulse.streams.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 
 def cmd_model_check(args: argparse.Namespace) -> int:

@@ -6,14 +6,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from streams.cli import dlq
-from streams.cli.asyncapi import cmd_asyncapi
-from streams.cli.collect import cmd_collect
-from streams.cli.deliver import cmd_deliver
-from streams.cli.feed import cmd_send, cmd_tail
-from streams.cli.inspect import cmd_lead
-from streams.cli.model import cmd_model_check, cmd_schema
-from streams.cli.run import cmd_demo, cmd_dev, cmd_worker
+from leadpulse.streams.cli import dlq
+from leadpulse.streams.cli.asyncapi import cmd_asyncapi
+from leadpulse.streams.cli.collect import cmd_collect
+from leadpulse.streams.cli.deliver import cmd_deliver
+from leadpulse.streams.cli.feed import cmd_send, cmd_tail
+from leadpulse.streams.cli.inspect import cmd_lead
+from leadpulse.streams.cli.model import cmd_model_check, cmd_schema
+from leadpulse.streams.cli.run import cmd_demo, cmd_dev, cmd_worker
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,16 +6,16 @@ import argparse
 import logging
 from pathlib import Path
 
-from streams.cli.common import EXIT_OK, load_scoring_model, load_settings
-from streams.dev.workerproc import CollectorProcess, supervise, worker_command
-from streams.processes.lifecycle import interrupt_on_sigterm
-from streams.settings import Settings
+from leadpulse.streams.cli.common import EXIT_OK, load_scoring_model, load_settings
+from leadpulse.streams.dev.workerproc import CollectorProcess, supervise, worker_command
+from leadpulse.streams.processes.lifecycle import interrupt_on_sigterm
+from leadpulse.streams.settings import Settings
 
 log = logging.getLogger("leadpulse")
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from streams.processes.worker import prepare_topics, run_worker
+    from leadpulse.streams.processes.worker import prepare_topics, run_worker
 
     settings = load_settings(model_file=args.model, web_port=args.web_port, data_dir=args.data_dir)
     model = load_scoring_model(settings)
@@ -25,13 +25,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_dev(args: argparse.Namespace) -> int:
     interrupt_on_sigterm()  # `kill PID` stops everything dev started, as Ctrl-C does
-    from streams.dev.devstack import DevStack
-    from streams.dev.workerproc import DeliverProcess
+    from leadpulse.streams.dev.devstack import DevStack
+    from leadpulse.streams.dev.workerproc import DeliverProcess
 
     settings = load_settings(model_file=args.model, destinations_file=args.destinations)
     load_scoring_model(settings)  # reject a bad model before starting anything
     if args.destinations is not None:
-        from streams.cli.deliver import load
+        from leadpulse.streams.cli.deliver import load
 
         load(settings)  # and a bad destinations file
     stack = DevStack(args.kafka_port, args.redis_port, topics=_topic_partitions(settings))
@@ -102,7 +102,7 @@ def dev_sales_sources(settings: Settings) -> str:
 
 
 def _kept_key(path: Path) -> str:
-    from streams.collector.auth import new_write_key
+    from leadpulse.streams.collector.auth import new_write_key
 
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -113,7 +113,7 @@ def _kept_key(path: Path) -> str:
 
 def dev_api_tokens(settings: Settings, data_dir: Path) -> str:
     """LEADPULSE_API_TOKENS if set, else one admin token ``dev`` kept in the data dir."""
-    from streams.http.auth import new_token
+    from leadpulse.streams.http.auth import new_token
 
     if settings.api_tokens is not None:
         return settings.api_tokens.get_secret_value()
@@ -166,7 +166,7 @@ def _topic_partitions(settings: Settings) -> dict[str, int]:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     interrupt_on_sigterm()
-    from streams.dev.demo import DemoOptions, run_demo
+    from leadpulse.streams.dev.demo import DemoOptions, run_demo
 
     return run_demo(
         DemoOptions(

@@ -34,11 +34,11 @@ from typing import Any, Protocol
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from schemas.codec import DecodeError, dead_letter, encode
-from streams.collector.admission import InFlight, RateLimits
-from streams.collector.auth import Source, WriteKeys, basic_username
-from streams.collector.body import BodyError, decoded, decoded_head, parsed
-from streams.collector.intake import (
+from leadpulse.schemas.codec import DecodeError, dead_letter, encode
+from leadpulse.streams.collector.admission import InFlight, RateLimits
+from leadpulse.streams.collector.auth import Source, WriteKeys, basic_username
+from leadpulse.streams.collector.body import BodyError, decoded, decoded_head, parsed
+from leadpulse.streams.collector.intake import (
     BATCH_PATHS,
     CALL_PATHS,
     Intake,
@@ -49,10 +49,10 @@ from streams.collector.intake import (
     write_key_in,
     write_keys_named,
 )
-from streams.errors import TransientError
-from streams.kafka.publisher import Outgoing, RefusedMessagesError
-from streams.observability.metrics import CollectorMetrics, exposition
-from streams.settings import Settings
+from leadpulse.streams.errors import TransientError
+from leadpulse.streams.kafka.publisher import Outgoing, RefusedMessagesError
+from leadpulse.streams.observability.metrics import CollectorMetrics, exposition
+from leadpulse.streams.settings import Settings
 
 log = logging.getLogger("leadpulse.collector")
 

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
 
-from schemas.codec import DecodeError
-from schemas.segment import from_segment_encoded, merge_batch_item
-from streams.collector.auth import Source
-from streams.collector.body import BodyError
+from leadpulse.schemas.codec import DecodeError
+from leadpulse.schemas.segment import from_segment_encoded, merge_batch_item
+from leadpulse.streams.collector.auth import Source
+from leadpulse.streams.collector.body import BodyError
 
 CALL_PATHS: Final[Mapping[str, str]] = {
     "track": "track",

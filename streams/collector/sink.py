@@ -22,10 +22,10 @@ from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
 
-from streams.errors import TransientError
-from streams.kafka.publisher import AiokafkaPublisher, Outgoing
-from streams.kafka.security import aiokafka_options
-from streams.settings import Settings
+from leadpulse.streams.errors import TransientError
+from leadpulse.streams.kafka.publisher import AiokafkaPublisher, Outgoing
+from leadpulse.streams.kafka.security import aiokafka_options
+from leadpulse.streams.settings import Settings
 
 log = logging.getLogger("leadpulse.collector")
 

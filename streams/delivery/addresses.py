@@ -25,7 +25,7 @@ import ipaddress
 import socket
 from collections.abc import Iterable
 
-from streams.errors import PermanentError
+from leadpulse.streams.errors import PermanentError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 

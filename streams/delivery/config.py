@@ -43,10 +43,10 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from schemas.delivery import MessageKind
-from scoring import parse_duration
-from streams.delivery.addresses import RefusedError, canonical_host, check_host, ip_of
-from streams.delivery.signing import SecretError, secret_key
+from leadpulse.schemas.delivery import MessageKind
+from leadpulse.scoring import parse_duration
+from leadpulse.streams.delivery.addresses import RefusedError, canonical_host, check_host, ip_of
+from leadpulse.streams.delivery.signing import SecretError, secret_key
 
 DEFAULT_SCHEDULE: Final = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 """Svix's: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h."""

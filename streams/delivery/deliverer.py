@@ -30,18 +30,18 @@ from typing import Any
 
 import aiohttp
 
-from schemas.codec import DecodeError, decode_handoff, decode_transition, encode
-from schemas.delivery import DeliveryAttempt, DeliveryFailure
-from schemas.messages import Handoff, StageTransition
-from streams.delivery.addresses import RefusedError, check_host
-from streams.delivery.config import Destination, Destinations
-from streams.delivery.jobs import Job, JobStore
-from streams.delivery.outbound import Answer, new_session, post
-from streams.delivery.payloads import Message, json_body, message_id, slack_body
-from streams.delivery.signing import sign_headers
-from streams.kafka.publisher import Outgoing
-from streams.observability.health import Health
-from streams.observability.metrics import DeliveryMetrics
+from leadpulse.schemas.codec import DecodeError, decode_handoff, decode_transition, encode
+from leadpulse.schemas.delivery import DeliveryAttempt, DeliveryFailure
+from leadpulse.schemas.messages import Handoff, StageTransition
+from leadpulse.streams.delivery.addresses import RefusedError, check_host
+from leadpulse.streams.delivery.config import Destination, Destinations
+from leadpulse.streams.delivery.jobs import Job, JobStore
+from leadpulse.streams.delivery.outbound import Answer, new_session, post
+from leadpulse.streams.delivery.payloads import Message, json_body, message_id, slack_body
+from leadpulse.streams.delivery.signing import sign_headers
+from leadpulse.streams.kafka.publisher import Outgoing
+from leadpulse.streams.observability.health import Health
+from leadpulse.streams.observability.metrics import DeliveryMetrics
 
 log = logging.getLogger("leadpulse.deliver")
 

@@ -23,8 +23,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from streams.store.redis.keys import DEFAULT as DEFAULT_KEYS
-from streams.store.redis.keys import Keys
+from leadpulse.streams.store.redis.keys import DEFAULT as DEFAULT_KEYS
+from leadpulse.streams.store.redis.keys import Keys
 
 _ENQUEUE = """
 if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end

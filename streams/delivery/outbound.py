@@ -24,8 +24,8 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
-from streams.delivery.addresses import RefusedError, check_addresses, check_host
-from streams.delivery.config import redact
+from leadpulse.streams.delivery.addresses import RefusedError, check_addresses, check_host
+from leadpulse.streams.delivery.config import redact
 
 MAX_RESPONSE_BYTES = 64 * 1024
 MAX_BODY_BYTES = 256 * 1024

@@ -9,8 +9,8 @@ import json
 from datetime import datetime
 from typing import Any
 
-from schemas.delivery import WEBHOOK_TYPES, WebhookBody
-from schemas.messages import Handoff, StageTransition
+from leadpulse.schemas.delivery import WEBHOOK_TYPES, WebhookBody
+from leadpulse.schemas.messages import Handoff, StageTransition
 
 Message = Handoff | StageTransition
 

@@ -22,20 +22,20 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
-from schemas.codec import DecodeError
-from schemas.messages import Handoff, RuleContribution
-from streams.delivery.config import Destinations
-from streams.delivery.deliverer import Deliverer, decode_record, send
-from streams.delivery.jobs import JobStore
-from streams.delivery.outbound import Answer, new_session
-from streams.kafka.publisher import AiokafkaPublisher, Outgoing
-from streams.kafka.security import aiokafka_options
-from streams.kafka.transport import fetch_max_wait_ms
-from streams.observability.health import Health
-from streams.observability.metrics import CONTENT_TYPE_LATEST, DeliveryMetrics, exposition
-from streams.settings import Settings
-from streams.store.redis.keys import Keys
-from streams.store.redis.store import connect
+from leadpulse.schemas.codec import DecodeError
+from leadpulse.schemas.messages import Handoff, RuleContribution
+from leadpulse.streams.delivery.config import Destinations
+from leadpulse.streams.delivery.deliverer import Deliverer, decode_record, send
+from leadpulse.streams.delivery.jobs import JobStore
+from leadpulse.streams.delivery.outbound import Answer, new_session
+from leadpulse.streams.kafka.publisher import AiokafkaPublisher, Outgoing
+from leadpulse.streams.kafka.security import aiokafka_options
+from leadpulse.streams.kafka.transport import fetch_max_wait_ms
+from leadpulse.streams.observability.health import Health
+from leadpulse.streams.observability.metrics import CONTENT_TYPE_LATEST, DeliveryMetrics, exposition
+from leadpulse.streams.settings import Settings
+from leadpulse.streams.store.redis.keys import Keys
+from leadpulse.streams.store.redis.store import connect
 
 log = logging.getLogger("leadpulse.deliver")
 

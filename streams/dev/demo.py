@@ -187,7 +187,7 @@ def send_through_collector(
     try:
         from segment.analytics.client import Client
     except ImportError as exc:
-        from streams.dev.devstack import MISSING_DEV_EXTRA, StackError
+        from leadpulse.streams.dev.devstack import MISSING_DEV_EXTRA, StackError
 
         raise StackError(MISSING_DEV_EXTRA.format(package="segment-analytics-python")) from exc
 
@@ -229,7 +229,7 @@ class Watcher(threading.Thread):
     def run(self) -> None:
         from kafka import KafkaConsumer
 
-        from schemas import decode_handoff, decode_transition
+        from leadpulse.schemas import decode_handoff, decode_transition
 
         consumer = KafkaConsumer(
             *self.topics,
@@ -280,13 +280,15 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def run_demo(options: DemoOptions) -> int:
-    from streams.collector.auth import new_write_key
-    from streams.dev.devstack import DevStack, free_port
-    from streams.dev.workerproc import CollectorProcess, WorkerProcess
-    from streams.http.auth import new_token
-    from streams.settings import Settings
+    from leadpulse.streams.collector.auth import new_write_key
+    from leadpulse.streams.dev.devstack import DevStack, free_port
+    from leadpulse.streams.dev.workerproc import CollectorProcess, WorkerProcess
+    from leadpulse.streams.http.auth import new_token
+    from leadpulse.streams.settings import Settings
 
-    model_file = options.model_file or Path(str(resources.files("streams.dev") / DEMO_MODEL))
+    model_file = options.model_file or Path(
+        str(resources.files("leadpulse.streams.dev") / DEMO_MODEL)
+    )
     settings = Settings(model_file=model_file, partitions=4, sweep_interval=0.5)
     topics = {
         settings.events_topic: settings.partitions,
@@ -412,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
         "--write-key", help="write key (default: the first of LEADPULSE_WRITE_KEYS)"
     )
     args = parser.parse_args(argv)
-    from streams.settings import Settings
+    from leadpulse.streams.settings import Settings
 
     write_key = args.write_key or next(iter(Settings().write_key_sources), None)
     if write_key is None:

@@ -40,7 +40,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Final, Self
 
-from streams.processes.lifecycle import die_with_parent
+from leadpulse.streams.processes.lifecycle import die_with_parent
 
 __all__ = [
     "MISSING_DEV_EXTRA",
@@ -556,8 +556,8 @@ def create_topics(
     Returns the names that were created now. Tansu cannot change the partition
     count later (no ``create_partitions``), so a mismatch is only logged.
     """
-    from streams.kafka.topics import TopicError
-    from streams.kafka.topics import create_topics as create
+    from leadpulse.streams.kafka.topics import TopicError
+    from leadpulse.streams.kafka.topics import create_topics as create
 
     try:
         return create(bootstrap, names, partitions, timeout=timeout)

@@ -18,8 +18,8 @@ from typing import IO, Any, Self
 
 from pydantic import SecretStr
 
-from streams.processes.lifecycle import EXIT_RESTART, die_with_parent
-from streams.settings import Settings
+from leadpulse.streams.processes.lifecycle import EXIT_RESTART, die_with_parent
+from leadpulse.streams.settings import Settings
 
 
 def worker_command(
@@ -36,7 +36,7 @@ def worker_command(
         secret = getattr(settings, name)
         if isinstance(secret, SecretStr):  # dumped as "**********"; the child needs the value
             env[f"LEADPULSE_{name.upper()}"] = secret.get_secret_value()
-    return [sys.executable, "-m", "streams.cli", command, *extra], env
+    return [sys.executable, "-m", "leadpulse.streams.cli", command, *extra], env
 
 
 def get_json(url: str, token: str | None = None) -> dict[str, Any]:

@@ -18,8 +18,8 @@ from typing import Final
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from streams.http import auth
-from streams.http.auth import ApiTokens, Role
+from leadpulse.streams.http import auth
+from leadpulse.streams.http.auth import ApiTokens, Role
 
 
 class Kind(enum.Enum):

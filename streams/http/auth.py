@@ -178,7 +178,7 @@ UNAUTHORIZED_HEADERS: Final = {"WWW-Authenticate": 'Bearer realm="leadpulse"'}
 
 def denied_page(denied: Denied, path: str) -> str:
     """The small HTML page of a refused page request, with a sign-in form (no script)."""
-    from streams.http.leadpage import document, e
+    from leadpulse.streams.http.leadpage import document, e
 
     form = (
         f'<form method="get" action="{e(path)}"><label>API token '

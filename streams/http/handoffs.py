@@ -25,9 +25,9 @@ from typing import Any, Final
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
-from schemas import DecodeError, decode_handoff
-from streams.kafka.security import aiokafka_options
-from streams.settings import Settings
+from leadpulse.schemas import DecodeError, decode_handoff
+from leadpulse.streams.kafka.security import aiokafka_options
+from leadpulse.streams.settings import Settings
 
 log = logging.getLogger("leadpulse.http")
 

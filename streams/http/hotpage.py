@@ -28,10 +28,10 @@ from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import quote
 
-from scoring import LeadState, ScoringModel, engagement, fit_points, grade
-from streams.errors import CorruptStateError
-from streams.http.leadpage import data, document, e, number, stamp
-from streams.store import LeadStore, Snapshot, decode_state
+from leadpulse.scoring import LeadState, ScoringModel, engagement, fit_points, grade
+from leadpulse.streams.errors import CorruptStateError
+from leadpulse.streams.http.leadpage import data, document, e, number, stamp
+from leadpulse.streams.store import LeadStore, Snapshot, decode_state
 
 log = logging.getLogger("leadpulse")
 

@@ -25,12 +25,12 @@ from urllib.parse import quote
 
 from pydantic import JsonValue
 
-from scoring import FLOOR_PART, LeadState, ScoringModel, explain, format_duration
-from scoring.curve import Curve, Point, curve
-from scoring.explain import Explanation
-from scoring.feedback import sales_view
-from streams.errors import CorruptStateError
-from streams.store import LeadStore, decode_state
+from leadpulse.scoring import FLOOR_PART, LeadState, ScoringModel, explain, format_duration
+from leadpulse.scoring.curve import Curve, Point, curve
+from leadpulse.scoring.explain import Explanation
+from leadpulse.scoring.feedback import sales_view
+from leadpulse.streams.errors import CorruptStateError
+from leadpulse.streams.store import LeadStore, decode_state
 
 HEADERS: Final = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",

@@ -16,8 +16,8 @@ from typing import Any, Protocol
 import faust
 from aiohttp import web
 
-from streams.observability.metrics import CONTENT_TYPE_LATEST
-from streams.settings import Settings
+from leadpulse.streams.observability.metrics import CONTENT_TYPE_LATEST
+from leadpulse.streams.settings import Settings
 
 log = logging.getLogger("leadpulse")
 

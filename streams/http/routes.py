@@ -15,14 +15,14 @@ from typing import Any, Protocol
 import faust
 from aiohttp.web import Application
 
-from scoring import ScoringModel
-from streams.http import auth
-from streams.http.access import RULES, access_middleware
-from streams.http.auth import ApiTokens
-from streams.http.handoffs import HandoffFeed
-from streams.http.probes import Probed, probe_routes
-from streams.settings import Settings
-from streams.store import LeadStore
+from leadpulse.scoring import ScoringModel
+from leadpulse.streams.http import auth
+from leadpulse.streams.http.access import RULES, access_middleware
+from leadpulse.streams.http.auth import ApiTokens
+from leadpulse.streams.http.handoffs import HandoffFeed
+from leadpulse.streams.http.probes import Probed, probe_routes
+from leadpulse.streams.settings import Settings
+from leadpulse.streams.store import LeadStore
 
 log = logging.getLogger("leadpulse")
 
@@ -86,7 +86,7 @@ def _web_app(app: faust.App) -> Application:
 
 def _limit(request: Any) -> int:
     """``?limit=`` of the hot-leads routes, bounded; the default when absent or bad."""
-    from streams.http.hotpage import MAX_SHOWN, SHOWN
+    from leadpulse.streams.http.hotpage import MAX_SHOWN, SHOWN
 
     try:
         wanted = int(request.query.get("limit", SHOWN))
@@ -120,7 +120,7 @@ def read_routes(
 
     @app.page("/leads/{lead_id}")
     async def lead_page(web: Any, request: Any, lead_id: str) -> Any:
-        from streams.http.views import explain_lead
+        from leadpulse.streams.http.views import explain_lead
 
         everything = request.query.get("traits") == "all"  # admins only (RULES)
         view = await explain_lead(store, model, lead_id, clock(), all_traits=everything)
@@ -128,14 +128,14 @@ def read_routes(
 
     @app.page("/ui/leads/{lead_id}")
     async def lead_ui_page(web: Any, request: Any, lead_id: str) -> Any:
-        from streams.http.leadpage import HEADERS, lead_page
+        from leadpulse.streams.http.leadpage import HEADERS, lead_page
 
         status, body = await lead_page(store, model, lead_id, clock())
         return web.html(body, status=status, headers=dict(HEADERS))
 
     @app.page("/ui")
     async def hot_ui_page(web: Any, request: Any) -> Any:
-        from streams.http.hotpage import HEADERS, hot_leads, render_hot
+        from leadpulse.streams.http.hotpage import HEADERS, hot_leads, render_hot
 
         now = clock()
         rows = await hot_leads(store, model, now, _limit(request))
@@ -143,7 +143,7 @@ def read_routes(
 
     @app.page("/ui/hot.js")
     async def hot_script(web: Any, request: Any) -> Any:
-        from streams.http.hotpage import SCRIPT
+        from leadpulse.streams.http.hotpage import SCRIPT
 
         return web.bytes(
             SCRIPT.encode(),
@@ -156,13 +156,13 @@ def read_routes(
 
     @app.page("/ui/handoffs/stream")
     async def handoff_stream(web: Any, request: Any) -> Any:
-        from streams.http.handoffs import stream
+        from leadpulse.streams.http.handoffs import stream
 
         return await stream(request, feed)
 
     @app.page("/hot")
     async def hot_json_page(web: Any, request: Any) -> Any:
-        from streams.http.hotpage import hot_json, hot_leads
+        from leadpulse.streams.http.hotpage import hot_json, hot_leads
 
         now = clock()
         return web.json(hot_json(await hot_leads(store, model, now, _limit(request)), now, model))

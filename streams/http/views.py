@@ -7,10 +7,10 @@ from typing import Any
 
 from pydantic import JsonValue
 
-from scoring import ScoringModel, explain
-from scoring.feedback import sales_view
-from streams.errors import CorruptStateError
-from streams.store import LeadStore, decode_state
+from leadpulse.scoring import ScoringModel, explain
+from leadpulse.scoring.feedback import sales_view
+from leadpulse.streams.errors import CorruptStateError
+from leadpulse.streams.store import LeadStore, decode_state
 
 log = logging.getLogger("leadpulse")
 

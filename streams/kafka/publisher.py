@@ -9,8 +9,8 @@ from typing import Any, Protocol
 
 import faust
 
-from streams.errors import UnpublishableError, is_permanent_kafka_error
-from streams.kafka.partitioner import default_partition
+from leadpulse.streams.errors import UnpublishableError, is_permanent_kafka_error
+from leadpulse.streams.kafka.partitioner import default_partition
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 import faust
 
-from streams.settings import Settings
+from leadpulse.streams.settings import Settings
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:

@@ -6,8 +6,8 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from streams.kafka.security import kafka_python_options
-from streams.settings import Settings
+from leadpulse.streams.kafka.security import kafka_python_options
+from leadpulse.streams.settings import Settings
 
 log = logging.getLogger(__name__)
 

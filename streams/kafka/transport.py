@@ -17,7 +17,7 @@ from typing import Any
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from streams.settings import Settings
+from leadpulse.streams.settings import Settings
 
 log = logging.getLogger("leadpulse")
 

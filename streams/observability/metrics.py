@@ -25,8 +25,8 @@ from prometheus_client import (
 )
 from prometheus_client import generate_latest as _generate_latest
 
-from streams.pipeline.records import Report
-from streams.store import Commit, LeadStore, Snapshot, Watermark
+from leadpulse.streams.pipeline.records import Report
+from leadpulse.streams.store import Commit, LeadStore, Snapshot, Watermark
 
 __all__ = [
     "CONTENT_TYPE_LATEST",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.pipeline.records import Report
+from leadpulse.streams.pipeline.records import Report
 
 
 @dataclass

@@ -23,26 +23,26 @@ import faust
 from faust.types import TP
 from prometheus_client import CollectorRegistry
 
-from schemas import REPLAY_HEADER
-from scoring import ScoringModel
-from streams.errors import FatalError
-from streams.kafka.publisher import FaustPublisher, Publisher
-from streams.kafka.security import faust_credentials
-from streams.kafka.transport import (
+from leadpulse.schemas import REPLAY_HEADER
+from leadpulse.scoring import ScoringModel
+from leadpulse.streams.errors import FatalError
+from leadpulse.streams.kafka.publisher import FaustPublisher, Publisher
+from leadpulse.streams.kafka.security import faust_credentials
+from leadpulse.streams.kafka.transport import (
     aiokafka_producer,
     consumer_transport,
     fetch_max_wait_ms,
     raw_topic,
 )
-from streams.observability.health import Health, readiness
-from streams.observability.metrics import MeasuredStore, WorkerMetrics, exposition
-from streams.observability.stats import Totals
-from streams.pipeline.processor import Processor
-from streams.pipeline.records import Record, Topics
-from streams.pipeline.retry import RetryPolicy
-from streams.pipeline.runtime import Runtime
-from streams.settings import Settings
-from streams.store import LeadStore
+from leadpulse.streams.observability.health import Health, readiness
+from leadpulse.streams.observability.metrics import MeasuredStore, WorkerMetrics, exposition
+from leadpulse.streams.observability.stats import Totals
+from leadpulse.streams.pipeline.processor import Processor
+from leadpulse.streams.pipeline.records import Record, Topics
+from leadpulse.streams.pipeline.retry import RetryPolicy
+from leadpulse.streams.pipeline.runtime import Runtime
+from leadpulse.streams.settings import Settings
+from leadpulse.streams.store import LeadStore
 
 log = logging.getLogger("leadpulse")
 

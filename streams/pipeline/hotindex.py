@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from scoring import ScoringModel, engagement
-from streams.errors import CorruptStateError
-from streams.store import HOT_SIZE, LeadStore, decode_state
-from streams.store.redis.keys import shard_of
+from leadpulse.scoring import ScoringModel, engagement
+from leadpulse.streams.errors import CorruptStateError
+from leadpulse.streams.store import HOT_SIZE, LeadStore, decode_state
+from leadpulse.streams.store.redis.keys import shard_of
 
 
 async def repair_hot(

@@ -11,12 +11,12 @@ import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
-from schemas import BehaviorEvent, StageTransition
-from scoring import LeadState, ScoringModel, apply, evaluate, merge
-from streams.errors import CorruptStateError
-from streams.pipeline.outbox import Outbox, make_commit
-from streams.pipeline.records import Decided, Report
-from streams.store import Commit, LeadStore, Snapshot, decode_state
+from leadpulse.schemas import BehaviorEvent, StageTransition
+from leadpulse.scoring import LeadState, ScoringModel, apply, evaluate, merge
+from leadpulse.streams.errors import CorruptStateError
+from leadpulse.streams.pipeline.outbox import Outbox, make_commit
+from leadpulse.streams.pipeline.records import Decided, Report
+from leadpulse.streams.store import Commit, LeadStore, Snapshot, decode_state
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,10 @@ from collections.abc import Callable, Hashable
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas import BehaviorEvent, DecodeError, dead_letter, encode
-from streams.kafka.publisher import Outgoing, Publisher, RefusedMessagesError
-from streams.observability.health import Health
-from streams.pipeline.records import Record
+from leadpulse.schemas import BehaviorEvent, DecodeError, dead_letter, encode
+from leadpulse.streams.kafka.publisher import Outgoing, Publisher, RefusedMessagesError
+from leadpulse.streams.observability.health import Health
+from leadpulse.streams.pipeline.records import Record
 
 log = logging.getLogger(__name__)
 

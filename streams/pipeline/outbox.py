@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 
-from schemas import DecodeError, Handoff, StageTransition, decode_transition, encode
-from scoring import LeadState, ScoringModel, engagement, handoff_profile, next_recycle_at
-from streams.kafka.publisher import Outgoing, Publisher, RefusedMessagesError
-from streams.pipeline.letters import DeadLetters
-from streams.pipeline.records import Decided, Report, Topics
-from streams.store import Commit, LeadStore, Snapshot, encode_state
+from leadpulse.schemas import DecodeError, Handoff, StageTransition, decode_transition, encode
+from leadpulse.scoring import LeadState, ScoringModel, engagement, handoff_profile, next_recycle_at
+from leadpulse.streams.kafka.publisher import Outgoing, Publisher, RefusedMessagesError
+from leadpulse.streams.pipeline.letters import DeadLetters
+from leadpulse.streams.pipeline.records import Decided, Report, Topics
+from leadpulse.streams.store import Commit, LeadStore, Snapshot, encode_state
 
 TRANSITION_PREFIX = "t:"
 HANDOFF_PREFIX = "h:"

@@ -16,23 +16,23 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import suppress
 from datetime import UTC, datetime
 
-from schemas import BehaviorEvent, DecodeError, StageTransition, decode_event, limits
-from scoring import (
+from leadpulse.schemas import BehaviorEvent, DecodeError, StageTransition, decode_event, limits
+from leadpulse.scoring import (
     LeadState,
     ScoringModel,
     apply_many,
     new_lead,
     next_recycle_at,
 )
-from streams.errors import CorruptStateError
-from streams.kafka.publisher import Publisher
-from streams.observability.health import Health
-from streams.pipeline.identity import MAX_COMMIT_ATTEMPTS, Identity, rounds
-from streams.pipeline.letters import MAX_MESSAGE, DeadLetters
-from streams.pipeline.outbox import Outbox, make_commit
-from streams.pipeline.records import Decided, Record, Report, Topics
-from streams.pipeline.sweeper import Sweeper
-from streams.store import Commit, LeadStore, Snapshot, decode_state
+from leadpulse.streams.errors import CorruptStateError
+from leadpulse.streams.kafka.publisher import Publisher
+from leadpulse.streams.observability.health import Health
+from leadpulse.streams.pipeline.identity import MAX_COMMIT_ATTEMPTS, Identity, rounds
+from leadpulse.streams.pipeline.letters import MAX_MESSAGE, DeadLetters
+from leadpulse.streams.pipeline.outbox import Outbox, make_commit
+from leadpulse.streams.pipeline.records import Decided, Record, Report, Topics
+from leadpulse.streams.pipeline.sweeper import Sweeper
+from leadpulse.streams.store import Commit, LeadStore, Snapshot, decode_state
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Mapping
 
-from streams.errors import FatalError
-from streams.store import LeadStore
+from leadpulse.streams.errors import FatalError
+from leadpulse.streams.store import LeadStore
 
 log = logging.getLogger("leadpulse")
 

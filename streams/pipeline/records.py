@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from schemas import StageTransition
+from leadpulse.schemas import StageTransition
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,8 +8,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from streams.errors import FatalError, PermanentError, UnknownError, is_transient
-from streams.observability.health import Health
+from leadpulse.streams.errors import FatalError, PermanentError, UnknownError, is_transient
+from leadpulse.streams.observability.health import Health
 
 log = logging.getLogger("leadpulse")
 

@@ -15,18 +15,18 @@ import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
-from streams.errors import FatalError, PermanentError
-from streams.kafka.transport import committed_offset, set_committed_offset
-from streams.observability.health import Health
-from streams.observability.metrics import WorkerMetrics
-from streams.observability.stats import Totals
-from streams.pipeline.hotindex import repair_hot
-from streams.pipeline.processor import Processor
-from streams.pipeline.progress import Progress
-from streams.pipeline.records import Record, Report
-from streams.pipeline.retry import RetryPolicy, retrying
-from streams.pipeline.watermarks import Highwater, Watermarks, sweep_bound
-from streams.store import LeadStore
+from leadpulse.streams.errors import FatalError, PermanentError
+from leadpulse.streams.kafka.transport import committed_offset, set_committed_offset
+from leadpulse.streams.observability.health import Health
+from leadpulse.streams.observability.metrics import WorkerMetrics
+from leadpulse.streams.observability.stats import Totals
+from leadpulse.streams.pipeline.hotindex import repair_hot
+from leadpulse.streams.pipeline.processor import Processor
+from leadpulse.streams.pipeline.progress import Progress
+from leadpulse.streams.pipeline.records import Record, Report
+from leadpulse.streams.pipeline.retry import RetryPolicy, retrying
+from leadpulse.streams.pipeline.watermarks import Highwater, Watermarks, sweep_bound
+from leadpulse.streams.store import LeadStore
 
 log = logging.getLogger("leadpulse")
 

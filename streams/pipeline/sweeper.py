@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection
 
-from scoring import ScoringModel, evaluate
-from streams.errors import CorruptStateError
-from streams.pipeline.outbox import Outbox, make_commit
-from streams.pipeline.records import Decided, Report
-from streams.store import Commit, LeadStore, decode_state
+from leadpulse.scoring import ScoringModel, evaluate
+from leadpulse.streams.errors import CorruptStateError
+from leadpulse.streams.pipeline.outbox import Outbox, make_commit
+from leadpulse.streams.pipeline.records import Decided, Report
+from leadpulse.streams.store import Commit, LeadStore, decode_state
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from streams.store import Watermark
+from leadpulse.streams.store import Watermark
 
 Highwater = Callable[[int], int | None]
 """A partition's high watermark as the consumer last saw it (None: not known yet)."""

@@ -14,14 +14,14 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from scoring import ScoringModel
-from streams.collector.app import RUNNER_OPTIONS, Collector, CollectorConfig
-from streams.collector.auth import WriteKeys, new_write_key
-from streams.collector.sink import KafkaSink
-from streams.http.probes import add_probes, probe_application, start_site
-from streams.processes.lifecycle import ShutdownDeadline, new_event_loop, stop_on_signals
-from streams.processes.topics import create_topics_if_reachable
-from streams.settings import Settings
+from leadpulse.scoring import ScoringModel
+from leadpulse.streams.collector.app import RUNNER_OPTIONS, Collector, CollectorConfig
+from leadpulse.streams.collector.auth import WriteKeys, new_write_key
+from leadpulse.streams.collector.sink import KafkaSink
+from leadpulse.streams.http.probes import add_probes, probe_application, start_site
+from leadpulse.streams.processes.lifecycle import ShutdownDeadline, new_event_loop, stop_on_signals
+from leadpulse.streams.processes.topics import create_topics_if_reachable
+from leadpulse.streams.settings import Settings
 
 log = logging.getLogger("leadpulse.collector")
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 
-from streams.settings import Settings
+from leadpulse.streams.settings import Settings
 
 log = logging.getLogger("leadpulse")
 
 
 def create_topics_if_reachable(settings: Settings) -> None:
     """Create missing topics; a broker that is down now is not a reason to stay down."""
-    from streams.kafka.topics import ensure_topics
+    from leadpulse.streams.kafka.topics import ensure_topics
 
     # kafka-python logs every failed connection attempt at ERROR: one warning says it here
     kafka_log = logging.getLogger("kafka")

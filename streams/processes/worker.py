@@ -11,15 +11,15 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from scoring import ScoringModel
-from streams.errors import FatalError
-from streams.processes.lifecycle import EXIT_RESTART, ShutdownDeadline, new_event_loop
-from streams.settings import Settings
+from leadpulse.scoring import ScoringModel
+from leadpulse.streams.errors import FatalError
+from leadpulse.streams.processes.lifecycle import EXIT_RESTART, ShutdownDeadline, new_event_loop
+from leadpulse.streams.settings import Settings
 
 if TYPE_CHECKING:
-    from streams.kafka.publisher import Publisher
-    from streams.pipeline.app import Pipeline
-    from streams.store import LeadStore
+    from leadpulse.streams.kafka.publisher import Publisher
+    from leadpulse.streams.pipeline.app import Pipeline
+    from leadpulse.streams.store import LeadStore
 
 log = logging.getLogger("leadpulse")
 
@@ -35,9 +35,9 @@ def run_worker(settings: Settings, model: ScoringModel, *, loglevel: str = "info
     """
     import faust
 
-    from streams.kafka.transport import check_versions
-    from streams.pipeline.app import freeze_heap
-    from streams.store.redis import RedisLeadStore
+    from leadpulse.streams.kafka.transport import check_versions
+    from leadpulse.streams.pipeline.app import freeze_heap
+    from leadpulse.streams.store.redis import RedisLeadStore
 
     check_versions()
     reindex_store(settings)
@@ -97,8 +97,8 @@ def assemble(
 
     Tests build the same worker with a fake publisher and an in-memory store.
     """
-    from streams.http.routes import serve_worker
-    from streams.pipeline.app import build
+    from leadpulse.streams.http.routes import serve_worker
+    from leadpulse.streams.pipeline.app import build
 
     pipeline = build(
         settings, model, store=store, publisher=publisher, clock=clock, on_fatal=on_fatal
@@ -113,7 +113,11 @@ def prepare_topics(settings: Settings, *, create: bool) -> None:
     A broker that does not answer yet is not a reason to refuse: the worker
     waits for Kafka like any client.
     """
-    from streams.kafka.topics import PartitionMismatchError, check_partitions, ensure_topics
+    from leadpulse.streams.kafka.topics import (
+        PartitionMismatchError,
+        check_partitions,
+        ensure_topics,
+    )
 
     def run() -> None:
         if create:
@@ -141,7 +145,7 @@ def reindex_store(settings: Settings) -> None:
     cannot be reached now, the worker starts anyway and the next start tries
     again: until then, leads indexed by the previous release are not swept.
     """
-    from streams.store.redis import RedisLeadStore
+    from leadpulse.streams.store.redis import RedisLeadStore
 
     async def run() -> int:
         store = RedisLeadStore.from_settings(settings)

@@ -7,7 +7,7 @@ inactivity, and keep each partition's progress and watermark; the codec writes
 a versioned state encoding and reads the previous and newer ones.
 """
 
-from streams.store.base import (
+from leadpulse.streams.store.base import (
     ANONYMOUS_TTL,
     HOT_SIZE,
     SEEN_WINDOW,
@@ -16,8 +16,8 @@ from streams.store.base import (
     Snapshot,
     Watermark,
 )
-from streams.store.codec import FORMAT, decode_state, encode_state
-from streams.store.memory import MemoryLeadStore
+from leadpulse.streams.store.codec import FORMAT, decode_state, encode_state
+from leadpulse.streams.store.memory import MemoryLeadStore
 
 __all__ = [
     "ANONYMOUS_TTL",

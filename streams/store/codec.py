@@ -20,9 +20,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from schemas.codec import known_fields
-from scoring import LeadState
-from streams.errors import CorruptStateError
+from leadpulse.schemas.codec import known_fields
+from leadpulse.scoring import LeadState
+from leadpulse.streams.errors import CorruptStateError
 
 FORMAT = 2
 """The version `encode_state` writes."""

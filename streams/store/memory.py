@@ -14,8 +14,15 @@ from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from typing import Literal
 
-from streams.store.base import ANONYMOUS_TTL, HOT_SIZE, SEEN_WINDOW, Commit, Snapshot, Watermark
-from streams.store.redis import keys
+from leadpulse.streams.store.base import (
+    ANONYMOUS_TTL,
+    HOT_SIZE,
+    SEEN_WINDOW,
+    Commit,
+    Snapshot,
+    Watermark,
+)
+from leadpulse.streams.store.redis import keys
 
 _Kind = Literal["state", "alias", "detached"]
 

@@ -13,9 +13,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from streams.dev.demo import DEMO_MODEL, persona_events, plan_traffic
+from leadpulse.streams.dev.demo import DEMO_MODEL, persona_events, plan_traffic
 
-DEMO_MODEL_FILE = Path(str(resources.files("streams.dev") / DEMO_MODEL))
+DEMO_MODEL_FILE = Path(str(resources.files("leadpulse.streams.dev") / DEMO_MODEL))
 
 
 def demo_bodies(leads: int, seed: int, now: datetime, span: float = 20.0) -> list[dict[str, Any]]:

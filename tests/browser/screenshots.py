@@ -18,8 +18,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from streams.dev.devstack import DevStack
-from streams.settings import Settings
+from leadpulse.streams.dev.devstack import DevStack
+from leadpulse.streams.settings import Settings
 from tests.browser.analytics_js import CHROMIUM, CHROMIUM_ARGS
 from tests.browser.demo_traffic import DEMO_MODEL_FILE, buyer_journey, demo_bodies, known_leads
 from tests.integration.harness import READ_TOKEN, produce, start_worker, wait_for, worker_settings

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from schemas import decode_event, decode_handoff
-from scoring import apply, engagement, load_model, new_lead
-from streams.dev.devstack import DevStack
-from streams.dev.workerproc import CollectorProcess, WorkerProcess
-from streams.settings import Settings
+from leadpulse.schemas import decode_event, decode_handoff
+from leadpulse.scoring import apply, engagement, load_model, new_lead
+from leadpulse.streams.dev.devstack import DevStack
+from leadpulse.streams.dev.workerproc import CollectorProcess, WorkerProcess
+from leadpulse.streams.settings import Settings
 from tests.browser.analytics_js import missing, run_analytics_js
 from tests.integration.harness import (
     free_port,

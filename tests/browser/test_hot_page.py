@@ -25,9 +25,9 @@ from typing import Any
 import pytest
 import redis
 
-from scoring import engagement, explain, fit_points, grade, load_model
-from streams.settings import Settings
-from streams.store.redis import keys
+from leadpulse.scoring import engagement, explain, fit_points, grade, load_model
+from leadpulse.streams.settings import Settings
+from leadpulse.streams.store.redis import keys
 from tests.browser.analytics_js import CHROMIUM, CHROMIUM_ARGS
 from tests.browser.demo_traffic import DEMO_MODEL_FILE, demo_bodies, known_leads
 from tests.browser.test_lead_page import applied, png_pixels, pytestmark  # noqa: F401

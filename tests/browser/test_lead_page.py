@@ -25,9 +25,9 @@ from urllib.parse import quote
 
 import pytest
 
-from scoring import explain, explanation_dict, load_model
-from streams.dev.devstack import DevStack
-from streams.settings import Settings
+from leadpulse.scoring import explain, explanation_dict, load_model
+from leadpulse.streams.dev.devstack import DevStack
+from leadpulse.streams.settings import Settings
 from tests.browser.analytics_js import CHROMIUM, CHROMIUM_ARGS, missing
 from tests.integration.harness import (
     READ_TOKEN,

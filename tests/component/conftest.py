@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from scoring import ScoringModel, parse_model
-from streams.kafka.publisher import Outgoing, RefusedMessagesError
+from leadpulse.scoring import ScoringModel, parse_model
+from leadpulse.streams.kafka.publisher import Outgoing, RefusedMessagesError
 
 MODEL_YAML = """
 version: "test-1"

@@ -6,12 +6,12 @@ import asyncio
 import json
 from collections.abc import Callable
 
-from schemas import decode_dead_letter, decode_handoff
-from scoring import ScoringModel
-from streams.pipeline.app import build
-from streams.pipeline.records import Topics
-from streams.settings import Settings
-from streams.store import MemoryLeadStore
+from leadpulse.schemas import decode_dead_letter, decode_handoff
+from leadpulse.scoring import ScoringModel
+from leadpulse.streams.pipeline.app import build
+from leadpulse.streams.pipeline.records import Topics
+from leadpulse.streams.settings import Settings
+from leadpulse.streams.store import MemoryLeadStore
 from tests.component.conftest import FakePublisher, event, page
 
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from streams.collector.app import PRE_AUTH_BYTES
-from streams.collector.sink import MemorySink
-from streams.kafka.publisher import Outgoing
+from leadpulse.streams.collector.app import PRE_AUTH_BYTES
+from leadpulse.streams.collector.sink import MemorySink
+from leadpulse.streams.kafka.publisher import Outgoing
 from tests.component.test_collector_http import (
     SALES_KEY,
     UNAUTHORIZED,

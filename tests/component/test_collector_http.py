@@ -22,14 +22,20 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from schemas import BehaviorEvent, DeadLetter, decode_dead_letter, decode_event, original_payload
-from streams.collector.app import ERROR_CODES, RUNNER_OPTIONS, Collector, CollectorConfig
-from streams.collector.auth import WriteKeys
-from streams.collector.intake import BATCH_PATHS, CALL_PATHS
-from streams.collector.sink import MemorySink
-from streams.dev.devstack import free_port
-from streams.processes.collector import ops_application, public_application, serve
-from streams.settings import Settings
+from leadpulse.schemas import (
+    BehaviorEvent,
+    DeadLetter,
+    decode_dead_letter,
+    decode_event,
+    original_payload,
+)
+from leadpulse.streams.collector.app import ERROR_CODES, RUNNER_OPTIONS, Collector, CollectorConfig
+from leadpulse.streams.collector.auth import WriteKeys
+from leadpulse.streams.collector.intake import BATCH_PATHS, CALL_PATHS
+from leadpulse.streams.collector.sink import MemorySink
+from leadpulse.streams.dev.devstack import free_port
+from leadpulse.streams.processes.collector import ops_application, public_application, serve
+from leadpulse.streams.settings import Settings
 
 RECEIVED = datetime(2026, 11, 22, 10, 0, 30, tzinfo=UTC)
 WEB_KEY = "wk_website_0123456789abcdef"

@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.collector.sink import MemorySink
+from leadpulse.streams.collector.sink import MemorySink
 from tests.component.test_collector_http import (
     WEB,
     collector_of,

@@ -8,8 +8,13 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from streams.delivery.outbound import MAX_BODY_BYTES, MAX_RESPONSE_BYTES, new_session, post
-from streams.dev.devstack import free_port
+from leadpulse.streams.delivery.outbound import (
+    MAX_BODY_BYTES,
+    MAX_RESPONSE_BYTES,
+    new_session,
+    post,
+)
+from leadpulse.streams.dev.devstack import free_port
 
 LOCAL = frozenset({"127.0.0.1"})
 

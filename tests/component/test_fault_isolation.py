@@ -15,17 +15,17 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from schemas import decode_dead_letter
-from scoring import ScoringModel
-from streams.errors import PermanentError
-from streams.observability.health import Health
-from streams.observability.metrics import WorkerMetrics
-from streams.observability.stats import Totals
-from streams.pipeline.processor import Processor
-from streams.pipeline.records import Record, Topics
-from streams.pipeline.retry import RetryPolicy
-from streams.pipeline.runtime import Runtime
-from streams.store import Commit, MemoryLeadStore
+from leadpulse.schemas import decode_dead_letter
+from leadpulse.scoring import ScoringModel
+from leadpulse.streams.errors import PermanentError
+from leadpulse.streams.observability.health import Health
+from leadpulse.streams.observability.metrics import WorkerMetrics
+from leadpulse.streams.observability.stats import Totals
+from leadpulse.streams.pipeline.processor import Processor
+from leadpulse.streams.pipeline.records import Record, Topics
+from leadpulse.streams.pipeline.retry import RetryPolicy
+from leadpulse.streams.pipeline.runtime import Runtime
+from leadpulse.streams.store import Commit, MemoryLeadStore
 from tests.component.conftest import T0, Clock, FakePublisher, page
 
 TOPIC = "leadpulse.events"

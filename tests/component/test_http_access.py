@@ -20,13 +20,13 @@ from aiohttp import ClientSession, CookieJar
 from aiohttp.test_utils import TestServer
 from yarl import URL
 
-from scoring import ScoringModel, engagement, to_epoch
-from streams.http.access import RULES
-from streams.http.auth import COOKIE
-from streams.pipeline.app import Pipeline
-from streams.processes.worker import assemble
-from streams.settings import Settings
-from streams.store import MemoryLeadStore, decode_state
+from leadpulse.scoring import ScoringModel, engagement, to_epoch
+from leadpulse.streams.http.access import RULES
+from leadpulse.streams.http.auth import COOKIE
+from leadpulse.streams.pipeline.app import Pipeline
+from leadpulse.streams.processes.worker import assemble
+from leadpulse.streams.settings import Settings
+from leadpulse.streams.store import MemoryLeadStore, decode_state
 from tests.component.conftest import T0, Clock, FakePublisher, event, page
 from tests.worker_routes import listed_routes, reachable
 

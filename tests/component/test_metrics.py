@@ -18,9 +18,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from scoring import ScoringModel
-from streams.observability.health import Health
-from streams.observability.metrics import (
+from leadpulse.scoring import ScoringModel
+from leadpulse.streams.observability.health import Health
+from leadpulse.streams.observability.metrics import (
     DEAD_LETTER_REASONS,
     CollectorMetrics,
     DeliveryMetrics,
@@ -28,12 +28,12 @@ from streams.observability.metrics import (
     WorkerMetrics,
     exposition,
 )
-from streams.observability.stats import Totals
-from streams.pipeline.processor import Processor
-from streams.pipeline.records import Record, Topics
-from streams.pipeline.runtime import Runtime
-from streams.store import Commit, MemoryLeadStore
-from streams.store.redis import keys
+from leadpulse.streams.observability.stats import Totals
+from leadpulse.streams.pipeline.processor import Processor
+from leadpulse.streams.pipeline.records import Record, Topics
+from leadpulse.streams.pipeline.runtime import Runtime
+from leadpulse.streams.store import Commit, MemoryLeadStore
+from leadpulse.streams.store.redis import keys
 from tests.component.conftest import T0, TP, Clock, FakeConsumer, FakePublisher, event, page
 
 TOPIC = "leadpulse.events"

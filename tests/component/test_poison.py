@@ -11,12 +11,12 @@ import contextlib
 import json
 from typing import Any
 
-from schemas import decode_dead_letter, decode_handoff
-from scoring import ScoringModel, new_lead, parse_model
-from streams.observability.health import Health
-from streams.pipeline.processor import Processor
-from streams.pipeline.records import Record, Topics
-from streams.store import MemoryLeadStore, encode_state
+from leadpulse.schemas import decode_dead_letter, decode_handoff
+from leadpulse.scoring import ScoringModel, new_lead, parse_model
+from leadpulse.streams.observability.health import Health
+from leadpulse.streams.pipeline.processor import Processor
+from leadpulse.streams.pipeline.records import Record, Topics
+from leadpulse.streams.store import MemoryLeadStore, encode_state
 from tests.component.conftest import MODEL_YAML, T0, FakePublisher, event, page
 
 TOPICS = Topics()

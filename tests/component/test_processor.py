@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from schemas import BehaviorEvent, decode_dead_letter, decode_handoff, decode_transition
-from scoring import ScoringModel, apply, engagement, new_lead
-from streams.http.views import explain_lead
-from streams.pipeline.processor import Processor
-from streams.pipeline.records import Record, Topics
-from streams.store import MemoryLeadStore, decode_state
+from leadpulse.schemas import BehaviorEvent, decode_dead_letter, decode_handoff, decode_transition
+from leadpulse.scoring import ScoringModel, apply, engagement, new_lead
+from leadpulse.streams.http.views import explain_lead
+from leadpulse.streams.pipeline.processor import Processor
+from leadpulse.streams.pipeline.records import Record, Topics
+from leadpulse.streams.store import MemoryLeadStore, decode_state
 from tests.component.conftest import T0, FakePublisher, event, page
 
 TOPICS = Topics()
@@ -266,7 +266,7 @@ async def test_a_visitor_back_after_its_alias_expired_merges_its_new_history(
 
 async def test_a_handoff_carries_the_profile_of_its_own_event_not_of_later_ones() -> None:
     """The same handoff whatever the batch boundaries (a replay after a crash cuts elsewhere)."""
-    from scoring import parse_model
+    from leadpulse.scoring import parse_model
     from tests.component.conftest import MODEL_YAML
 
     model = parse_model(

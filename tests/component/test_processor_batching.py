@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 
-from schemas import BehaviorEvent, decode_transition
-from scoring import ScoringModel, default_model
-from streams.dev.demo import PERSONAS, persona_events
-from streams.pipeline.identity import rounds as _rounds
-from streams.pipeline.processor import Processor
-from streams.pipeline.records import Record, Report
-from streams.store import MemoryLeadStore, decode_state
+from leadpulse.schemas import BehaviorEvent, decode_transition
+from leadpulse.scoring import ScoringModel, default_model
+from leadpulse.streams.dev.demo import PERSONAS, persona_events
+from leadpulse.streams.pipeline.identity import rounds as _rounds
+from leadpulse.streams.pipeline.processor import Processor
+from leadpulse.streams.pipeline.records import Record, Report
+from leadpulse.streams.store import MemoryLeadStore, decode_state
 from tests.component.conftest import T0, FakePublisher, event, page
 
 

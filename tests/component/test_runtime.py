@@ -12,18 +12,18 @@ from typing import Any
 
 import pytest
 
-from scoring import ScoringModel
-from streams.errors import FatalError
-from streams.observability.health import Health
-from streams.observability.stats import Totals
-from streams.pipeline import runtime as runtime_module
-from streams.pipeline.app import _owns
-from streams.pipeline.processor import Processor
-from streams.pipeline.progress import RollbackError
-from streams.pipeline.records import Record, Topics
-from streams.pipeline.runtime import Runtime
-from streams.store import MemoryLeadStore, Watermark
-from streams.store.redis import keys
+from leadpulse.scoring import ScoringModel
+from leadpulse.streams.errors import FatalError
+from leadpulse.streams.observability.health import Health
+from leadpulse.streams.observability.stats import Totals
+from leadpulse.streams.pipeline import runtime as runtime_module
+from leadpulse.streams.pipeline.app import _owns
+from leadpulse.streams.pipeline.processor import Processor
+from leadpulse.streams.pipeline.progress import RollbackError
+from leadpulse.streams.pipeline.records import Record, Topics
+from leadpulse.streams.pipeline.runtime import Runtime
+from leadpulse.streams.store import MemoryLeadStore, Watermark
+from leadpulse.streams.store.redis import keys
 from tests.component.conftest import T0, TP, Clock, FakeConsumer, FakePublisher, event, page
 
 TOPIC = "leadpulse.events"

@@ -21,11 +21,11 @@ from typing import Any
 
 import requests
 
-from schemas import BehaviorEvent, StageTransition
-from scoring import LeadState, ScoringModel, apply, engagement, new_lead, parse_model
-from streams.dev.devstack import DevStack, free_port
-from streams.dev.workerproc import CollectorProcess, WorkerProcess
-from streams.settings import Settings
+from leadpulse.schemas import BehaviorEvent, StageTransition
+from leadpulse.scoring import LeadState, ScoringModel, apply, engagement, new_lead, parse_model
+from leadpulse.streams.dev.devstack import DevStack, free_port
+from leadpulse.streams.dev.workerproc import CollectorProcess, WorkerProcess
+from leadpulse.streams.settings import Settings
 from tests.integration.harness import MODEL_YAML, poll_topic, start_worker, worker_settings
 
 SDK_EVENTS = {"Webinar Signed Up": "form_submit"}

@@ -17,9 +17,9 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
-from streams.dev.devstack import DevStack, RedisServer, TansuBroker, create_topics
-from streams.dev.workerproc import WorkerProcess
-from streams.settings import Settings
+from leadpulse.streams.dev.devstack import DevStack, RedisServer, TansuBroker, create_topics
+from leadpulse.streams.dev.workerproc import WorkerProcess
+from leadpulse.streams.settings import Settings
 from tests.integration.harness import start_worker, worker_settings
 
 _HERE = Path(__file__).parent

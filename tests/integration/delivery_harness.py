@@ -22,12 +22,12 @@ from aiohttp import web
 from kafka import KafkaProducer
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from schemas.codec import encode
-from schemas.messages import Handoff, RuleContribution, Stage, StageTransition
-from streams.dev.devstack import DevStack, free_port
-from streams.dev.workerproc import DeliverProcess
-from streams.kafka.topics import create_topics
-from streams.settings import Settings
+from leadpulse.schemas.codec import encode
+from leadpulse.schemas.messages import Handoff, RuleContribution, Stage, StageTransition
+from leadpulse.streams.dev.devstack import DevStack, free_port
+from leadpulse.streams.dev.workerproc import DeliverProcess
+from leadpulse.streams.kafka.topics import create_topics
+from leadpulse.streams.settings import Settings
 from tests.integration.harness import worker_settings
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

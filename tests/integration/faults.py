@@ -26,12 +26,12 @@ import redis
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.partitioner.default import murmur2
 
-from scoring import LeadState
-from streams.dev.devstack import RedisServer
-from streams.dev.workerproc import WorkerProcess
-from streams.settings import Settings
-from streams.store import decode_state
-from streams.store.redis import keys
+from leadpulse.scoring import LeadState
+from leadpulse.streams.dev.devstack import RedisServer
+from leadpulse.streams.dev.workerproc import WorkerProcess
+from leadpulse.streams.settings import Settings
+from leadpulse.streams.store import decode_state
+from leadpulse.streams.store.redis import keys
 from tests.integration.harness import ADMIN_TOKEN
 
 

@@ -17,13 +17,13 @@ from typing import Any
 import redis
 from kafka import KafkaConsumer, KafkaProducer
 
-from scoring import LeadState
-from streams.dev.devstack import DevStack, free_port
-from streams.dev.workerproc import WorkerProcess
-from streams.kafka.topics import create_topics
-from streams.settings import Settings
-from streams.store import decode_state
-from streams.store.redis import keys
+from leadpulse.scoring import LeadState
+from leadpulse.streams.dev.devstack import DevStack, free_port
+from leadpulse.streams.dev.workerproc import WorkerProcess
+from leadpulse.streams.kafka.topics import create_topics
+from leadpulse.streams.settings import Settings
+from leadpulse.streams.store import decode_state
+from leadpulse.streams.store.redis import keys
 
 MODEL_YAML = """
 version: "integration-1"

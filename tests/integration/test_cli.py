@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from streams.dev.devstack import free_port
-from streams.dev.workerproc import WorkerProcess
-from streams.settings import Settings
+from leadpulse.streams.dev.devstack import free_port
+from leadpulse.streams.dev.workerproc import WorkerProcess
+from leadpulse.streams.settings import Settings
 from tests.integration.harness import READ_TOKEN, read_state, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,7 +40,7 @@ def leadpulse(
             }
         )
     return subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args],
+        [sys.executable, "-m", "leadpulse.streams.cli", *args],
         input=stdin,
         capture_output=True,
         text=True,
@@ -166,7 +166,7 @@ def test_dev_starts_the_stack_and_stops_everything_on_ctrl_c(tmp_path: Path) -> 
         [
             sys.executable,
             "-m",
-            "streams.cli",
+            "leadpulse.streams.cli",
             "dev",
             "--kafka-port",
             str(kafka_port),

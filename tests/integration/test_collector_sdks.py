@@ -28,12 +28,12 @@ from rudderstack.analytics import request as rudder_request
 from segment import analytics as segment
 from segment.analytics import request as segment_request
 
-from schemas import DeadLetter, original_payload
-from schemas.segment import message_digest
-from scoring import new_lead
-from streams.dev.devstack import DevStack, TansuBroker, create_topics, free_port
-from streams.dev.workerproc import CollectorProcess
-from streams.settings import Settings
+from leadpulse.schemas import DeadLetter, original_payload
+from leadpulse.schemas.segment import message_digest
+from leadpulse.scoring import new_lead
+from leadpulse.streams.dev.devstack import DevStack, TansuBroker, create_topics, free_port
+from leadpulse.streams.dev.workerproc import CollectorProcess
+from leadpulse.streams.settings import Settings
 from tests.integration.collector_harness import (
     Recorder,
     Rig,

@@ -20,11 +20,16 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer
 
-from streams.collector.sink import RECONNECT_EVERY, BrokerUnavailableError, KafkaSink, MemorySink
-from streams.dev.devstack import TansuBroker, create_topics, free_port
-from streams.errors import TransientError
-from streams.kafka.publisher import Outgoing
-from streams.settings import Settings
+from leadpulse.streams.collector.sink import (
+    RECONNECT_EVERY,
+    BrokerUnavailableError,
+    KafkaSink,
+    MemorySink,
+)
+from leadpulse.streams.dev.devstack import TansuBroker, create_topics, free_port
+from leadpulse.streams.errors import TransientError
+from leadpulse.streams.kafka.publisher import Outgoing
+from leadpulse.streams.settings import Settings
 
 N = 500
 TIMEOUT = 1.0

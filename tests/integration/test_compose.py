@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from streams.settings import Settings
+from leadpulse.streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -175,7 +175,7 @@ def test_monitoring_profile_scrapes_both_processes(compose: dict[str, Any]) -> N
 def test_deliver_profile_runs_the_deliverer_on_a_valid_destinations_file(
     compose: dict[str, Any],
 ) -> None:
-    from streams.delivery.config import load_destinations
+    from leadpulse.streams.delivery.config import load_destinations
 
     service = compose["services"]["deliver"]
     assert service["profiles"] == ["delivery"]
@@ -200,7 +200,11 @@ def test_dashboard_queries_only_metrics_that_exist() -> None:
 
     from prometheus_client import CollectorRegistry
 
-    from streams.observability.metrics import CollectorMetrics, DeliveryMetrics, WorkerMetrics
+    from leadpulse.streams.observability.metrics import (
+        CollectorMetrics,
+        DeliveryMetrics,
+        WorkerMetrics,
+    )
 
     registry = CollectorRegistry()
     WorkerMetrics(registry)

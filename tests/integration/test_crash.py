@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from scoring import engagement, parse_model
-from streams.dev.devstack import DevStack
-from streams.pipeline.processor import Processor
-from streams.pipeline.records import Record
-from streams.store import MemoryLeadStore, decode_state
+from leadpulse.scoring import engagement, parse_model
+from leadpulse.streams.dev.devstack import DevStack
+from leadpulse.streams.pipeline.processor import Processor
+from leadpulse.streams.pipeline.records import Record
+from leadpulse.streams.store import MemoryLeadStore, decode_state
 from tests.component.conftest import FakePublisher
 from tests.integration.harness import (
     MODEL_YAML,

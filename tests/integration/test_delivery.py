@@ -24,11 +24,11 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 from slack_sdk.models.blocks import Block
 
-from schemas.delivery import DeliveryFailure
-from streams.dev.devstack import DevStack
-from streams.dev.workerproc import DeliverProcess, worker_command
-from streams.settings import Settings
-from streams.store.redis import keys
+from leadpulse.schemas.delivery import DeliveryFailure
+from leadpulse.streams.dev.devstack import DevStack
+from leadpulse.streams.dev.workerproc import DeliverProcess, worker_command
+from leadpulse.streams.settings import Settings
+from leadpulse.streams.store.redis import keys
 from tests.integration.delivery_harness import (
     Receiver,
     always,

@@ -14,10 +14,10 @@ from typing import Any
 
 import redis
 
-from schemas.delivery import DeliveryFailure
-from streams.dev.devstack import DevStack
-from streams.dev.workerproc import DeliverProcess
-from streams.store.redis import keys
+from leadpulse.schemas.delivery import DeliveryFailure
+from leadpulse.streams.dev.devstack import DevStack
+from leadpulse.streams.dev.workerproc import DeliverProcess
+from leadpulse.streams.store.redis import keys
 from tests.integration.delivery_harness import (
     SECRET,
     always,

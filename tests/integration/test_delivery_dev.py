@@ -12,10 +12,10 @@ from pathlib import Path
 
 from kafka import KafkaProducer
 
-from schemas.codec import encode
-from streams.dev.devstack import free_port
-from streams.dev.workerproc import DeliverProcess
-from streams.settings import Settings
+from leadpulse.schemas.codec import encode
+from leadpulse.streams.dev.devstack import free_port
+from leadpulse.streams.dev.workerproc import DeliverProcess
+from leadpulse.streams.settings import Settings
 from tests.integration.delivery_harness import SECRET, ok, receiver, sample, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,7 +40,7 @@ def test_dev_with_destinations_delivers_and_stops_the_deliverer(tmp_path: Path) 
             [
                 sys.executable,
                 "-m",
-                "streams.cli",
+                "leadpulse.streams.cli",
                 "dev",
                 *("--kafka-port", str(kafka_port), "--redis-port", str(redis_port)),
                 *("--web-port", str(web_port), "--collector-port", str(collector_port)),
@@ -83,7 +83,7 @@ def test_dev_refuses_a_bad_destinations_file_before_starting_anything(tmp_path: 
     bad = tmp_path / "destinations.yaml"
     bad.write_text("allow_hosts: []\ndestinations:\n  - {name: crm, url: 'https://x.io/h'}\n")
     done = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "dev", "--destinations", str(bad)],
+        [sys.executable, "-m", "leadpulse.streams.cli", "dev", "--destinations", str(bad)],
         capture_output=True,
         text=True,
         cwd=ROOT,

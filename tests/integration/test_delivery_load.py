@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from streams.dev.devstack import DevStack
+from leadpulse.streams.dev.devstack import DevStack
 from tests.integration.delivery_harness import (
     SECRET,
     deliver_settings,

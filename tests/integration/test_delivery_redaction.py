@@ -19,15 +19,15 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
-from schemas.delivery import DeliveryFailure
-from streams.delivery.config import parse_destinations
-from streams.delivery.deliverer import Deliverer
-from streams.delivery.jobs import JobStore
-from streams.delivery.outbound import new_session
-from streams.dev.devstack import free_port
-from streams.kafka.publisher import Outgoing
-from streams.observability.metrics import DeliveryMetrics
-from streams.store.redis import keys
+from leadpulse.schemas.delivery import DeliveryFailure
+from leadpulse.streams.delivery.config import parse_destinations
+from leadpulse.streams.delivery.deliverer import Deliverer
+from leadpulse.streams.delivery.jobs import JobStore
+from leadpulse.streams.delivery.outbound import new_session
+from leadpulse.streams.dev.devstack import free_port
+from leadpulse.streams.kafka.publisher import Outgoing
+from leadpulse.streams.observability.metrics import DeliveryMetrics
+from leadpulse.streams.store.redis import keys
 from tests.dns_table import DnsTable
 from tests.integration.delivery_harness import SECRET, always, ok, receiver, sample, wait_until
 

@@ -36,7 +36,7 @@ START_TIMEOUT = 120.0
 def leadpulse_command() -> list[str]:
     """The installed console script next to this interpreter, else `python -m streams.cli`."""
     script = Path(sys.executable).with_name("leadpulse")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "streams.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "leadpulse.streams.cli"]
 
 
 def clean_environment() -> dict[str, str]:

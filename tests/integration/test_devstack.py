@@ -19,7 +19,13 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
-from streams.dev.devstack import DevStack, RedisServer, StackError, TansuBroker, create_topics
+from leadpulse.streams.dev.devstack import (
+    DevStack,
+    RedisServer,
+    StackError,
+    TansuBroker,
+    create_topics,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -242,7 +248,7 @@ def test_servers_die_with_a_killed_parent(tmp_path: Path) -> None:
     script = textwrap.dedent(
         f"""
         import sys, time
-        from streams.dev.devstack import DevStack
+        from leadpulse.streams.dev.devstack import DevStack
         dev = DevStack(workdir={str(tmp_path)!r}).start()
         print(dev.kafka.pid, dev.redis.pid, flush=True)
         time.sleep(60)

@@ -10,10 +10,10 @@ from typing import Any
 
 import redis
 
-from streams.dev.devstack import DevStack
-from streams.dev.workerproc import WorkerProcess, worker_command
-from streams.settings import Settings
-from streams.store.redis import keys
+from leadpulse.streams.dev.devstack import DevStack
+from leadpulse.streams.dev.workerproc import WorkerProcess, worker_command
+from leadpulse.streams.settings import Settings
+from leadpulse.streams.store.redis import keys
 from tests.integration.harness import produce, read_state, wait_for, worker_settings
 
 

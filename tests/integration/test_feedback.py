@@ -20,9 +20,9 @@ import pytest
 from segment import analytics as segment
 from segment.analytics import request as segment_request
 
-from schemas import DeadLetter, Stage
-from scoring import LeadState
-from streams.dev.devstack import DevStack
+from leadpulse.schemas import DeadLetter, Stage
+from leadpulse.scoring import LeadState
+from leadpulse.streams.dev.devstack import DevStack
 from tests.integration.collector_harness import (
     SDK_EVENTS,
     Rig,

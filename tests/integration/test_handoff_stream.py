@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from streams.dev.devstack import DevStack
+from leadpulse.streams.dev.devstack import DevStack
 from tests.integration.harness import READ_TOKEN, produce, start_worker, wait_for, worker_settings
 
 pytestmark = pytest.mark.integration

@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 import redis
 
-from streams.dev.devstack import DevStack, RedisServer
-from streams.dev.workerproc import WorkerProcess
+from leadpulse.streams.dev.devstack import DevStack, RedisServer
+from leadpulse.streams.dev.workerproc import WorkerProcess
 from tests.integration.harness import (
     owned_partitions,
     peer_settings,

@@ -19,9 +19,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from schemas import encode
-from scoring import evaluate, next_recycle_at, parse_model
-from streams.dev.devstack import DevStack
+from leadpulse.schemas import encode
+from leadpulse.scoring import evaluate, next_recycle_at, parse_model
+from leadpulse.streams.dev.devstack import DevStack
 from tests.integration.harness import (
     MODEL_YAML,
     poll_topic,

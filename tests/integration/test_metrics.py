@@ -24,9 +24,9 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.dev.devstack import DevStack, RedisServer, free_port
-from streams.dev.workerproc import WorkerProcess
-from streams.settings import Settings
+from leadpulse.streams.dev.devstack import DevStack, RedisServer, free_port
+from leadpulse.streams.dev.workerproc import WorkerProcess
+from leadpulse.streams.settings import Settings
 from tests.integration.faults import frozen
 from tests.integration.harness import produce, start_worker, wait_for, worker_settings
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.dev.devstack import DevStack, free_port
-from streams.settings import Settings
+from leadpulse.streams.dev.devstack import DevStack, free_port
+from leadpulse.streams.settings import Settings
 from tests.integration.harness import READ_TOKEN, port_open, start_worker, worker_settings
 
 pytestmark = pytest.mark.integration

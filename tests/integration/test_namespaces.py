@@ -10,8 +10,8 @@ from typing import Any
 
 import redis
 
-from streams.dev.devstack import DevStack
-from streams.dev.workerproc import WorkerProcess
+from leadpulse.streams.dev.devstack import DevStack
+from leadpulse.streams.dev.workerproc import WorkerProcess
 from tests.integration.harness import poll_topic, produce, read_state, wait_for, worker_settings
 
 

@@ -25,10 +25,10 @@ from pathlib import Path
 
 from kafka import KafkaProducer
 
-from schemas.codec import encode
-from streams.dev.devstack import free_port
-from streams.dev.workerproc import DeliverProcess
-from streams.settings import Settings
+from leadpulse.schemas.codec import encode
+from leadpulse.streams.dev.devstack import free_port
+from leadpulse.streams.dev.workerproc import DeliverProcess
+from leadpulse.streams.settings import Settings
 from tests.integration.delivery_harness import (
     SECRET,
     fails_first,
@@ -115,7 +115,7 @@ def test_a_full_dev_run_logs_no_secret(tmp_path: Path) -> None:
             [
                 sys.executable,
                 "-m",
-                "streams.cli",
+                "leadpulse.streams.cli",
                 "dev",
                 *("--kafka-port", str(kafka_port), "--redis-port", str(redis_port)),
                 *("--web-port", str(web_port), "--collector-port", str(collector_port)),

@@ -21,14 +21,14 @@ from pathlib import Path
 
 import pytest
 
-from schemas import StageTransition, encode
-from schemas.messages import Stage
-from scoring import LeadState
-from streams.dev.devstack import DevStack
-from streams.dev.workerproc import WorkerProcess
-from streams.settings import Settings
-from streams.store import Commit, encode_state
-from streams.store.redis import RedisLeadStore, connect
+from leadpulse.schemas import StageTransition, encode
+from leadpulse.schemas.messages import Stage
+from leadpulse.scoring import LeadState
+from leadpulse.streams.dev.devstack import DevStack
+from leadpulse.streams.dev.workerproc import WorkerProcess
+from leadpulse.streams.settings import Settings
+from leadpulse.streams.store import Commit, encode_state
+from leadpulse.streams.store.redis import RedisLeadStore, connect
 from tests.integration.harness import (
     owned_partitions,
     peer_settings,

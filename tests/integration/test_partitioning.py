@@ -8,8 +8,8 @@ from collections.abc import Callable
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.partitioner.default import murmur2 as kafka_python_murmur2
 
-from streams.kafka.partitioner import murmur2, partition_of
-from streams.store.redis.keys import shard_of
+from leadpulse.streams.kafka.partitioner import murmur2, partition_of
+from leadpulse.streams.store.redis.keys import shard_of
 
 
 def subjects() -> list[str]:

@@ -9,10 +9,16 @@ from typing import Any
 
 import pytest
 
-from schemas import BehaviorEvent, DeadLetter, decode_handoff, from_segment, original_payload
-from scoring import apply, engagement, new_lead, parse_model
-from streams.dev.workerproc import WorkerProcess
-from streams.settings import Settings
+from leadpulse.schemas import (
+    BehaviorEvent,
+    DeadLetter,
+    decode_handoff,
+    from_segment,
+    original_payload,
+)
+from leadpulse.scoring import apply, engagement, new_lead, parse_model
+from leadpulse.streams.dev.workerproc import WorkerProcess
+from leadpulse.streams.settings import Settings
 from tests.integration.harness import (
     MODEL_YAML,
     TopicReader,

@@ -24,10 +24,10 @@ from typing import Any
 import pytest
 import redis
 
-from streams.dev.devstack import DevStack
-from streams.dev.workerproc import WorkerProcess
-from streams.settings import Settings
-from streams.store.redis import keys
+from leadpulse.streams.dev.devstack import DevStack
+from leadpulse.streams.dev.workerproc import WorkerProcess
+from leadpulse.streams.settings import Settings
+from leadpulse.streams.store.redis import keys
 from tests.integration.faults import Topic, alive_check, poll, produce_at, state_of
 from tests.integration.harness import start_worker, worker_settings
 

@@ -24,11 +24,11 @@ from typing import Any
 import pytest
 import redis
 
-from streams.dev.devstack import DevStack, RedisServer, free_port
-from streams.dev.workerproc import WorkerProcess
-from streams.processes.lifecycle import EXIT_RESTART
-from streams.settings import Settings
-from streams.store.redis import keys
+from leadpulse.streams.dev.devstack import DevStack, RedisServer, free_port
+from leadpulse.streams.dev.workerproc import WorkerProcess
+from leadpulse.streams.processes.lifecycle import EXIT_RESTART
+from leadpulse.streams.settings import Settings
+from leadpulse.streams.store.redis import keys
 from tests.integration.faults import sigkill
 from tests.integration.harness import port_open, produce, read_state, wait_for, worker_settings
 
@@ -164,7 +164,7 @@ class Dev:
 
     def __init__(self, workdir: Path, kafka_port: int, redis_port: int) -> None:
         self.workdir = workdir
-        argv = [sys.executable, "-m", "streams.cli", "dev"]
+        argv = [sys.executable, "-m", "leadpulse.streams.cli", "dev"]
         argv += ["--kafka-port", str(kafka_port), "--redis-port", str(redis_port)]
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         self.process = subprocess.Popen(

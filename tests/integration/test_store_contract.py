@@ -21,10 +21,10 @@ import redis.asyncio as aioredis
 from redis.exceptions import MaxConnectionsError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from streams.dev.devstack import RedisServer, free_port
-from streams.settings import Settings
-from streams.store import SEEN_WINDOW, Commit, LeadStore, MemoryLeadStore, Watermark
-from streams.store.redis import RedisLeadStore, connect, keys, lead_fields
+from leadpulse.streams.dev.devstack import RedisServer, free_port
+from leadpulse.streams.settings import Settings
+from leadpulse.streams.store import SEEN_WINDOW, Commit, LeadStore, MemoryLeadStore, Watermark
+from leadpulse.streams.store.redis import RedisLeadStore, connect, keys, lead_fields
 
 pytestmark = pytest.mark.integration
 

@@ -19,10 +19,10 @@ from datetime import UTC, datetime
 import pytest
 import redis
 
-from scoring import parse_model
-from streams.dev.devstack import DevStack, free_port
-from streams.settings import Settings
-from streams.store.redis import keys
+from leadpulse.scoring import parse_model
+from leadpulse.streams.dev.devstack import DevStack, free_port
+from leadpulse.streams.settings import Settings
+from leadpulse.streams.store.redis import keys
 from tests.integration.faults import health, poll, produce_at
 from tests.integration.harness import (
     ADMIN_TOKEN,

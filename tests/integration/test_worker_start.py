@@ -5,8 +5,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from streams.dev.devstack import DevStack
-from streams.dev.workerproc import worker_command
+from leadpulse.streams.dev.devstack import DevStack
+from leadpulse.streams.dev.workerproc import worker_command
 from tests.integration.harness import worker_settings
 
 

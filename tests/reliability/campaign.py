@@ -29,12 +29,12 @@ import redis
 from kafka import KafkaProducer
 from kafka.partitioner.default import murmur2
 
-from scoring import LeadState, ScoringModel, engagement, parse_model
-from streams.pipeline.processor import Processor
-from streams.pipeline.records import Record, Topics
-from streams.settings import Settings
-from streams.store import Commit, MemoryLeadStore, decode_state
-from streams.store.redis import keys
+from leadpulse.scoring import LeadState, ScoringModel, engagement, parse_model
+from leadpulse.streams.pipeline.processor import Processor
+from leadpulse.streams.pipeline.records import Record, Topics
+from leadpulse.streams.settings import Settings
+from leadpulse.streams.store import Commit, MemoryLeadStore, decode_state
+from leadpulse.streams.store.redis import keys
 from tests.component.conftest import FakePublisher
 from tests.integration.harness import poll_topic
 

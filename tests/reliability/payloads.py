@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from schemas import limits
+from leadpulse.schemas import limits
 
 MAX_OVERSIZED_BYTES = 600 * 1024
 """Oversized payloads stay below ~600 KiB so that the campaign can match each

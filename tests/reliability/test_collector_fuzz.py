@@ -44,16 +44,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kafka import KafkaConsumer
 
-from schemas import decode_dead_letter, decode_event
-from schemas.segment import SUPPORTED_TYPES
-from streams.collector.app import RUNNER_OPTIONS, Collector, CollectorConfig
-from streams.collector.auth import WriteKeys
-from streams.collector.intake import BATCH_PATHS, CALL_PATHS
-from streams.collector.sink import KafkaSink, MemorySink
-from streams.dev.devstack import DevStack, create_topics
-from streams.kafka.publisher import Outgoing
-from streams.processes.collector import public_application
-from streams.settings import Settings
+from leadpulse.schemas import decode_dead_letter, decode_event
+from leadpulse.schemas.segment import SUPPORTED_TYPES
+from leadpulse.streams.collector.app import RUNNER_OPTIONS, Collector, CollectorConfig
+from leadpulse.streams.collector.auth import WriteKeys
+from leadpulse.streams.collector.intake import BATCH_PATHS, CALL_PATHS
+from leadpulse.streams.collector.sink import KafkaSink, MemorySink
+from leadpulse.streams.dev.devstack import DevStack, create_topics
+from leadpulse.streams.kafka.publisher import Outgoing
+from leadpulse.streams.processes.collector import public_application
+from leadpulse.streams.settings import Settings
 
 REQUESTS = int(os.environ.get("LEADPULSE_COLLECTOR_FUZZ_REQUESTS", "5000"))
 KAFKA_REQUESTS = REQUESTS * 3 // 50

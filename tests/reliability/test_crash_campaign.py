@@ -32,10 +32,10 @@ from typing import Any
 import pytest
 import redis
 
-from streams.dev.devstack import DevStack, RedisServer, free_port
-from streams.dev.workerproc import WorkerProcess
-from streams.settings import Settings
-from streams.store.redis import keys
+from leadpulse.streams.dev.devstack import DevStack, RedisServer, free_port
+from leadpulse.streams.dev.workerproc import WorkerProcess
+from leadpulse.streams.settings import Settings
+from leadpulse.streams.store.redis import keys
 from tests.integration.harness import start_worker, worker_settings
 from tests.reliability.campaign import (
     CAMPAIGN_MODEL,

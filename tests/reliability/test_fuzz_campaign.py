@@ -36,7 +36,7 @@ from typing import Any
 
 import pytest
 
-from schemas import (
+from leadpulse.schemas import (
     BehaviorEvent,
     DeadLetter,
     DecodeError,
@@ -46,10 +46,10 @@ from schemas import (
     encode,
     original_payload,
 )
-from scoring import LeadState, apply, new_lead, next_recycle_at
-from streams.dev.devstack import DevStack
-from streams.dev.workerproc import WorkerProcess
-from streams.settings import Settings
+from leadpulse.scoring import LeadState, apply, new_lead, next_recycle_at
+from leadpulse.streams.dev.devstack import DevStack
+from leadpulse.streams.dev.workerproc import WorkerProcess
+from leadpulse.streams.settings import Settings
 from tests.integration.harness import start_worker, worker_settings
 from tests.reliability.campaign import (
     CAMPAIGN_MODEL,

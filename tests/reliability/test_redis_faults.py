@@ -29,10 +29,10 @@ from typing import Any
 
 import pytest
 
-from streams.dev.devstack import DevStack, RedisServer, free_port
-from streams.dev.workerproc import WorkerProcess
-from streams.processes.lifecycle import EXIT_RESTART
-from streams.settings import Settings
+from leadpulse.streams.dev.devstack import DevStack, RedisServer, free_port
+from leadpulse.streams.dev.workerproc import WorkerProcess
+from leadpulse.streams.processes.lifecycle import EXIT_RESTART
+from leadpulse.streams.settings import Settings
 from tests.integration.faults import (
     AofMark,
     Topic,

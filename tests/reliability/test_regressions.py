@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from schemas import DecodeError, dead_letter, decode_dead_letter, encode
-from scoring import next_recycle_at
-from streams.dev.devstack import DevStack
-from streams.pipeline.processor import Processor
-from streams.pipeline.records import Record
-from streams.store import MemoryLeadStore, decode_state
-from streams.store.redis import RedisLeadStore, keys
+from leadpulse.schemas import DecodeError, dead_letter, decode_dead_letter, encode
+from leadpulse.scoring import next_recycle_at
+from leadpulse.streams.dev.devstack import DevStack
+from leadpulse.streams.pipeline.processor import Processor
+from leadpulse.streams.pipeline.records import Record
+from leadpulse.streams.store import MemoryLeadStore, decode_state
+from leadpulse.streams.store.redis import RedisLeadStore, keys
 from tests.component.conftest import FakePublisher
 from tests.integration.harness import read_state, start_worker, wait_for, worker_settings
 from tests.reliability.campaign import CAMPAIGN_MODEL, partition_of, produce_records

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from schemas import BehaviorEvent, Handoff, decode_handoff, encode, from_segment
-from scoring import LeadState, apply, apply_many, explain, merge, new_lead
-from scoring.engine import is_account_id
-from scoring.fit import merge_account_traits
+from leadpulse.schemas import BehaviorEvent, Handoff, decode_handoff, encode, from_segment
+from leadpulse.scoring import LeadState, apply, apply_many, explain, merge, new_lead
+from leadpulse.scoring.engine import is_account_id
+from leadpulse.scoring.fit import merge_account_traits
 from tests.unit.test_bounded_state import TIGHT
 from tests.unit.test_schemas import transition
 from tests.unit.test_scoring_engine import MODEL, event

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from streams.http.auth import (
+from leadpulse.streams.http.auth import (
     COOKIE,
     ApiTokens,
     Denied,
@@ -20,7 +20,7 @@ from streams.http.auth import (
     page_access,
     without_token,
 )
-from streams.settings import Settings, parse_api_tokens
+from leadpulse.streams.settings import Settings, parse_api_tokens
 
 ADMIN = "tk_admin_0123456789abcdef"
 READ = "tk_read_0123456789abcdefg"

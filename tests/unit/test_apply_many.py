@@ -21,8 +21,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas import BehaviorEvent, RuleContribution, Stage, StageTransition
-from scoring import (
+from leadpulse.schemas import BehaviorEvent, RuleContribution, Stage, StageTransition
+from leadpulse.scoring import (
     Clamp,
     LeadState,
     RuleState,
@@ -36,9 +36,9 @@ from scoring import (
     parse_model,
     transition_id,
 )
-from scoring.epoch import from_epoch, to_epoch
-from scoring.fit import fit_points, merge_traits
-from scoring.recycle import Term, first_below, horizon, lower_bound
+from leadpulse.scoring.epoch import from_epoch, to_epoch
+from leadpulse.scoring.fit import fit_points, merge_traits
+from leadpulse.scoring.recycle import Term, first_below, horizon, lower_bound
 from tests.unit.test_scoring_engine import MODEL, MODEL_TEXT, T0
 
 CHECK = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -10,11 +10,11 @@ import pytest
 import yaml
 from pydantic import BaseModel, Field
 
-from schemas import json_schemas
-from schemas.asyncapi import AsyncAPISchemaError, to_asyncapi_schemas
-from streams.cli import main
-from streams.cli.asyncapi import default_document, render
-from streams.settings import Settings
+from leadpulse.schemas import json_schemas
+from leadpulse.schemas.asyncapi import AsyncAPISchemaError, to_asyncapi_schemas
+from leadpulse.streams.cli import main
+from leadpulse.streams.cli.asyncapi import default_document, render
+from leadpulse.streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKED_IN = ROOT / "docs" / "asyncapi.yaml"

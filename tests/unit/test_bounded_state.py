@@ -6,8 +6,8 @@ from typing import Any
 
 from pydantic import JsonValue
 
-from schemas import Handoff, Stage
-from scoring import (
+from leadpulse.schemas import Handoff, Stage
+from leadpulse.scoring import (
     LeadState,
     RuleState,
     apply,
@@ -17,7 +17,7 @@ from scoring import (
     new_lead,
     parse_model,
 )
-from scoring.fit import fits, merge_traits
+from leadpulse.scoring.fit import fits, merge_traits
 from tests.unit.test_scoring_engine import E0, MODEL_TEXT, event
 
 # fit reads `tier`; the profile adds `title`: both are declared, never dropped for room

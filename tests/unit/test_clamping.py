@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from schemas import BehaviorEvent, decode_event, decode_transition, encode
-from scoring import Clamp, LeadState, RuleState, apply, explain, merge, new_lead, to_epoch
-from streams.pipeline.processor import Processor, _latest
-from streams.pipeline.records import Record, Topics
-from streams.store import MemoryLeadStore, decode_state
+from leadpulse.schemas import BehaviorEvent, decode_event, decode_transition, encode
+from leadpulse.scoring import Clamp, LeadState, RuleState, apply, explain, merge, new_lead, to_epoch
+from leadpulse.streams.pipeline.processor import Processor, _latest
+from leadpulse.streams.pipeline.records import Record, Topics
+from leadpulse.streams.store import MemoryLeadStore, decode_state
 from tests.component.conftest import FakePublisher
 from tests.unit.test_scoring_engine import E0, MODEL, event
 
@@ -116,7 +116,7 @@ def test_a_record_time_ahead_of_the_wall_clock_bounds_by_the_wall_clock() -> Non
 
 
 def test_a_tracker_cannot_claim_its_time_was_clamped() -> None:
-    from schemas import decode_event
+    from leadpulse.schemas import decode_event
 
     body = {
         "event_id": "e-claim",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from streams.cli.format import format_lead
+from leadpulse.streams.cli.format import format_lead
 
 
 def view(**explanation: object) -> dict[str, object]:

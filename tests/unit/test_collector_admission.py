@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from streams.collector.admission import InFlight, RateLimits, TokenBucket
-from streams.settings import Settings
+from leadpulse.streams.collector.admission import InFlight, RateLimits, TokenBucket
+from leadpulse.streams.settings import Settings
 
 
 class Clock:

@@ -7,8 +7,8 @@ import hmac
 
 import pytest
 
-from streams.collector import auth
-from streams.collector.auth import Source, WriteKeys, basic_username
+from leadpulse.streams.collector import auth
+from leadpulse.streams.collector.auth import Source, WriteKeys, basic_username
 
 KEYS = {
     "wk_website_0123456789abcdef": "website",

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from streams.collector import body
-from streams.collector.body import MAX_NESTING, BodyError, decoded, parsed
+from leadpulse.streams.collector import body
+from leadpulse.streams.collector.body import MAX_NESTING, BodyError, decoded, parsed
 
 LIMIT = 100_000
 DOC = json.dumps({"batch": [{"type": "track", "event": "x", "userId": "u"}] * 50}).encode()

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from schemas import SALES_ONLY_EVENTS, BehaviorEvent, decode_event
-from schemas.segment import SUPPORTED_TYPES
-from streams.collector.auth import Source
-from streams.collector.body import MAX_NESTING, BodyError, parsed
-from streams.collector.intake import (
+from leadpulse.schemas import SALES_ONLY_EVENTS, BehaviorEvent, decode_event
+from leadpulse.schemas.segment import SUPPORTED_TYPES
+from leadpulse.streams.collector.auth import Source
+from leadpulse.streams.collector.body import MAX_NESTING, BodyError, parsed
+from leadpulse.streams.collector.intake import (
     BATCH_PATHS,
     CALL_PATHS,
     Intake,

@@ -38,9 +38,17 @@ def reaching(folder: str, forbidden: tuple[str, ...]) -> dict[str, list[str]]:
 @pytest.mark.parametrize(
     ("folder", "forbidden"),
     [
-        ("dev", ("streams.cli",)),
-        ("processes", ("streams.cli", "streams.dev")),
-        ("collector", ("streams.cli", "streams.dev", "streams.processes", "streams.http")),
+        ("dev", ("leadpulse.streams.cli",)),
+        ("processes", ("leadpulse.streams.cli", "leadpulse.streams.dev")),
+        (
+            "collector",
+            (
+                "leadpulse.streams.cli",
+                "leadpulse.streams.dev",
+                "leadpulse.streams.processes",
+                "leadpulse.streams.http",
+            ),
+        ),
     ],
 )
 def test_no_import_points_back_up(folder: str, forbidden: tuple[str, ...]) -> None:
@@ -49,7 +57,9 @@ def test_no_import_points_back_up(folder: str, forbidden: tuple[str, ...]) -> No
 
 def test_the_collector_command_only_calls_its_process() -> None:
     names = imported(STREAMS / "cli" / "collect.py")
-    assert "streams.processes.collector.run_collector" in names
+    assert "leadpulse.streams.processes.collector.run_collector" in names
     assert not {
-        n for n in names if n.startswith(("streams.collector.app", "streams.collector.sink"))
+        n
+        for n in names
+        if n.startswith(("leadpulse.streams.collector.app", "leadpulse.streams.collector.sink"))
     }

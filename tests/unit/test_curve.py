@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas import BehaviorEvent
-from scoring import LeadState, apply, engagement, new_lead, parse_model, to_epoch
-from scoring.curve import SAMPLES, Curve, curve, sample_times
+from leadpulse.schemas import BehaviorEvent
+from leadpulse.scoring import LeadState, apply, engagement, new_lead, parse_model, to_epoch
+from leadpulse.scoring.curve import SAMPLES, Curve, curve, sample_times
 
 PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

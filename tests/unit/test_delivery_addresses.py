@@ -11,9 +11,9 @@ import socket
 
 import pytest
 
-from streams.delivery.addresses import RefusedError, check_host, ip_of, unroutable
-from streams.delivery.outbound import Answer, GuardedResolver
-from streams.errors import PermanentError
+from leadpulse.streams.delivery.addresses import RefusedError, check_host, ip_of, unroutable
+from leadpulse.streams.delivery.outbound import Answer, GuardedResolver
+from leadpulse.streams.errors import PermanentError
 from tests.dns_table import DnsTable
 
 NOT_ROUTABLE = ", not globally routable"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.delivery.config import (
+from leadpulse.streams.delivery.config import (
     DEFAULT_SCHEDULE,
     DestinationsError,
     load_destinations,

@@ -7,8 +7,8 @@ import socket
 
 import pytest
 
-from streams.delivery.addresses import RefusedError
-from streams.delivery.outbound import GuardedResolver, retry_after
+from leadpulse.streams.delivery.addresses import RefusedError
+from leadpulse.streams.delivery.outbound import GuardedResolver, retry_after
 
 
 async def test_a_name_resolving_to_loopback_is_refused_unless_listed() -> None:

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from slack_sdk.models.blocks import Block, ContextBlock, HeaderBlock, SectionBlock
 
-from schemas.messages import Handoff, RuleContribution, Stage, StageTransition
-from streams.delivery.payloads import ago, json_body, slack_message
+from leadpulse.schemas.messages import Handoff, RuleContribution, Stage, StageTransition
+from leadpulse.streams.delivery.payloads import ago, json_body, slack_message
 
 NOW = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 

@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 import pytest
 from prometheus_client import CollectorRegistry
 
-from schemas.messages import Handoff, Stage, StageTransition
-from streams.delivery.config import parse_destinations
-from streams.delivery.deliverer import MAX_RETRY_AFTER, Deliverer
-from streams.delivery.outbound import Answer
-from streams.observability.metrics import DeliveryMetrics
-from streams.store.redis import keys
+from leadpulse.schemas.messages import Handoff, Stage, StageTransition
+from leadpulse.streams.delivery.config import parse_destinations
+from leadpulse.streams.delivery.deliverer import MAX_RETRY_AFTER, Deliverer
+from leadpulse.streams.delivery.outbound import Answer
+from leadpulse.streams.observability.metrics import DeliveryMetrics
+from leadpulse.streams.store.redis import keys
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 FILE = f"""

@@ -7,7 +7,7 @@ import time
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from streams.delivery.signing import SecretError, new_secret, secret_key, sign_headers
+from leadpulse.streams.delivery.signing import SecretError, new_secret, secret_key, sign_headers
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 OTHER = new_secret()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.dev import demo, devstack
+from leadpulse.streams.dev import demo, devstack
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
@@ -57,9 +57,10 @@ sys.meta_path.insert(0, Block())
 def test_the_production_processes_import_without_the_extras() -> None:
     """A subprocess where the dev and test extras cannot be imported, as in the image."""
     code = BLOCK + (
-        "import streams.cli, streams.cli.parser, streams.processes.worker,"
-        " streams.processes.collector, streams.delivery.service\n"
-        "streams.cli.parser.build_parser()\n"
+        "import leadpulse.streams.cli, leadpulse.streams.cli.parser,"
+        " leadpulse.streams.processes.worker, leadpulse.streams.processes.collector,"
+        " leadpulse.streams.delivery.service\n"
+        "leadpulse.streams.cli.parser.build_parser()\n"
         "print('imported')\n"
     )
     done = subprocess.run(
@@ -92,3 +93,20 @@ def test_without_the_sdk_the_demo_says_which_extra_to_install(
     monkeypatch.setitem(sys.modules, "segment.analytics.client", None)
     with pytest.raises(devstack.StackError, match=r"segment-analytics-python is not installed"):
         demo.send_through_collector("http://127.0.0.1:1", "key", [], {})
+
+
+def test_every_source_package_installs_under_leadpulse() -> None:
+    """The explicit package list (package-dir maps the folders) misses no folder."""
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert setuptools["package-dir"] == {
+        "leadpulse.streams": "streams",
+        "leadpulse.scoring": "scoring",
+        "leadpulse.schemas": "schemas",
+    }
+    folders = {
+        "leadpulse." + ".".join(init.parent.relative_to(ROOT).parts)
+        for top in ("streams", "scoring", "schemas")
+        for init in (ROOT / top).rglob("__init__.py")
+    }
+    assert set(setuptools["packages"]) == folders
+    assert PROJECT["scripts"] == {"leadpulse": "leadpulse.streams.cli:main"}

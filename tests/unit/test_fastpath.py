@@ -13,10 +13,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import scoring.engine
-import scoring.fastpath
-from schemas import Stage
-from scoring import (
+import leadpulse.scoring.engine
+import leadpulse.scoring.fastpath
+from leadpulse.schemas import Stage
+from leadpulse.scoring import (
     LeadState,
     RuleState,
     ScoringModel,
@@ -26,14 +26,14 @@ from scoring import (
     evaluate,
     next_recycle_at,
 )
-from scoring.decay import contribution
-from scoring.engine import terms
-from scoring.fastpath import Row, first_below, first_dip, lower_bound, parts, rows, total
-from scoring.model import ModelSpec
-from scoring.recycle import TOLERANCE, Term, horizon
-from scoring.recycle import first_below as plain_first_below
-from scoring.recycle import lower_bound as plain_lower_bound
-from scoring.recycle import total as plain_total
+from leadpulse.scoring.decay import contribution
+from leadpulse.scoring.engine import terms
+from leadpulse.scoring.fastpath import Row, first_below, first_dip, lower_bound, parts, rows, total
+from leadpulse.scoring.model import ModelSpec
+from leadpulse.scoring.recycle import TOLERANCE, Term, horizon
+from leadpulse.scoring.recycle import first_below as plain_first_below
+from leadpulse.scoring.recycle import lower_bound as plain_lower_bound
+from leadpulse.scoring.recycle import total as plain_total
 from tests.unit.test_scoring_engine import E0
 
 MANY = settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -154,7 +154,7 @@ def test_engine_reads_equal_decay_contribution(
     assert contributions(state, at, model) == expected
     plain = max(0.0, sum((capped for _, capped, _ in expected), 0.0))
     assert engagement(state, at, model) == plain
-    assert scoring.engine._engagement(state.rules, at, model) == plain
+    assert leadpulse.scoring.engine._engagement(state.rules, at, model) == plain
     assert rows(state.rules, model.decay_specs) == flat(terms(state, model))
 
 
@@ -256,7 +256,7 @@ def test_first_below_on_the_default_models_leads() -> None:
 
 def test_per_model_lookups_live_on_the_model() -> None:
     """Caches keyed by id(model) can outlive the model and match a new one at its address."""
-    for module in (scoring.engine, scoring.fastpath):
+    for module in (leadpulse.scoring.engine, leadpulse.scoring.fastpath):
         mutable = [
             name
             for name, value in vars(module).items()

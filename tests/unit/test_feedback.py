@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from schemas import (
+from leadpulse.schemas import (
     SALES_ONLY_EVENTS,
     BehaviorEvent,
     DecodeError,
@@ -17,7 +17,7 @@ from schemas import (
     decode_event,
     from_segment,
 )
-from schemas.feedback import (
+from leadpulse.schemas.feedback import (
     FEEDBACK_EVENTS,
     FRAMEWORK_CRITERIA,
     CriterionStatus,
@@ -29,9 +29,9 @@ from schemas.feedback import (
     feedback_schemas,
     parse_feedback,
 )
-from scoring import RESERVED_EVENTS, LeadState, apply, evaluate, new_lead, parse_model
-from scoring.frameworks import check_sql
-from scoring.model import ScoringModel
+from leadpulse.scoring import RESERVED_EVENTS, LeadState, apply, evaluate, new_lead, parse_model
+from leadpulse.scoring.frameworks import check_sql
+from leadpulse.scoring.model import ScoringModel
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 

@@ -17,9 +17,9 @@ from typing import Any
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from schemas import BehaviorEvent, Stage, StageTransition
-from schemas.feedback import FRAMEWORK_CRITERIA, CriterionStatus, Framework
-from scoring import LeadState, apply, evaluate, new_lead, parse_model
+from leadpulse.schemas import BehaviorEvent, Stage, StageTransition
+from leadpulse.schemas.feedback import FRAMEWORK_CRITERIA, CriterionStatus, Framework
+from leadpulse.scoring import LeadState, apply, evaluate, new_lead, parse_model
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from scoring import explain
-from scoring.feedback import sales_view
-from streams.cli.format import format_lead
-from streams.http.leadpage import render
+from leadpulse.scoring import explain
+from leadpulse.scoring.feedback import sales_view
+from leadpulse.streams.cli.format import format_lead
+from leadpulse.streams.http.leadpage import render
 from tests.unit.test_feedback import MEDDIC, Lead
 
 

@@ -16,13 +16,20 @@ from __future__ import annotations
 import base64
 from datetime import UTC, datetime, timedelta
 
-from schemas import BehaviorEvent, Handoff, Stage, from_segment
-from schemas.segment import message_digest
-from scoring import TRANSITION_NAMESPACE, apply, evaluate, new_lead, parse_model, transition_id
-from streams.delivery.payloads import message_id
-from streams.delivery.signing import secret_key, sign_headers
-from streams.pipeline.identity import merge_markers
-from streams.store.redis.wire import id_digest
+from leadpulse.schemas import BehaviorEvent, Handoff, Stage, from_segment
+from leadpulse.schemas.segment import message_digest
+from leadpulse.scoring import (
+    TRANSITION_NAMESPACE,
+    apply,
+    evaluate,
+    new_lead,
+    parse_model,
+    transition_id,
+)
+from leadpulse.streams.delivery.payloads import message_id
+from leadpulse.streams.delivery.signing import secret_key, sign_headers
+from leadpulse.streams.pipeline.identity import merge_markers
+from leadpulse.streams.store.redis.wire import id_digest
 
 MODEL = parse_model(
     """\

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from streams.observability.health import Health
+from leadpulse.streams.observability.health import Health
 
 NOW = 1_000.0
 SECRET = "sk_live_51HxQ7Jc2eZvKYlo2C8PQ"

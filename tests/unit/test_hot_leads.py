@@ -8,13 +8,19 @@ from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
 
-from schemas import Handoff, encode
-from scoring import engagement, to_epoch
-from streams.http.handoffs import HandoffFeed, Subscriber, SubscriberDroppedError, event, summary
-from streams.http.hotpage import CANDIDATES, hot_json, hot_leads, render_hot
-from streams.pipeline.hotindex import repair_hot
-from streams.settings import Settings
-from streams.store import Commit, MemoryLeadStore, encode_state
+from leadpulse.schemas import Handoff, encode
+from leadpulse.scoring import engagement, to_epoch
+from leadpulse.streams.http.handoffs import (
+    HandoffFeed,
+    Subscriber,
+    SubscriberDroppedError,
+    event,
+    summary,
+)
+from leadpulse.streams.http.hotpage import CANDIDATES, hot_json, hot_leads, render_hot
+from leadpulse.streams.pipeline.hotindex import repair_hot
+from leadpulse.streams.settings import Settings
+from leadpulse.streams.store import Commit, MemoryLeadStore, encode_state
 from tests.unit.test_lead_page import EVIL, MODEL, T0, fold, pricing
 from tests.unit.test_lead_page import event as lead_event
 
@@ -154,6 +160,6 @@ async def test_a_subscriber_returns_its_item_before_a_drop_and_sse_framing() -> 
 
 
 def test_times_are_written_as_the_script_writes_them() -> None:
-    from streams.http.hotpage import iso_ms
+    from leadpulse.streams.http.hotpage import iso_ms
 
     assert iso_ms(to_epoch(T0) + 0.1234) == "2026-11-22T10:00:00.123Z"

@@ -26,7 +26,10 @@ def imported(package: str) -> dict[str, set[str]]:
 
 @pytest.mark.parametrize(
     ("package", "forbidden"),
-    [("pipeline", ("streams.http",)), ("http", ("streams.pipeline", "streams.processes"))],
+    [
+        ("pipeline", ("leadpulse.streams.http",)),
+        ("http", ("leadpulse.streams.pipeline", "leadpulse.streams.processes")),
+    ],
 )
 def test_no_import_between_pipeline_and_http(package: str, forbidden: tuple[str, ...]) -> None:
     modules = imported(package)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from streams.kafka.transport import WRITTEN_FOR, check_versions
+from leadpulse.streams.kafka.transport import WRITTEN_FOR, check_versions
 
 ROOT = Path(__file__).resolve().parents[2]
 PRIVATE = re.compile(

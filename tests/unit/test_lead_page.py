@@ -7,10 +7,18 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from schemas import BehaviorEvent
-from scoring import LeadState, apply, explain, explanation_dict, new_lead, parse_model, to_epoch
-from streams.http.leadpage import HEADERS, lead_page, render
-from streams.store import Commit, MemoryLeadStore, encode_state
+from leadpulse.schemas import BehaviorEvent
+from leadpulse.scoring import (
+    LeadState,
+    apply,
+    explain,
+    explanation_dict,
+    new_lead,
+    parse_model,
+    to_epoch,
+)
+from leadpulse.streams.http.leadpage import HEADERS, lead_page, render
+from leadpulse.streams.store import Commit, MemoryLeadStore, encode_state
 
 MODEL = parse_model(
     """\

@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from streams.dev.workerproc import supervise
-from streams.processes.lifecycle import EXIT_RESTART
+from leadpulse.streams.dev.workerproc import supervise
+from leadpulse.streams.processes.lifecycle import EXIT_RESTART
 
 
 def exits_with(tmp_path: Path, codes: list[int]) -> list[str]:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from schemas import BehaviorEvent, Handoff, Stage, StageTransition
-from schemas.feedback import Framework
-from scoring import (
+from leadpulse.schemas import BehaviorEvent, Handoff, Stage, StageTransition
+from leadpulse.schemas.feedback import Framework
+from leadpulse.scoring import (
     ModelError,
     apply,
     default_model,
@@ -23,7 +23,7 @@ from scoring import (
     parse_model,
     summary,
 )
-from scoring.model import ScoringModel
+from leadpulse.scoring.model import ScoringModel
 from tests.unit.test_model_loader import BASE
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from scoring import ModelError, default_model, load_model, parse_model, summary
-from scoring.model import ModelSpecError, ScoringModel
+from leadpulse.scoring import ModelError, default_model, load_model, parse_model, summary
+from leadpulse.scoring.model import ModelSpecError, ScoringModel
 
 BASE = """\
 version: "t-1"
@@ -721,7 +721,7 @@ def test_declared_events_map_segment_names() -> None:
     }
     with pytest.raises(TypeError):
         model.event_names["x"] = "y"  # type: ignore[index]
-    from schemas import from_segment
+    from leadpulse.schemas import from_segment
 
     event = from_segment(
         {"type": "track", "event": "Signed Up", "userId": "lead-1", "messageId": "m"},

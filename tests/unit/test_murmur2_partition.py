@@ -7,7 +7,7 @@ import random
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 
-from streams.kafka.partitioner import default_partition, murmur2
+from leadpulse.streams.kafka.partitioner import default_partition, murmur2
 
 
 def test_murmur2_equals_aiokafka_for_every_length_and_byte() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from streams.observability.health import Health, readiness
+from leadpulse.streams.observability.health import Health, readiness
 
 NOW = 1_000.0
 

@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 from redis.asyncio.connection import Connection
 
-from scoring import LeadState
-from streams.store import decode_state, encode_state
-from streams.store.redis import id_digest, in_window, pack
-from streams.store.redis.wire import lead_fields
+from leadpulse.scoring import LeadState
+from leadpulse.streams.store import decode_state, encode_state
+from leadpulse.streams.store.redis import id_digest, in_window, pack
+from leadpulse.streams.store.redis.wire import lead_fields
 
 COMMANDS: list[tuple[Any, ...]] = [
     ("EVALSHA", "f" * 40, 3, "lp:{a}:state", "lp:{a}:alias", "lp:{a}:outbox", b"1"),

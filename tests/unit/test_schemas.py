@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas import (
+from leadpulse.schemas import (
     BehaviorEvent,
     DecodeError,
     Handoff,
@@ -392,7 +392,7 @@ def test_dead_letter_keeps_control_characters_compact_and_cuts_huge_payloads() -
 
 def test_lenient_transition_decoding_ignores_fields_a_newer_release_added() -> None:
     """Outbox entries written by a newer release are still published during an upgrade."""
-    from schemas import decode_transition
+    from leadpulse.schemas import decode_transition
 
     body = {
         "transition_id": "t-1",

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas import BehaviorEvent, Handoff, Stage, StageTransition
-from scoring import (
+from leadpulse.schemas import BehaviorEvent, Handoff, Stage, StageTransition
+from leadpulse.scoring import (
     FLOOR_PART,
     LeadState,
     RuleState,
@@ -35,7 +35,7 @@ from scoring import (
     to_epoch,
     transition_id,
 )
-from scoring.decay import contribution
+from leadpulse.scoring.decay import contribution
 
 PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 HEAVY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

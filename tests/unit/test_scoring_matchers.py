@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scoring import format_duration, parse_duration
-from scoring.matchers import Condition, same
-from scoring.model import EngagementRule, FitRule
+from leadpulse.scoring import format_duration, parse_duration
+from leadpulse.scoring.matchers import Condition, same
+from leadpulse.scoring.model import EngagementRule, FitRule
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from schemas import (
+from leadpulse.schemas import (
     SALES_ONLY_EVENTS,
     BehaviorEvent,
     DecodeError,
@@ -19,7 +19,7 @@ from schemas import (
     limits,
     merge_batch_item,
 )
-from schemas.segment import (
+from leadpulse.schemas.segment import (
     CONTEXT_STRING_LIMITS,
     SUPPORTED_TYPES,
     event_time,
@@ -27,7 +27,7 @@ from schemas.segment import (
     normalise_event_name,
     trim_json,
 )
-from scoring import RESERVED_EVENTS
+from leadpulse.scoring import RESERVED_EVENTS
 
 RECEIVED = datetime(2026, 11, 22, 10, 0, 30, tzinfo=UTC)
 EVENTS = {"Demo Requested": "demo_request", "Signed Up": "trial_signup"}

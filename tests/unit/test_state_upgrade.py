@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from schemas import BehaviorEvent, Stage
-from scoring import (
+from leadpulse.schemas import BehaviorEvent, Stage
+from leadpulse.scoring import (
     LeadState,
     apply_many,
     default_model,

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from schemas import Stage
-from scoring import LeadState
-from scoring.decay import RuleState
-from streams.errors import CorruptStateError, PermanentError
-from streams.store.codec import FORMAT, decode_state, encode_state
+from leadpulse.schemas import Stage
+from leadpulse.scoring import LeadState
+from leadpulse.scoring.decay import RuleState
+from leadpulse.streams.errors import CorruptStateError, PermanentError
+from leadpulse.streams.store.codec import FORMAT, decode_state, encode_state
 
 LEAD = LeadState(
     lead_id="lead-42",

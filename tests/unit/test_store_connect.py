@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from streams.settings import Settings
-from streams.store import MemoryLeadStore
-from streams.store.redis import DEFAULT_TIMEOUT, RedisLeadStore, connect
+from leadpulse.streams.settings import Settings
+from leadpulse.streams.store import MemoryLeadStore
+from leadpulse.streams.store.redis import DEFAULT_TIMEOUT, RedisLeadStore, connect
 
 
 async def test_connect_takes_timeouts_and_pool_size_from_settings() -> None:

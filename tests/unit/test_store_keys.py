@@ -7,7 +7,7 @@ import random
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
-from streams.store.redis import keys
+from leadpulse.streams.store.redis import keys
 
 
 def _subjects() -> list[str]:

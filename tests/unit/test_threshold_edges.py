@@ -22,8 +22,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from schemas import BehaviorEvent, Stage, StageTransition
-from scoring import (
+from leadpulse.schemas import BehaviorEvent, Stage, StageTransition
+from leadpulse.scoring import (
     LeadState,
     RuleState,
     apply,
@@ -34,7 +34,7 @@ from scoring import (
     parse_model,
     tier_of,
 )
-from scoring.recycle import TOLERANCE
+from leadpulse.scoring.recycle import TOLERANCE
 
 MODEL = parse_model(
     """\

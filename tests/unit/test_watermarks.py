@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from streams.pipeline.watermarks import SweepBound, Watermarks, sweep_bound
-from streams.store import Watermark
+from leadpulse.streams.pipeline.watermarks import SweepBound, Watermarks, sweep_bound
+from leadpulse.streams.store import Watermark
 
 NOW = 1_800_000_000.0
 
@@ -111,8 +111,8 @@ def test_a_lagging_partition_is_live_while_it_moves_and_stale_once_it_stalls() -
 
 
 def test_optional_durations_are_switched_off_with_never() -> None:
-    from streams.dev.workerproc import worker_command
-    from streams.settings import Settings
+    from leadpulse.streams.dev.workerproc import worker_command
+    from leadpulse.streams.settings import Settings
 
     settings = Settings(anonymous_ttl="never")
     assert settings.anonymous_ttl is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from streams.settings import Settings, parse_write_keys
+from leadpulse.streams.settings import Settings, parse_write_keys
 
 KEY_A = "wk_aaaaaaaaaaaaaaaaaaaa"
 KEY_B = "wk_bbbbbbbbbbbbbbbbbbbb"
@@ -51,7 +51,7 @@ def test_settings_expose_sources_and_sales_names() -> None:
 def test_the_cli_names_the_variable_and_never_prints_the_keys(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from streams.cli.common import load_settings
+    from leadpulse.streams.cli.common import load_settings
 
     monkeypatch.setenv("LEADPULSE_WRITE_KEYS", f"website={KEY_A},crm={KEY_A}")
     with pytest.raises(SystemExit) as raised:

@@ -1,8 +1,8 @@
 """The Redis LeadStore: key names (`keys`), Lua scripts, pipelined wire code."""
 
-from streams.store.redis import keys
-from streams.store.redis.store import DEFAULT_TIMEOUT, RedisLeadStore, connect
-from streams.store.redis.wire import id_digest, in_window, lead_fields, pack, window_field
+from leadpulse.streams.store.redis import keys
+from leadpulse.streams.store.redis.store import DEFAULT_TIMEOUT, RedisLeadStore, connect
+from leadpulse.streams.store.redis.wire import id_digest, in_window, lead_fields, pack, window_field
 
 __all__ = [
     "DEFAULT_TIMEOUT",

@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from streams.kafka.partitioner import partition_of
+from leadpulse.streams.kafka.partitioner import partition_of
 
 DEFAULT_PREFIX = "lp"
 PREFIX_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")

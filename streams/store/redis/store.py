@@ -19,12 +19,19 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import NoScriptError, ResponseError
 
-from streams.settings import Settings
-from streams.store.base import ANONYMOUS_TTL, HOT_SIZE, SEEN_WINDOW, Commit, Snapshot, Watermark
-from streams.store.redis import keys
-from streams.store.redis.keys import DEFAULT as DEFAULT_KEYS
-from streams.store.redis.keys import Keys
-from streams.store.redis.scripts import (
+from leadpulse.streams.settings import Settings
+from leadpulse.streams.store.base import (
+    ANONYMOUS_TTL,
+    HOT_SIZE,
+    SEEN_WINDOW,
+    Commit,
+    Snapshot,
+    Watermark,
+)
+from leadpulse.streams.store.redis import keys
+from leadpulse.streams.store.redis.keys import DEFAULT as DEFAULT_KEYS
+from leadpulse.streams.store.redis.keys import Keys
+from leadpulse.streams.store.redis.scripts import (
     ADVANCE,
     COMMIT,
     DETACH,
@@ -33,7 +40,7 @@ from streams.store.redis.scripts import (
     Call,
     call,
 )
-from streams.store.redis.wire import DIGEST_SIZE, id_digest, in_window, pack, window_field
+from leadpulse.streams.store.redis.wire import DIGEST_SIZE, id_digest, in_window, pack, window_field
 
 DEFAULT_TIMEOUT: float = Settings.model_fields["redis_socket_timeout"].default
 """Seconds a call may take when the client was built without a socket timeout."""

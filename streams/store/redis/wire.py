@@ -8,7 +8,7 @@ from typing import Any
 
 import hiredis
 
-from streams.store.base import SEEN_WINDOW
+from leadpulse.streams.store.base import SEEN_WINDOW
 
 DIGEST_SIZE = 12
 """Bytes of an event id's digest in a lead's seen window (96-bit BLAKE2b)."""
