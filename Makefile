@@ -45,7 +45,12 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# mypy reads streams/, scoring/, schemas/ as leadpulse.* (how they install) through links
+TYPECHECK_TREE := $(VENV)/typecheck/leadpulse
+
 typecheck: install
+	@mkdir -p $(TYPECHECK_TREE)
+	@for p in streams scoring schemas; do ln -sfn ../../../$$p $(TYPECHECK_TREE)/$$p; done
 	$(BIN)/mypy
 
 unit: install

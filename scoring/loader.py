@@ -74,7 +74,7 @@ def load_model(path: str | PathLike[str]) -> ScoringModel:
 @functools.cache
 def default_model() -> ScoringModel:
     """The model shipped with leadpulse; see default_model.yaml for the reasoning."""
-    text = files("scoring").joinpath("default_model.yaml").read_text(encoding="utf-8")
+    text = files("leadpulse.scoring").joinpath("default_model.yaml").read_text(encoding="utf-8")
     return parse_model(text, "default_model.yaml")
 
 

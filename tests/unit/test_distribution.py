@@ -57,9 +57,10 @@ sys.meta_path.insert(0, Block())
 def test_the_production_processes_import_without_the_extras() -> None:
     """A subprocess where the dev and test extras cannot be imported, as in the image."""
     code = BLOCK + (
-        "import streams.cli, streams.cli.parser, streams.processes.worker,"
-        " streams.processes.collector, streams.delivery.service\n"
-        "streams.cli.parser.build_parser()\n"
+        "import leadpulse.streams.cli, leadpulse.streams.cli.parser,"
+        " leadpulse.streams.processes.worker, leadpulse.streams.processes.collector,"
+        " leadpulse.streams.delivery.service\n"
+        "leadpulse.streams.cli.parser.build_parser()\n"
         "print('imported')\n"
     )
     done = subprocess.run(

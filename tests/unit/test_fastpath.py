@@ -154,7 +154,7 @@ def test_engine_reads_equal_decay_contribution(
     assert contributions(state, at, model) == expected
     plain = max(0.0, sum((capped for _, capped, _ in expected), 0.0))
     assert engagement(state, at, model) == plain
-    assert scoring.engine._engagement(state.rules, at, model) == plain
+    assert leadpulse.scoring.engine._engagement(state.rules, at, model) == plain
     assert rows(state.rules, model.decay_specs) == flat(terms(state, model))
 
 
@@ -256,7 +256,7 @@ def test_first_below_on_the_default_models_leads() -> None:
 
 def test_per_model_lookups_live_on_the_model() -> None:
     """Caches keyed by id(model) can outlive the model and match a new one at its address."""
-    for module in (scoring.engine, scoring.fastpath):
+    for module in (leadpulse.scoring.engine, leadpulse.scoring.fastpath):
         mutable = [
             name
             for name, value in vars(module).items()

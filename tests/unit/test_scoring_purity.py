@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 SCORING = Path(__file__).resolve().parents[2] / "scoring"
-FORBIDDEN_MODULES = {"faust", "redis", "aiokafka", "kafka", "streams", "mode"}
+FORBIDDEN_MODULES = {"faust", "redis", "aiokafka", "kafka", "streams", "leadpulse.streams", "mode"}
+
+
+def forbidden(module: str) -> bool:
+    return any(module == m or module.startswith(m + ".") for m in FORBIDDEN_MODULES)
+
+
 FORBIDDEN_CALLS = {
     ("datetime", "now"),
     ("datetime", "utcnow"),
@@ -37,14 +43,10 @@ def violations(source: str) -> list[str]:
     found = []
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
-            found += [
-                f"import {alias.name}"
-                for alias in node.names
-                if alias.name.split(".")[0] in FORBIDDEN_MODULES
-            ]
+            found += [f"import {alias.name}" for alias in node.names if forbidden(alias.name)]
         elif isinstance(node, ast.ImportFrom):
             module = node.module or ""
-            if module.split(".")[0] in FORBIDDEN_MODULES:
+            if forbidden(module):
                 found.append(f"from {module} import ...")
             if module == "time":
                 found += [
@@ -62,7 +64,7 @@ def violations(source: str) -> list[str]:
 def test_the_checker_catches_what_it_should() -> None:
     bad = (
         "import redis\nfrom faust import App\nimport aiokafka.errors\n"
-        "from streams.app import x\nfrom time import monotonic\nimport time, datetime\n"
+        "from leadpulse.streams.app import x\nfrom time import monotonic\nimport time, datetime\n"
         "a = time.time()\nb = datetime.datetime.now(tz=None)\nc = datetime.date.today()\n"
         "d = datetime.datetime.utcnow\n"
     )
@@ -71,7 +73,7 @@ def test_the_checker_catches_what_it_should() -> None:
             "import redis",
             "from faust import ...",
             "import aiokafka.errors",
-            "from streams.app import ...",
+            "from leadpulse.streams.app import ...",
             "from time import monotonic",
             "time.time",
             "datetime.datetime.now",
