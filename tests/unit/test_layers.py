@@ -2,7 +2,8 @@
 
 Read from the source (no import runs), so an import inside a function or
 under ``if TYPE_CHECKING:`` counts as much as one at the top of a module.
-Lowest first; a module belongs to the longest unit its name starts with:
+Lowest first; a module belongs to the longest unit its name starts with
+(names as installed, under ``leadpulse.``):
 
     schemas < scoring < streams.{settings, errors}
       < {streams.store, streams.kafka, streams.observability}
@@ -26,9 +27,9 @@ PACKAGES = ("schemas", "scoring", "streams")
 
 LAYERS: tuple[tuple[str, ...], ...] = (
     # the package root runs before every streams module: it may import nothing of ours
-    ("streams",),
-    ("schemas",),
-    ("scoring",),
+    ("leadpulse.streams",),
+    ("leadpulse.schemas",),
+    ("leadpulse.scoring",),
     ("leadpulse.streams.settings", "leadpulse.streams.errors"),
     ("leadpulse.streams.store", "leadpulse.streams.kafka", "leadpulse.streams.observability"),
     (
@@ -71,11 +72,17 @@ def module_name(path: Path, root: Path) -> str:
     parts = list(path.relative_to(root).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
-    return ".".join(parts)
+    return ".".join(["leadpulse", *parts])
+
+
+def ours(name: str) -> bool:
+    """A module of this project: ``leadpulse.<one of PACKAGES>[...]``."""
+    top, _, rest = name.partition(".")
+    return top == "leadpulse" and rest.split(".")[0] in PACKAGES
 
 
 def project_modules(root: Path) -> dict[str, Path]:
-    """Every module of schemas/, scoring/ and streams/ by its dotted name."""
+    """Every module of schemas/, scoring/ and streams/ by its dotted (installed) name."""
     return {
         module_name(path, root): path
         for package in PACKAGES
@@ -112,7 +119,7 @@ def imports_of(
     """The project modules `source` imports, anywhere in it, each with its line.
 
     ``from a import b`` is an import of ``a.b`` when that is a module (so
-    ``from streams import cli`` is not mistaken for the package root), else of
+    ``from leadpulse.streams import cli`` is not mistaken for the package root), else of
     ``a``; relative imports are resolved against `module`.
     """
     known = set(known)
@@ -135,23 +142,21 @@ def imports_of(
         else:
             continue
         found += [
-            Import(module, node.lineno, name, deferred, typing_only)
-            for name in names
-            if name.split(".")[0] in PACKAGES
+            Import(module, node.lineno, name, deferred, typing_only) for name in names if ours(name)
         ]
     return sorted(found, key=lambda edge: (edge.line, edge.imported))
 
 
 def unit_of(module: str) -> str | None:
-    """The longest unit `module` is in (``streams.store.redis.keys``: ``streams.store``).
+    """The longest unit `module` is in (``…streams.store.redis.keys``: ``…streams.store``).
 
-    The package root ``streams`` is a unit of its own module only: a new
-    ``streams.x`` package has no layer until it is given one.
+    The package root ``leadpulse.streams`` is a unit of its own module only: a new
+    ``leadpulse.streams.x`` package has no layer until it is given one.
     """
     parts = module.split(".")
     for end in range(len(parts), 0, -1):
         unit = ".".join(parts[:end])
-        if unit in RANK and (unit != "streams" or module == "streams"):
+        if unit in RANK and (unit != "leadpulse.streams" or module == "leadpulse.streams"):
             return unit
     return None
 
@@ -228,7 +233,7 @@ def test_every_allowed_sideways_import_exists() -> None:
 
 
 KNOWN = {
-    "streams",
+    "leadpulse.streams",
     "leadpulse.streams.cli",
     "leadpulse.streams.cli.dlq",
     "leadpulse.streams.dev",
@@ -246,10 +251,10 @@ KNOWN = {
 def test_the_checker_sees_every_kind_of_import() -> None:
     source = (
         "import json\n"
-        "from streams.pipeline.records import Report\n"
+        "from leadpulse.streams.pipeline.records import Report\n"
         "def f():\n"
-        "    import streams.dev.demo\n"
-        "    from streams import cli\n"
+        "    import leadpulse.streams.dev.demo\n"
+        "    from leadpulse.streams import cli\n"
         "from typing import TYPE_CHECKING\n"
         "if TYPE_CHECKING:\n"
         "    from ..kafka import partitioner\n"
@@ -257,21 +262,23 @@ def test_the_checker_sees_every_kind_of_import() -> None:
     )
     found = list(imports_of("leadpulse.streams.observability.stats", source, KNOWN))
     assert [str(edge) for edge in found] == [
-        "streams.observability.stats line 2 imports streams.pipeline.records",
-        "streams.observability.stats line 4 imports streams.dev.demo",
-        "streams.observability.stats line 5 imports streams.cli",
-        "streams.observability.stats line 8 imports streams.kafka.partitioner",
-        "streams.observability.stats line 9 imports streams.observability.metrics",
+        "leadpulse.streams.observability.stats line 2 imports leadpulse.streams.pipeline.records",
+        "leadpulse.streams.observability.stats line 4 imports leadpulse.streams.dev.demo",
+        "leadpulse.streams.observability.stats line 5 imports leadpulse.streams.cli",
+        "leadpulse.streams.observability.stats line 8 imports leadpulse.streams.kafka.partitioner",
+        "leadpulse.streams.observability.stats line 9 imports"
+        " leadpulse.streams.observability.metrics",
     ]
     assert violations(found) == [
-        "streams.observability.stats line 2 imports streams.pipeline.records: "
-        "upward, streams.observability -> streams.pipeline",
-        "streams.observability.stats line 4 imports streams.dev.demo: "
-        "upward, streams.observability -> streams.dev",
-        "streams.observability.stats line 5 imports streams.cli: "
-        "upward, streams.observability -> streams.cli",
-        "streams.observability.stats line 8 imports streams.kafka.partitioner: "
-        "sideways, streams.observability -> streams.kafka (not in SIDEWAYS_ALLOWED)",
+        "leadpulse.streams.observability.stats line 2 imports leadpulse.streams.pipeline.records: "
+        "upward, leadpulse.streams.observability -> leadpulse.streams.pipeline",
+        "leadpulse.streams.observability.stats line 4 imports leadpulse.streams.dev.demo: "
+        "upward, leadpulse.streams.observability -> leadpulse.streams.dev",
+        "leadpulse.streams.observability.stats line 5 imports leadpulse.streams.cli: "
+        "upward, leadpulse.streams.observability -> leadpulse.streams.cli",
+        "leadpulse.streams.observability.stats line 8 imports leadpulse.streams.kafka.partitioner: "
+        "sideways, leadpulse.streams.observability -> leadpulse.streams.kafka"
+        " (not in SIDEWAYS_ALLOWED)",
     ]
 
 
@@ -283,13 +290,14 @@ def test_the_checker_allows_only_the_listed_sideways_imports() -> None:
     reverse = Import("leadpulse.streams.kafka.topics", 9, "leadpulse.streams.store")
     assert violations([allowed]) == []
     assert violations([other_module, reverse]) == [
-        "streams.store.codec line 3 imports streams.kafka.partitioner: "
-        "sideways, streams.store -> streams.kafka (not in SIDEWAYS_ALLOWED)",
-        "streams.kafka.topics line 9 imports streams.store: "
-        "sideways, streams.kafka -> streams.store (not in SIDEWAYS_ALLOWED)",
+        "leadpulse.streams.store.codec line 3 imports leadpulse.streams.kafka.partitioner: "
+        "sideways, leadpulse.streams.store -> leadpulse.streams.kafka (not in SIDEWAYS_ALLOWED)",
+        "leadpulse.streams.kafka.topics line 9 imports leadpulse.streams.store: "
+        "sideways, leadpulse.streams.kafka -> leadpulse.streams.store (not in SIDEWAYS_ALLOWED)",
     ]
     assert violations([Import("leadpulse.streams.cli.run", 1, "leadpulse.streams.nothing")]) == [
-        "streams.cli.run line 1 imports streams.nothing: no layer for streams.nothing"
+        "leadpulse.streams.cli.run line 1 imports leadpulse.streams.nothing:"
+        " no layer for leadpulse.streams.nothing"
     ]
 
 
@@ -297,7 +305,7 @@ def test_the_cycle_check_finds_a_cycle() -> None:
     edges = [
         Import("leadpulse.streams.store.redis.keys", 28, "leadpulse.streams.kafka.partitioner"),
         Import("leadpulse.streams.kafka.topics", 9, "leadpulse.streams.store"),
-        Import("leadpulse.streams.cli.run", 1, "schemas"),
+        Import("leadpulse.streams.cli.run", 1, "leadpulse.schemas"),
     ]
     assert sorted(set(unit_cycle(edges))) == ["leadpulse.streams.kafka", "leadpulse.streams.store"]
     assert unit_cycle(edges[:1] + edges[2:]) == []
@@ -310,14 +318,14 @@ WORKER_COMMAND = {
     "leadpulse.streams.cli.common",  # load_settings(), load_scoring_model()
     "leadpulse.streams.cli.run",  # cmd_worker()
 }
-"""The `streams.cli` modules whose functions run for `leadpulse worker`."""
+"""The `leadpulse.streams.cli` modules whose functions run for `leadpulse worker`."""
 
 
 def worker_path(root: Path) -> set[str]:
     """Every project module `leadpulse worker` can load, read from the source.
 
     What runs: the module-level code of each module loaded, the functions of
-    `WORKER_COMMAND`, and anything below `streams.cli` they reach. The other
+    `WORKER_COMMAND`, and anything below `leadpulse.streams.cli` they reach. The other
     commands' functions do not run, so their deferred imports are not
     followed; TYPE_CHECKING imports never run.
     """
@@ -342,7 +350,7 @@ def worker_path(root: Path) -> set[str]:
 
 
 def test_the_worker_command_never_reaches_the_dev_harness() -> None:
-    """`leadpulse worker` never loads streams.dev, not even lazily on its way."""
+    """`leadpulse worker` never loads leadpulse.streams.dev, not even lazily on its way."""
     reached = worker_path(ROOT)
     assert "leadpulse.streams.processes.worker" in reached  # the walk followed the deferred imports
     assert "leadpulse.streams.pipeline.app" in reached
@@ -354,10 +362,10 @@ def test_the_worker_path_walk_follows_what_runs() -> None:
     source = (
         "from typing import TYPE_CHECKING\n"
         "if TYPE_CHECKING:\n"
-        "    import streams.dev.demo\n"
+        "    import leadpulse.streams.dev.demo\n"
         "def cmd():\n"
-        "    import streams.dev.devstack\n"
-        "import streams.dev\n"
+        "    import leadpulse.streams.dev.devstack\n"
+        "import leadpulse.streams.dev\n"
     )
     found = imports_of(
         "leadpulse.streams.cli.dev", source, KNOWN | {"leadpulse.streams.dev.devstack"}
@@ -376,15 +384,16 @@ try:
     main(["worker", "--help"])
 except SystemExit:
     pass
-before = sorted(m for m in sys.modules if m == "streams.dev" or m.startswith("streams.dev."))
+DEV = "leadpulse.streams.dev"
+before = sorted(m for m in sys.modules if m == DEV or m.startswith(DEV + "."))
 import leadpulse.streams.dev.workerproc
-after = sorted(m for m in sys.modules if m == "streams.dev" or m.startswith("streams.dev."))
+after = sorted(m for m in sys.modules if m == DEV or m.startswith(DEV + "."))
 print(json.dumps([before, after]))
 """
 
 
 def test_leadpulse_worker_loads_no_dev_module() -> None:
-    """The entry point with every command's parser, up to the worker command: no streams.dev."""
+    """The entry point with every command's parser, up to the worker command: no dev module."""
     done = subprocess.run(
         [sys.executable, "-c", WORKER_ENTRY],
         cwd=ROOT,
