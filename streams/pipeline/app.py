@@ -248,13 +248,18 @@ def build(
 
 
 async def _failure(check: Coroutine[Any, Any, object]) -> str | None:
-    """None if `check` finished within `READY_TIMEOUT`, else what went wrong."""
+    """None if `check` finished within `READY_TIMEOUT`, else what went wrong, by kind only.
+
+    `/ready` is open (an orchestrator has no token), and an error's text can
+    name a host, a port or a password in a URL: the exception's type says
+    enough to route traffic, the worker's log and `/health/detail` say more.
+    """
     try:
         await asyncio.wait_for(check, READY_TIMEOUT)
     except TimeoutError:
         return f"no answer in {READY_TIMEOUT:.0f}s"
     except Exception as error:  # noqa: BLE001 -- any failure makes the worker unready
-        return f"{type(error).__name__}: {error}"
+        return type(error).__name__
     return None
 
 
