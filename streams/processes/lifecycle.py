@@ -87,8 +87,14 @@ class ShutdownDeadline:
             f"({self.timeout:g} s); exiting now with status {self.code} (what was committed "
             "stays committed)\n"
         )
-        os.write(2, message.encode())
-        os._exit(self.code)
+        try:
+            os.write(2, message.encode())
+        except OSError:
+            # stderr's reader is gone (it died with the parent, the usual reason to stop):
+            # the line is lost, the exit must not be
+            pass
+        finally:
+            os._exit(self.code)
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,3 +88,28 @@ def dev_run(
         if run.process.poll() is None:
             os.killpg(run.process.pid, signal.SIGKILL)
             run.process.wait(10)
+        _reap(data_dir)
+
+
+def _reap(data_dir: Path, timeout: float = 20.0) -> None:
+    """Wait for dev's children (which die with it), then kill any that did not.
+
+    The worker runs in a process group of its own, so killing dev's group does
+    not reach it: it gets SIGTERM when dev dies and must exit within its
+    shutdown timeout. Its command line names the data directory.
+    """
+    deadline = time.monotonic() + timeout
+    while left := _running_with(str(data_dir)):
+        if time.monotonic() >= deadline:
+            for pid in left:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            raise AssertionError(f"dev's children outlived it by {timeout:g} s: {left}")
+        time.sleep(0.1)
+
+
+def _running_with(text: str) -> list[int]:
+    found = subprocess.run(
+        ["pgrep", "-f", text], capture_output=True, text=True, check=False, timeout=10
+    )
+    return [int(pid) for pid in found.stdout.split() if int(pid) != os.getpid()]

@@ -62,7 +62,7 @@ def test_a_child_gets_sigterm_when_its_parent_is_killed(tmp_path: Path) -> None:
     # a parent that starts a child through start_child, then waits to be SIGKILLed
     parent_script = (
         "import os, sys, time\n"
-        "from streams.dev.workerproc import start_child\n"
+        "from leadpulse.streams.dev.workerproc import start_child\n"
         "child = start_child([sys.executable, '-c', 'import time; time.sleep(60)'], "
         "dict(os.environ))\n"
         f"open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
@@ -106,7 +106,7 @@ def gone_within(pid: int, seconds: float) -> bool:
 def test_a_stop_that_hangs_ends_at_the_deadline_with_a_clear_line() -> None:
     script = (
         "import time\n"
-        "from streams.processes.lifecycle import ShutdownDeadline\n"
+        "from leadpulse.streams.processes.lifecycle import ShutdownDeadline\n"
         "deadline = ShutdownDeadline(0.5, 'worker')\n"
         "deadline.arm()\n"
         "deadline.arm(75)  # a later arm changes only the status\n"
@@ -122,3 +122,27 @@ def test_a_stop_that_hangs_ends_at_the_deadline_with_a_clear_line() -> None:
         "leadpulse worker: stopping took longer than LEADPULSE_SHUTDOWN_TIMEOUT (0.5 s); "
         "exiting now with status 75 (what was committed stays committed)\n"
     )
+
+
+def test_the_deadline_exits_even_when_stderr_has_no_reader_left() -> None:
+    """Seen live: dev SIGKILLed, its reader gone, the worker's write raised and it hung on."""
+    script = (
+        "import time\n"
+        "from leadpulse.streams.processes.lifecycle import ShutdownDeadline\n"
+        "ShutdownDeadline(0.3, 'worker').arm()\n"
+        "time.sleep(30)  # a graceful stop that never finishes\n"
+    )
+    read, write = os.pipe()
+    os.close(read)  # nobody will ever read what the child writes to stderr
+    started = time.monotonic()
+    try:
+        child = subprocess.Popen([sys.executable, "-c", script], stderr=write)
+    finally:
+        os.close(write)
+    try:
+        assert child.wait(timeout=20) == 70  # EXIT_STOP_TIMED_OUT
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(10)
+    assert time.monotonic() - started < 15
