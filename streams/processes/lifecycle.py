@@ -11,6 +11,7 @@ when it is SIGKILLed, through the kernel's parent-death signal.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import logging
 import os
@@ -18,6 +19,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from typing import Final
 
 log = logging.getLogger("leadpulse")
 
@@ -87,14 +89,24 @@ class ShutdownDeadline:
             f"({self.timeout:g} s); exiting now with status {self.code} (what was committed "
             "stays committed)\n"
         )
+        # stderr's reader may be gone (it died with the parent, the usual reason to stop) or
+        # may not read (a write to a full pipe blocks): the line may be lost, the exit not.
+        # (Not O_NONBLOCK: that flag would stay on a terminal or pipe shared with others.)
         try:
-            os.write(2, message.encode())
-        except OSError:
-            # stderr's reader is gone (it died with the parent, the usual reason to stop):
-            # the line is lost, the exit must not be
-            pass
+            writer = threading.Thread(target=_write_stderr, args=(message.encode(),), daemon=True)
+            writer.start()
+            writer.join(_LAST_WORDS_WAIT)
         finally:
             os._exit(self.code)
+
+
+_LAST_WORDS_WAIT: Final = 1.0
+"""Seconds the deadline waits for its message to be written before it exits anyway."""
+
+
+def _write_stderr(data: bytes) -> None:
+    with contextlib.suppress(OSError):
+        os.write(2, data)
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

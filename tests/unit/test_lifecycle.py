@@ -146,3 +146,31 @@ def test_the_deadline_exits_even_when_stderr_has_no_reader_left() -> None:
             child.kill()
             child.wait(10)
     assert time.monotonic() - started < 15
+
+
+def test_the_deadline_exits_even_when_nobody_reads_a_full_stderr() -> None:
+    script = (
+        "import os, time\n"
+        "from leadpulse.streams.processes.lifecycle import ShutdownDeadline\n"
+        "os.set_blocking(2, False)\n"
+        "try:\n"
+        "    while True:\n"
+        "        os.write(2, b'x' * 4096)  # fill the pipe: a blocking write would now wait\n"
+        "except BlockingIOError:\n"
+        "    pass\n"
+        "os.set_blocking(2, True)\n"
+        "ShutdownDeadline(0.3, 'worker').arm()\n"
+        "time.sleep(30)\n"
+    )
+    read, write = os.pipe()  # kept open and never read
+    try:
+        child = subprocess.Popen([sys.executable, "-c", script], stderr=write)
+        try:
+            assert child.wait(timeout=20) == 70  # EXIT_STOP_TIMED_OUT
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait(10)
+    finally:
+        os.close(read)
+        os.close(write)
