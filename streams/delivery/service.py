@@ -31,8 +31,8 @@ from leadpulse.streams.delivery.outbound import Answer, new_session
 from leadpulse.streams.kafka.publisher import AiokafkaPublisher, Outgoing
 from leadpulse.streams.kafka.security import aiokafka_options
 from leadpulse.streams.kafka.transport import fetch_max_wait_ms
-from leadpulse.streams.observability.health import Health
-from leadpulse.streams.observability.metrics import CONTENT_TYPE_LATEST, DeliveryMetrics, exposition
+from leadpulse.streams.observability.health import Health, failure_of
+from leadpulse.streams.observability.metrics import DeliveryMetrics, exposition
 from leadpulse.streams.settings import Settings
 from leadpulse.streams.store.redis.keys import Keys
 from leadpulse.streams.store.redis.store import connect
@@ -41,6 +41,8 @@ log = logging.getLogger("leadpulse.deliver")
 
 BATCH = 500
 POLL_MS = 100
+READY_TIMEOUT = 2.0
+"""Seconds /ready waits for Redis' answer to PING."""
 
 
 class DeliverService:
@@ -68,7 +70,8 @@ class DeliverService:
             topics[self.settings.transitions_topic] = "transitions"
         return topics
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, probes: web.Application) -> None:
+        """Serve `probes` (the process's /health, /ready, /metrics) and deliver until `stop`."""
         s = self.settings
         self.redis = blocking_client(s)
         store = JobStore(self.redis, s.deliver_dedupe_retention, Keys(s.redis_prefix))
@@ -102,7 +105,7 @@ class DeliverService:
             rebalance_timeout_ms=max(session_ms, 10_000),
             **aiokafka_options(s),
         )
-        runner = web.AppRunner(self.application(), access_log=None)
+        runner = web.AppRunner(probes, access_log=None)
         await runner.setup()
         try:
             await web.TCPSite(runner, s.web_host, self.web_port).start()
@@ -195,35 +198,29 @@ class DeliverService:
         except Exception as error:  # noqa: BLE001 -- a rebalance or a broker away
             log.warning("offset commit failed (%s); a restart re-reads those records", error)
 
-    def application(self) -> web.Application:
-        app = web.Application()
-        app.router.add_get("/health", self._health)
-        app.router.add_get("/ready", self._ready)
-        app.router.add_get("/metrics", self._metrics)
-        return app
+    async def health_report(self) -> tuple[int, dict[str, Any]]:
+        """/health: open, so what fails and how often, not its error text."""
+        body = self.health.summary()
+        return (200 if body["healthy"] else 503), body
 
-    async def _health(self, request: web.Request) -> web.StreamResponse:
-        body = self.health.summary()  # open: what fails, not its error text
-        return web.json_response(body, status=200 if body["healthy"] else 503)
-
-    async def _ready(self, request: web.Request) -> web.StreamResponse:
+    async def readiness_report(self) -> tuple[int, dict[str, Any]]:
+        """/ready: partitions owned, Redis answers, nothing failing for `unhealthy_after`."""
         reasons = []
         assigned = len(self.consumer.assignment()) if self.consumer is not None else 0
         if assigned == 0:
             reasons.append("no partitions assigned")
-        try:
-            await asyncio.wait_for(self.redis.ping(), 2.0)
-        except Exception as error:  # noqa: BLE001 -- reported, not raised
-            reasons.append(f"redis: {error}")
+        if self.redis is None:
+            reasons.append("redis: not connected yet")
+        elif (redis_error := await failure_of(self.redis.ping(), READY_TIMEOUT)) is not None:
+            reasons.append(f"redis: {redis_error}")
         if not self.health.healthy:
             reasons.append(f"failing: {', '.join(sorted(self.health.failing))}")
         body = {"ready": not reasons, "reasons": reasons, "assigned_partitions": assigned}
-        return web.json_response(body, status=200 if not reasons else 503)
+        return (200 if not reasons else 503), body
 
-    async def _metrics(self, request: web.Request) -> web.StreamResponse:
-        return web.Response(
-            body=exposition(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )
+    async def scrape(self) -> bytes:
+        """/metrics: the deliverer's registry in Prometheus' text format."""
+        return exposition(self.registry)
 
 
 def blocking_client(settings: Settings) -> aioredis.Redis:

@@ -14,8 +14,9 @@ payload.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,3 +133,19 @@ def readiness(
     if lagging and (last_progress is None or now - last_progress >= health.unhealthy_after):
         reasons.append("lagging without progress")
     return {"ready": not reasons, "reasons": reasons, "assigned_partitions": assigned}
+
+
+async def failure_of(check: Awaitable[object], within: float) -> str | None:
+    """None if `check` finished within `within` seconds, else what went wrong, by kind only.
+
+    `/ready` is open (an orchestrator has no token), and an error's text can
+    name a host, a port or a password in a URL: the exception's type says
+    enough to route traffic, the process's log and `/health/detail` say more.
+    """
+    try:
+        await asyncio.wait_for(check, within)
+    except TimeoutError:
+        return f"no answer in {within:.0f}s"
+    except Exception as error:  # noqa: BLE001 -- any failure makes the process unready
+        return type(error).__name__
+    return None

@@ -16,7 +16,7 @@ import functools
 import gc
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +35,7 @@ from leadpulse.streams.kafka.transport import (
     fetch_max_wait_ms,
     raw_topic,
 )
-from leadpulse.streams.observability.health import Health, readiness
+from leadpulse.streams.observability.health import Health, failure_of, readiness
 from leadpulse.streams.observability.metrics import MeasuredStore, WorkerMetrics, exposition
 from leadpulse.streams.observability.stats import Totals
 from leadpulse.streams.pipeline.processor import Processor
@@ -121,7 +121,8 @@ class Pipeline:
     async def readiness_report(self) -> tuple[int, dict[str, Any]]:
         """/ready: Redis and the broker answer, partitions owned, progress when lagging."""
         redis_error, broker_error = await asyncio.gather(
-            _failure(self.store.ping()), _failure(_broker_metadata(self.app))
+            failure_of(self.store.ping(), READY_TIMEOUT),
+            failure_of(_broker_metadata(self.app), READY_TIMEOUT),
         )
         body = readiness(
             assigned=_assigned(self.app),
@@ -245,22 +246,6 @@ def build(
 
     pipeline.agent = score
     return pipeline
-
-
-async def _failure(check: Coroutine[Any, Any, object]) -> str | None:
-    """None if `check` finished within `READY_TIMEOUT`, else what went wrong, by kind only.
-
-    `/ready` is open (an orchestrator has no token), and an error's text can
-    name a host, a port or a password in a URL: the exception's type says
-    enough to route traffic, the worker's log and `/health/detail` say more.
-    """
-    try:
-        await asyncio.wait_for(check, READY_TIMEOUT)
-    except TimeoutError:
-        return f"no answer in {READY_TIMEOUT:.0f}s"
-    except Exception as error:  # noqa: BLE001 -- any failure makes the worker unready
-        return type(error).__name__
-    return None
 
 
 async def _broker_metadata(app: faust.App) -> None:

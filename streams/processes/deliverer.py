@@ -107,12 +107,16 @@ async def enable_destination(settings: Settings, destinations: Destinations, nam
 async def serve_deliverer(settings: Settings, destinations: Destinations) -> None:
     """Run the service until SIGINT/SIGTERM; an unreachable port or Kafka exits naming it."""
     from leadpulse.streams.delivery.service import DeliverService
+    from leadpulse.streams.http.probes import probe_application
 
     stop = asyncio.Event()
     stop_on_signals(stop.set, ShutdownDeadline(settings.shutdown_timeout, "deliverer"))
     service = DeliverService(settings, destinations, settings.deliver_web_port)
+    probes = probe_application(
+        health=service.health_report, ready=service.readiness_report, scrape=service.scrape
+    )
     try:
-        await service.run(stop)
+        await service.run(stop, probes)
     except OSError as error:
         raise SystemExit(f"leadpulse deliver: {error}") from None
     except Exception as error:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
-from leadpulse.streams.pipeline import app
+from leadpulse.streams.observability.health import failure_of
 
 SECRET = "s3cret-pass"
 
@@ -24,13 +22,12 @@ async def answers() -> None:
 
 
 async def test_a_failed_check_is_named_by_its_exception_type_only() -> None:
-    assert await app._failure(refused()) == "ConnectionError"
+    assert await failure_of(refused(), 2.0) == "ConnectionError"
 
 
-async def test_a_check_that_does_not_answer_is_a_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(app, "READY_TIMEOUT", 0.01)
-    assert await app._failure(never()) == "no answer in 0s"
+async def test_a_check_that_does_not_answer_is_a_timeout() -> None:
+    assert await failure_of(never(), 0.01) == "no answer in 0s"
 
 
 async def test_a_check_that_answers_is_no_failure() -> None:
-    assert await app._failure(answers()) is None
+    assert await failure_of(answers(), 2.0) is None
