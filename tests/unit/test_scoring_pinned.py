@@ -1,0 +1,424 @@
+"""Pinned behaviour of scoring/ that `make mutate` showed no other test holds.
+
+Each test names the mutants it kills (docs/mutation.md lists what survives and
+why). Expected values are literals worked out by hand from the rule the code
+implements, never taken from the code under test.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from schemas import BehaviorEvent
+from scoring import ModelError, parse_model
+from scoring.engine import is_account_id
+from scoring.lifecycle import clamp_note
+from scoring.loader import _allowed_keys, _pydantic_issue, load_model
+from scoring.matchers import Condition, Ops, describe, number
+from scoring.model import ModelSpecError, ScoringModel
+from tests.unit.test_model_loader import BASE
+
+T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+
+
+def issues_of(text: str) -> list[str]:
+    with pytest.raises(ModelError) as caught:
+        parse_model(text, "bad.yaml")
+    return caught.value.issues
+
+
+# --- engine.is_account_id ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("a", True),  # one character is enough (x_is_account_id__mutmut_3: 1 < len)
+        ("acme corp", True),  # a space (32) is printable (mutmut_10: <= 32, mutmut_11: < 33)
+        ("~", True),  # 126, the last printable ASCII
+        ("a" * 128, True),  # MAX_ID_LENGTH
+        ("a" * 129, False),
+        ("", False),
+        ("acme\x1f", False),  # 31, a control character
+        ("acme\x7f", False),  # DEL
+        (42, False),
+        (None, False),
+    ],
+)
+def test_which_account_ids_name_an_account(value: object, expected: bool) -> None:
+    assert is_account_id(value) is expected
+
+
+# --- lifecycle.clamp_note ------------------------------------------------------------
+
+
+def test_a_clamp_note_without_a_reported_time_says_question_mark() -> None:
+    """x_clamp_note__mutmut_3: the placeholder for an unknown reported time."""
+    event = BehaviorEvent(event_id="e-1", type="page_view", lead_id="lead-1", occurred_at=T0)
+    assert clamp_note(event) == (
+        " (event time clamped from ? to 2026-11-22T10:00:00+00:00, the record time + skew)"
+    )
+
+
+# --- matchers: how values read back in messages and summaries -------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, "null"),
+        (True, "true"),
+        (False, "false"),  # x_describe__mutmut_6, 7
+        ("x", "'x'"),
+        (math.nan, ".nan"),
+        (math.inf, ".inf"),  # mutmut_14, 15
+        (-math.inf, "-.inf"),  # mutmut_18, 19
+        (2.5, "2.5"),
+        (50.0, "50"),
+        ([1, "a", False], "[1, 'a', false]"),
+        ({"a": 1}, "a mapping"),  # mutmut_28, 29
+        (7, "7"),
+    ],
+)
+def test_describe_reads_values_as_yaml(value: object, expected: str) -> None:
+    assert describe(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (50.0, "50"),
+        (999_999_999_999_999.0, "999999999999999"),
+        (1e15, "1000000000000000.0"),  # the first shown as a float (x_number__mutmut_4, 5)
+        (-1e15, "-1000000000000000.0"),
+        (0.25, "0.25"),
+    ],
+)
+def test_number_shows_whole_numbers_below_1e15_without_a_point(value: float, expected: str) -> None:
+    assert number(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ({"exists": True}, "exists"),  # xǁOpsǁdescribe_op__mutmut_2, 3
+        ({"exists": False}, "is missing"),  # mutmut_4, 5
+        ({"equals": "pro"}, "= 'pro'"),
+        ({"in": ["a", "b"]}, "in ['a', 'b']"),  # mutmut_8, 9
+        ({"between": [50, 5000.5]}, "between [50, 5000.5]"),  # mutmut_10, 12
+        ({}, "?"),  # mutmut_15
+    ],
+)
+def test_an_operator_reads_back_as_written(spec: dict[str, object], expected: str) -> None:
+    assert Ops.model_validate(spec).describe_op() == expected
+
+
+def test_conditions_read_back_as_written() -> None:
+    """xǁConditionǁ__str____mutmut_2."""
+    assert str(Condition.model_validate({"url_contains": "/pricing"})) == "url contains '/pricing'"
+    condition = Condition.model_validate({"property": "plan.tier", "in": ["pro"]})
+    assert str(condition) == "plan.tier in ['pro']"
+
+
+def test_a_property_condition_built_at_parse_time_reads_the_property() -> None:
+    """xǁConditionǁcompiled__mutmut_12: the compiled test is given the property's value.
+
+    The model is parsed inside the test: mutmut activates a mutant only in
+    calls made while the test runs, not at import time.
+    """
+    model = parse_model(
+        BASE.replace('when: {url_contains: "/pricing"}', "when: {property: plan, equals: pro}"),
+        "a.yaml",
+    )
+    check = dict(model.checks_by_event["page_view"])
+    rule = model.rules_by_name["pricing-page"]
+    assert check[rule]({"plan": "pro"}) is True
+    assert check[rule]({"plan": "free"}) is False
+    assert check[rule]({}) is False
+
+
+# --- model file messages ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("case", "old", "new", "expected"),
+    [
+        (
+            "url_contains not a string",
+            'url_contains: "/pricing"',
+            "url_contains: 5",
+            ["bad.yaml:6: engagement.rules[0].when.url_contains: expected a string, got 5"],
+        ),
+        (
+            "url_contains empty",
+            'url_contains: "/pricing"',
+            'url_contains: ""',
+            ["bad.yaml:6: engagement.rules[0].when.url_contains: must not be empty"],
+        ),
+        (
+            "equals infinite",
+            'when: {url_contains: "/pricing"}',
+            "when: {property: plan, equals: .inf}",
+            [
+                "bad.yaml:6: engagement.rules[0].when.equals: "
+                "expected a finite number, got .inf"  # x__scalar__mutmut_3, 4
+            ],
+        ),
+        (
+            "equals a mapping",
+            'when: {url_contains: "/pricing"}',
+            "when: {property: plan, equals: {a: 1}}",
+            [
+                "bad.yaml:6: engagement.rules[0].when.equals: "
+                "expected a string, number or boolean, got a mapping"  # x__scalar__mutmut_6
+            ],
+        ),
+        (
+            "tier rule points not a number",
+            "  recycle: 25\n",
+            "  recycle: 25\ntiers:\n  good: {rules: {pricing-page: lots}}\n",
+            [
+                "bad.yaml:31: tiers.good.rules.pricing-page: "
+                "a rule's minimum points must be a number, got 'lots'"  # x__tier_points__*
+            ],
+        ),
+        (
+            "criterion not a string",
+            "  recycle: 25\n",
+            "  recycle: 25\n  sql: {framework: bant, require: [5]}\n",
+            ["bad.yaml:30: lifecycle.sql.require[0]: expected a criterion name, got 5"],
+        ),
+        (
+            "criterion empty",
+            "  recycle: 25\n",
+            "  recycle: 25\n  sql: {framework: bant, require: ['']}\n",
+            ["bad.yaml:30: lifecycle.sql.require[0]: expected a criterion name, got ''"],
+        ),
+        (
+            "event name with a control character",
+            "  recycle: 25\n",
+            '  recycle: 25\nevents: {"Signed\\x01Up": trial_signup}\n',
+            [
+                "bad.yaml:30: events.Signed\x01Up: invalid event name 'Signed\x01Up': "
+                "use the name as the "
+                "tracker sends it (1-128 characters, no control characters)"  # _tracker_key 9
+            ],
+        ),
+        (
+            "event name with DEL",
+            "  recycle: 25\n",
+            '  recycle: 25\nevents: {"Signed\\x7fUp": trial_signup}\n',
+            [
+                "bad.yaml:30: events.Signed\x7fUp: invalid event name 'Signed\x7fUp': "
+                "use the name as the "
+                "tracker sends it (1-128 characters, no control characters)"  # _tracker_key 15
+            ],
+        ),
+        (
+            "max_traits a boolean",
+            "  recycle: 25\n",
+            "  recycle: 25\nlimits: {max_traits: true}\n",
+            [
+                "bad.yaml:30: limits.max_traits: "
+                "max_traits must be a whole number from 0 to 10000, "
+                "got true"
+            ],
+        ),
+        (
+            "max_trait_bytes zero",
+            "  recycle: 25\n",
+            "  recycle: 25\nlimits: {max_trait_bytes: 0}\n",
+            [
+                "bad.yaml:30: limits.max_trait_bytes: "
+                "max_trait_bytes must be a whole number from 1 "
+                "to 262144, got 0"
+            ],
+        ),
+        (
+            "max_feedback above its range",
+            "  recycle: 25\n",
+            "  recycle: 25\nlimits: {max_feedback: 1001}\n",
+            [
+                "bad.yaml:30: limits.max_feedback: max_feedback must be a whole number from 0 to "
+                "1000, got 1001"
+            ],
+        ),
+    ],
+)
+def test_model_file_messages(case: str, old: str, new: str, expected: list[str]) -> None:
+    assert old in BASE
+    assert issues_of(BASE.replace(old, new, 1)) == expected
+
+
+def test_limits_accept_both_ends_of_their_ranges() -> None:
+    """The `_count` bounds are inclusive (x__count__mutmut_5, 6)."""
+    low = parse_model(BASE + "limits: {max_traits: 0, max_trait_bytes: 1, max_feedback: 0}\n")
+    assert (low.limits.max_traits, low.limits.max_trait_bytes, low.limits.feedback_kept) == (
+        0,
+        1,
+        0,
+    )
+    high = parse_model(BASE + "limits: {max_traits: 10000, max_feedback: 1000}\n")
+    assert (high.limits.max_traits, high.limits.feedback_kept) == (10000, 1000)
+
+
+def test_names_of_exactly_128_characters_are_accepted() -> None:
+    """x__tracker_key__mutmut_7: MAX_KEY_LENGTH itself is allowed."""
+    name = "E" * 128
+    model = parse_model(BASE + f"events: {{{name}: trial_signup}}\n", "a.yaml")
+    assert dict(model.event_names) == {name: "trial_signup"}
+    too_long = issues_of(BASE + f"events: {{{name}E: trial_signup}}\n")
+    assert len(too_long) == 1
+    assert "(1-128 characters, no control characters)" in too_long[0]
+
+
+@pytest.mark.parametrize(
+    ("sql", "min_met"),
+    [
+        ("{framework: bant, min_met: 4}", 4),  # all four BANT criteria (x__sql_issues__mutmut_22)
+        ("{framework: bant, require: [budget, need], min_met: 2}", 2),  # = required (mutmut_28)
+    ],
+)
+def test_min_met_may_equal_its_bounds(sql: str, min_met: int) -> None:
+    model = parse_model(BASE.replace("  recycle: 25\n", f"  recycle: 25\n  sql: {sql}\n"))
+    assert model.lifecycle.sql is not None
+    assert model.lifecycle.sql.min_met == min_met
+
+
+def test_a_model_error_from_code_names_the_dotted_path() -> None:
+    """x__dotted__mutmut_2: the path starts with its first key, no prefix."""
+    spec = parse_model(BASE, "a.yaml").spec
+    broken = spec.model_copy(
+        update={"lifecycle": spec.lifecycle.model_copy(update={"recycle": 60.0})}
+    )
+    with pytest.raises(ModelSpecError) as caught:
+        ScoringModel.from_spec(broken)
+    assert str(caught.value).startswith("lifecycle.recycle: recycle (60) ")
+
+
+# --- loader: reading the file, locating issues, wording pydantic's errors -----------
+
+
+def test_the_line_of_a_non_utf8_byte_counts_newlines_before_it_only(tmp_path: Path) -> None:
+    """x_load_model__mutmut_21 (counts from the byte on) and 24 (skips a leading newline)."""
+    path = tmp_path / "latin.yaml"
+    path.write_bytes(b"\nversion: x\n# caf\xe9\nengagement: {}\n\n")
+    with pytest.raises(ModelError) as caught:
+        load_model(path)
+    assert caught.value.issues == [f"{path}:3: the model file is not UTF-8 text"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("''\n", "(got nothing)"),  # x__kind__mutmut_5, 6
+        ("[1, 2]\n", "(got a list)"),
+        ("hello\n", "(got the value 'hello')"),
+    ],
+)
+def test_a_model_file_that_is_not_a_mapping_says_what_it_is(text: str, expected: str) -> None:
+    assert issues_of(text) == [
+        "bad.yaml:1: the model file must be a mapping with keys version, engagement, fit, "
+        f"lifecycle {expected}"
+    ]
+
+
+def test_a_key_that_is_a_mapping_is_reported_as_one() -> None:
+    """x__kind__mutmut_3, 4."""
+    assert issues_of(BASE + "? {a: 1}\n: 2\n") == [
+        "bad.yaml:30: (top level): keys must be names, got a mapping"
+    ]
+
+
+ROOT = yaml.compose(BASE)
+
+
+def issue(error: dict[str, Any]) -> tuple[int, str]:
+    return _pydantic_issue(ROOT, "bad.yaml", error)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        # kinds pydantic gives for other schemas than today's spec: worded all the same
+        (
+            {"type": "model_attributes_type", "loc": ("fit",), "msg": "m", "input": 5},
+            (14, "bad.yaml:14: fit: expected a mapping, got 5"),  # mutmut_94, 95
+        ),
+        (
+            {"type": "list_type", "loc": ("fit", "rules"), "msg": "m", "input": "x"},
+            (15, "bad.yaml:15: fit.rules: expected a list, got 'x'"),  # mutmut_101, 102
+        ),
+        (
+            {"type": "string_type", "loc": ("version",), "msg": "m", "input": 1},
+            (1, "bad.yaml:1: version: expected a string, got 1"),  # mutmut_107-111
+        ),
+        (
+            {
+                "type": "too_short",
+                "loc": ("fit", "rules"),
+                "msg": "m",
+                "input": [],
+                "ctx": {"field_type": "Tuple", "min_length": 3, "actual_length": 0},
+            },
+            (15, "bad.yaml:15: fit.rules: expected at least 3 item(s)"),  # mutmut_112-127
+        ),
+        (
+            {"type": "too_short", "loc": ("fit", "rules"), "msg": "m", "input": []},
+            (15, "bad.yaml:15: fit.rules: expected at least 1 item(s)"),  # mutmut_117-128
+        ),
+        (
+            {"type": "string_too_short", "loc": ("version",), "msg": "m", "input": ""},
+            (1, "bad.yaml:1: version: must not be empty"),  # mutmut_129-134
+        ),
+        (
+            {
+                "type": "bool_parsing",
+                "loc": ("version",),
+                "msg": "Input should be true",
+                "input": 2,
+            },
+            (1, "bad.yaml:1: version: input should be true"),  # mutmut_135-142
+        ),
+        (
+            {"type": "value_error", "loc": ("version",), "msg": "Value error, bad", "input": 2},
+            (1, "bad.yaml:1: version: Value error, bad"),  # no ctx: mutmut_78-84
+        ),
+        (
+            {"type": "extra_forbidden", "loc": ("fit", "nosuch", "x"), "msg": "m", "input": 1},
+            (14, "bad.yaml:14: fit.nosuch.x: unknown key"),  # no known keys: mutmut_43-45
+        ),
+    ],
+)
+def test_pydantic_errors_are_worded_for_the_file(
+    error: dict[str, Any], expected: tuple[int, str]
+) -> None:
+    assert issue(error) == expected
+
+
+@pytest.mark.parametrize(
+    ("loc", "expected"),
+    [
+        (("tiers", "good"), ["min_fit", "min_engagement", "min_grade", "rules", "fit_rules"]),
+        (("lifecycle", "sql"), ["framework", "require", "min_met"]),
+        (
+            ("engagement", "rules", 0, "when", 0),
+            ["equals", "in", "between", "exists", "url_contains", "property"],
+        ),
+        (("tiers", "good", "min_fit"), None),  # an Annotated number: no keys (x__strip__*)
+        (("fit", "grades", "A"), None),  # a dict of numbers
+        (("fit", "grades"), None),
+        (("fit", 0), None),  # an index into a model
+        (("version", "x"), None),
+    ],
+)
+def test_the_keys_a_location_accepts(
+    loc: tuple[str | int, ...], expected: list[str] | None
+) -> None:
+    assert _allowed_keys(loc) == expected
