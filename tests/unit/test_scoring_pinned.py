@@ -15,13 +15,19 @@ from typing import Any
 import pytest
 import yaml
 
-from schemas import BehaviorEvent
-from scoring import ModelError, parse_model
+from schemas import BehaviorEvent, Stage
+from schemas.feedback import CriterionStatus
+from scoring import ModelError, explain, parse_model, summary
+from scoring.decay import RuleState
 from scoring.engine import is_account_id
+from scoring.explain import notes
+from scoring.feedback import sales_view
 from scoring.lifecycle import clamp_note
 from scoring.loader import _allowed_keys, _pydantic_issue, load_model
 from scoring.matchers import Condition, Ops, describe, number
 from scoring.model import ModelSpecError, ScoringModel
+from scoring.state import Clamp, FeedbackEntry, LeadState
+from scoring.tiers import tier_of
 from tests.unit.test_model_loader import BASE
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
@@ -422,3 +428,223 @@ def test_the_keys_a_location_accepts(
     loc: tuple[str | int, ...], expected: list[str] | None
 ) -> None:
     assert _allowed_keys(loc) == expected
+
+
+# --- summary, explanations, tiers, the sales view ------------------------------------
+
+FULL = """\
+version: "s-1"
+engagement:
+  rules:
+    - name: pricing
+      event: page_view
+      when: [{url_contains: /pricing}, {property: plan, equals: pro}]
+      points: 0.5
+      half_life: 7d
+      cap: 30
+    - {name: unsubscribe, event: email_unsubscribe, points: -40, half_life: 90d}
+fit:
+  rules:
+    - {name: big, trait: company.size, between: [50, 5000], points: 20}
+    - {name: vp, trait: seniority, in: [vp, cxo], points: 10}
+  grades: {A: 30, B: 10}
+lifecycle:
+  mql: 50
+  handoff: {engagement: 70, min_grade: B}
+  recycle: 25
+  sql: {framework: bant, require: [budget, need]}
+  rejection_cooldown: 2d
+tiers:
+  hot: {min_fit: 30}
+  engaged: {rules: {pricing: 0.5}}
+  else: warm
+events: {Signed Up: trial_signup}
+"""
+
+
+def test_the_summary_of_a_model_with_every_section() -> None:
+    """x__points__mutmut_2-5 and x_summary__mutmut_8-35, 84, 85: every line, spaced as shown."""
+    lines = summary(parse_model(FULL, "s.yaml")).split("\n")
+    assert lines[0].startswith("model s-1+")
+    assert lines[0].endswith(" (s.yaml)")
+    assert lines[1:] == [
+        "engagement rules (2):",
+        "  pricing      page_view            +0.5  half-life 7d    cap 30"
+        "  when url contains '/pricing' and plan = 'pro'",
+        "  unsubscribe  email_unsubscribe     -40  half-life 90d",
+        "fit rules (2):",
+        "  big     +20  company.size between [50, 5000]",
+        "  vp      +10  seniority in ['vp', 'cxo']",
+        "grades: A ≥ 30, B ≥ 10, else C",
+        "lifecycle: MQL at engagement ≥ 50; handoff (MQL→SAL) at ≥ 70 with grade B or better; "
+        "recycle to nurture below 25",
+        "sales qualified (SAL→SQL): BANT 2 of 4 criteria met with budget, need met",
+        "a rejected lead stays out of MQL for 2d",
+        "handoff tiers, first match: hot, engaged; else warm",
+        "handoff profile (default: the fit traits): company, seniority",
+        "limits: 100 traits besides the 2 the model reads; 1024 bytes of JSON per trait value; "
+        "the 50 most recent merged ids; the 20 most recent feedback events",
+        "segment events: 'Signed Up' → trial_signup",
+    ]
+
+
+MINIMAL = """\
+version: "m-1"
+engagement:
+  rules:
+    - {name: demo, event: demo_request, points: 80, half_life: 1d}
+fit:
+  grades: {A: 40}
+lifecycle:
+  mql: 50
+  handoff: {engagement: 70, min_grade: A}
+  recycle: 25
+  sql: {framework: champ}
+"""
+
+
+def test_the_summary_of_a_model_without_fit_rules() -> None:
+    """x_summary__mutmut_27 (no fit rules to size) and 48 (no required criteria)."""
+    lines = summary(parse_model(MINIMAL, "m.yaml")).split("\n")
+    assert lines[1:] == [
+        "engagement rules (1):",
+        "  demo  demo_request     +80  half-life 1d",
+        "fit rules (0):",
+        "grades: A ≥ 40, else B",
+        "lifecycle: MQL at engagement ≥ 50; handoff (MQL→SAL) at ≥ 70 with grade A or better; "
+        "recycle to nurture below 25",
+        "sales qualified (SAL→SQL): CHAMP 4 of 4 criteria met",
+        "handoff profile (default: the fit traits): no traits",
+        "limits: 100 traits besides the 0 the model reads; 1024 bytes of JSON per trait value; "
+        "the 50 most recent merged ids; the 20 most recent feedback events",
+    ]
+
+
+E0 = T0.timestamp()
+
+
+def test_explanation_parts_are_largest_first_with_the_floor_last() -> None:
+    """x_explain__mutmut_30 (order) and 61 (fit starts at 0)."""
+    model = parse_model(FULL, "s.yaml")
+    state = LeadState(
+        lead_id="lead-1",
+        clock=E0,
+        rules={"pricing": RuleState(20.0, E0), "unsubscribe": RuleState(-25.0, E0)},
+        traits={"seniority": "vp"},
+    )
+    made = explain(state, E0, model)
+    assert [(part.rule, part.points) for part in made.parts] == [
+        ("unsubscribe", -25.0),
+        ("pricing", 20.0),
+        ("floor-at-zero", 5.0),
+    ]
+    assert (made.engagement, made.fit, made.grade) == (0.0, 10.0, "B")
+
+
+def test_an_empty_lead_is_explained_by_no_parts() -> None:
+    """x_explain__mutmut_43, 44 (no floor part for a sum of 0) and 61."""
+    made = explain(LeadState(lead_id="lead-1", clock=E0), E0, parse_model(FULL, "s.yaml"))
+    assert made.parts == ()
+    assert made.fit_parts == ()
+    assert (made.engagement, made.fit, made.grade) == (0.0, 0.0, "C")
+
+
+def test_a_part_of_exactly_the_negligible_size_is_listed() -> None:
+    """x_explain__mutmut_15: parts below 1e-9 are left out, 1e-9 itself is not."""
+    state = LeadState(
+        lead_id="lead-1",
+        clock=E0,
+        rules={"pricing": RuleState(1e-9, E0), "unsubscribe": RuleState(-1e-10, E0)},
+    )
+    made = explain(state, E0, parse_model(FULL, "s.yaml"))
+    assert [(part.rule, part.points) for part in made.parts] == [("pricing", 1e-9)]
+
+
+def test_a_last_clamp_without_clamped_events_is_no_note() -> None:
+    """x_notes__mutmut_3: the note needs both the count and the last clamp."""
+    state = LeadState(
+        lead_id="lead-1",
+        clock=E0,
+        last_clamp=Clamp(event_id="e-1", reported_at=E0 + 60, clamped_to=E0),
+    )
+    assert notes(state, parse_model(FULL, "s.yaml")) == ()
+
+
+@pytest.mark.parametrize(
+    ("contributions", "fit", "expected"),
+    [
+        ({}, 0.0, "warm"),  # a rule the lead has no state for counts 0 (x_matches__19-22)
+        ({"pricing": 0.49}, 0.0, "warm"),
+        ({"pricing": 0.5}, 0.0, "engaged"),
+        ({}, 30.0, "hot"),
+    ],
+)
+def test_tier_rule_minimums(contributions: dict[str, float], fit: float, expected: str) -> None:
+    model = parse_model(FULL, "s.yaml")
+    tier = tier_of(
+        model,
+        engagement=80.0,
+        fit=fit,
+        grade="B",
+        contributions=contributions,
+        fit_matched=(),
+    )
+    assert tier == expected
+
+
+def test_the_sales_view_names_times_arming_and_frameworks_in_order() -> None:
+    """x_sales_view__mutmut_11 (the model's framework first), 61-78 (keys), 83-90 (history)."""
+    model = parse_model(
+        FULL.replace("framework: bant", "framework: meddic").replace(
+            "require: [budget, need]", "require: [champion]"
+        ),
+        "s.yaml",
+    )
+    entry = FeedbackEntry(
+        event_id="q-1",
+        type="qualification",
+        at=E0 + 120,
+        handoff_id="h-1",
+        applied=True,
+        outcome="criteria recorded",
+        framework="bant",
+        criteria={"budget": CriterionStatus.MET},
+    )
+    state = LeadState(
+        lead_id="lead-1",
+        stage=Stage.NURTURE,
+        armed=False,
+        clock=E0 + 120,
+        handoff_id="h-1",
+        handoff_at=E0,
+        cooldown_until=E0 + 86_400,
+        rearmed_at=E0 + 60,
+        qualification={"bant": {"budget": CriterionStatus.MET}},
+        feedback=(entry,),
+    )
+    view = sales_view(state, model)
+    assert [framework["framework"] for framework in view["frameworks"]] == ["meddic", "bant"]
+    assert {
+        key: view[key] for key in ("handed_off_at", "armed", "cooldown_until", "rearmed_at")
+    } == {
+        "handed_off_at": "2026-11-22T10:00:00+00:00",
+        "armed": False,
+        "cooldown_until": "2026-11-23T10:00:00+00:00",
+        "rearmed_at": "2026-11-22T10:01:00+00:00",
+    }
+    (history,) = view["history"]
+    assert list(history) == [
+        "event_id",
+        "type",
+        "handoff_id",
+        "applied",
+        "stale",
+        "outcome",
+        "reason",
+        "note",
+        "framework",
+        "criteria",
+        "at",
+    ]
+    assert history["at"] == "2026-11-22T10:02:00+00:00"
+    assert type(history["criteria"]["budget"]) is str  # JSON, not the enum
