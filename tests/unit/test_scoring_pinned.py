@@ -26,8 +26,9 @@ from scoring.lifecycle import clamp_note
 from scoring.loader import _allowed_keys, _pydantic_issue, load_model
 from scoring.matchers import Condition, Ops, describe, number
 from scoring.model import ModelSpecError, ScoringModel
-from scoring.state import Clamp, FeedbackEntry, LeadState
+from scoring.state import Clamp, FeedbackEntry, LeadState, merge
 from scoring.tiers import tier_of
+from tests.unit.test_feedback import Lead
 from tests.unit.test_model_loader import BASE
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
@@ -648,3 +649,48 @@ def test_the_sales_view_names_times_arming_and_frameworks_in_order() -> None:
     ]
     assert history["at"] == "2026-11-22T10:02:00+00:00"
     assert type(history["criteria"]["budget"]) is str  # JSON, not the enum
+
+
+# --- state.merge, feedback ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("mine", "other", "kept"),
+    [
+        # the newer pair wins, whatever the values (x_merge__mutmut_12-19)
+        (RuleState(9.0, E0), RuleState(7.0, E0 + 60), RuleState(7.0, E0 + 60)),
+        (RuleState(3.0, E0 + 60), RuleState(9.0, E0), RuleState(3.0, E0 + 60)),
+    ],
+)
+def test_merging_a_rule_the_model_no_longer_has_keeps_the_newer_pair(
+    mine: RuleState, other: RuleState, kept: RuleState
+) -> None:
+    model = parse_model(FULL, "s.yaml")
+    known = LeadState(lead_id="lead-1", clock=E0 + 60, rules={"retired": mine})
+    anonymous = LeadState(lead_id="anon-1", anonymous=True, clock=E0 + 60, rules={"retired": other})
+    assert merge(known, anonymous, model).rules == {"retired": kept}
+
+
+def test_merged_from_keeps_the_anonymous_profiles_own_merges() -> None:
+    """x_merge__mutmut_37: ids the anonymous profile merged earlier are kept once, in order."""
+    model = parse_model(FULL, "s.yaml")
+    known = LeadState(lead_id="lead-1", clock=E0, merged_from=("anon-a",))
+    anonymous = LeadState(
+        lead_id="anon-1", anonymous=True, clock=E0, merged_from=("anon-b", "anon-a", "anon-c")
+    )
+    assert merge(known, anonymous, model).merged_from == ("anon-a", "anon-b", "anon-c", "anon-1")
+
+
+def test_disqualifying_a_disqualified_lead_is_recorded_as_not_applied() -> None:
+    """x__disqualified__mutmut_3, 5, 10, 11."""
+    lead = Lead()
+    lead.send("disqualified", reason="bad_fit")
+    assert lead.state.stage is Stage.DISQUALIFIED
+    assert lead.send("disqualified", reason="duplicate", note="again") == []
+    last = lead.state.feedback[-1]
+    assert (last.applied, last.outcome, last.reason, last.note) == (
+        False,
+        "not applied: the lead is already disqualified",
+        "duplicate",
+        "again",
+    )
