@@ -17,7 +17,7 @@ import yaml
 
 from schemas import BehaviorEvent, Stage
 from schemas.feedback import CriterionStatus
-from scoring import ModelError, explain, parse_model, summary
+from scoring import ModelError, evaluate, explain, parse_model, summary
 from scoring.decay import RuleState
 from scoring.engine import is_account_id
 from scoring.explain import notes
@@ -694,3 +694,57 @@ def test_disqualifying_a_disqualified_lead_is_recorded_as_not_applied() -> None:
         "duplicate",
         "again",
     )
+
+
+# --- engine: evaluate, decide, answer -------------------------------------------------
+
+
+def test_evaluate_returns_a_silent_re_arm() -> None:
+    """x_evaluate__mutmut_14: no transition, but the arming changed, so the state is new.
+
+    A rejected (disarmed) NURTURE lead re-arms when decay alone takes it below
+    recycle: 30 points with a 1-day half-life fall below 25 after
+    1d * log2(30 / 25) seconds, found at most TOLERANCE (0.5 s) late.
+    """
+    hot = Lead().model.rules_by_name["hot"]
+    state = LeadState(
+        lead_id="lead-1",
+        stage=Stage.NURTURE,
+        armed=False,
+        clock=E0,
+        rules={"hot": RuleState(30.0, E0)},
+    )
+    after, made = evaluate(state, E0 + 86_400, Lead().model)
+    assert made == ()
+    assert after.armed is True
+    assert after.stage is Stage.NURTURE
+    crossing = E0 + hot.half_life * math.log2(30 / 25)
+    assert after.rearmed_at is not None
+    assert crossing <= after.rearmed_at <= crossing + 0.5
+
+
+def test_a_requalified_lead_that_is_hot_again_becomes_an_mql_on_the_same_event() -> None:
+    """xǁ_Workǁdecide__mutmut_18: the thresholds start from the stage the verdict left."""
+    lead = Lead()
+    lead.hand_off()  # engagement 80 at 180 s
+    lead.send("disqualified", reason="bad_fit")
+    # two days later 80 has decayed to about 20 (< recycle 25: re-armed while disqualified)
+    lead.send("ping", after=2 * 86_400)  # + 40: about 60, but a disqualified lead never moves
+    assert lead.state.stage is Stage.DISQUALIFIED
+    assert lead.state.armed is True
+    made = lead.send("requalify")
+    assert [(t.from_stage, t.to_stage) for t in made] == [
+        (Stage.DISQUALIFIED, Stage.NURTURE),
+        (Stage.NURTURE, Stage.MQL),
+    ]
+
+
+def test_feedback_after_a_rejection_keeps_the_cooldown() -> None:
+    """xǁ_Workǁanswer__mutmut_26, 33: judge is given the lead's cooldown, and hands it back."""
+    lead = Lead()  # rejection_cooldown: 2h
+    handoff = lead.hand_off()
+    lead.send("sales_rejected", handoff_id=handoff, reason="not_ready")  # at 240 s
+    assert lead.state.cooldown_until == E0 + 240 + 7200
+    lead.send("sales_accepted", handoff_id=handoff)
+    lead.send("requalify")
+    assert lead.state.cooldown_until == E0 + 240 + 7200
