@@ -22,7 +22,7 @@ from scoring.decay import RuleState
 from scoring.engine import is_account_id
 from scoring.explain import notes
 from scoring.feedback import sales_view
-from scoring.lifecycle import clamp_note
+from scoring.lifecycle import Move, clamp_note, threshold_moves
 from scoring.loader import _allowed_keys, _pydantic_issue, load_model
 from scoring.matchers import Condition, Ops, describe, number
 from scoring.model import ModelSpecError, ScoringModel
@@ -748,3 +748,25 @@ def test_feedback_after_a_rejection_keeps_the_cooldown() -> None:
     lead.send("sales_accepted", handoff_id=handoff)
     lead.send("requalify")
     assert lead.state.cooldown_until == E0 + 240 + 7200
+
+
+def test_a_lead_that_was_never_disarmed_has_no_re_arm_time() -> None:
+    """xǁ_Workǁdecide__mutmut_47: rearmed_at is set only when an event re-arms the lead."""
+    lead = Lead()
+    lead.hand_off()
+    lead.send("ping")
+    assert lead.state.armed is True
+    assert lead.state.rearmed_at is None
+
+
+def test_threshold_moves_are_cooled_unless_told_otherwise() -> None:
+    """x_threshold_moves__mutmut_1: `cooled` defaults to True."""
+    model = Lead().model
+    moves, stage, armed = threshold_moves(Stage.IQL, True, 50.0, "C", model)
+    assert moves == [Move(Stage.MQL, "engagement 50 ≥ mql 50")]
+    assert (stage, armed) == (Stage.MQL, True)
+    assert threshold_moves(Stage.IQL, True, 50.0, "C", model, cooled=False) == (
+        [],
+        Stage.IQL,
+        True,
+    )
