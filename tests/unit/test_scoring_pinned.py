@@ -770,3 +770,10 @@ def test_threshold_moves_are_cooled_unless_told_otherwise() -> None:
         Stage.IQL,
         True,
     )
+
+
+def test_threshold_moves_leave_a_handed_off_lead_in_sal() -> None:
+    """x_threshold_moves__mutmut_44: the stage returned after a handoff."""
+    moves, stage, armed = threshold_moves(Stage.MQL, True, 70.0, "B", Lead().model)
+    assert moves == [Move(Stage.SAL, "engagement 70 ≥ handoff 70 and grade B ≥ B")]
+    assert (stage, armed) == (Stage.SAL, True)
