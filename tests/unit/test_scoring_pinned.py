@@ -398,6 +398,20 @@ def issue(error: dict[str, Any]) -> tuple[int, str]:
             (1, "bad.yaml:1: version: Value error, bad"),  # no ctx: mutmut_78-84
         ),
         (
+            # a location past the file: the nearest line that exists (x__locate__mutmut_21, 23)
+            {"type": "value_error", "loc": ("fit", "nosuch", 0), "msg": "m", "ctx": {"error": "x"}},
+            (14, "bad.yaml:14: fit.nosuch[0]: x"),
+        ),
+        (
+            {
+                "type": "value_error",
+                "loc": ("engagement", "rules", 2),
+                "msg": "m",
+                "ctx": {"error": "x"},
+            },
+            (3, "bad.yaml:3: engagement.rules[2]: x"),
+        ),
+        (
             {"type": "extra_forbidden", "loc": ("fit", "nosuch", "x"), "msg": "m", "input": 1},
             (14, "bad.yaml:14: fit.nosuch.x: unknown key"),  # no known keys: mutmut_43-45
         ),
