@@ -8,7 +8,7 @@ implements, never taken from the code under test.
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,8 @@ from schemas import BehaviorEvent, Stage
 from schemas.feedback import CriterionStatus
 from scoring import ModelError, evaluate, explain, parse_model, summary
 from scoring.decay import RuleState
-from scoring.engine import is_account_id
+from scoring.engine import is_account_id, next_recycle_at
+from scoring.epoch import to_epoch
 from scoring.explain import notes
 from scoring.feedback import sales_view
 from scoring.lifecycle import Move, clamp_note, threshold_moves
@@ -791,3 +792,62 @@ def test_threshold_moves_leave_a_handed_off_lead_in_sal() -> None:
     moves, stage, armed = threshold_moves(Stage.MQL, True, 70.0, "B", Lead().model)
     assert moves == [Move(Stage.SAL, "engagement 70 ≥ handoff 70 and grade B ≥ B")]
     assert (stage, armed) == (Stage.SAL, True)
+
+
+# --- epoch, the recycle search ---------------------------------------------------------
+
+
+class _NoOffset(tzinfo):
+    """A tzinfo that does not know its offset: as naive as no tzinfo at all."""
+
+    def utcoffset(self, dt: datetime | None) -> timedelta | None:
+        return None
+
+    def dst(self, dt: datetime | None) -> timedelta | None:
+        return None
+
+
+@pytest.mark.parametrize("zone", [None, _NoOffset()])
+def test_a_datetime_without_an_offset_is_refused(zone: tzinfo | None) -> None:
+    """x_to_epoch__mutmut_1 (a tzinfo whose offset is None), 4 (the message)."""
+    with pytest.raises(ValueError) as caught:
+        to_epoch(datetime(2026, 11, 22, 10, 0, tzinfo=zone))
+    assert str(caught.value) == (
+        "2026-11-22T10:00:00 has no timezone; scoring needs aware datetimes"
+    )
+
+
+ZERO_RECYCLE = parse_model(
+    """\
+version: "zero-1"
+engagement:
+  rules:
+    - {name: signal, event: signal, points: 10, half_life: 1h}
+    - {name: drag, event: drag, points: -10, half_life: 1d}
+fit:
+  grades: {A: 10}
+lifecycle:
+  mql: 50
+  handoff: {engagement: 70, min_grade: A}
+  recycle: 0
+""",
+    "zero.yaml",
+)
+
+
+def test_with_recycle_0_decay_never_recycles_even_when_the_rules_sum_below_0() -> None:
+    """x__dip__mutmut_2: engagement is floored at 0, so it is never below a recycle of 0.
+
+    60 points halving hourly against -30 halving daily: the rules sum to below
+    0 after about an hour, engagement stays 0.
+    """
+    state = LeadState(
+        lead_id="lead-1",
+        stage=Stage.MQL,
+        clock=E0,
+        rules={"signal": RuleState(60.0, E0), "drag": RuleState(-30.0, E0)},
+    )
+    assert next_recycle_at(state, ZERO_RECYCLE) is None
+    after, made = evaluate(state, E0 + 86_400, ZERO_RECYCLE)
+    assert made == ()
+    assert after.stage is Stage.MQL
