@@ -23,7 +23,7 @@ from scoring.engine import is_account_id, next_recycle_at
 from scoring.epoch import to_epoch
 from scoring.explain import notes
 from scoring.feedback import sales_view
-from scoring.lifecycle import Move, clamp_note, threshold_moves
+from scoring.lifecycle import Move, clamp_note, show, threshold_moves
 from scoring.loader import _allowed_keys, _pydantic_issue, load_model
 from scoring.matchers import Condition, Ops, describe, number
 from scoring.model import ModelSpecError, ScoringModel
@@ -851,3 +851,21 @@ def test_with_recycle_0_decay_never_recycles_even_when_the_rules_sum_below_0() -
     after, made = evaluate(state, E0 + 86_400, ZERO_RECYCLE)
     assert made == ()
     assert after.stage is Stage.MQL
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (24.996, "24.99"),  # rounded down: never "25 < 25"
+        (25.0, "25"),
+        (100.0, "100"),
+        (10.1, "10.09"),  # the double nearest 10.1 is a little below it
+        (-0.001, "-0.01"),
+        (999_999_999_999_999.9, "999999999999999.87"),  # the double is ...999.875
+        (1e15, "1e+15"),  # from 1e15 on, six significant digits (x_show__mutmut_3, 4)
+        (-1e15, "-1e+15"),
+        (math.inf, "inf"),
+    ],
+)
+def test_show_rounds_down_to_a_hundredth(value: float, expected: str) -> None:
+    assert show(value) == expected
