@@ -16,13 +16,13 @@ import pytest
 import yaml
 
 from schemas import BehaviorEvent, Stage
-from schemas.feedback import CriterionStatus
+from schemas.feedback import CriterionStatus, Feedback, parse_feedback
 from scoring import ModelError, evaluate, explain, parse_model, summary
 from scoring.decay import RuleState
 from scoring.engine import is_account_id, next_recycle_at
 from scoring.epoch import to_epoch
 from scoring.explain import notes
-from scoring.feedback import sales_view
+from scoring.feedback import Funnel, Judgement, judge, sales_view
 from scoring.lifecycle import Move, clamp_note, show, threshold_moves
 from scoring.loader import _allowed_keys, _pydantic_issue, load_model
 from scoring.matchers import Condition, Ops, describe, number
@@ -869,3 +869,70 @@ def test_with_recycle_0_decay_never_recycles_even_when_the_rules_sum_below_0() -
 )
 def test_show_rounds_down_to_a_hundredth(value: float, expected: str) -> None:
     assert show(value) == expected
+
+
+def feedback_of(kind: str, **properties: object) -> Feedback:
+    parsed = parse_feedback(
+        BehaviorEvent(
+            event_id="f-1", type=kind, lead_id="lead-1", occurred_at=T0, properties=properties
+        )
+    )
+    assert parsed is not None
+    return parsed
+
+
+def judged(stage: Stage, armed: bool, kind: str, **properties: object) -> Judgement:
+    funnel = Funnel(stage=stage, armed=armed, handoff_id="h-1", handoff_at=E0, accepted_at=None)
+    return judge(
+        funnel,
+        feedback_of(kind, **properties),
+        event_id="f-1",
+        event_type=kind,
+        at=E0 + 60,
+        model=Lead().model,
+    )
+
+
+def test_judging_a_disqualification() -> None:
+    """x__disqualified__mutmut_17-38: the funnel it leaves, the move and the entry."""
+    verdict = judged(Stage.SAL, True, "disqualified", reason="bad_fit", note="a student")
+    assert (verdict.funnel.stage, verdict.funnel.armed) == (Stage.DISQUALIFIED, False)
+    reason = "sales disqualified the lead (bad_fit); it never hands off again until a requalify"
+    assert verdict.move == Move(Stage.DISQUALIFIED, reason)
+    entry = verdict.entry
+    assert (entry.applied, entry.outcome, entry.reason, entry.note) == (
+        True,
+        reason,
+        "bad_fit",
+        "a student",
+    )
+    again = judged(Stage.DISQUALIFIED, False, "disqualified", reason="other")
+    assert again.move is None
+    assert (again.entry.applied, again.entry.outcome, again.entry.reason) == (
+        False,
+        "not applied: the lead is already disqualified",
+        "other",
+    )
+
+
+@pytest.mark.parametrize(
+    ("armed", "arming"),
+    [
+        (True, "armed: its engagement fell below recycle while it was disqualified"),
+        (False, "it re-arms once engagement falls below recycle 25"),
+    ],
+)
+def test_judging_a_requalify(armed: bool, arming: str) -> None:
+    """x__requalify__mutmut_12, 14 (the arming said), 23, 25 (the stage it leaves)."""
+    verdict = judged(Stage.DISQUALIFIED, armed, "requalify")
+    assert verdict.move == Move(Stage.NURTURE, f"sales requalified the lead; {arming}")
+    assert (verdict.funnel.stage, verdict.funnel.armed) == (Stage.NURTURE, armed)
+    assert (verdict.entry.applied, verdict.entry.outcome) == (True, verdict.move.reason)
+
+
+def test_requalifying_a_lead_that_is_not_disqualified_names_its_stage() -> None:
+    """x__requalify__mutmut_5, 10."""
+    verdict = judged(Stage.SAL, True, "requalify")
+    assert verdict.move is None
+    assert verdict.funnel.stage is Stage.SAL
+    assert verdict.entry.outcome == "not applied: the lead is SAL, not disqualified"
