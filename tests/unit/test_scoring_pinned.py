@@ -936,3 +936,113 @@ def test_requalifying_a_lead_that_is_not_disqualified_names_its_stage() -> None:
     assert verdict.move is None
     assert verdict.funnel.stage is Stage.SAL
     assert verdict.entry.outcome == "not applied: the lead is SAL, not disqualified"
+
+
+# --- loader: YAML structure and size ------------------------------------------------------
+
+
+def test_a_default_source_name_is_string() -> None:
+    """x_parse_model__mutmut_1, 2."""
+    with pytest.raises(ModelError) as caught:
+        parse_model("hello\n")
+    assert caught.value.issues[0].startswith("<string>:1: the model file must be a mapping")
+
+
+def test_a_deeply_nested_file_is_an_issue_not_a_crash() -> None:
+    """x__compose__mutmut_49."""
+    assert issues_of("[" * 3000 + "]" * 3000) == ["bad.yaml:1: the model file is nested too deeply"]
+
+
+def test_an_alias_cycle_is_walked_once() -> None:
+    """x__size_issues__mutmut_4, 5 and x__structure_issues__mutmut_3, 5, 6: a cycle ends."""
+    found = issues_of("a: &a {b: *a}\n")
+    assert found[:4] == [
+        "bad.yaml:1: (top level): missing required key 'version'",
+        "bad.yaml:1: (top level): missing required key 'engagement'",
+        "bad.yaml:1: (top level): missing required key 'fit'",
+        "bad.yaml:1: (top level): missing required key 'lifecycle'",
+    ]
+
+
+def sized(extra: str) -> str:
+    """A file of exactly 100,000 values once aliases are expanded (`extra` adds to it).
+
+    Values: the root mapping 1; key b 1 and its list 1 + 33 = 34; key c 1 and
+    its list 1 + 2940 aliases of b's list (34 each); key d 1 and a list holding
+    only itself, which counts 1: 1 + 35 + 1 + 1 + 2940 * 34 + 2 = 100,000.
+    """
+    b = ", ".join(["x"] * 33)
+    c = ", ".join(["*b"] * 2940)
+    return f"b: &b [{b}]\nc: [{c}{extra}]\nd: &d [*d]\n"
+
+
+def test_the_size_limit_allows_exactly_max_nodes_values() -> None:
+    """x__size_issues__mutmut_6, 19, 20, 25: the count and the boundary, to one value."""
+    too_big = ["bad.yaml:1: more than 100000 values once aliases are expanded"]
+    assert issues_of(sized(", x")) == too_big
+    at_limit = issues_of(sized(""))
+    assert at_limit != too_big
+    assert "bad.yaml:1: (top level): missing required key 'version'" in at_limit
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (
+            "1: x\nversion: again\n",
+            [
+                "bad.yaml:30: (top level): keys must be names, got 1",
+                "bad.yaml:31: version: duplicate key 'version' (first on line 1)",
+            ],
+        ),
+        (
+            "<<: {a: 1}\nversion: again\n",
+            [
+                "bad.yaml:30: (top level): merge keys (<<) are not supported",
+                "bad.yaml:31: version: duplicate key 'version' (first on line 1)",
+            ],
+        ),
+    ],
+)
+def test_structure_issues_go_on_after_a_bad_key(extra: str, expected: list[str]) -> None:
+    """x__structure_issues__mutmut_21, 28: the keys after a bad one are checked too."""
+    assert issues_of(BASE + extra) == expected
+
+
+# --- matchers: field paths and ranges -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        (
+            "5",
+            ["bad.yaml:17: fit.rules[0].trait: expected a field name, got 5"],  # _path 1, 4, 5
+        ),
+        (
+            "'" + "a" * 64 + "." + "b" * 64 + "'",
+            [
+                f"bad.yaml:17: fit.rules[0].trait: invalid field name '{'a' * 64}.{'b' * 64}': "
+                "use a name or a dotted path like utm.source"  # 129 characters: _path 10-17
+            ],
+        ),
+    ],
+)
+def test_field_path_messages(path: str, expected: list[str]) -> None:
+    assert issues_of(BASE.replace("trait: company_size", f"trait: {path}")) == expected
+
+
+def test_a_field_path_of_128_characters_is_accepted() -> None:
+    """x__path__mutmut_11: 128 characters is the longest path."""
+    path = "a" * 64 + "." + "b" * 63
+    model = parse_model(BASE.replace("trait: company_size", f"trait: {path}"), "a.yaml")
+    assert model.fit_rules[0].trait == ("a" * 64, "b" * 63)
+
+
+def test_between_messages_and_a_range_of_one_value() -> None:
+    """x__range__mutmut_2 (not a list), 18 (low == high is a range)."""
+    assert issues_of(BASE.replace("between: [50, 5000]", "between: 5")) == [
+        "bad.yaml:18: fit.rules[0].between: expected [low, high] with two numbers, got 5"
+    ]
+    model = parse_model(BASE.replace("between: [50, 5000]", "between: [50, 50]"), "a.yaml")
+    assert model.fit_rules[0].between == (50.0, 50.0)
