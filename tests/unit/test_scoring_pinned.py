@@ -17,7 +17,7 @@ import yaml
 
 from schemas import BehaviorEvent, Stage
 from schemas.feedback import CriterionStatus, Feedback, parse_feedback
-from scoring import ModelError, evaluate, explain, parse_model, summary
+from scoring import ModelError, apply, evaluate, explain, parse_model, summary
 from scoring.decay import RuleState
 from scoring.engine import is_account_id, next_recycle_at
 from scoring.epoch import to_epoch
@@ -1046,3 +1046,48 @@ def test_between_messages_and_a_range_of_one_value() -> None:
     ]
     model = parse_model(BASE.replace("between: [50, 5000]", "between: [50, 50]"), "a.yaml")
     assert model.fit_rules[0].between == (50.0, 50.0)
+
+
+REASONS = parse_model(
+    """\
+version: "reasons-1"
+engagement:
+  rules:
+    - {name: zulu, event: zulu, points: -10, half_life: 1h}
+    - {name: big, event: big, points: 10, half_life: 1h, cap: 30}
+    - {name: tick, event: tick, points: 1, half_life: 1h}
+    - {name: alpha, event: alpha, points: 10, half_life: 1h}
+fit:
+  grades: {A: 10}
+lifecycle:
+  mql: 30
+  handoff: {engagement: 70, min_grade: A}
+  recycle: 25
+""",
+    "reasons.yaml",
+)
+
+
+def test_transition_reasons_rank_capped_points_then_names() -> None:
+    """x__top_reasons__mutmut_19 (a 1-point reason stays), 23 (capped, not raw, points rank)
+    and 24 (equal sizes by name): alpha +40 and zulu -40 tie, big is 100 capped to 30."""
+    state = LeadState(
+        lead_id="lead-1",
+        clock=E0,
+        rules={
+            "zulu": RuleState(-40.0, E0),
+            "big": RuleState(100.0, E0),
+            "tick": RuleState(1.0, E0),
+            "alpha": RuleState(40.0, E0),
+        },
+    )
+    noop = BehaviorEvent(event_id="n-1", type="noop", lead_id="lead-1", occurred_at=T0)
+    _, made = apply(state, noop, REASONS)
+    (mql,) = made
+    assert (mql.to_stage, mql.engagement) == (Stage.MQL, 31.0)
+    assert [(reason.rule, reason.points) for reason in mql.reasons] == [
+        ("alpha", 40.0),
+        ("zulu", -40.0),
+        ("big", 30.0),
+        ("tick", 1.0),
+    ]
