@@ -20,10 +20,10 @@ from schemas.feedback import CriterionStatus, Feedback, parse_feedback
 from scoring import ModelError, apply, evaluate, explain, parse_model, summary
 from scoring.decay import RuleState
 from scoring.engine import is_account_id, next_recycle_at
-from scoring.epoch import to_epoch
+from scoring.epoch import from_epoch, to_epoch
 from scoring.explain import notes
 from scoring.feedback import Funnel, Judgement, judge, sales_view
-from scoring.lifecycle import Move, clamp_note, show, threshold_moves
+from scoring.lifecycle import Move, clamp_note, show, threshold_moves, transition_id
 from scoring.loader import _allowed_keys, _pydantic_issue, load_model
 from scoring.matchers import Condition, Ops, describe, number
 from scoring.model import ModelSpecError, ScoringModel
@@ -1091,3 +1091,43 @@ def test_transition_reasons_rank_capped_points_then_names() -> None:
         ("big", 30.0),
         ("tick", 1.0),
     ]
+
+
+def test_decay_re_arms_only_disarmed_nurture_and_disqualified_leads() -> None:
+    """xǁ_Workǁdecay_until__mutmut_5, both ways its condition can go wrong.
+
+    An armed NURTURE lead is not re-armed again (its re-arm time stays unset),
+    and an SQL, which sales owns, is never re-armed by decay.
+    """
+    model = Lead().model
+    noop = BehaviorEvent(
+        event_id="n-1", type="noop", lead_id="lead-1", occurred_at=from_epoch(E0 + 3600)
+    )
+    armed = LeadState(
+        lead_id="lead-1", stage=Stage.NURTURE, clock=E0, rules={"hot": RuleState(10.0, E0)}
+    )
+    after, made = apply(armed, noop, model)
+    assert made == ()
+    assert (after.armed, after.rearmed_at) == (True, None)
+    owned = LeadState(
+        lead_id="lead-1",
+        stage=Stage.SQL,
+        armed=False,
+        clock=E0,
+        rules={"hot": RuleState(30.0, E0)},
+    )
+    after, made = evaluate(owned, E0 + 86_400, model)
+    assert made == ()
+    assert (after.stage, after.armed, after.rearmed_at) == (Stage.SQL, False, None)
+
+
+@pytest.mark.parametrize(("event_id", "crossing"), [(None, None), ("e-1", 1795341600.0)])
+def test_a_transition_id_needs_exactly_one_cause(
+    event_id: str | None, crossing: float | None
+) -> None:
+    """x_transition_id__mutmut_5: the message."""
+    with pytest.raises(ValueError) as caught:
+        transition_id("lead-1", Stage.IQL, Stage.MQL, event_id=event_id, crossing=crossing)
+    assert str(caught.value) == (
+        "a move is caused by an event or by decay: give event_id or crossing"
+    )
