@@ -1131,3 +1131,43 @@ def test_a_transition_id_needs_exactly_one_cause(
     assert str(caught.value) == (
         "a move is caused by an event or by decay: give event_id or crossing"
     )
+
+
+TIERED = parse_model(
+    """\
+version: "tiered-1"
+engagement:
+  rules:
+    - {name: demo, event: demo_request, points: 80, half_life: 1d}
+fit:
+  rules:
+    - {name: size, trait: company_size, between: [50, 5000], points: 40}
+  grades: {A: 40, B: 20}
+lifecycle:
+  mql: 50
+  handoff: {engagement: 70, min_grade: B}
+  recycle: 25
+tiers:
+  hot: {min_fit: 40}
+  else: warm
+""",
+    "tiered.yaml",
+)
+
+
+def test_a_handoff_stores_its_tier_and_later_events_keep_the_re_arm_time() -> None:
+    """xǁ_Workǁresult__mutmut_32, 33 (the tier stored) and __init____mutmut_25 (rearmed_at
+    carried through an event that does not re-arm)."""
+    state = LeadState(
+        lead_id="lead-1",
+        stage=Stage.MQL,
+        clock=E0,
+        rules={"demo": RuleState(80.0, E0)},
+        traits={"company_size": 800},
+        rearmed_at=E0 - 60,
+    )
+    noop = BehaviorEvent(event_id="n-1", type="noop", lead_id="lead-1", occurred_at=T0)
+    after, made = apply(state, noop, TIERED)
+    assert [(t.to_stage, t.tier) for t in made] == [(Stage.SAL, "hot")]
+    assert after.handoff_tier == "hot"
+    assert after.rearmed_at == E0 - 60
