@@ -18,7 +18,7 @@ import yaml
 from schemas import BehaviorEvent, Stage
 from schemas.feedback import CriterionStatus, Feedback, parse_feedback
 from scoring import ModelError, apply, evaluate, explain, parse_model, summary
-from scoring.decay import RuleState
+from scoring.decay import RuleState, decayed
 from scoring.engine import is_account_id, next_recycle_at
 from scoring.epoch import from_epoch, to_epoch
 from scoring.explain import notes
@@ -1171,3 +1171,10 @@ def test_a_handoff_stores_its_tier_and_later_events_keep_the_re_arm_time() -> No
     assert [(t.to_stage, t.tier) for t in made] == [(Stage.SAL, "hot")]
     assert after.handoff_tier == "hot"
     assert after.rearmed_at == E0 - 60
+
+
+def test_a_zero_value_stays_zero_however_far_back_it_is_read() -> None:
+    """x_decayed__mutmut_1: 0 is returned as is, never multiplied by 2^2000 (an overflow)."""
+    assert decayed(0.0, -2000 * 3600.0, 3600.0) == 0.0
+    assert decayed(5.0, 0.0, 3600.0) == 5.0
+    assert decayed(8.0, 7200.0, 3600.0) == 2.0
