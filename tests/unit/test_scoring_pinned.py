@@ -26,7 +26,7 @@ from scoring.feedback import Funnel, Judgement, judge, sales_view
 from scoring.lifecycle import Move, clamp_note, show, threshold_moves, transition_id
 from scoring.loader import _allowed_keys, _pydantic_issue, load_model
 from scoring.matchers import Condition, Ops, describe, number
-from scoring.model import ModelSpecError, ScoringModel
+from scoring.model import ModelSpecError, ScoringModel, canonical_json
 from scoring.state import Clamp, FeedbackEntry, LeadState, merge
 from scoring.tiers import tier_of
 from tests.unit.test_feedback import Lead
@@ -1178,3 +1178,92 @@ def test_a_zero_value_stays_zero_however_far_back_it_is_read() -> None:
     assert decayed(0.0, -2000 * 3600.0, 3600.0) == 0.0
     assert decayed(5.0, 0.0, 3600.0) == 5.0
     assert decayed(8.0, 7200.0, 3600.0) == 2.0
+
+
+# --- model file: grades, duplicates, the canonical form ------------------------------------
+
+GRADES = "  grades:\n    A: 50\n    B: 30\n    C: 10\n"
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def with_grades(grades: str) -> str:
+    assert GRADES in BASE
+    return BASE.replace(GRADES, f"  grades: {grades}\n")
+
+
+def many_grades(count: int, last: int | None = None) -> str:
+    """`count` grades A, B, ... with thresholds 10 * count down to 10 (`last` for the last)."""
+    thresholds = [10 * (count - index) for index in range(count)]
+    if last is not None:
+        thresholds[-1] = last
+    return "{" + ", ".join(f"{LETTERS[i]}: {t}" for i, t in enumerate(thresholds)) + "}"
+
+
+@pytest.mark.parametrize(
+    ("grades", "expected"),
+    [
+        (
+            "{}",  # x_semantic_issues__mutmut_20, 23-30: no min_grade check without grades
+            ["bad.yaml:20: fit.grades: declare at least one grade, e.g. {A: 50, B: 30}"],
+        ),
+        (
+            "{A: 50}",  # one grade is enough to check min_grade (mutmut_19): B is the implied
+            [],
+        ),
+        (
+            "{A: 50, C: 30}",  # a wrong letter stops the checks (mutmut_52)
+            [
+                "bad.yaml:20: fit.grades.C: grades must be A, B, C, ... in order, best first; "
+                "expected 'B' here, got 'C'"
+            ],
+        ),
+        (
+            many_grades(26, last=20),  # Z is not checked (mutmut_21, 31-41)
+            ["bad.yaml:20: fit.grades: at most 25 grades (A to Y; the next letter is implied)"],
+        ),
+        (
+            many_grades(25, last=20),  # Y is (mutmut_42)
+            [
+                "bad.yaml:20: fit.grades.Y: threshold 20 must be below X's 20 "
+                "(thresholds strictly decrease from A)"
+            ],
+        ),
+    ],
+)
+def test_grade_issues(grades: str, expected: list[str]) -> None:
+    text = with_grades(grades)
+    if not expected:
+        assert parse_model(text, "a.yaml").grades == (("A", 50.0),)
+    else:
+        assert issues_of(text) == expected
+
+
+def test_an_unknown_min_grade_with_one_grade() -> None:
+    """x_semantic_issues__mutmut_19: with one grade, the known letters are A and B."""
+    text = with_grades("{A: 50}").replace("min_grade: B", "min_grade: C")
+    assert issues_of(text) == [
+        "bad.yaml:25: lifecycle.handoff.min_grade: unknown grade 'C': use one of A, B "
+        "(B is the grade below the last threshold)"
+    ]
+
+
+def test_duplicate_fit_rule_names() -> None:
+    """x_semantic_issues__mutmut_10, 14, 15."""
+    text = BASE.replace(
+        "      points: 20\n",
+        "      points: 20\n    - {name: mid-market, trait: industry, equals: saas, points: 5}\n",
+    )
+    assert issues_of(text) == [
+        "bad.yaml:20: fit.rules[1].name: duplicate rule name 'mid-market' (also fit.rules[0])"
+    ]
+
+
+def test_the_canonical_form_uses_the_files_keys_and_keeps_unicode() -> None:
+    """x_canonical_json__mutmut_4, 9, 12, 15, 19, 24: the form the model version hashes."""
+    text = BASE.replace('"/pricing"', '"/précis"').replace(
+        "      between: [50, 5000]\n", "      in: [50, 500]\n"
+    )
+    form = canonical_json(parse_model(text, "a.yaml").spec)
+    assert '"url_contains":"/précis"' in form
+    assert '"in":[50,500]' in form
+    assert '"in_"' not in form
