@@ -16,13 +16,15 @@ import pytest
 import yaml
 
 from schemas import BehaviorEvent, Stage
-from schemas.feedback import CriterionStatus, Feedback, parse_feedback
+from schemas.feedback import CriterionStatus, Feedback, Framework, parse_feedback
 from scoring import ModelError, apply, evaluate, explain, parse_model, summary
 from scoring.decay import RuleState, decayed
+from scoring.durations import format_duration
 from scoring.engine import is_account_id, next_recycle_at
 from scoring.epoch import from_epoch, to_epoch
 from scoring.explain import notes
 from scoring.feedback import Funnel, Judgement, judge, sales_view
+from scoring.frameworks import check_sql
 from scoring.lifecycle import Move, clamp_note, show, threshold_moves, transition_id
 from scoring.loader import _allowed_keys, _pydantic_issue, load_model
 from scoring.matchers import Condition, Ops, describe, number
@@ -1267,3 +1269,139 @@ def test_the_canonical_form_uses_the_files_keys_and_keeps_unicode() -> None:
     assert '"url_contains":"/précis"' in form
     assert '"in":[50,500]' in form
     assert '"in_"' not in form
+
+
+# --- feedback: acceptance, qualification, the SQL check -----------------------------------
+
+
+@pytest.mark.parametrize(("after", "took"), [(0, "0s"), (1, "1s"), (5400, "90m")])
+def test_acceptance_says_how_long_after_the_handoff(after: int, took: str) -> None:
+    """x__accepted__mutmut_18-20: the time to accept in words, 0s at the handoff itself."""
+    funnel = Funnel(stage=Stage.SAL, armed=True, handoff_id="h-1", handoff_at=E0, accepted_at=None)
+    verdict = judge(
+        funnel,
+        feedback_of("sales_accepted", handoff_id="h-1"),
+        event_id="f-1",
+        event_type="sales_accepted",
+        at=E0 + after,
+        model=Lead().model,
+    )
+    assert verdict.funnel.accepted_at == E0 + after
+    assert verdict.entry.outcome == f"sales accepted the handoff {took} after it"
+
+
+def test_a_second_acceptance_names_the_first() -> None:
+    """x__accepted__mutmut_2, 7."""
+    funnel = Funnel(stage=Stage.SAL, armed=True, handoff_id="h-1", handoff_at=E0, accepted_at=E0)
+    verdict = judge(
+        funnel,
+        feedback_of("sales_accepted", handoff_id="h-1"),
+        event_id="f-2",
+        event_type="sales_accepted",
+        at=E0 + 60,
+        model=Lead().model,
+    )
+    assert verdict.funnel.accepted_at == E0
+    assert verdict.entry.outcome == (
+        "not applied: the handoff was already accepted at 2026-11-22T10:00:00+00:00"
+    )
+
+
+MEDDIC_MET = {
+    "economic_buyer": "met",
+    "identify_pain": "met",
+    "champion": "met",
+    "metrics": "met",
+}
+
+
+def qualify(stage: Stage, criteria: dict[str, str], model: ScoringModel) -> Judgement:
+    funnel = Funnel(stage=stage, armed=True, handoff_id="h-1", handoff_at=E0, accepted_at=None)
+    return judge(
+        funnel,
+        feedback_of("qualification", handoff_id="h-1", framework="meddic", criteria=criteria),
+        event_id="q-1",
+        event_type="qualification",
+        at=E0 + 60,
+        model=model,
+    )
+
+
+def test_a_qualification_that_meets_the_rule_moves_a_sal_to_sql() -> None:
+    """x__qualification__mutmut_48-56: the funnel, the move and the entry."""
+    verdict = qualify(Stage.SAL, MEDDIC_MET, Lead().model)
+    reason = (
+        "sales qualified the lead: MEDDIC 4 of 6 met (economic_buyer, identify_pain, champion, "
+        "metrics), economic_buyer, identify_pain, champion required; min_met 4"
+    )
+    assert verdict.move == Move(Stage.SQL, reason)
+    assert verdict.funnel.stage is Stage.SQL
+    entry = verdict.entry
+    assert (entry.outcome, entry.framework, entry.criteria["champion"]) == (
+        reason,
+        "meddic",
+        CriterionStatus.MET,
+    )
+
+
+def test_a_qualification_that_meets_the_rule_outside_sal_says_so() -> None:
+    """x__qualification__mutmut_58, 60."""
+    verdict = qualify(Stage.SQL, MEDDIC_MET, Lead().model)
+    assert verdict.move is None
+    assert verdict.entry.outcome == (
+        "MEDDIC 4 of 6 met (economic_buyer, identify_pain, champion, metrics), economic_buyer, "
+        "identify_pain, champion required; min_met 4 (the lead is SQL, not SAL: no move)"
+    )
+
+
+def test_a_qualification_without_an_sql_rule_is_recorded() -> None:
+    """x__qualification__mutmut_22: the entry keeps the framework and criteria."""
+    verdict = qualify(
+        Stage.SAL,
+        {"champion": "met"},
+        parse_model(
+            FULL.replace("  sql: {framework: bant, require: [budget, need]}\n", ""), "s.yaml"
+        ),
+    )
+    assert verdict.move is None
+    entry = verdict.entry
+    assert (entry.outcome, entry.framework, entry.criteria) == (
+        "MEDDIC recorded; the model has no lifecycle.sql rule",
+        "meddic",
+        {"champion": CriterionStatus.MET},
+    )
+
+
+def test_the_sql_check_in_words() -> None:
+    """x_check_sql__mutmut_6 (False, not None), 22 (no required list), 43, 44 (' and ')."""
+    meddic = Lead().model.lifecycle.sql
+    assert meddic is not None
+    other = check_sql(meddic, Framework.BANT, {"budget": CriterionStatus.MET})
+    assert other.qualified is False
+    assert other.summary == "BANT 1 of 4 met; the model qualifies on MEDDIC"
+    short = check_sql(meddic, Framework.MEDDIC, {"economic_buyer": CriterionStatus.MET})
+    assert short == (
+        False,
+        "MEDDIC 1 of 6 met; SQL needs identify_pain, champion met and 3 more met (min_met 4)",
+    )
+    every = parse_model(FULL.replace("require: [budget, need]", "min_met: 2"), "s.yaml")
+    assert every.lifecycle.sql is not None
+    done = {"budget": CriterionStatus.MET, "need": CriterionStatus.MET}
+    assert check_sql(every.lifecycle.sql, Framework.BANT, done) == (
+        True,
+        "BANT 2 of 4 met (budget, need); min_met 2",
+    )
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [
+        (604_800.0, "7d"),
+        (7_776_000.000001, "90d"),  # a microsecond off 90d is 90d (mutmut_22: abs_tol)
+        (315_360_000.01, "3.1536e+08s"),  # 10 ms past 3650d is not 3650d (mutmut_21: rel_tol)
+        (5400.0, "90m"),
+        (0.5, "0.5s"),
+    ],
+)
+def test_format_duration_names_only_whole_units(seconds: float, expected: str) -> None:
+    assert format_duration(seconds) == expected
