@@ -19,7 +19,7 @@ from schemas import BehaviorEvent, Stage
 from schemas.feedback import CriterionStatus, Feedback, Framework, parse_feedback
 from scoring import ModelError, apply, evaluate, explain, parse_model, summary
 from scoring.decay import RuleState, decayed
-from scoring.durations import format_duration
+from scoring.durations import format_duration, parse_duration
 from scoring.engine import is_account_id, next_recycle_at
 from scoring.epoch import from_epoch, to_epoch
 from scoring.explain import notes
@@ -1405,3 +1405,66 @@ def test_the_sql_check_in_words() -> None:
 )
 def test_format_duration_names_only_whole_units(seconds: float, expected: str) -> None:
     assert format_duration(seconds) == expected
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (
+            "cap: 30",
+            "cap: lots",
+            "bad.yaml:9: engagement.rules[0].cap: cap must be a number, got 'lots'",
+        ),  # x__cap__mutmut_3, 6, 7
+        (
+            "cap: 30",
+            "cap: 0",
+            "bad.yaml:9: engagement.rules[0].cap: cap must be greater than 0, got 0",
+        ),  # x__cap__mutmut_8
+        (
+            "    A: 50",
+            "    A: high",
+            "bad.yaml:21: fit.grades.A: grade threshold must be a number, got 'high'",
+        ),  # x__grade_threshold__*
+        (
+            "min_grade: B",
+            "min_grade: AB",
+            "bad.yaml:28: lifecycle.handoff.min_grade: expected a grade letter A-Z, got 'AB'",
+        ),  # x__grade_letter__mutmut_1 ('AB' is in 'ABC...')
+        (
+            "min_grade: B",
+            "min_grade: 5",
+            "bad.yaml:28: lifecycle.handoff.min_grade: expected a grade letter A-Z, got 5",
+        ),  # x__grade_letter__mutmut_2, 7, 8
+    ],
+)
+def test_number_and_letter_messages(old: str, new: str, expected: str) -> None:
+    assert old in BASE
+    assert issues_of(BASE.replace(old, new, 1)) == [expected]
+
+
+def test_ten_years_is_the_longest_duration() -> None:
+    """x_parse_duration__mutmut_25, 27."""
+    assert parse_duration("3650d") == 3650 * 86_400.0
+    with pytest.raises(ValueError) as caught:
+        parse_duration("3651d")
+    assert str(caught.value) == "duration '3651d' is longer than 3650d (ten years)"
+
+
+@pytest.mark.parametrize(
+    ("stage", "after", "move", "outcome"),
+    [
+        (
+            Stage.SAL,
+            Stage.SQL,
+            Move(Stage.SQL, "sales qualified the lead"),
+            "sales qualified the lead",
+        ),
+        (Stage.NURTURE, Stage.NURTURE, None, "not applied: the lead is NURTURE, not SAL"),
+    ],
+)
+def test_the_legacy_sales_qualified_verdict(
+    stage: Stage, after: Stage, move: Move | None, outcome: str
+) -> None:
+    """x__legacy_qualified__mutmut_5, 10, 25, 27."""
+    verdict = judged(stage, True, "sales_qualified")
+    assert (verdict.funnel.stage, verdict.move, verdict.entry.outcome) == (after, move, outcome)
