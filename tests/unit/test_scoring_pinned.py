@@ -31,7 +31,7 @@ from scoring.matchers import Condition, Ops, describe, number
 from scoring.model import ModelSpecError, ScoringModel, canonical_json
 from scoring.state import Clamp, FeedbackEntry, LeadState, merge
 from scoring.tiers import tier_of
-from tests.unit.test_feedback import Lead
+from tests.unit.test_feedback import Lead, model_with
 from tests.unit.test_model_loader import BASE
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
@@ -1468,3 +1468,82 @@ def test_the_legacy_sales_qualified_verdict(
     """x__legacy_qualified__mutmut_5, 10, 25, 27."""
     verdict = judged(stage, True, "sales_qualified")
     assert (verdict.funnel.stage, verdict.move, verdict.entry.outcome) == (after, move, outcome)
+
+
+def reject(stage: Stage, model: ScoringModel, handoff_id: str = "h-1") -> Judgement:
+    funnel = Funnel(stage=stage, armed=True, handoff_id="h-1", handoff_at=E0, accepted_at=None)
+    return judge(
+        funnel,
+        feedback_of("sales_rejected", handoff_id=handoff_id, reason="bad_fit", note="too small"),
+        event_id="r-1",
+        event_type="sales_rejected",
+        at=E0 + 60,
+        model=model,
+    )
+
+
+@pytest.mark.parametrize(
+    ("model", "until", "reason"),
+    [
+        (
+            model_with(),
+            None,
+            "sales rejected the lead (bad_fit); it re-arms once engagement falls below recycle 25",
+        ),
+        (
+            Lead().model,
+            E0 + 60 + 7200,
+            "sales rejected the lead (bad_fit); it re-arms once engagement falls below recycle 25"
+            " and not before 2026-11-22T12:01:00+00:00 (rejection_cooldown 2h)",
+        ),
+    ],
+)
+def test_judging_a_rejection(model: ScoringModel, until: float | None, reason: str) -> None:
+    """x__rejected__mutmut_18, 21 (no cooldown said), 38, 42 (the stage), 54, 57 (outcome)."""
+    verdict = reject(Stage.SAL, model)
+    assert verdict.move == Move(Stage.NURTURE, reason)
+    funnel = verdict.funnel
+    assert (funnel.stage, funnel.armed, funnel.cooldown_until) == (Stage.NURTURE, False, until)
+    entry = verdict.entry
+    assert (entry.applied, entry.outcome, entry.reason, entry.note) == (
+        True,
+        reason,
+        "bad_fit",
+        "too small",
+    )
+
+
+def test_a_rejection_not_applied_keeps_its_reason() -> None:
+    """x__rejected__mutmut_3 (wrong stage) and x_judge__mutmut_30 (another handoff)."""
+    wrong_stage = reject(Stage.NURTURE, model_with()).entry
+    assert (wrong_stage.applied, wrong_stage.outcome, wrong_stage.reason, wrong_stage.note) == (
+        False,
+        "not applied: the lead is NURTURE, not SAL or SQL",
+        "bad_fit",
+        "too small",
+    )
+    stale = reject(Stage.SAL, model_with(), handoff_id="h-0").entry
+    assert (stale.applied, stale.stale, stale.outcome, stale.reason, stale.note) == (
+        False,
+        True,
+        "not applied: answers handoff h-0, the current one is h-1",
+        "bad_fit",
+        "too small",
+    )
+
+
+def test_a_legacy_rejection_without_a_reason_gives_none() -> None:
+    """x__rejected__mutmut_13: no handoff_id, no reason, no parentheses."""
+    funnel = Funnel(stage=Stage.SAL, armed=True, handoff_id="h-1", handoff_at=E0, accepted_at=None)
+    verdict = judge(
+        funnel,
+        feedback_of("sales_rejected"),
+        event_id="r-1",
+        event_type="sales_rejected",
+        at=E0 + 60,
+        model=model_with(),
+    )
+    assert verdict.move == Move(
+        Stage.NURTURE,
+        "sales rejected the lead; it re-arms once engagement falls below recycle 25",
+    )
