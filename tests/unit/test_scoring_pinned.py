@@ -24,6 +24,7 @@ from scoring.engine import is_account_id, next_recycle_at
 from scoring.epoch import from_epoch, to_epoch
 from scoring.explain import notes
 from scoring.feedback import Funnel, Judgement, judge, sales_view
+from scoring.fit import merge_traits
 from scoring.frameworks import check_sql
 from scoring.lifecycle import Move, clamp_note, show, threshold_moves, transition_id
 from scoring.loader import _allowed_keys, _pydantic_issue, load_model
@@ -1547,3 +1548,14 @@ def test_a_legacy_rejection_without_a_reason_gives_none() -> None:
         Stage.NURTURE,
         "sales rejected the lead; it re-arms once engagement falls below recycle 25",
     )
+
+
+def test_deleting_a_trait_makes_room_for_a_new_one_in_the_same_update() -> None:
+    """x__merge_bounded__mutmut_13, 15: a null for a held, undeclared key frees its room.
+
+    max_traits 1: `a` finds no room (x holds it) and is dropped, `x: null`
+    frees the room, `b` takes it.
+    """
+    model = parse_model(FULL + "limits: {max_traits: 1}\n", "s.yaml")
+    merged, dropped = merge_traits({"x": 1}, {"a": 1, "x": None, "b": 2}, model)
+    assert (merged, dropped) == ({"b": 2}, 1)
