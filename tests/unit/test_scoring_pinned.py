@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import JsonValue
 
 from schemas import BehaviorEvent, Stage
 from schemas.feedback import CriterionStatus, Feedback, Framework, parse_feedback
@@ -30,6 +31,7 @@ from scoring.lifecycle import Move, clamp_note, show, threshold_moves, transitio
 from scoring.loader import _allowed_keys, _pydantic_issue, load_model
 from scoring.matchers import Condition, Ops, describe, number
 from scoring.model import ModelSpecError, ScoringModel, canonical_json
+from scoring.recycle import Term, horizon
 from scoring.state import Clamp, FeedbackEntry, LeadState, merge
 from scoring.tiers import tier_of
 from tests.unit.test_feedback import Lead, model_with
@@ -1559,3 +1561,25 @@ def test_deleting_a_trait_makes_room_for_a_new_one_in_the_same_update() -> None:
     model = parse_model(FULL + "limits: {max_traits: 1}\n", "s.yaml")
     merged, dropped = merge_traits({"x": 1}, {"a": 1, "x": None, "b": 2}, model)
     assert (merged, dropped) == ({"b": 2}, 1)
+
+
+def test_a_deleted_trait_frees_exactly_one_place() -> None:
+    """x__merge_bounded__mutmut_16-18: room is counted, not reset, when a key is deleted.
+
+    max_traits 3 and x held: `a` takes one of the 2 free places, `x: null`
+    frees one (2 free), `b` and `c` take them, `d` is dropped.
+    """
+    model = parse_model(FULL + "limits: {max_traits: 3}\n", "s.yaml")
+    update: dict[str, JsonValue] = {"a": 1, "x": None, "b": 2, "c": 3, "d": 4}
+    assert merge_traits({"x": 1}, update, model) == ({"a": 1, "b": 2, "c": 3}, 1)
+
+
+def test_an_operator_less_test_matches_nothing() -> None:
+    """xǁOpsǁtest__mutmut_24: the fall-through of `Ops.test` (never built by a model file)."""
+    assert Ops().test("x") is False
+
+
+def test_the_horizon_of_no_terms_is_the_start() -> None:
+    """x_horizon__mutmut_7: 64 half-lives of the longest rule, none without rules."""
+    assert horizon([], 100.0) == 100.0
+    assert horizon([Term(RuleState(1.0, 0.0), 60.0, None)], 100.0) == 100.0 + 64 * 60.0
