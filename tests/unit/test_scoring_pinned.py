@@ -1583,3 +1583,24 @@ def test_the_horizon_of_no_terms_is_the_start() -> None:
     """x_horizon__mutmut_7: 64 half-lives of the longest rule, none without rules."""
     assert horizon([], 100.0) == 100.0
     assert horizon([Term(RuleState(1.0, 0.0), 60.0, None)], 100.0) == 100.0 + 64 * 60.0
+
+
+def test_a_handoff_at_exactly_mql_is_allowed() -> None:
+    """x_semantic_issues__mutmut_83: handoff.engagement may equal mql."""
+    model = parse_model(BASE.replace("    engagement: 70\n", "    engagement: 50\n"), "a.yaml")
+    assert (model.lifecycle.mql, model.lifecycle.handoff.engagement) == (50.0, 50.0)
+
+
+@pytest.mark.parametrize(
+    "section",
+    [
+        "  sql: {framework: bant}\n",  # x_semantic_issues__mutmut_122
+        "tiers:\n  good: {min_grade: A}\n",  # x_semantic_issues__mutmut_126
+    ],
+)
+def test_issues_before_the_sql_and_tier_sections_are_kept(section: str) -> None:
+    text = BASE.replace("  recycle: 25\n", "  recycle: 60\n" + section)
+    assert issues_of(text) == [
+        "bad.yaml:29: lifecycle.recycle: recycle (60) must be below mql (50), "
+        "or a lead would recycle the moment it qualifies"
+    ]
