@@ -93,10 +93,6 @@ def contributions(
     return fastpath.contributions(state.rules, max(as_epoch(at), state.clock), model.decay_specs)
 
 
-def top_reasons(state: LeadState, at: float, model: ScoringModel) -> list[RuleContribution]:
-    return _top_reasons(state.rules, state.clock, at, model)
-
-
 def _top_reasons(
     rules: Mapping[str, RuleState], clock: float, at: float, model: ScoringModel
 ) -> list[RuleContribution]:

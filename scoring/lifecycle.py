@@ -110,19 +110,6 @@ def recycle_move(engagement: float, model: ScoringModel, by_decay: bool) -> Move
     )
 
 
-def sales_move(stage: Stage, event_type: str, model: ScoringModel) -> Move | None:
-    """The legacy verdicts without properties: what `scoring.feedback.judge` does for them."""
-    if event_type == SALES_QUALIFIED and stage is Stage.SAL:
-        return Move(Stage.SQL, "sales qualified the lead")
-    if event_type == SALES_REJECTED and stage in (Stage.SAL, Stage.SQL):
-        return Move(
-            Stage.NURTURE,
-            "sales rejected the lead; it re-arms once engagement falls below recycle "
-            f"{show(model.lifecycle.recycle)}",
-        )
-    return None
-
-
 def threshold_moves(
     stage: Stage,
     armed: bool,
