@@ -16,24 +16,24 @@ import pytest
 import yaml
 from pydantic import JsonValue
 
-from schemas import BehaviorEvent, Stage
-from schemas.feedback import CriterionStatus, Feedback, Framework, parse_feedback
-from scoring import ModelError, apply, evaluate, explain, parse_model, summary
-from scoring.decay import RuleState, decayed
-from scoring.durations import format_duration, parse_duration
-from scoring.engine import is_account_id, next_recycle_at
-from scoring.epoch import from_epoch, to_epoch
-from scoring.explain import notes
-from scoring.feedback import Funnel, Judgement, judge, sales_view
-from scoring.fit import merge_traits
-from scoring.frameworks import check_sql
-from scoring.lifecycle import Move, clamp_note, show, threshold_moves, transition_id
-from scoring.loader import _allowed_keys, _pydantic_issue, load_model
-from scoring.matchers import Condition, Ops, describe, number
-from scoring.model import ModelSpecError, ScoringModel, canonical_json
-from scoring.recycle import Term, horizon
-from scoring.state import Clamp, FeedbackEntry, LeadState, merge
-from scoring.tiers import tier_of
+from leadpulse.schemas import BehaviorEvent, Stage
+from leadpulse.schemas.feedback import CriterionStatus, Feedback, Framework, parse_feedback
+from leadpulse.scoring import ModelError, apply, evaluate, explain, parse_model, summary
+from leadpulse.scoring.decay import RuleState, decayed
+from leadpulse.scoring.durations import format_duration, parse_duration
+from leadpulse.scoring.engine import is_account_id, next_recycle_at
+from leadpulse.scoring.epoch import from_epoch, to_epoch
+from leadpulse.scoring.explain import notes
+from leadpulse.scoring.feedback import Funnel, Judgement, judge, sales_view
+from leadpulse.scoring.fit import merge_traits
+from leadpulse.scoring.frameworks import check_sql
+from leadpulse.scoring.lifecycle import Move, clamp_note, show, threshold_moves, transition_id
+from leadpulse.scoring.loader import _allowed_keys, _pydantic_issue, load_model
+from leadpulse.scoring.matchers import Condition, Ops, describe, number
+from leadpulse.scoring.model import ModelSpecError, ScoringModel, canonical_json
+from leadpulse.scoring.recycle import Term, horizon
+from leadpulse.scoring.state import Clamp, FeedbackEntry, LeadState, merge
+from leadpulse.scoring.tiers import tier_of
 from tests.unit.test_feedback import Lead, model_with
 from tests.unit.test_model_loader import BASE
 
