@@ -101,8 +101,9 @@ def parse_model(text: str, source_name: str = "<string>") -> ScoringModel:
 
 
 def _compose(text: str, source: str) -> tuple[yaml.Node, object]:
-    loader = _Loader(text)
+    loader: _Loader | None = None
     try:
+        loader = _Loader(text)  # reads the first characters: may refuse one already
         root = loader.get_single_node()
         if root is None:
             raise ModelError([f"{source}:1: the model file is empty"])
@@ -119,12 +120,19 @@ def _compose(text: str, source: str) -> tuple[yaml.Node, object]:
         if exc.context and exc.context_mark is not None and exc.context_mark is not mark:
             problem = f"{exc.context} on line {exc.context_mark.line + 1}, {problem}"
         raise ModelError([f"{source}:{line}: YAML syntax error: {problem}"]) from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        what = f"#x{exc.character:04x}" if isinstance(exc.character, int) else repr(exc.character)
+        raise ModelError(
+            [f"{source}:{line}: a character YAML does not allow ({what}): {exc.reason}"]
+        ) from None
     except yaml.YAMLError as exc:
         raise ModelError([f"{source}:1: YAML error: {exc}"]) from None
     except RecursionError:
         raise ModelError([f"{source}:1: the model file is nested too deeply"]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _size_issues(root: yaml.Node, source: str) -> list[str]:

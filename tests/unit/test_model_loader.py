@@ -733,3 +733,20 @@ def test_declared_events_map_segment_names() -> None:
         summary(model)
     )
     assert "segment events" not in summary(parse_model(BASE, "a.yaml"))
+
+
+@pytest.mark.parametrize(
+    ("text", "issue"),
+    [
+        ("version: x\x07\n", "m.yaml:1: a character YAML does not allow (#x0007)"),
+        (
+            "version: a\nrules: []\nname: \x01\n",
+            "m.yaml:3: a character YAML does not allow (#x0001)",
+        ),
+    ],
+)
+def test_a_character_yaml_refuses_is_a_model_error_naming_its_line(text: str, issue: str) -> None:
+    """Seen by mutation testing: the reader refused it before the error handling began."""
+    with pytest.raises(ModelError) as raised:
+        parse_model(text, "m.yaml")
+    assert raised.value.issues == [f"{issue}: special characters are not allowed"]
