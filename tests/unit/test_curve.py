@@ -224,3 +224,18 @@ def test_sample_times() -> None:
     assert sample_times(3.0, 3.0, (3.0,), 10) == [3.0]
     with pytest.raises(ValueError, match="samples"):
         curve(new_lead("x"), 0.0, MODEL, samples=0)
+
+
+def test_each_rule_line_carries_its_rules_half_life_and_cap() -> None:
+    """What the lead page's table shows beside each line: the model's literals (2h, 25; 6h)."""
+    state = fold([event(0, "ping", 0.0), event(1, "big", 60.0)])
+    drawn = {rule.rule: rule for rule in curve(state, E0 + HOUR, MODEL).rules}
+    assert (drawn["hot"].half_life, drawn["hot"].cap) == (7200.0, 25.0)
+    assert (drawn["big"].half_life, drawn["big"].cap) == (21600.0, None)
+
+
+def test_one_sample_is_enough_and_gives_the_ends() -> None:
+    state = fold([event(0, "big", 0.0)])
+    drawn = curve(state, E0 + HOUR, MODEL, samples=1)
+    assert [t for t, _ in drawn.total] == [E0, E0 + HOUR]
+    assert [t for t, _ in drawn.rules[0].points] == [E0, E0 + HOUR]
