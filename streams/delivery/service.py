@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,8 +30,6 @@ from leadpulse.streams.delivery.deliverer import Deliverer, decode_record, send
 from leadpulse.streams.delivery.jobs import JobStore
 from leadpulse.streams.delivery.outbound import Answer, new_session
 from leadpulse.streams.kafka.publisher import AiokafkaPublisher, Outgoing
-from leadpulse.streams.kafka.security import aiokafka_options
-from leadpulse.streams.kafka.transport import fetch_max_wait_ms
 from leadpulse.streams.observability.health import Health, failure_of
 from leadpulse.streams.observability.metrics import DeliveryMetrics, exposition
 from leadpulse.streams.settings import Settings
@@ -43,6 +42,15 @@ BATCH = 500
 POLL_MS = 100
 READY_TIMEOUT = 2.0
 """Seconds /ready waits for Redis' answer to PING."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverClients:
+    """The connections a deliverer runs on: Redis (its job store), a producer, a consumer."""
+
+    redis: aioredis.Redis
+    producer: AIOKafkaProducer
+    consumer: AIOKafkaConsumer
 
 
 class DeliverService:
@@ -70,18 +78,17 @@ class DeliverService:
             topics[self.settings.transitions_topic] = "transitions"
         return topics
 
-    async def run(self, stop: asyncio.Event, probes: web.Application) -> None:
-        """Serve `probes` (the process's /health, /ready, /metrics) and deliver until `stop`."""
+    async def run(
+        self, stop: asyncio.Event, probes: web.Application, clients: DeliverClients
+    ) -> None:
+        """Serve `probes` (the process's /health, /ready, /metrics) and deliver until `stop`.
+
+        The process module builds the `clients` (`leadpulse.streams.processes.deliverer`);
+        the service starts them and stops and closes them on its way out.
+        """
         s = self.settings
-        self.redis = blocking_client(s)
+        self.redis, self.producer, self.consumer = clients.redis, clients.producer, clients.consumer
         store = JobStore(self.redis, s.deliver_dedupe_retention, Keys(s.redis_prefix))
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=s.bootstrap_servers,
-            client_id="leadpulse-deliver",
-            acks="all",
-            enable_idempotence=False,  # Tansu refuses InitProducerId
-            **aiokafka_options(s),
-        )
         publisher = AiokafkaPublisher(self.producer)
 
         async def publish(messages: Sequence[Outgoing]) -> None:
@@ -91,20 +98,6 @@ class DeliverService:
             self.destinations, store, publish, s.deliveries_dlq_topic, self.metrics, self.health
         )
         topics = self.topics()
-        session_ms = int(s.session_timeout * 1000)
-        self.consumer = AIOKafkaConsumer(
-            *topics,
-            bootstrap_servers=s.bootstrap_servers,
-            group_id=s.deliver_group_id,
-            client_id="leadpulse-deliver",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            session_timeout_ms=session_ms,
-            fetch_max_wait_ms=fetch_max_wait_ms(s),  # Tansu answers an empty fetch only then
-            heartbeat_interval_ms=max(100, session_ms // 3),
-            rebalance_timeout_ms=max(session_ms, 10_000),
-            **aiokafka_options(s),
-        )
         runner = web.AppRunner(probes, access_log=None)
         await runner.setup()
         try:

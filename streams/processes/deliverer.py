@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from leadpulse.streams.delivery.config import Destinations, DestinationsError, load_destinations
 from leadpulse.streams.processes.lifecycle import (
@@ -21,6 +23,9 @@ from leadpulse.streams.processes.lifecycle import (
 )
 from leadpulse.streams.processes.topics import create_topics_if_reachable
 from leadpulse.streams.settings import Settings
+
+if TYPE_CHECKING:
+    from leadpulse.streams.delivery.service import DeliverClients
 
 log = logging.getLogger("leadpulse.deliver")
 
@@ -116,7 +121,7 @@ async def serve_deliverer(settings: Settings, destinations: Destinations) -> Non
         health=service.health_report, ready=service.readiness_report, scrape=service.scrape
     )
     try:
-        await service.run(stop, probes)
+        await service.run(stop, probes, deliverer_clients(settings, service.topics()))
     except OSError as error:
         raise SystemExit(f"leadpulse deliver: {error}") from None
     except Exception as error:
@@ -126,3 +131,39 @@ async def serve_deliverer(settings: Settings, destinations: Destinations) -> Non
             ) from None
         raise
     log.info("deliverer stopped")
+
+
+def deliverer_clients(settings: Settings, topics: Iterable[str]) -> DeliverClients:
+    """The deliverer's connections: a Redis client that waits for a free connection, an
+    `acks=all` producer (for the deliveries DLQ), and a consumer of its own group that
+    commits by hand after a batch's jobs are in Redis."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    from leadpulse.streams.delivery.service import DeliverClients, blocking_client
+    from leadpulse.streams.kafka.security import aiokafka_options
+    from leadpulse.streams.kafka.transport import fetch_max_wait_ms
+
+    session_ms = int(settings.session_timeout * 1000)
+    return DeliverClients(
+        redis=blocking_client(settings),
+        producer=AIOKafkaProducer(
+            bootstrap_servers=settings.bootstrap_servers,
+            client_id="leadpulse-deliver",
+            acks="all",
+            enable_idempotence=False,  # Tansu refuses InitProducerId
+            **aiokafka_options(settings),
+        ),
+        consumer=AIOKafkaConsumer(
+            *topics,
+            bootstrap_servers=settings.bootstrap_servers,
+            group_id=settings.deliver_group_id,
+            client_id="leadpulse-deliver",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=session_ms,
+            fetch_max_wait_ms=fetch_max_wait_ms(settings),  # Tansu answers an empty fetch only then
+            heartbeat_interval_ms=max(100, session_ms // 3),
+            rebalance_timeout_ms=max(session_ms, 10_000),
+            **aiokafka_options(settings),
+        ),
+    )
