@@ -184,12 +184,10 @@ def send_through_collector(
     url: str, write_key: str, plan: list[Planned], sent_at: dict[str, float]
 ) -> int:
     """Send the plan in real time with segment-analytics-python, `host=` the collector."""
-    try:
-        from segment.analytics.client import Client
-    except ImportError as exc:
-        from leadpulse.streams.dev.devstack import MISSING_DEV_EXTRA, StackError
+    from leadpulse.streams.dev.devstack import check_dev_extra
 
-        raise StackError(MISSING_DEV_EXTRA.format(package="segment-analytics-python")) from exc
+    check_dev_extra("segment-analytics-python")
+    from segment.analytics.client import Client
 
     failures: list[str] = []
     client = Client(

