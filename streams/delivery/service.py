@@ -30,7 +30,7 @@ from leadpulse.streams.delivery.deliverer import Deliverer, decode_record, send
 from leadpulse.streams.delivery.jobs import JobStore
 from leadpulse.streams.delivery.outbound import Answer, new_session
 from leadpulse.streams.kafka.publisher import AiokafkaPublisher, Outgoing
-from leadpulse.streams.observability.health import Health, failure_of
+from leadpulse.streams.observability.health import Health, failure_of, readiness
 from leadpulse.streams.observability.metrics import DeliveryMetrics, exposition
 from leadpulse.streams.settings import Settings
 from leadpulse.streams.store.redis.keys import Keys
@@ -198,18 +198,21 @@ class DeliverService:
 
     async def readiness_report(self) -> tuple[int, dict[str, Any]]:
         """/ready: partitions owned, Redis answers, nothing failing for `unhealthy_after`."""
-        reasons = []
         assigned = len(self.consumer.assignment()) if self.consumer is not None else 0
-        if assigned == 0:
-            reasons.append("no partitions assigned")
         if self.redis is None:
-            reasons.append("redis: not connected yet")
-        elif (redis_error := await failure_of(self.redis.ping(), READY_TIMEOUT)) is not None:
-            reasons.append(f"redis: {redis_error}")
-        if not self.health.healthy:
-            reasons.append(f"failing: {', '.join(sorted(self.health.failing))}")
-        body = {"ready": not reasons, "reasons": reasons, "assigned_partitions": assigned}
-        return (200 if not reasons else 503), body
+            redis_error: str | None = "not connected yet"
+        else:
+            redis_error = await failure_of(self.redis.ping(), READY_TIMEOUT)
+        body = readiness(
+            assigned=assigned,
+            redis_error=redis_error,
+            broker_error=None,  # the consumer's assignment says the broker answers
+            health=self.health,
+            lagging=False,  # deliveries wait in Redis, not behind a lag
+            last_progress=None,
+            now=time.time(),
+        )
+        return (200 if body["ready"] else 503), body
 
     async def scrape(self) -> bytes:
         """/metrics: the deliverer's registry in Prometheus' text format."""
