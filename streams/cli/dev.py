@@ -182,5 +182,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
             model_file=args.model,
             kafka_port=args.kafka_port,
             redis_port=args.redis_port,
+            sales=args.sales,
         )
     )

@@ -208,13 +208,24 @@ def _add_tool_commands(sub: Any) -> None:
         description=(
             "Starts Tansu and redis-server, a worker, and simulates a few hundred leads "
             "over compressed time (half-lives of seconds), printing handoffs and recycles "
-            "as they happen and a summary at the end."
+            "as they happen and a summary at the end. A simulated sales team answers the "
+            "handoffs through the collector's sales key, by who each lead really is: buyers "
+            "accepted and qualified to SQL by the model's framework, evaluators accepted or "
+            "rejected as not ready, students and job seekers rejected, some handoffs never "
+            "answered; the same answers for the same --seed. The summary counts them and "
+            "checks that the worker applied every one."
         ),
     )
     p.add_argument("--leads", type=int, default=300, help="simulated leads (300)")
     p.add_argument("--duration", type=float, default=45.0, help="seconds of traffic (45)")
     p.add_argument("--seed", type=int, default=7, help="random seed (7)")
     p.add_argument("--model", type=Path, help="model YAML (default: the compressed demo model)")
+    p.add_argument(
+        "--no-sales",
+        dest="sales",
+        action="store_false",
+        help="do not simulate sales answering the handoffs (no feedback events)",
+    )
     p.add_argument("--kafka-port", type=int)
     p.add_argument("--redis-port", type=int)
     p.set_defaults(func=cmd_demo)

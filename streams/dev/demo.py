@@ -22,7 +22,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from leadpulse.streams.dev.sales import OUTCOMES, SALES_SOURCE, SalesDesk
+
+if TYPE_CHECKING:
+    from leadpulse.streams.settings import Settings
 
 DEMO_MODEL = "demo_model.yaml"
 
@@ -39,6 +45,8 @@ class DemoOptions:
     redis_port: int | None = None
     cooldown: float = 40.0
     """Seconds after the last event to let leads decay and recycle."""
+    sales: bool = True
+    """Simulate sales answering the handoffs (`streams.dev.sales`)."""
 
 
 @dataclass(order=True)
@@ -66,9 +74,19 @@ def _page(path: str, lead: str | None, anon: str | None) -> dict[str, Any]:
     return _event("page_view", lead, anon, properties={"url": SITE + path})
 
 
-def persona_events(kind: str, n: int, rng: random.Random) -> list[dict[str, Any]]:
-    """The ordered journey of one simulated lead of the given kind."""
+def persona_events(
+    kind: str, n: int, rng: random.Random, *, hot: bool = False
+) -> list[dict[str, Any]]:
+    """The ordered journey of one simulated lead of the given kind.
+
+    `hot` (evaluators, students, job seekers only) is a journey engaged
+    enough for the demo model to hand the lead off: an evaluator who goes
+    deep, a student or a job seeker who looks like a buyer to the model
+    (`HOT_SHARE`). Without it, the journeys are the ones `bench/` sends.
+    """
     lead, anon = f"lead-{n:04d}", f"anon-{n:04d}"
+    if hot and kind in HOT_SHARE:
+        return _hot_events(kind, lead, anon, rng)
     identify = _event(
         "identify",
         lead,
@@ -127,17 +145,90 @@ PERSONAS = [
     ("unsubscriber", 0.08),
 ]
 
+HOT_SHARE = {"evaluator": 0.5, "student": 0.4, "job_seeker": 0.4}
+"""The share of each kind whose demo journey is `hot`: handed off, though only some
+evaluators (and no student or job seeker) are buyers, so the demo's sales
+(`streams.dev.sales`) have wrong handoffs to reject."""
+
+INTERN_PROFILE = {"company_size": 120, "industry": "software", "title": "Working Student"}
+"""A student known by the company of their internship: no seniority, so fit grade B."""
+EMPLOYEE_PROFILE = {"company_size": 300, "industry": "saas", "seniority": "manager"}
+"""A job seeker known by their current employer: fit grade B."""
+
+
+def _hot_events(kind: str, lead: str, anon: str, rng: random.Random) -> list[dict[str, Any]]:
+    if kind == "evaluator":
+        return [
+            _page("/product", None, anon),
+            _event("identify", lead, anon, traits={**OK_FIT, "email": f"{lead}@example.com"}),
+            _event("content_download", lead, None, properties={"asset": "roi-guide"}),
+            _event("webinar_registered", lead, None),
+            _event("webinar_attended", lead, None),
+            _event("trial_signup", lead, None),
+            *[_event("product_usage", lead, None) for _ in range(rng.randint(2, 5))],
+            _page("/pricing", lead, None),
+            _event("content_download", lead, None, properties={"asset": "security"}),
+            _page("/pricing", lead, None),
+        ]
+    if kind == "student":  # researching lead scoring for a thesis, with a work address
+        return [
+            _event(
+                "identify", lead, anon, traits={**INTERN_PROFILE, "email": f"{lead}@example.com"}
+            ),
+            _event("content_download", lead, None, properties={"asset": "roi-guide"}),
+            _event("webinar_registered", lead, None),
+            _event("webinar_attended", lead, None),
+            _page("/pricing", lead, None),
+            _event("form_submit", lead, None, properties={"form": "contact"}),
+            _event("trial_signup", lead, None),
+        ]
+    # a job seeker preparing an interview: tries the product, asks for a demo, then applies
+    return [
+        _page("/product", None, anon),
+        _event("identify", lead, anon, traits={**EMPLOYEE_PROFILE, "email": f"{lead}@example.com"}),
+        _page("/pricing", lead, None),
+        _event("trial_signup", lead, None),
+        _event("demo_request", lead, None),
+        _page("/careers", lead, None),
+        _page("/careers/sdr", lead, None),
+    ]
+
+
+@dataclass(frozen=True)
+class Funnel:
+    """The demo's traffic: every event with its send offset, and who each lead is."""
+
+    plan: list[Planned]
+    kinds: dict[str, str]
+    """Lead id -> persona kind (`PERSONAS`), for every simulated lead."""
+    hot: frozenset[str]
+    """The leads whose journey is `hot` (see `persona_events`)."""
+
+    @property
+    def personas(self) -> Counter[str]:
+        return Counter(self.kinds.values())
+
 
 def plan_traffic(leads: int, duration: float, seed: int) -> tuple[list[Planned], Counter[str]]:
     """Every event with its send offset (seconds from start), plus a persona count."""
+    funnel = plan_funnel(leads, duration, seed)
+    return funnel.plan, funnel.personas
+
+
+def plan_funnel(leads: int, duration: float, seed: int) -> Funnel:
+    """The demo's traffic for `seed`: the same plan, kinds and hot leads every time."""
     rng = random.Random(seed)
     kinds, weights = zip(*PERSONAS, strict=True)
     plan: list[Planned] = []
-    personas: Counter[str] = Counter()
+    people: dict[str, str] = {}
+    hot: set[str] = set()
     for n in range(leads):
         kind = rng.choices(kinds, weights)[0]
-        personas[kind] += 1
-        journey = persona_events(kind, n, rng)
+        people[f"lead-{n:04d}"] = kind
+        is_hot = kind in HOT_SHARE and rng.random() < HOT_SHARE[kind]
+        if is_hot:
+            hot.add(f"lead-{n:04d}")
+        journey = persona_events(kind, n, rng, hot=is_hot)
         start = rng.uniform(0, duration * 0.6)
         span = rng.uniform(duration * 0.05, duration * 0.35)
         step = span / max(len(journey) - 1, 1)
@@ -146,7 +237,7 @@ def plan_traffic(leads: int, duration: float, seed: int) -> tuple[list[Planned],
         bad: dict[str, Any] = {"event_id": f"bad-{i}", "type": "???", "lead_id": "x"}
         plan.append(Planned(rng.uniform(0, duration), bad))
     plan.sort()
-    return plan, personas
+    return Funnel(plan, people, frozenset(hot))
 
 
 TRACK_NAMES = {
@@ -184,18 +275,8 @@ def send_through_collector(
     url: str, write_key: str, plan: list[Planned], sent_at: dict[str, float]
 ) -> int:
     """Send the plan in real time with segment-analytics-python, `host=` the collector."""
-    from leadpulse.streams.dev.devstack import check_dev_extra
-
-    check_dev_extra("segment-analytics-python")
-    from segment.analytics.client import Client
-
     failures: list[str] = []
-    client = Client(
-        write_key,
-        host=url,
-        upload_interval=0.02,  # the SDK's 0.5 s default would dominate the latency shown
-        on_error=lambda error, _batch: failures.append(str(error)),
-    )
+    client = segment_client(url, write_key, failures)
     start = time.monotonic()
     try:
         for item in plan:
@@ -212,12 +293,35 @@ def send_through_collector(
     return len(plan)
 
 
+def segment_client(url: str, write_key: str, failures: list[str]) -> Any:
+    """A segment-analytics-python client sending to the collector at `url` with `write_key`."""
+    from leadpulse.streams.dev.devstack import check_dev_extra
+
+    check_dev_extra("segment-analytics-python")
+    from segment.analytics.client import Client
+
+    return Client(
+        write_key,
+        host=url,
+        upload_interval=0.02,  # the SDK's 0.5 s default would dominate the latency shown
+        on_error=lambda error, _batch: failures.append(str(error)),
+    )
+
+
 class Watcher(threading.Thread):
     """Consumes handoffs and transitions, prints them live, keeps counts."""
 
-    def __init__(self, bootstrap: str, topics: list[str], sent_at: dict[str, float]) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: list[str],
+        sent_at: dict[str, float],
+        desk: SalesDesk | None = None,
+    ) -> None:
         super().__init__(daemon=True)
-        self.bootstrap, self.topics, self.sent_at = bootstrap, topics, sent_at
+        self.bootstrap, self.topics, self.sent_at, self.desk = bootstrap, topics, sent_at, desk
+        self.kinds: Counter[str] = Counter()
+        """Handoffs per persona kind (with a desk: it knows who each lead is)."""
         self.counts: Counter[str] = Counter()
         self.latencies: list[float] = []
         self.handoffs: set[str] = set()
@@ -256,6 +360,9 @@ class Watcher(threading.Thread):
                             f"grade {h.grade}{tier}  why: {why}",
                             flush=True,
                         )
+                        if self.desk is not None:
+                            self.kinds[self.desk.kinds.get(h.lead_id, "unknown")] += 1
+                            self.desk.handoff(h.lead_id, h.handoff_id)
                     else:
                         t = decode_transition(message.value)
                         self.counts[f"{t.from_stage}->{t.to_stage}"] += 1
@@ -277,7 +384,78 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+@dataclass
+class DemoRun:
+    """What one demo run did, for its summary (and the tests)."""
+
+    personas: Counter[str]
+    sent: int
+    elapsed: float
+    watcher: Watcher
+    stats: dict[str, Any]
+    desk: SalesDesk | None = None
+    check: AnswerCheck | None = None
+
+
+@dataclass
+class AnswerCheck:
+    """What the worker made of the sales answers: `applied` of `sent` feedback events.
+
+    `refused` lists the others' outcomes as the lead's history states them
+    (stale, not applied, ...), `missing` those the history does not show;
+    `stages` is each answered lead's stage at the end.
+    """
+
+    sent: int
+    applied: int = 0
+    refused: list[str] = field(default_factory=list)
+    missing: int = 0
+    stages: dict[str, str] = field(default_factory=dict)
+
+
+def check_answers(
+    lead_url: str, token: str | None, sent: dict[str, list[str]], timeout: float = 20.0
+) -> AnswerCheck:
+    """Read each answered lead from the worker (`lead_url` + id) until it shows every answer."""
+    from leadpulse.streams.dev.workerproc import get_json
+
+    check = AnswerCheck(sent=sum(len(ids) for ids in sent.values()))
+    deadline = time.monotonic() + timeout
+    for lead_id, event_ids in sent.items():
+        view: dict[str, Any] = {}
+        seen: dict[str, dict[str, Any]] = {}
+        while True:
+            view = get_json(lead_url + quote(lead_id, safe=""), token)
+            history = view.get("sales", {}).get("history", [])
+            seen = {entry["event_id"]: entry for entry in history if "event_id" in entry}
+            if all(i in seen for i in event_ids) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        stage = view.get("explanation", {}).get("stage")
+        if stage is not None:
+            check.stages[lead_id] = str(stage)
+        for event_id in event_ids:
+            entry = seen.get(event_id)
+            if entry is None:
+                check.missing += 1
+            elif entry.get("applied"):
+                check.applied += 1
+            else:
+                check.refused.append(f"{lead_id} {entry.get('type')}: {entry.get('outcome')}")
+    return check
+
+
 def run_demo(options: DemoOptions) -> int:
+    run = simulate(options)
+    if isinstance(run, int):
+        return run
+    _summary(options=options, run=run)
+    return 0
+
+
+def simulate(options: DemoOptions) -> DemoRun | int:
+    """The demo up to its summary: a `DemoRun`, or the exit status if the stack did not start."""
+    from leadpulse.scoring import ModelError, load_model
     from leadpulse.streams.collector.auth import new_write_key
     from leadpulse.streams.dev.devstack import DevStack, free_port
     from leadpulse.streams.dev.workerproc import CollectorProcess, WorkerProcess
@@ -288,18 +466,25 @@ def run_demo(options: DemoOptions) -> int:
         str(resources.files("leadpulse.streams.dev") / DEMO_MODEL)
     )
     settings = Settings(model_file=model_file, partitions=4, sweep_interval=0.5)
-    topics = {
-        settings.events_topic: settings.partitions,
-        settings.handoffs_topic: settings.partitions,
-        settings.transitions_topic: settings.partitions,
-        settings.dlq_topic: settings.partitions,
-    }
-    plan, personas = plan_traffic(options.leads, options.duration, options.seed)
-    print(f"leadpulse demo: {options.leads} leads, {len(plan)} events over {options.duration:.0f}s")
+    try:
+        model = load_model(model_file)
+    except ModelError as error:
+        print(f"leadpulse demo: {error}", file=sys.stderr)
+        return 2
+    names = [
+        settings.events_topic,
+        settings.handoffs_topic,
+        settings.transitions_topic,
+        settings.dlq_topic,
+    ]
+    topics = dict.fromkeys(names, settings.partitions)
+    funnel = plan_funnel(options.leads, options.duration, options.seed)
+    events = len(funnel.plan)
+    print(f"leadpulse demo: {options.leads} leads, {events} events over {options.duration:.0f}s")
     print("starting the embedded stack (Tansu broker + redis-server) ...", flush=True)
     with DevStack(options.kafka_port, options.redis_port, topics=topics) as stack:
         web_port = free_port()
-        write_key = new_write_key()
+        write_key, sales_key = new_write_key(), new_write_key()
         settings = settings.replace(
             broker=f"kafka://{stack.bootstrap}",
             redis_url=stack.redis_url,
@@ -308,67 +493,103 @@ def run_demo(options: DemoOptions) -> int:
             session_timeout=2.0,
             collector_port=free_port(),
             collector_metrics_port=free_port(),
-            write_keys=f"website={write_key}",
+            write_keys=f"website={write_key},{SALES_SOURCE}={sales_key}",
+            sales_sources=SALES_SOURCE,
             api_tokens=f"demo={new_token()}:admin",
             cookie_secure=False,  # its pages are plain http on 127.0.0.1
         )
         logs = Path(stack.redis.workdir)
         worker = WorkerProcess(settings, logs / "worker.log").start()
         collector: CollectorProcess | None = None
+        desk: SalesDesk | None = None
         try:
             try:
                 collector = CollectorProcess(settings, logs / "collector.log").start()
             except (TimeoutError, RuntimeError) as error:
                 print(f"collector not ready: {error}", file=sys.stderr)
                 return 1
-            print(f"  kafka {stack.bootstrap}   redis {stack.redis_url}   http :{web_port}/stats")
-            print(f"  collector {collector.url}   write key {write_key}")
-            print(f"  page http://127.0.0.1:{web_port}/ui?token={settings.local_api_token()}")
-            print(f"waiting for the worker to join the consumer group (log: {worker.log_path})")
+            sales = f"   sales ({SALES_SOURCE}) key {sales_key}" if options.sales else ""
+            print(
+                f"  kafka {stack.bootstrap}   redis {stack.redis_url}   http :{web_port}/stats\n"
+                f"  collector {collector.url}   write key {write_key}{sales}\n"
+                f"  page http://127.0.0.1:{web_port}/ui?token={settings.local_api_token()}\n"
+                f"waiting for the worker to join the consumer group (log: {worker.log_path})"
+            )
             try:
                 worker.wait_assigned()
             except (TimeoutError, RuntimeError) as error:
                 print(f"worker not ready: {error}", file=sys.stderr)
                 return 1
-            sent_at: dict[str, float] = {}
-            watcher = Watcher(
-                stack.bootstrap, [settings.handoffs_topic, settings.transitions_topic], sent_at
+            if options.sales:
+                desk = SalesDesk(
+                    segment_client(collector.url, sales_key, []),
+                    funnel.kinds,
+                    seed=options.seed,
+                    model=model,
+                )
+            run = _traffic(
+                options,
+                settings=settings,
+                bootstrap=stack.bootstrap,
+                collector_url=collector.url,
+                write_key=write_key,
+                desk=desk,
+                funnel=funnel,
             )
-            watcher.start()
-            print("simulating traffic; handoffs and recycles as they happen:\n", flush=True)
-            started = time.monotonic()
-            sent = send_through_collector(collector.url, write_key, plan, sent_at)
-            print(f"\nall {sent} events sent; letting leads cool down ...", flush=True)
-            time.sleep(options.cooldown)
-            watcher.stop_flag.set()
-            watcher.join(10)
-            elapsed = time.monotonic() - started
-            stats = worker.stats()
-            stats["collector"] = collector.stats()
+            run.stats.update(worker.stats())
+            run.stats["collector"] = collector.stats()
         finally:
+            if desk is not None and desk.is_alive():
+                desk.close(timeout=1.0)
             if collector is not None:
                 collector.stop()
             worker.stop()
-    _summary(
-        options=options,
-        personas=personas,
-        sent=sent,
-        elapsed=elapsed,
-        watcher=watcher,
-        stats=stats,
-    )
-    return 0
+    return run
 
 
-def _summary(
-    *,
+def _traffic(
     options: DemoOptions,
-    personas: Counter[str],
-    sent: int,
-    elapsed: float,
-    watcher: Watcher,
-    stats: dict[str, Any],
-) -> None:
+    *,
+    settings: Settings,
+    bootstrap: str,
+    collector_url: str,
+    write_key: str,
+    desk: SalesDesk | None,
+    funnel: Funnel,
+) -> DemoRun:
+    """Send the funnel, watch handoffs (answered by `desk`), let leads cool down."""
+    if desk is not None:
+        desk.start()
+    sent_at: dict[str, float] = {}
+    watcher = Watcher(
+        bootstrap, [settings.handoffs_topic, settings.transitions_topic], sent_at, desk
+    )
+    watcher.start()
+    print("simulating traffic; handoffs and recycles as they happen:\n", flush=True)
+    started = time.monotonic()
+    sent = send_through_collector(collector_url, write_key, funnel.plan, sent_at)
+    print(f"\nall {sent} events sent; letting leads cool down ...", flush=True)
+    time.sleep(options.cooldown)
+    watcher.stop_flag.set()
+    watcher.join(10)
+    check: AnswerCheck | None = None
+    if desk is not None:
+        desk.close()
+        check = check_answers(
+            f"http://127.0.0.1:{settings.web_port}/leads/", settings.local_api_token(), desk.sent
+        )
+    elapsed = time.monotonic() - started
+    return DemoRun(funnel.personas, sent, elapsed, watcher, {}, desk, check)
+
+
+def _summary(*, options: DemoOptions, run: DemoRun) -> None:
+    watcher, stats, personas, sent, elapsed = (
+        run.watcher,
+        run.stats,
+        run.personas,
+        run.sent,
+        run.elapsed,
+    )
     counts = watcher.counts
     recycled = sum(v for k, v in counts.items() if k.endswith("->nurture"))
     lines = [
@@ -396,7 +617,29 @@ def _summary(
             f"  event->handoff      p50 {statistics.median(lat):.0f} ms, "
             f"p95 {_percentile(lat, 0.95):.0f} ms, max {max(lat):.0f} ms"
         )
+    if run.desk is not None:
+        lines += sales_lines(run.desk, run.check, watcher.kinds)
     print("\n".join(lines))
+
+
+def sales_lines(desk: SalesDesk, check: AnswerCheck | None, handed: Counter[str]) -> list[str]:
+    """The summary's lines about the simulated sales: answers per outcome and persona."""
+    outcomes = desk.outcomes
+    lines = [
+        "  handed off, who     " + ", ".join(f"{k} {v}" for k, v in handed.most_common()),
+        f"  sales answered      {sum(outcomes.values()) - outcomes['unanswered']} handoffs: "
+        + ", ".join(f"{outcome} {outcomes[outcome]}" for outcome in OUTCOMES),
+    ]
+    for kind, _ in handed.most_common():
+        mine = [(o, desk.by_kind[(kind, o)]) for o in OUTCOMES if desk.by_kind[(kind, o)]]
+        lines.append(f"    {kind:<17} " + ", ".join(f"{o} {n}" for o, n in mine))
+    if check is not None:
+        applied = f"  feedback applied    {check.applied} of {check.sent} events sent"
+        if check.missing:
+            applied += f" ({check.missing} not seen by the worker in time)"
+        lines.append(applied)
+        lines += [f"    not applied: {why}" for why in check.refused[:5]]
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
