@@ -181,6 +181,7 @@ class SalesDesk(threading.Thread):
         """Handoff id -> sales' answer."""
         self._handoffs: Counter[str] = Counter()
         self._queue: list[_Due] = []
+        self._last_due: dict[str, float] = {}
         self._order = 0
         self._lock = threading.Condition()
         self._closing = False
@@ -204,12 +205,13 @@ class SalesDesk(threading.Thread):
             self.answered[handoff_id] = answer
             self.outcomes[answer.outcome] += 1
             self.by_kind[(kind or "unknown", answer.outcome)] += 1
-            due = time.monotonic()
+            due = max(time.monotonic(), self._last_due.get(lead_id, 0.0))
             for i, feedback in enumerate(answer.events):
                 due += self._rng.uniform(*DELAYS["first" if i == 0 else "next"])
                 self._order += 1
                 item = _Due(due, self._order, lead_id, feedback, str(uuid.uuid4()))
                 heapq.heappush(self._queue, item)
+            self._last_due[lead_id] = due  # a lead's answers go out in the order of its handoffs
             self._lock.notify()
             return answer
 
