@@ -11,6 +11,10 @@ leads that cooled sink in it instead of hiding leads that are hot now. A
 lead whose stored state this release cannot read is listed as unreadable
 and counted; the page still renders.
 
+The page names the worker's model (``#model-version``, the `model_version`
+of ``/hot``), whose thresholds it states; the script shows the version each
+refresh reports, so a worker that switched models is seen to have.
+
 The page is rendered on the server (the first paint needs no script) and a
 small script of our own (``/ui/hot.js``, the only script the page's CSP
 allows) listens to ``/ui/handoffs/stream`` and refreshes the table from
@@ -32,7 +36,7 @@ from urllib.parse import quote
 from leadpulse.scoring import LeadState, ScoringModel, engagement, fit_points, grade
 from leadpulse.streams.errors import CorruptStateError
 from leadpulse.streams.http.auth import PAGE_CSP
-from leadpulse.streams.http.leadpage import data, document, e, number, stamp
+from leadpulse.streams.http.leadpage import data, document, e, model_line, number, stamp
 from leadpulse.streams.store import LeadStore, Snapshot, decode_state
 
 log = logging.getLogger("leadpulse")
@@ -162,8 +166,10 @@ def render_hot(rows: list[HotLead], now: float, model: ScoringModel) -> str:
     body = (
         f'<main id="hot-page" data-at="{e(number(now))}">\n'
         '<h1>Hot leads <span id="live">connecting…</span></h1>\n'
-        f'<p class="note">Engagement now (decayed to <span id="as-of">{e(stamp(now))}</span>), '
-        f"model {e(model.model_version)}: MQL at {lifecycle.mql:g}, handoff at "
+        '<p class="note">Engagement now (decayed to '
+        f'<span id="as-of">{e(stamp(now))}</span>).</p>\n'
+        f"{model_line(model, 'Scored')}\n"
+        f'<p class="note">MQL at {lifecycle.mql:g}, handoff at '
         f"{lifecycle.handoff.engagement:g} with grade {e(lifecycle.handoff.min_grade)} or "
         "better.</p>\n"
         '<div class="layout">\n<section>\n'
@@ -190,6 +196,7 @@ SCRIPT: Final = r"""
   const list = document.getElementById("handoffs");
   const live = document.getElementById("live");
   const asOf = document.getElementById("as-of");
+  const modelVersion = document.getElementById("model-version");
   const link = (id) => {
     const a = document.createElement("a");
     a.href = "/ui/leads/" + encodeURIComponent(id);
@@ -234,6 +241,10 @@ SCRIPT: Final = r"""
       const hot = await reply.json();
       if (hot.leads.length) tbody.replaceChildren(...hot.leads.map((l, i) => row(l, i + 1)));
       asOf.textContent = hot.at_iso;
+      if (hot.model_version !== modelVersion.textContent) {  // the worker switched models
+        modelVersion.textContent = hot.model_version;
+        modelVersion.parentElement.dataset.modelVersion = hot.model_version;
+      }
       body.dataset.refreshedAt = String(hot.at);
     } catch (error) {
       live.textContent = "refresh failed";

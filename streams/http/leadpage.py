@@ -7,7 +7,8 @@ event on, the total from the lead's last scoring event on, the lifecycle
 thresholds, and a marker at every event time the state keeps (each rule's
 latest). The table below is `scoring.explain` at the same moment: its numbers
 are the JSON view's (`/leads/{id}`) as ``<data value>``, shown rounded to two
-decimals, and they add up to the engagement shown. Traits are shown only if the
+decimals, and they add up to the engagement shown, computed with the worker's
+model, whose version the page names (``#model-version``). Traits are shown only if the
 model declares them for display (`ScoringModel.profile_traits`). Every piece of
 text from a lead (its id, traits, event ids in notes) is HTML-escaped.
 """
@@ -76,6 +77,7 @@ tfoot td { font-weight: bold; border-top: 2px solid #999; }
 .swatch { display: inline-block; width: 1.4em; height: .35em; vertical-align: middle;
   margin-right: .4em; }
 .note { color: #555; max-width: 60em; } svg { max-width: 100%; height: auto; }
+.model { color: #444; margin: 0 0 .4em; }
 #sign-out { float: right; margin: 0 0 .5em 1em; }
 """
 
@@ -181,17 +183,26 @@ def render(state: LeadState, now: float, model: ScoringModel) -> str:
         f'<main id="lead" data-lead-id="{e(state.lead_id)}" data-at="{e(number(at))}" '
         f'data-engagement="{e(number(explanation.engagement))}">\n'
         f"<h1>{e(kind.capitalize())} {e(state.lead_id)}</h1>\n"
+        f"{model_line(model)}\n"
         f"{facts(explanation)}\n"
         f"<h2>Engagement over time</h2>\n{chart(drawn, model, colours)}\n"
         f"{legend(drawn, colours)}\n{chart_note(drawn)}\n"
         f"<h2>Breakdown at {e(stamp(at))}</h2>\n{breakdown(explanation, drawn, model)}\n"
         f"{fit_table(explanation)}\n{traits_table(state.traits, model.profile_traits)}\n"
         f"{notes(explanation.notes)}\n{sales_section(state, model)}"
-        f'<p class="note">Model {e(model.model_version)}; '
-        f"the same numbers as JSON: <code>/leads/{e(state.lead_id)}</code>. "
+        '<p class="note">The same numbers as JSON: '
+        f"<code>/leads/{e(state.lead_id)}</code>. "
         '<a href="/ui">Hot leads</a></p>\n</main>'
     )
     return document(f"Lead {state.lead_id} - leadpulse", body)
+
+
+def model_line(model: ScoringModel, what: str = "Scored and explained") -> str:
+    """Which model the page's numbers come from: the worker's, by its `model_version`."""
+    return (
+        f'<p class="model" data-model-version="{e(model.model_version)}">{e(what)} with the '
+        f'worker\'s model <code id="model-version">{e(model.model_version)}</code></p>'
+    )
 
 
 def facts(explanation: Explanation) -> str:

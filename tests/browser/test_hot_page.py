@@ -180,6 +180,7 @@ async def watch(settings: Settings, shots: Path) -> dict[str, Any]:
             found["handoff_text"] = await page.text_content(
                 f'#handoffs li[data-lead-id="{TIPPING}"]'
             )
+            found["model_version"] = await page.text_content("#model-version")  # refreshed
             await page.screenshot(path=str(shots / "hot-leads.png"), full_page=True)
             await page.click(f'#hot tr[data-lead-id="{TIPPING}"] a')
             await page.wait_for_selector("svg #total-curve", state="attached")
@@ -190,6 +191,7 @@ async def watch(settings: Settings, shots: Path) -> dict[str, Any]:
                   parts: [...document.querySelectorAll('#breakdown tbody tr[data-rule]')].map(
                     (r) => [r.dataset.rule, Number(r.querySelector('td.points data').value)]),
                   total: Number(document.querySelector('#breakdown .total data').value),
+                  model: document.querySelector('#model-version').textContent,
                 })"""
             )
             await page.screenshot(path=str(shots / "lead-page.png"), full_page=True)
@@ -251,6 +253,10 @@ def test_hot_leads_and_a_live_handoff_in_chromium(worker: Settings) -> None:
     expected = explain(after, lead_page["at"], model)
     assert lead_page["parts"] == [[part.rule, part.points] for part in expected.parts]
     assert lead_page["total"] == expected.engagement
+    # both pages name the worker's model
+    assert found["model_version"] == model.model_version
+    assert lead_page["model"] == model.model_version
+    assert model.model_version.startswith("integration-1+")
     for name in ("hot-leads.png", "lead-page.png"):
         width, height, pixels = png_pixels((ARTIFACTS / name).read_bytes())
         assert width >= 1000, name

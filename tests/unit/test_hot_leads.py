@@ -17,7 +17,7 @@ from leadpulse.streams.http.handoffs import (
     event,
     summary,
 )
-from leadpulse.streams.http.hotpage import CANDIDATES, hot_json, hot_leads, render_hot
+from leadpulse.streams.http.hotpage import CANDIDATES, SCRIPT, hot_json, hot_leads, render_hot
 from leadpulse.streams.pipeline.hotindex import repair_hot
 from leadpulse.streams.settings import Settings
 from leadpulse.streams.store import Commit, MemoryLeadStore, encode_state
@@ -163,3 +163,14 @@ def test_times_are_written_as_the_script_writes_them() -> None:
     from leadpulse.streams.http.hotpage import iso_ms
 
     assert iso_ms(to_epoch(T0) + 0.1234) == "2026-11-22T10:00:00.123Z"
+
+
+def test_the_page_and_its_json_name_the_workers_model_version() -> None:
+    now = to_epoch(T0)
+    page = render_hot([], now, MODEL)
+    assert MODEL.model_version.startswith("page-1+")  # the model file's version, then its digest
+    assert f'<code id="model-version">{MODEL.model_version}</code>' in page
+    assert hot_json([], now, MODEL)["model_version"] == MODEL.model_version
+    # the script shows the version each /hot refresh reports (a worker that switched models)
+    assert 'getElementById("model-version")' in SCRIPT
+    assert "modelVersion.textContent = hot.model_version" in SCRIPT

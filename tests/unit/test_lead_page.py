@@ -20,8 +20,7 @@ from leadpulse.scoring import (
 from leadpulse.streams.http.leadpage import HEADERS, lead_page, render
 from leadpulse.streams.store import Commit, MemoryLeadStore, encode_state
 
-MODEL = parse_model(
-    """\
+MODEL_TEXT = """\
 version: "page-1"
 engagement:
   rules:
@@ -37,9 +36,8 @@ lifecycle:
   mql: 50
   handoff: {engagement: 70, min_grade: B, profile: [company_size, industry]}
   recycle: 25
-""",
-    "page.yaml",
-)
+"""
+MODEL = parse_model(MODEL_TEXT, "page.yaml")
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 DAY = 86400.0
 EVIL = '<script>alert("x")</script>&"'
@@ -210,3 +208,18 @@ async def test_unknown_leads_get_a_404_page_and_merged_ones_a_link() -> None:
 
 def test_the_page_allows_no_script() -> None:
     assert HEADERS["Content-Security-Policy"].startswith("default-src 'none'")
+
+
+def test_the_page_names_the_workers_model_version() -> None:
+    state = busy_lead()
+    page = render(state, state.clock, MODEL)
+    shown = re.search(r'<code id="model-version">([^<]*)</code>', page)
+    assert shown is not None
+    assert shown.group(1) == MODEL.model_version
+    assert shown.group(1).startswith("page-1+")  # the model file's version, then its digest
+    assert f'data-model-version="{MODEL.model_version}"' in page
+    other = parse_model(MODEL_TEXT.replace('version: "page-1"', 'version: "page-2"'), "p2.yaml")
+    again = render(state, state.clock, other)
+    assert f'<code id="model-version">{other.model_version}</code>' in again
+    assert other.model_version.startswith("page-2+")
+    assert MODEL.model_version not in again
