@@ -146,6 +146,16 @@ def discovery_call(model: ScoringModel, handoff_id: str) -> Feedback | None:
     )
 
 
+@dataclass(frozen=True)
+class Answered:
+    """One handoff the desk saw: whose, of which kind (None: not simulated), and its answer."""
+
+    lead_id: str
+    handoff_id: str
+    kind: str | None
+    answer: Answer
+
+
 @dataclass(order=True)
 class _Due:
     at: float
@@ -179,6 +189,8 @@ class SalesDesk(threading.Thread):
         self.sent: dict[str, list[str]] = {}
         self.answered: dict[str, Answer] = {}
         """Handoff id -> sales' answer."""
+        self.log: list[Answered] = []
+        """Every handoff answered (or not), in the order seen."""
         self._handoffs: Counter[str] = Counter()
         self._queue: list[_Due] = []
         self._last_due: dict[str, float] = {}
@@ -203,6 +215,7 @@ class SalesDesk(threading.Thread):
                 model=self.model,
             )
             self.answered[handoff_id] = answer
+            self.log.append(Answered(lead_id, handoff_id, kind, answer))
             self.outcomes[answer.outcome] += 1
             self.by_kind[(kind or "unknown", answer.outcome)] += 1
             due = max(time.monotonic(), self._last_due.get(lead_id, 0.0))
