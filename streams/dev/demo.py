@@ -365,6 +365,9 @@ class Watcher(threading.Thread):
                             self.desk.handoff(h.lead_id, h.handoff_id)
                     else:
                         t = decode_transition(message.value)
+                        if self.desk is not None and t.event_id in self.desk.event_ids:
+                            self.counts[f"sales:{t.from_stage}->{t.to_stage}"] += 1
+                            continue  # a move sales made, printed as the desk sent it
                         self.counts[f"{t.from_stage}->{t.to_stage}"] += 1
                         if t.to_stage == "nurture":
                             print(
@@ -591,7 +594,7 @@ def _summary(*, options: DemoOptions, run: DemoRun) -> None:
         run.elapsed,
     )
     counts = watcher.counts
-    recycled = sum(v for k, v in counts.items() if k.endswith("->nurture"))
+    recycled = sum(v for k, v in counts.items() if k.endswith("->nurture") and ":" not in k)
     lines = [
         "",
         "summary",
@@ -618,12 +621,17 @@ def _summary(*, options: DemoOptions, run: DemoRun) -> None:
             f"p95 {_percentile(lat, 0.95):.0f} ms, max {max(lat):.0f} ms"
         )
     if run.desk is not None:
-        lines += sales_lines(run.desk, run.check, watcher.kinds)
+        lines += sales_lines(run.desk, run.check, watcher.kinds, counts)
     print("\n".join(lines))
 
 
-def sales_lines(desk: SalesDesk, check: AnswerCheck | None, handed: Counter[str]) -> list[str]:
-    """The summary's lines about the simulated sales: answers per outcome and persona."""
+def sales_lines(
+    desk: SalesDesk, check: AnswerCheck | None, handed: Counter[str], moves: Counter[str]
+) -> list[str]:
+    """The summary's lines about the simulated sales: answers per outcome and persona.
+
+    `moves` are the watcher's transition counts; those sales caused are ``sales:FROM->TO``.
+    """
     outcomes = desk.outcomes
     lines = [
         "  handed off, who     " + ", ".join(f"{k} {v}" for k, v in handed.most_common()),
@@ -633,6 +641,11 @@ def sales_lines(desk: SalesDesk, check: AnswerCheck | None, handed: Counter[str]
     for kind, _ in handed.most_common():
         mine = [(o, desk.by_kind[(kind, o)]) for o in OUTCOMES if desk.by_kind[(kind, o)]]
         lines.append(f"    {kind:<17} " + ", ".join(f"{o} {n}" for o, n in mine))
+    made = [
+        (k.removeprefix("sales:"), n) for k, n in sorted(moves.items()) if k.startswith("sales:")
+    ]
+    if made:
+        lines.append("  sales moved         " + ", ".join(f"{k} {n}" for k, n in made))
     if check is not None:
         applied = f"  feedback applied    {check.applied} of {check.sent} events sent"
         if check.missing:

@@ -189,6 +189,8 @@ class SalesDesk(threading.Thread):
         self.sent: dict[str, list[str]] = {}
         self.answered: dict[str, Answer] = {}
         """Handoff id -> sales' answer."""
+        self.event_ids: set[str] = set()
+        """Every feedback event id sent (the worker's transitions name the event)."""
         self.log: list[Answered] = []
         """Every handoff answered (or not), in the order seen."""
         self._handoffs: Counter[str] = Counter()
@@ -252,13 +254,14 @@ class SalesDesk(threading.Thread):
 
     def _send(self, item: _Due) -> None:
         feedback = item.feedback
+        self.sent.setdefault(item.lead_id, []).append(item.event_id)
+        self.event_ids.add(item.event_id)  # before the call: its transition names it
         self.client.track(
             user_id=item.lead_id,
             event=TRACK_NAMES[feedback.type],
             properties=feedback.properties,
             message_id=item.event_id,
         )
-        self.sent.setdefault(item.lead_id, []).append(item.event_id)
         if self.say:
             print(f"  SALES    {item.lead_id}  {describe(feedback)}", flush=True)
 

@@ -45,6 +45,10 @@ def test_the_demos_sales_answers_are_applied_by_the_worker() -> None:
             assert stage == "sql", seen
         elif seen.answer.outcome == REJECTED:
             assert stage == "nurture", seen
+    # the moves sales caused are the worker's transitions naming the desk's events
+    moves = run.watcher.counts
+    assert moves["sales:sal->sql"] == desk.outcomes[QUALIFIED]
+    assert moves["sales:sal->nurture"] + moves["sales:sql->nurture"] == desk.outcomes[REJECTED]
     # the worker scored the answers too: the collector took them as events like any other
     collector = run.stats["collector"]
     assert run.stats["scored"] == collector["accepted"]
