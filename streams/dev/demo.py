@@ -6,7 +6,9 @@ real time through the front door, as a site would send them (Segment calls
 from segment-analytics-python to `leadpulse collect`), while a worker scores
 them with the demo model, whose half-lives are the default model's compressed
 (a day becomes a couple of seconds), so leads become MQLs, are handed off,
-go cold and are recycled within a minute.
+go cold and are recycled within a minute. A simulated sales team
+(`streams.dev.sales`) answers the handoffs through the collector's sales key,
+by who each lead really is, and the summary checks the worker applied them.
 """
 
 from __future__ import annotations

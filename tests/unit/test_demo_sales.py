@@ -321,3 +321,30 @@ def test_the_desk_answers_each_handoff_once_in_order(monkeypatch: pytest.MonkeyP
         "lead-0003": [c["message_id"] for c in client.calls if c["user_id"] == "lead-0003"],
     }
     assert len({c["message_id"] for c in client.calls}) == 5
+
+
+def test_the_summary_counts_answers_per_outcome_and_persona() -> None:
+    from collections import Counter
+
+    from leadpulse.streams.dev.demo import AnswerCheck, sales_lines
+
+    kinds = {"lead-0002": "buyer", "lead-0003": "student", "lead-0015": "evaluator"}
+    desk = SalesDesk(Recorder(), kinds, seed=7, model=DEMO_MODEL, say=False)
+    desk.handoff("lead-0002", "h-a")  # qualified (seed 7: GOLDEN_SEED_7)
+    desk.handoff("lead-0003", "h-b")  # rejected
+    desk.handoff("lead-0015", "h-c")  # an evaluator accepted
+    desk.handoff("lead-0099", "h-d")  # not simulated: unanswered
+    check = AnswerCheck(sent=4, applied=3, refused=["lead-0003 sales_rejected: not applied: x"])
+    moves = Counter({"sales:sal->sql": 1, "sales:sal->nurture": 1, "iql->mql": 3})
+    handed = Counter({"buyer": 1, "student": 1, "evaluator": 1, "unknown": 1})
+    assert sales_lines(desk, check, handed, moves) == [
+        "  handed off, who     buyer 1, student 1, evaluator 1, unknown 1",
+        "  sales answered      3 handoffs: qualified 1, accepted 1, rejected 1, unanswered 1",
+        "    buyer             qualified 1",
+        "    student           rejected 1",
+        "    evaluator         accepted 1",
+        "    unknown           unanswered 1",
+        "  sales moved         sal->nurture 1, sal->sql 1",
+        "  feedback applied    3 of 4 events sent",
+        "    not applied: lead-0003 sales_rejected: not applied: x",
+    ]
