@@ -125,8 +125,9 @@ def merge(known: LeadState, anonymous: LeadState, model: ScoringModel) -> LeadSt
     anonymous profile's is taken, its traits bounded again by the limits;
     stage, arming and transition count stay the known lead's; `merged_from`
     ends with the id merged now; `model_version` becomes `model`'s. No
-    lifecycle runs here: apply the identify event that caused the merge to the result (or call `evaluate`), so any transition it
-    triggers names that event. Call ``evaluate(known, event time)`` before
+    lifecycle runs here: apply the identify event that caused the merge to
+    the result (or call `evaluate`), so any transition it triggers names that
+    event. Call ``evaluate(known, event time)`` before
     merging, so a recycle the known lead was due on its own is not hidden by
     the merge.
     """
