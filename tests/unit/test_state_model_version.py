@@ -87,9 +87,7 @@ def test_a_sweep_that_moves_the_lead_records_the_sweeping_model() -> None:
 
 def test_a_merge_records_the_merging_model() -> None:
     known, _ = apply(new_lead("lead-1"), _event(1, "page_view"), OLD)
-    anon, _ = apply(
-        new_lead("anon-1", anonymous=True), _event(2, "page_view", "anon-1", True), OLD
-    )
+    anon, _ = apply(new_lead("anon-1", anonymous=True), _event(2, "page_view", "anon-1", True), OLD)
     merged = merge(known, anon, NEW)
     assert merged.model_version == NEW.model_version
     assert merged.merged_from == ("anon-1",)
@@ -107,8 +105,7 @@ def test_the_stored_encoding_of_a_version_is_pinned() -> None:
     state = LeadState(lead_id="lead-1", clock=1.5, model_version="mv-1+0123456789ab")
     blob = encode_state(state)
     assert blob == (
-        b'{"format":2,"state":{"lead_id":"lead-1","clock":1.5,'
-        b'"model_version":"mv-1+0123456789ab"}}'
+        b'{"format":2,"state":{"lead_id":"lead-1","clock":1.5,"model_version":"mv-1+0123456789ab"}}'
     )
     assert decode_state(blob) == state
     # the version is the only cost: 34 bytes for a 16-character version
