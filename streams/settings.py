@@ -70,6 +70,14 @@ class Settings(BaseSettings):
     model_file: Path | None = Field(
         None, description="Scoring model YAML; the shipped default model when unset."
     )
+    forward_only: bool = Field(
+        False,
+        description=(
+            "Let a worker start with a model other than the one the namespace's states were "
+            "built with: the states are kept, new events score under the new model, history "
+            "is not rescored; the switch is logged and recorded (`worker --forward-only`)."
+        ),
+    )
 
     events_topic: str = "leadpulse.events"
     handoffs_topic: str = "leadpulse.handoffs"

