@@ -23,7 +23,6 @@ from importlib.resources import files
 from typing import Literal
 
 from leadpulse.scoring import ModelError, ScoringModel, parse_model
-from leadpulse.scoring.model import canonical_json
 from leadpulse.streams.settings import Settings
 from leadpulse.streams.store import LeadStore
 from leadpulse.streams.store.models import FIRST_START, FORWARD_ONLY, ModelRecord, when
@@ -56,9 +55,9 @@ class Started:
 def model_source(settings: Settings, model: ScoringModel) -> tuple[str, str]:
     """(text, origin) of the worker's model: the file's text and path, or the shipped model.
 
-    If the file no longer holds the model the worker loaded (edited since),
-    the loaded model's canonical JSON (valid YAML, the same version) is
-    recorded instead, so the record's text always gives its version.
+    `ModelRefusedError` if the file no longer holds the model the worker
+    loaded (edited, or unreadable, since): the record's text must give its
+    version, and which of the two the operator meant is theirs to say.
     """
     if settings.model_file is None:
         text = files("leadpulse.scoring").joinpath("default_model.yaml").read_text("utf-8")
@@ -70,10 +69,15 @@ def model_source(settings: Settings, model: ScoringModel) -> tuple[str, str]:
         except (OSError, UnicodeDecodeError):
             text = ""
     try:
-        same = parse_model(text, origin).model_version == model.model_version
+        now = parse_model(text, origin).model_version
     except ModelError:
-        same = False
-    return (text if same else canonical_json(model.spec)), origin
+        now = "not a valid model"
+    if now != model.model_version:
+        raise ModelRefusedError(
+            f"the model file {origin} changed while the worker started (it loaded version "
+            f"{model.model_version}, the file now holds {now}); start it again"
+        )
+    return text, origin
 
 
 def refusal(model: ScoringModel, origin: str, recorded: ModelRecord, namespace: str) -> str:

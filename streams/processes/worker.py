@@ -183,8 +183,11 @@ def check_model(
     from leadpulse.streams.store.models import ModelRecordError
     from leadpulse.streams.store.redis import RedisLeadStore
 
-    text, origin = model_source(settings, model)
     namespace = settings.redis_prefix
+    try:
+        text, origin = model_source(settings, model)
+    except ModelRefusedError as refused:
+        raise SystemExit(f"leadpulse worker: {refused}") from None
 
     async def run() -> Any:
         store = RedisLeadStore.from_settings(settings)
