@@ -36,7 +36,14 @@ def cmd_dev(args: argparse.Namespace) -> int:
         from leadpulse.streams.processes.deliverer import load_checked_destinations
 
         load_checked_destinations(settings)  # and a bad destinations file
-    stack = DevStack(args.kafka_port, args.redis_port, topics=_topic_partitions(settings))
+    from leadpulse.streams.kafka.topics import topic_configs
+
+    stack = DevStack(
+        args.kafka_port,
+        args.redis_port,
+        topics=_topic_partitions(settings),
+        topic_configs=topic_configs(settings),  # the events topic's retention
+    )
     print("starting Tansu broker and redis-server ...", flush=True)
     with stack:
         data_dir = Path(args.data_dir).absolute()

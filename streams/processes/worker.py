@@ -7,6 +7,7 @@ import concurrent.futures
 import logging
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -231,24 +232,30 @@ def check_model(
         )
         raise SystemExit(EXIT_RESTART)
     if started.how == "first-start":
-        log.info(
-            "recorded model %s (from %s) as namespace '%s''s model",
-            model.model_version,
-            origin,
-            namespace,
+        _announce(
+            logging.INFO,
+            f"recorded model {model.model_version} (from {origin}) as namespace "
+            f"'{namespace}''s model",
         )
     elif started.how == "forward-only":
         assert started.previous is not None
-        log.warning(
-            "forward-only: namespace '%s' switches from model %s (from %s) to %s (from %s); "
-            "its states keep what %s folded in, new events score under %s, history is not "
-            "rescored%s",
-            namespace,
-            started.previous.version,
-            started.previous.origin,
-            model.model_version,
-            origin,
-            started.previous.version,
-            model.model_version,
-            "" if started.by_us else " (another worker recorded the switch)",
+        before = started.previous
+        by = "" if started.by_us else " (another worker starting now recorded the switch)"
+        _announce(
+            logging.WARNING,
+            f"forward-only: namespace '{namespace}' switches from model {before.version} "
+            f"(from {before.origin}) to {model.model_version} (from {origin}); its states keep "
+            f"what {before.version} folded in, new events score under {model.model_version}, "
+            f"history is not rescored{by}",
         )
+
+
+def _announce(level: int, text: str) -> None:
+    """Log `text` before the Faust worker has set logging up: with its level, on stderr."""
+    if logging.getLogger().handlers:
+        log.log(level, text)
+        return
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+    print(
+        f"[{stamp}] [{logging.getLevelName(level)}] leadpulse: {text}", file=sys.stderr, flush=True
+    )
