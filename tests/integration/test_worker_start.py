@@ -17,6 +17,7 @@ import pytest
 from leadpulse.scoring import load_model
 from leadpulse.streams.dev.devstack import DevStack
 from leadpulse.streams.dev.workerproc import WorkerProcess, worker_command
+from leadpulse.streams.kafka.topics import ensure_topics, partition_count
 from leadpulse.streams.settings import Settings
 from leadpulse.streams.store.models import FIRST_START, FORWARD_ONLY, ModelRecord
 from leadpulse.streams.store.redis import RedisLeadStore
@@ -223,3 +224,27 @@ def test_two_workers_switching_forward_only_together_both_start(
         (None, old.model_version, FIRST_START),
         (old.model_version, new.model_version, FORWARD_ONLY),
     ]
+
+
+def test_tansu_creates_the_events_topic_with_its_retention(stack: DevStack) -> None:
+    """Tansu takes CreateTopics with retention.ms (-1, unlimited; and a duration).
+
+    It answers DescribeConfigs with nothing, so the configs sent are checked in
+    tests/unit/test_topic_retention.py; here, that creation works with them.
+    """
+    for retention in ("unlimited", "400d"):
+        suffix = uuid.uuid4().hex[:8]
+        settings = Settings(
+            broker=f"kafka://{stack.bootstrap}",
+            partitions=3,
+            events_retention=retention,
+            events_topic=f"events.{suffix}",
+            handoffs_topic=f"handoffs.{suffix}",
+            transitions_topic=f"transitions.{suffix}",
+            dlq_topic=f"dlq.{suffix}",
+            deliveries_dlq_topic=f"deliveries-dlq.{suffix}",
+        )
+        created = ensure_topics(settings)
+        assert settings.events_topic in created, retention
+        assert partition_count(stack.bootstrap, settings.events_topic) == 3
+        assert ensure_topics(settings) == []  # existing topics are left as they are
