@@ -213,7 +213,12 @@ def _add_tool_commands(sub: Any) -> None:
     p = sub.add_parser("lead", help="show a lead's score, grade, stage and why, from Redis")
     p.add_argument("lead_id")
     p.add_argument("--redis-url", help="Redis URL (default: LEADPULSE_REDIS_URL)")
-    p.add_argument("--model", type=Path, help="scoring model YAML used by the worker")
+    p.add_argument(
+        "--model",
+        type=Path,
+        help="model YAML to explain with when the namespace records no model (the worker's "
+        "recorded model is used otherwise)",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_lead)
 
