@@ -7,6 +7,7 @@ module for every command, and `leadpulse worker` must not load the harness.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from leadpulse.streams.cli.common import EXIT_OK, load_scoring_model, load_settings
@@ -76,10 +77,18 @@ def cmd_dev(args: argparse.Namespace) -> int:
             _print_dev_banner(stack.describe(), settings, collector.url, collector.metrics_url)
             argv, env = worker_command(settings, "--loglevel", args.loglevel)
             try:
-                return supervise(argv, env, say=lambda line: print(line, flush=True))
+                code = supervise(argv, env, say=lambda line: print(line, flush=True))
             except KeyboardInterrupt:
                 print("\nstopping worker and collector ...", flush=True)
                 return EXIT_OK
+            if code != EXIT_OK:  # e.g. a model refusal: the worker said why just above
+                print(
+                    f"leadpulse dev: the worker exited with status {code} (its reason is "
+                    "above); stopping everything dev started",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            return code
         finally:
             if deliverer is not None:
                 deliverer.stop()

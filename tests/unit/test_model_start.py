@@ -172,3 +172,26 @@ def test_a_file_edited_since_it_was_loaded_is_refused(tmp_path: Path) -> None:
     path.write_text("version: [")
     with pytest.raises(ModelRefusedError, match="the file now holds not a valid model"):
         model_source(Settings(model_file=path), OLD)
+
+
+def test_worker_and_dev_take_forward_only_and_dev_passes_it_to_its_worker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from leadpulse.streams.cli.parser import build_parser
+    from leadpulse.streams.dev.workerproc import worker_command
+
+    parser = build_parser()
+    assert parser.parse_args(["worker", "--forward-only"]).forward_only is True
+    assert parser.parse_args(["worker"]).forward_only is None  # the setting decides
+    assert parser.parse_args(["dev", "--forward-only"]).forward_only is True
+    # dev's settings get forward_only=True; its worker's environment carries it on
+    _, env = worker_command(Settings().replace(forward_only=True))
+    assert env["LEADPULSE_FORWARD_ONLY"] == "True"
+    for name, value in env.items():
+        if name.startswith("LEADPULSE_"):
+            monkeypatch.setenv(name, value)
+    assert Settings().forward_only is True
+    monkeypatch.setenv("LEADPULSE_FORWARD_ONLY", "1")
+    assert Settings().forward_only is True
+    monkeypatch.delenv("LEADPULSE_FORWARD_ONLY")
+    assert Settings().forward_only is False
