@@ -187,11 +187,23 @@ def render(state: LeadState, now: float, model: ScoringModel) -> str:
         f"<h2>Breakdown at {e(stamp(at))}</h2>\n{breakdown(explanation, drawn, model)}\n"
         f"{fit_table(explanation)}\n{traits_table(state.traits, model.profile_traits)}\n"
         f"{notes(explanation.notes)}\n{sales_section(state, model)}"
-        f'<p class="note">Model {e(model.model_version)}; '
+        f'<p class="note">Model {e(model.model_version)}{built_by(state, model)}; '
         f"the same numbers as JSON: <code>/leads/{e(state.lead_id)}</code>. "
         '<a href="/ui">Hot leads</a></p>\n</main>'
     )
     return document(f"Lead {state.lead_id} - leadpulse", body)
+
+
+def built_by(state: LeadState, model: ScoringModel) -> str:
+    """Which model built the state, when it is not the one explaining it (else nothing)."""
+    if state.model_version == model.model_version:
+        return ""
+    if state.model_version is None:
+        return " (this state was built by an unknown model: written before versions were recorded)"
+    return (
+        f" (this state was built by model {e(state.model_version)}: its earlier events "
+        "were scored under it and are not rescored)"
+    )
 
 
 def facts(explanation: Explanation) -> str:

@@ -210,3 +210,18 @@ async def test_unknown_leads_get_a_404_page_and_merged_ones_a_link() -> None:
 
 def test_the_page_allows_no_script() -> None:
     assert HEADERS["Content-Security-Policy"].startswith("default-src 'none'")
+
+
+def test_the_page_says_when_another_model_built_the_state() -> None:
+    state, _ = apply(new_lead("lead-1"), pricing(1, 0), MODEL)
+    page = render(state, state.clock, MODEL)
+    assert f'<p class="note">Model {MODEL.model_version}; the same numbers' in page
+    older = state.model_copy(update={"model_version": "page-0+0123456789ab"})
+    assert (
+        f"Model {MODEL.model_version} (this state was built by model page-0+0123456789ab: "
+        "its earlier events were scored under it and are not rescored); "
+    ) in render(older, state.clock, MODEL)
+    unknown = state.model_copy(update={"model_version": None})
+    assert (
+        "(this state was built by an unknown model: written before versions were recorded)"
+    ) in render(unknown, state.clock, MODEL)
