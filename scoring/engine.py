@@ -138,7 +138,7 @@ def apply_many(
     work = _Work(state)
     for event in events:
         work.apply(event, model)
-    return work.result(state), tuple(work.made)
+    return work.result(state, model), tuple(work.made)
 
 
 def evaluate(
@@ -161,7 +161,7 @@ def evaluate(
     work.decay_until(moment, model, hint)
     if not work.made and work.armed == state.armed:
         return state, ()
-    return work.result(state), tuple(work.made)
+    return work.result(state, model), tuple(work.made)
 
 
 def next_recycle_at(state: LeadState, model: ScoringModel) -> float | None:
@@ -240,7 +240,8 @@ class _Work:
         self._fit_traits: dict[str, JsonValue] | None = None
         self._fit = 0.0
 
-    def result(self, state: LeadState) -> LeadState:
+    def result(self, state: LeadState, model: ScoringModel) -> LeadState:
+        """The folded lead, marked as produced by `model`."""
         return state.model_copy(
             update={
                 "stage": self.stage,
@@ -264,6 +265,7 @@ class _Work:
                 "feedback": self.feedback,
                 "cooldown_until": self.cooldown_until,
                 "rearmed_at": self.rearmed_at,
+                "model_version": model.model_version,
             }
         )
 

@@ -107,6 +107,9 @@ class LeadState(BaseModel):
     rearmed_at: float | None = None
     """When the lead last re-armed: its engagement fell below recycle after it was
     disarmed (a rejection, a disqualification). None until that happens."""
+    model_version: str | None = None
+    """The `ScoringModel.model_version` that produced this state (its last fold,
+    sweep or merge). None: written before states recorded their model."""
 
 
 def new_lead(lead_id: str, anonymous: bool = False) -> LeadState:
@@ -121,9 +124,10 @@ def merge(known: LeadState, anonymous: LeadState, model: ScoringModel) -> LeadSt
     lead's account (id and traits, whole) wins if it has one, else the
     anonymous profile's is taken, its traits bounded again by the limits;
     stage, arming and transition count stay the known lead's; `merged_from`
-    ends with the id merged now. No lifecycle runs here: apply the identify event that
-    caused the merge to the result (or call `evaluate`), so any transition it
-    triggers names that event. Call ``evaluate(known, event time)`` before
+    ends with the id merged now; `model_version` becomes `model`'s. No
+    lifecycle runs here: apply the identify event that caused the merge to
+    the result (or call `evaluate`), so any transition it triggers names that
+    event. Call ``evaluate(known, event time)`` before
     merging, so a recycle the known lead was due on its own is not hidden by
     the merge.
     """
@@ -170,5 +174,6 @@ def merge(known: LeadState, anonymous: LeadState, model: ScoringModel) -> LeadSt
             "account_traits_dropped": (
                 known.account_traits_dropped + anonymous.account_traits_dropped + account_dropped
             ),
+            "model_version": model.model_version,
         }
     )

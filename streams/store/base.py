@@ -20,7 +20,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from leadpulse.streams.store.models import ModelRecord
 
 SEEN_WINDOW = 1000
 """Event ids remembered per lead for idempotency (see the module docstring)."""
@@ -197,6 +200,26 @@ class LeadStore(Protocol):
 
     async def watermarks(self, topic: str) -> dict[int, Watermark]:
         """Every partition's last published watermark."""
+        ...
+
+    async def recorded_model(self) -> ModelRecord | None:
+        """The model the namespace's states are built with; None before a worker recorded one.
+
+        `models.ModelRecordError` if the stored record cannot be read.
+        """
+        ...
+
+    async def record_model(
+        self, record: ModelRecord, *, replacing: str | None
+    ) -> ModelRecord | None:
+        """Store `record` if the recorded version is `replacing` (None: nothing recorded yet).
+
+        Compare-and-set in one atomic step: returns the record stored now,
+        `record` if it was written, else the one another writer recorded
+        first, unchanged; None if nothing is recorded and `replacing` named a
+        version. Workers starting together with the same model thus
+        all see their version recorded, and only one history entry is added.
+        """
         ...
 
     async def ping(self) -> None: ...

@@ -22,6 +22,7 @@ from leadpulse.streams.store.base import (
     Snapshot,
     Watermark,
 )
+from leadpulse.streams.store.models import ModelRecord, decode_model_record, encode_model_record
 from leadpulse.streams.store.redis import keys
 
 _Kind = Literal["state", "alias", "detached"]
@@ -59,6 +60,8 @@ class MemoryLeadStore:
         self.hot_size = hot_size
         self.offsets: dict[str, dict[int, int]] = {}
         self.marks: dict[str, dict[int, Watermark]] = {}
+        self.model_blob: bytes | None = None
+        """The namespace's model record, encoded as Redis stores it."""
         self.partitions = partitions
         self.seen_window = seen_window
         self.anonymous_ttl = anonymous_ttl
@@ -257,6 +260,18 @@ class MemoryLeadStore:
 
     async def watermarks(self, topic: str) -> dict[int, Watermark]:
         return dict(self.marks.get(topic, {}))
+
+    async def recorded_model(self) -> ModelRecord | None:
+        return None if self.model_blob is None else decode_model_record(self.model_blob)
+
+    async def record_model(
+        self, record: ModelRecord, *, replacing: str | None
+    ) -> ModelRecord | None:
+        current = None if self.model_blob is None else decode_model_record(self.model_blob)
+        if (None if current is None else current.version) == replacing:
+            self.model_blob = encode_model_record(record)
+            return record
+        return current
 
     async def ping(self) -> None:
         return None

@@ -7,6 +7,7 @@ both; tests taking only `contract_redis` are Redis wire details.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -24,6 +25,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from leadpulse.streams.dev.devstack import RedisServer, free_port
 from leadpulse.streams.settings import Settings
 from leadpulse.streams.store import SEEN_WINDOW, Commit, LeadStore, MemoryLeadStore, Watermark
+from leadpulse.streams.store.models import (
+    FIRST_START,
+    FORWARD_ONLY,
+    ModelChange,
+    ModelRecord,
+    ModelRecordError,
+)
 from leadpulse.streams.store.redis import RedisLeadStore, connect, keys, lead_fields
 
 pytestmark = pytest.mark.integration
@@ -802,6 +810,10 @@ def _every_call(store: LeadStore, n: int) -> dict[str, Callable[[], Awaitable[An
         "hot": lambda: store.hot(10),
         "drop_hot": lambda: store.drop_hot([f"h{n}"]),
         "rescore_hot": lambda: store.rescore_hot({f"h{n}": 1.0}),
+        "recorded_model": store.recorded_model,
+        "record_model": lambda: store.record_model(
+            ModelRecord.first(f"m-{n}", "version: m", "m.yaml", 1.0), replacing=None
+        ),
         "ping": store.ping,
     }
 
@@ -1044,3 +1056,115 @@ async def test_a_merged_id_leaves_the_hot_index(store: LeadStore) -> None:
     )
     assert await store.detach([("anon-1", "lead-1")]) == [b"visitor"]
     assert await store.hot(10) == [("lead-1", 9.0)]
+
+
+# -- the namespace's model record -----------------------------------------------------------
+
+FIRST = ModelRecord.first("t-1+aaaaaaaaaaaa", "version: t-1\n", "/models/a.yaml", 1765000000.5)
+SECOND = FIRST.changed_to(
+    "t-2+bbbbbbbbbbbb", "version: t-2\n", "/models/b.yaml", 1765000100.25, FORWARD_ONLY
+)
+
+
+async def test_no_model_is_recorded_until_one_is(store: LeadStore) -> None:
+    assert await store.recorded_model() is None
+    assert await store.record_model(FIRST, replacing=None) == FIRST
+    assert await store.recorded_model() == FIRST
+
+
+async def test_recording_a_model_is_compare_and_set_on_the_version(store: LeadStore) -> None:
+    await store.record_model(FIRST, replacing=None)
+    # another first start lost the race: the record stays, and is what it gets back
+    other = ModelRecord.first("t-9+cccccccccccc", "version: t-9\n", "/c.yaml", 2.0)
+    assert await store.record_model(other, replacing=None) == FIRST
+    # a change from a version that is no longer recorded writes nothing
+    assert await store.record_model(other, replacing="t-0+000000000000") == FIRST
+    assert await store.record_model(SECOND, replacing="t-1+aaaaaaaaaaaa") == SECOND
+    got = await store.recorded_model()
+    assert got == SECOND
+    assert got is not None
+    assert got.history == (
+        ModelChange(
+            from_version=None, to_version="t-1+aaaaaaaaaaaa", at=1765000000.5, mode=FIRST_START
+        ),
+        ModelChange(
+            from_version="t-1+aaaaaaaaaaaa",
+            to_version="t-2+bbbbbbbbbbbb",
+            at=1765000100.25,
+            mode=FORWARD_ONLY,
+        ),
+    )
+    assert (got.source, got.origin, got.recorded_at) == (
+        "version: t-2\n",
+        "/models/b.yaml",
+        1765000100.25,
+    )
+
+
+async def test_replacing_a_version_when_none_is_recorded_writes_nothing(store: LeadStore) -> None:
+    assert await store.record_model(SECOND, replacing="t-1+aaaaaaaaaaaa") is None
+    assert await store.recorded_model() is None
+
+
+async def test_workers_recording_the_same_change_together_add_one_history_entry(
+    store: LeadStore,
+) -> None:
+    await store.record_model(FIRST, replacing=None)
+    got = await asyncio.gather(
+        *(store.record_model(SECOND, replacing=FIRST.version) for _ in range(5))
+    )
+    assert got == [SECOND] * 5
+    recorded = await store.recorded_model()
+    assert recorded is not None
+    assert [change.mode for change in recorded.history] == [FIRST_START, FORWARD_ONLY]
+
+
+async def test_the_model_record_is_one_key_under_the_prefix(contract_redis: RedisServer) -> None:
+    client = connect(Settings(redis_url=contract_redis.url))
+    await client.flushall()
+    blue = RedisLeadStore(client, partitions=4, keys=keys.Keys("blue"))
+    green = RedisLeadStore(client, partitions=4, keys=keys.Keys("green"))
+    try:
+        await blue.record_model(FIRST, replacing=None)
+        assert await client.keys("*") == [b"blue:model"]
+        assert await green.recorded_model() is None
+        stored = json.loads(await client.get("blue:model"))
+        assert stored == {
+            "format": 1,
+            "version": "t-1+aaaaaaaaaaaa",
+            "source": "version: t-1\n",
+            "origin": "/models/a.yaml",
+            "recorded_at": 1765000000.5,
+            "history": [
+                {
+                    "from_version": None,
+                    "to_version": "t-1+aaaaaaaaaaaa",
+                    "at": 1765000000.5,
+                    "mode": "first-start",
+                }
+            ],
+        }
+    finally:
+        await blue.close()
+        await green.close()
+
+
+async def test_an_unreadable_model_record_is_reported_and_never_overwritten(
+    contract_redis: RedisServer,
+) -> None:
+    client = connect(Settings(redis_url=contract_redis.url))
+    await client.flushall()
+    store = RedisLeadStore(client, partitions=4)
+    try:
+        await client.set("lp:model", b"{not json")
+        with pytest.raises(ModelRecordError, match="the model record is not JSON"):
+            await store.recorded_model()
+        with pytest.raises(ModelRecordError, match="not JSON"):
+            await store.record_model(FIRST, replacing=None)
+        assert await client.get("lp:model") == b"{not json"
+        await client.set("lp:model", b'{"format":1,"version":7}')
+        with pytest.raises(ModelRecordError, match="version"):
+            await store.record_model(FIRST, replacing=None)
+        assert await client.get("lp:model") == b'{"format":1,"version":7}'
+    finally:
+        await store.close()

@@ -291,6 +291,7 @@ def ref_apply(
             "last_clamp": clamp,
             "clock": max(state.clock, moment),
             "events_applied": state.events_applied + 1,
+            "model_version": model.model_version,  # the model that folded it
         }
     )
     if state.anonymous:
@@ -333,6 +334,8 @@ def ref_evaluate(
     if state.anonymous or at < state.clock:
         return state, ()
     updated, made = ref_decay_until(state, at, model)
+    if updated is not state:  # a changed state records the model that changed it
+        updated = updated.model_copy(update={"model_version": model.model_version})
     return updated, tuple(made)
 
 

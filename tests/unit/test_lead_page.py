@@ -219,7 +219,24 @@ def test_the_page_names_the_workers_model_version() -> None:
     assert shown.group(1).startswith("page-1+")  # the model file's version, then its digest
     assert f'data-model-version="{MODEL.model_version}"' in page
     other = parse_model(MODEL_TEXT.replace('version: "page-1"', 'version: "page-2"'), "p2.yaml")
-    again = render(state, state.clock, other)
+    # a state the other model built: the page names that model only
+    rebuilt = state.model_copy(update={"model_version": other.model_version})
+    again = render(rebuilt, state.clock, other)
     assert f'<code id="model-version">{other.model_version}</code>' in again
     assert other.model_version.startswith("page-2+")
     assert MODEL.model_version not in again
+
+
+def test_the_page_says_when_another_model_built_the_state() -> None:
+    state, _ = apply(new_lead("lead-1"), pricing(1, 0), MODEL)
+    page = render(state, state.clock, MODEL)
+    assert '<p class="note">The same numbers as JSON' in page
+    older = state.model_copy(update={"model_version": "page-0+0123456789ab"})
+    assert (
+        '<p class="note">This state was built by model page-0+0123456789ab: '
+        "its earlier events were scored under it and are not rescored. The same numbers"
+    ) in render(older, state.clock, MODEL)
+    unknown = state.model_copy(update={"model_version": None})
+    assert (
+        "This state was built by an unknown model (written before versions were recorded). "
+    ) in render(unknown, state.clock, MODEL)

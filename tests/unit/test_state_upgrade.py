@@ -39,6 +39,7 @@ def test_previous_release_state_decodes_with_defaults() -> None:
     assert state.merged_from == ("anon-7",)
     assert (state.traits_dropped, state.clamped_events, state.last_clamp) == (0, 0, None)
     assert (state.account_id, state.account_traits, state.account_traits_dropped) == (None, {}, 0)
+    assert state.model_version is None  # written before states recorded their model
     assert LeadState.model_validate_json(state.model_dump_json()) == state
     assert explain(state, state.clock, default_model()).notes == ()
 

@@ -59,6 +59,7 @@ def test_index_keys_are_tagged_by_shard_and_topic() -> None:
     assert (
         keys.DEFAULT.watermarks_live("leadpulse.events") == "lp:watermarks-live:{leadpulse.events}"
     )
+    assert keys.DEFAULT.model == "lp:model"
 
 
 # -- ids inside hash tags (issue 15, 1.12) ----------------------------------------------
@@ -130,7 +131,8 @@ def test_every_key_starts_with_the_prefix(prefix: str) -> None:
     named = keys.Keys(prefix)
     made = [
         named.state("l"), named.outbox("l"), named.alias("l"), named.detached("l"),
-        named.due_shard(1), named.pending(1), named.hot, named.layout, named.progress("t"),
+        named.due_shard(1), named.pending(1), named.hot, named.layout, named.model,
+        named.progress("t"),
         named.watermarks("t"), named.watermarks_live("t"), named.delivery_due("d"),
         named.delivery_jobs("d"), named.delivered("d", "w"), named.destination_disabled("d"),
         named.outbox_pattern, named.legacy_pattern,

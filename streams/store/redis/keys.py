@@ -143,6 +143,14 @@ class Keys:
         return f"{self.prefix}:layout"
 
     @property
+    def model(self) -> str:
+        """String: the model the namespace's states are built with (JSON, `store.models`).
+
+        Its version, source text, origin, when recorded and the history of changes.
+        """
+        return f"{self.prefix}:model"
+
+    @property
     def outbox_pattern(self) -> str:
         """SCAN pattern of every lead's outbox (only for re-indexing after an upgrade)."""
         return f"{self.prefix}:{{*}}:outbox"

@@ -100,6 +100,26 @@ end
 return 1
 """
 
+# KEYS: model record string; ARGV: expected version ('' = no record), new record (JSON)
+# Compare-and-set on the recorded version: the record stored now is returned,
+# the new one or the one another worker wrote first. A record whose version
+# cannot be read is never overwritten here.
+_RECORD_MODEL = """
+local current = redis.call('GET', KEYS[1])
+local version = ''
+if current then
+  local ok, record = pcall(cjson.decode, current)
+  if ok and type(record) == 'table' and type(record['version']) == 'string' then
+    version = record['version']
+  else
+    return current
+  end
+end
+if version ~= ARGV[1] then return current end
+redis.call('SET', KEYS[1], ARGV[2])
+return ARGV[2]
+"""
+
 
 @dataclass(frozen=True)
 class LuaScript:
@@ -118,6 +138,7 @@ SNAPSHOT = LuaScript(_SNAPSHOT)
 COMMIT = LuaScript(_COMMIT)
 DETACH = LuaScript(_DETACH)
 ADVANCE = LuaScript(_ADVANCE)
+RECORD_MODEL = LuaScript(_RECORD_MODEL)
 
 Call = tuple[LuaScript, Sequence[Any]]
 """A script and its EVALSHA arguments after the SHA: numkeys, keys..., args..."""

@@ -28,6 +28,7 @@ from leadpulse.streams.store.base import (
     Snapshot,
     Watermark,
 )
+from leadpulse.streams.store.models import ModelRecord, decode_model_record, encode_model_record
 from leadpulse.streams.store.redis import keys
 from leadpulse.streams.store.redis.keys import DEFAULT as DEFAULT_KEYS
 from leadpulse.streams.store.redis.keys import Keys
@@ -36,6 +37,7 @@ from leadpulse.streams.store.redis.scripts import (
     COMMIT,
     DETACH,
     NOSCRIPT_ATTEMPTS,
+    RECORD_MODEL,
     SNAPSHOT,
     Call,
     call,
@@ -620,6 +622,17 @@ class RedisLeadStore:
         )
         live_at = {int(partition): float(at) for partition, at in _pairs(live)}
         return {int(p): Watermark(float(at), live_at.get(int(p))) for p, at in _pairs(marks)}
+
+    async def recorded_model(self) -> ModelRecord | None:
+        (blob,) = await self._checked([("GET", self.keys.model)])
+        return None if blob is None else decode_model_record(blob)
+
+    async def record_model(
+        self, record: ModelRecord, *, replacing: str | None
+    ) -> ModelRecord | None:
+        args = (replacing or "", encode_model_record(record))
+        (blob,) = await self._run([call(RECORD_MODEL, (self.keys.model,), args)])
+        return None if blob is None else decode_model_record(blob)
 
     async def ping(self) -> None:
         await self._checked([("PING",)])
