@@ -78,7 +78,7 @@ def open_history(settings: Settings, *, since: float | None, now: float) -> tupl
     when it does not exist. The caller closes the consumer.
     """
     from kafka import KafkaConsumer, TopicPartition
-    from kafka.errors import KafkaError, NoBrokersAvailable
+    from kafka.errors import KafkaError, KafkaTimeoutError
 
     topic = settings.events_topic
     try:
@@ -90,10 +90,10 @@ def open_history(settings: Settings, *, since: float | None, now: float) -> tupl
             fetch_max_bytes=64 * 1024 * 1024,
             max_partition_fetch_bytes=16 * 1024 * 1024,
             request_timeout_ms=30_000,
-            api_version_auto_timeout_ms=CONNECT_TIMEOUT_MS,
+            bootstrap_timeout_ms=CONNECT_TIMEOUT_MS,
             **kafka_python_options(settings),
         )
-    except NoBrokersAvailable:
+    except KafkaTimeoutError:
         raise ReplayError(
             f"no Kafka broker answers at {settings.broker} (LEADPULSE_BROKER); "
             "is the stack running? (`leadpulse dev` prints its export lines)"
@@ -152,12 +152,16 @@ def batches(
     """The history's records, one partition's batch at a time, in offset order.
 
     Each item is (records of one partition, the partitions read to their end
-    with it). A partition ends at its recorded end offset, once polls bring
+    with it; the records may be none). A partition ends at its recorded end offset, once polls bring
     nothing more, or at its first record written after the replay began.
     """
     from kafka import TopicPartition
 
     now_ms = history.now * 1000
+    since_ms = None if history.asked_since is None else history.asked_since * 1000
+    # offsets_for_times may answer a batch's first offset (Tansu does): records before
+    # the first one at or after `since` are skipped, as Kafka's own answer would
+    begun = dict.fromkeys(history.partitions, since_ms is None)
     open_ = {p for p in history.partitions if history.end[p] > history.start[p]}
     idle = dict.fromkeys(open_, 0)
     done_empty = frozenset(set(history.partitions) - open_)
@@ -179,13 +183,7 @@ def batches(
             p = tp.partition
             if p not in open_:
                 continue
-            kept = []
-            late = False
-            for m in messages:
-                if m.timestamp is not None and m.timestamp > now_ms:
-                    late = True
-                    break
-                kept.append(m)
+            kept, late, begun[p] = _take(messages, begun[p], since_ms, now_ms)
             got.add(p)
             finished: set[int] = set()
             if late:
@@ -194,6 +192,8 @@ def batches(
                 chunk = [_record(m) for m in kept[n : n + batch_size]]
                 last = n + batch_size >= len(kept)
                 yield chunk, frozenset(finished if last else ())
+            if late and not kept:
+                yield [], frozenset(finished)
             if late:
                 open_.discard(p)
                 consumer.pause(tps[p])
@@ -207,6 +207,25 @@ def batches(
                     open_.discard(p)
                     consumer.pause(tps[p])
                     yield [], frozenset({p})
+
+
+def _take(
+    messages: list[Any], begun: bool, since_ms: float | None, now_ms: float
+) -> tuple[list[Any], bool, bool]:
+    """(the messages to replay, whether one was written after `now_ms`, begun since then).
+
+    Before the first message at or after `since_ms` (once `begun` is False) nothing is kept.
+    """
+    kept: list[Any] = []
+    for m in messages:
+        if not begun:
+            if m.timestamp is None or since_ms is None or m.timestamp < since_ms:
+                continue
+            begun = True
+        if m.timestamp is not None and m.timestamp > now_ms:
+            return kept, True, begun
+        kept.append(m)
+    return kept, False, begun
 
 
 def _record(m: Any) -> Record:

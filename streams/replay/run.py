@@ -79,6 +79,8 @@ class RunResult:
     not by a sales rejection."""
     stages: dict[str, int] = field(default_factory=dict)
     """Known leads per stage at the end (anonymous visitors are not leads)."""
+    lead_stages: dict[str, str] = field(default_factory=dict)
+    """Known lead -> its stage at the end."""
     outcomes: dict[str, set[str]] = field(default_factory=lambda: {k: set() for k in OUTCOMES})
     """Outcome -> ids of the handoffs sales gave it (feedback as this run applied it)."""
     first_touch: dict[str, float] = field(default_factory=dict)
@@ -152,6 +154,7 @@ class Replayer:
             if state.anonymous:
                 continue
             stages[state.stage.value] += 1
+            result.lead_stages[state.lead_id] = state.stage.value
             seen = [touches[s] for s in (state.lead_id, *state.merged_from) if s in touches]
             if seen:
                 first[state.lead_id] = min(seen)

@@ -17,7 +17,7 @@ from leadpulse.scoring import ScoringModel, default_model, load_model
 from leadpulse.streams.pipeline.records import Topics
 from leadpulse.streams.replay.compare import Comparison, compare
 from leadpulse.streams.replay.history import History, ReplayError, batches, open_history
-from leadpulse.streams.replay.run import Replayer, replay_models
+from leadpulse.streams.replay.run import Replayer, RunResult, replay_models
 from leadpulse.streams.settings import Settings
 
 
@@ -41,6 +41,8 @@ class WhatIf:
     comparison: Comparison
     history: History
     seconds: float
+    runs: tuple[RunResult, RunResult]
+    """The current model's run, then the new one's."""
 
 
 def replayer(settings: Settings, model: ScoringModel) -> Replayer:
@@ -101,5 +103,10 @@ def run_whatif(
         )
     finally:
         consumer.close()
+    if runs[0].events == 0:
+        raise ReplayError(
+            f"topic {history.topic} has no records since the requested start; "
+            "its history ends before it"
+        )
     comparison = compare(runs[0], runs[1], since=history.since)
-    return WhatIf(comparison, history, time.monotonic() - started)
+    return WhatIf(comparison, history, time.monotonic() - started, (runs[0], runs[1]))
