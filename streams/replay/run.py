@@ -63,6 +63,8 @@ class HandoffMade:
     """Epoch seconds of the crossing (event time)."""
     engagement: float
     grade: str
+    reasons: dict[str, float] = field(default_factory=dict)
+    """The run's own top rule contributions at the crossing (the transition's reasons)."""
 
 
 @dataclass
@@ -86,7 +88,9 @@ class RunResult:
     first_touch: dict[str, float] = field(default_factory=dict)
     """Known lead -> its earliest event time, its merged visitors' events included."""
     parts: dict[str, dict[str, float]] = field(default_factory=dict)
-    """Handoff id -> rule -> contribution at the crossing (read after its batch)."""
+    """Handoff id -> rule -> contribution at the crossing: for the run's own handoffs its
+    top reasons at that moment, for another run's the lead's parts under this model as
+    of the end of the batch that made it (later events of that batch included)."""
     dead_lettered: int = 0
 
 
@@ -158,6 +162,10 @@ class Replayer:
             seen = [touches[s] for s in (state.lead_id, *state.merged_from) if s in touches]
             if seen:
                 first[state.lead_id] = min(seen)
+        # a visitor whose events came after its link was credited through its alias
+        for visitor, lead in self.store.aliases.items():
+            if visitor in touches and lead in result.lead_stages:
+                first[lead] = min(first.get(lead, touches[visitor]), touches[visitor])
         result.stages = dict(sorted(stages.items()))
         result.first_touch = first
         return result
@@ -212,6 +220,7 @@ def _count(
                 at=t.occurred_at.timestamp(),
                 engagement=t.engagement,
                 grade=t.grade,
+                reasons={r.rule: r.points for r in t.reasons},
             )
         )
         return
@@ -285,7 +294,8 @@ async def replay_models(
 
     `batches` yields (one partition's records in offset order, the partitions
     finished after it). After each batch, every handoff a replayer made in it
-    gets every replayer's rule contributions at its moment (`RunResult.parts`).
+    gets every replayer's rule contributions at its moment (`RunResult.parts`):
+    the maker's own reasons, the others' state as of the end of the batch.
     """
     wanted = list(partitions)
     mark = Watermark()
@@ -296,19 +306,21 @@ async def replay_models(
         if not records:
             mark.done.update(finished)
             return
-        made: list[HandoffMade] = []
+        made: list[tuple[Replayer, HandoffMade]] = []
         for replayer in replayers:
             before = len(replayer.result.handoffs)
             report = await replayer.feed(records)
-            made += replayer.result.handoffs[before:]
+            made += [(replayer, h) for h in replayer.result.handoffs[before:]]
             if replayer is replayers[0]:
                 for p, at in report.event_times.items():
                     mark.event_times[p] = max(mark.event_times.get(p, at), at)
         mark.done.update(finished)
-        for handoff in made:
+        for maker, handoff in made:
             for replayer in replayers:
-                replayer.result.parts[handoff.handoff_id] = await replayer.parts_at(
-                    handoff.lead_id, handoff.at
+                replayer.result.parts[handoff.handoff_id] = (
+                    dict(handoff.reasons)
+                    if replayer is maker
+                    else await replayer.parts_at(handoff.lead_id, handoff.at)
                 )
         fed += 1
         if fed % SWEEP_EVERY == 0:
