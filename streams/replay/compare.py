@@ -1,7 +1,7 @@
 """Two runs over one history, side by side: the arithmetic of `leadpulse model whatif`.
 
-Pure: no I/O, nothing read from a clock. Definitions (docs/architecture.md,
-"Replay: what a new model would have done"):
+Pure: no I/O, nothing read from a clock. Definitions
+(docs/architecture.md#replay-whatif):
 
 - A lead's handoffs under the two models are paired in time order: its
   first handoff under the current model with its first under the new one,
