@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from datetime import UTC, datetime
@@ -80,6 +81,9 @@ def _problems(path: object, error: ModelError | OSError) -> None:
 
 def cmd_model_whatif(args: argparse.Namespace) -> int:
     from leadpulse.streams.replay import ReplayError, as_json, current_model, run_whatif
+
+    # kafka-python warns that a consumer without a group commits nothing: that is the point
+    logging.getLogger("kafka").setLevel(logging.ERROR)
 
     since: float | None = None
     now = time.time()

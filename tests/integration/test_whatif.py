@@ -334,6 +334,7 @@ def test_whatif_current_equals_live_and_new_equals_a_fresh_worker(
     before = footprint(settings)
     done = whatif_cli(environment(settings), str(new_file), "--json")
     assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # no progress bar when stderr is not a terminal, no warnings
     after = footprint(settings)
     assert after == before  # no Redis key, record, committed offset or group more
 
