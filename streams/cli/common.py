@@ -9,6 +9,8 @@ from pydantic import ValidationError
 from leadpulse.scoring import ModelError, ScoringModel, default_model, load_model
 from leadpulse.streams.processes.lifecycle import EXIT_FAILED, EXIT_OK
 from leadpulse.streams.settings import Settings
+from leadpulse.streams.store import LeadStore
+from leadpulse.streams.store.models import ModelRecordError, when
 
 __all__ = [
     "EXIT_FAILED",
@@ -18,6 +20,7 @@ __all__ = [
     "TOPIC_ALIASES",
     "load_scoring_model",
     "load_settings",
+    "worker_model",
 ]
 
 EXIT_USAGE = 2
@@ -61,3 +64,23 @@ def load_scoring_model(settings: Settings) -> ScoringModel:
         raise SystemExit("leadpulse: model file rejected:\n" + "\n".join(error.issues)) from None
     except OSError as error:
         raise SystemExit(f"leadpulse: cannot read model file: {error}") from None
+
+
+async def worker_model(store: LeadStore, settings: Settings) -> tuple[ScoringModel, str]:
+    """The worker's model: the one the namespace records, else the settings' model file.
+
+    With the words saying which it is. A record this release cannot load
+    (or read) falls back to the file too, and says why.
+    """
+    why = "the namespace records no model"
+    try:
+        record = await store.recorded_model()
+        if record is not None:
+            return record.model(), (
+                f"the namespace's recorded model (from {record.origin}, recorded "
+                f"{when(record.recorded_at)})"
+            )
+    except ModelRecordError as error:
+        why = str(error)
+    where = settings.model_file or "the shipped default model"
+    return load_scoring_model(settings), f"{where} ({why})"

@@ -15,6 +15,7 @@ from leadpulse.streams.cli.feed import cmd_send, cmd_tail
 from leadpulse.streams.cli.inspect import cmd_lead
 from leadpulse.streams.cli.model import cmd_model_check, cmd_schema
 from leadpulse.streams.cli.run import cmd_worker
+from leadpulse.streams.cli.whatif import add_parser as add_whatif_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -257,6 +258,7 @@ def _add_tool_commands(sub: Any) -> None:
     )
     p.add_argument("file", type=Path)
     p.set_defaults(func=cmd_model_check)
+    add_whatif_parser(model_sub)
 
     p = sub.add_parser("schema", help="print the JSON Schema of the wire messages")
     p.add_argument(

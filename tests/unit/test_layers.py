@@ -8,7 +8,7 @@ Lowest first; a module belongs to the longest unit its name starts with
     schemas < scoring < streams.{settings, errors}
       < {streams.store, streams.kafka, streams.observability}
       < {streams.pipeline, streams.collector, streams.delivery, streams.http}
-      < streams.processes < streams.dev < streams.cli
+      < streams.replay < streams.processes < streams.dev < streams.cli
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "leadpulse.streams.delivery",
         "leadpulse.streams.http",
     ),
+    ("leadpulse.streams.replay",),
     ("leadpulse.streams.processes",),
     ("leadpulse.streams.dev",),
     ("leadpulse.streams.cli",),
