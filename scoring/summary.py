@@ -21,9 +21,13 @@ def summary(model: ScoringModel) -> str:
     for rule in rules:
         cap = f"  cap {number(rule.cap)}" if rule.cap is not None else ""
         when = f"  when {' and '.join(str(c) for c in rule.when)}" if rule.when else ""
+        life = (
+            "no decay" if rule.half_life is None else f"half-life {format_duration(rule.half_life)}"
+        )
+        window = f"  window {format_duration(rule.window)}" if rule.window is not None else ""
         lines.append(
             f"  {rule.name:<{name_width}}  {rule.event:<{event_width}}  "
-            f"{_points(rule.points):>6}  half-life {format_duration(rule.half_life):<4}{cap}{when}"
+            f"{_points(rule.points):>6}  {life:<14}{window}{cap}{when}"
         )
     fits = model.fit_rules
     lines.append(f"fit rules ({len(fits)}):")
