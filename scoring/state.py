@@ -188,29 +188,27 @@ def merge(known: LeadState, anonymous: LeadState, model: ScoringModel) -> LeadSt
 def _merge_windows(
     known: dict[str, Window], anonymous: dict[str, Window], clock: float, model: ScoringModel
 ) -> tuple[dict[str, Window], int]:
-    """Window rules' events as if one lead had seen them all (`decay.window_union`).
+    """Window rules' events as if one lead had seen them all (`decay.window_union`),
+    pruned at the merged clock as a lead folding them all would have.
 
     Events of a rule the model has not (or no longer as a window rule) are
     kept as they are, the known lead's if both have some.
     """
-    if not anonymous:
+    if not known and not anonymous:
         return known, 0
-    windows = dict(known)
+    windows: dict[str, Window] = {}
     dropped = 0
     limit = model.limits.window_events_kept
-    for name, theirs in anonymous.items():
+    for name in dict.fromkeys((*known, *anonymous)):
         rule = model.rules_by_name.get(name)
-        mine = windows.get(name)
+        mine, theirs = known.get(name), anonymous.get(name)
         if rule is None or rule.window is None:
-            if mine is None:
-                windows[name] = theirs
+            windows[name] = mine if mine is not None else theirs or ()
             continue
         events, lost = window_union(
-            mine or (), theirs, clock=clock, window=rule.window, limit=limit
+            mine or (), theirs or (), clock=clock, window=rule.window, limit=limit
         )
         dropped += lost
         if events:
             windows[name] = events
-        else:
-            windows.pop(name, None)
     return windows, dropped

@@ -69,6 +69,11 @@ def summary(model: ScoringModel) -> str:
         f"reads; {limits.max_trait_bytes} bytes of JSON per trait value; the "
         f"{limits.max_merged_from} most recent merged ids; the {limits.feedback_kept} most "
         "recent feedback events"
+        + (
+            f"; the {limits.window_events_kept} most recent event times per window rule"
+            if model.window_specs
+            else ""
+        )
     )
     if model.event_names:
         mapped = ", ".join(f"{name!r} → {kind}" for name, kind in model.event_names.items())
