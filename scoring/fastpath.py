@@ -181,7 +181,7 @@ def _first_dip_stepped(
     ends = sorted({moment for term in windows for moment in term.ends_after(start)})
     lives = [life for _, _, life, _ in rows] + [term.half_life for term in windows]
     end = max(ends, default=start) + HORIZON_HALF_LIVES * longest_life(lives)
-    bounds = [start, *(moment for moment in ends if moment < end)]
+    bounds = [start, *(moment for moment in ends if moment <= end)]
     for index, low in enumerate(bounds):
         if until is not None and low > until:
             return None

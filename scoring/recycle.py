@@ -134,7 +134,7 @@ def first_below_stepped(
     the window rules, in the order `total` sums them.
     """
     ends = sorted({moment for term in windows for moment in term.ends_after(start)})
-    bounds = [start, *(moment for moment in ends if moment < end)]
+    bounds = [start, *(moment for moment in ends if moment <= end)]
     for index, low in enumerate(bounds):
         last = index + 1 == len(bounds)
         high = end if last else bounds[index + 1]

@@ -1,7 +1,7 @@
 """Rule windows and rules without decay (docs/architecture.md#rule-windows).
 
-A window rule's contribution at t is cap(Σ points · 2^(−(t − tₑ)/half_life))
-over its matched events with t − window < tₑ ≤ t (no decay factor for
+A window rule's contribution at t is cap(Σ points · 2^(-(t - tₑ)/half_life))
+over its matched events with t - window < tₑ ≤ t (no decay factor for
 ``half_life: none``). The reference sums below are computed from the event
 list, independently of the engine; window boundaries and recycle times are
 literals.
@@ -24,8 +24,10 @@ from leadpulse.scoring import (
     RuleState,
     apply,
     engagement,
+    engine,
     evaluate,
     explain,
+    fastpath,
     from_epoch,
     merge,
     new_lead,
@@ -33,7 +35,6 @@ from leadpulse.scoring import (
     parse_model,
     summary,
 )
-from leadpulse.scoring import engine, fastpath
 from leadpulse.scoring.engine import contributions
 from leadpulse.scoring.model import DEFAULT_MAX_WINDOW_EVENTS, ScoringModel
 from leadpulse.scoring.recycle import TOLERANCE, Term, WindowTerm, first_below_stepped, horizon
@@ -84,7 +85,7 @@ def run(events: list[BehaviorEvent], state: LeadState, model: ScoringModel = MOD
 
 
 def reference(items: list[tuple[str, float]], rule: str, t: float) -> float:
-    """The definition, from the event list: matched events in (t − window, t], decayed, capped."""
+    """The definition, from the event list: matched events in (t - window, t], decayed, capped."""
     kind, points, life, window, cap = RULES[rule]
     value = 0.0
     for item_kind, at in items:
@@ -160,7 +161,7 @@ def test_merging_two_partial_states_equals_one_lead_with_all_events(
         assert parts_of(merged, t).get("visit", 0.0) == reference(items, "visit", t)
 
 
-# --- boundaries: (t − window, t] ------------------------------------------------------
+# --- boundaries: (t - window, t] ------------------------------------------------------
 
 
 def visits(*times: float, stage: Stage = Stage.IQL, **fields: object) -> LeadState:
@@ -187,7 +188,9 @@ def test_an_event_at_the_read_time_counts() -> None:
 
 
 def test_a_late_event_already_out_of_the_window_is_not_kept() -> None:
-    state = run([event(0, "visit", E0 + 2 * HOUR), event(1, "visit", E0 + HOUR)], new_lead("lead-1"))
+    state = run(
+        [event(0, "visit", E0 + 2 * HOUR), event(1, "visit", E0 + HOUR)], new_lead("lead-1")
+    )
     assert state.windows == {"visit": ((E0 + 2 * HOUR, 10.0),)}  # E0 + 1h is out at E0 + 2h
     assert state.rules["visits-ever"] == RuleState(2.0, E0 + 2 * HOUR)  # no window: both count
 
@@ -294,7 +297,7 @@ def test_a_window_end_that_stays_above_recycle_is_not_a_crossing() -> None:
 
 
 def test_the_decay_crossing_wins_when_it_comes_before_the_window_end() -> None:
-    # read: 40 points decaying with a 30 min half-life, window 2h: 40 · 2^(−x/1800) < 25 at
+    # read: 40 points decaying with a 30 min half-life, window 2h: 40 · 2^(-x/1800) < 25 at
     # x = 1800 · log2(1.6) ≈ 1220.5 s, well before the window end at 7200 s
     state = LeadState(lead_id="lead-1", stage=Stage.MQL, clock=E0, windows={"read": ((E0, 40.0),)})
     exact = E0 + 1800 * math.log2(1.6)
@@ -305,7 +308,7 @@ def test_the_decay_crossing_wins_when_it_comes_before_the_window_end() -> None:
 
 def test_the_window_end_wins_when_it_comes_before_the_decay_crossing() -> None:
     # demo 30 (1d half-life) falls below 25 only after ~22,750 s; the visit (10) leaves at 1h:
-    # 30·2^(−1/24) ≈ 29.15 stays above, so the crossing is demo's own decay
+    # 30·2^(-1/24) ≈ 29.15 stays above, so the crossing is demo's own decay
     state = LeadState(
         lead_id="lead-1",
         stage=Stage.MQL,
@@ -317,7 +320,7 @@ def test_the_window_end_wins_when_it_comes_before_the_decay_crossing() -> None:
     due = next_recycle_at(state, MODEL)
     assert due is not None
     assert exact <= due <= exact + TOLERANCE
-    # with 4.5 points less of demo the window end itself takes it below: 25.5·2^(−1/24) < 25
+    # with 4.5 points less of demo the window end itself takes it below: 25.5·2^(-1/24) < 25
     lower = state.model_copy(update={"rules": {"demo": RuleState(25.5, E0)}})
     assert next_recycle_at(lower, MODEL) == E0 + 3600.0
 
@@ -375,7 +378,7 @@ def test_explanation_parts_of_a_window_rule_add_up_to_the_score() -> None:
     assert math.fsum(part.points for part in shown.parts) == pytest.approx(
         shown.engagement, abs=1e-9
     )
-    assert dict((p.rule, p.points) for p in shown.parts)["visit"] == 10.0
+    assert {p.rule: p.points for p in shown.parts}["visit"] == 10.0
 
 
 # --- the model file -------------------------------------------------------------------
@@ -458,15 +461,16 @@ def test_the_model_version_changes_with_a_window() -> None:
     assert without.model_version != MODEL.model_version
 
 
-def test_a_file_without_windows_keeps_its_version() -> None:
-    plain = MODEL_TEXT.replace(", window: 1h}", "}").replace(", window: 2h", "")
-    assert "window" not in plain
-    # pinned: the canonical form of a rule without window is what it was before windows
-    assert parse_model(plain).spec.engagement.rules[0].model_dump(exclude_none=True) == {
-        "name": "visit",
-        "event": "visit",
-        "when": (),
-        "points": 10.0,
+def test_a_rule_without_window_has_the_canonical_form_it_had_before_windows() -> None:
+    # no "window" key, so files written before windows keep their model version
+    # (tests/unit/test_model_loader.py pins such a version)
+    demo = MODEL.rules_by_name["demo"]
+    assert demo.model_dump(mode="json", exclude_none=True) == {
+        "name": "demo",
+        "event": "demo",
+        "when": [],
+        "points": 30.0,
+        "half_life": 86400.0,
     }
 
 
@@ -475,3 +479,13 @@ def test_summary_names_windows_and_no_decay() -> None:
     assert "  visit        visit     +10  no decay        window 1h" in text
     assert "  read         read       +8  half-life 30m   window 2h  cap 40" in text
     assert text.endswith("feedback events; the 200 most recent event times per window rule")
+
+
+def test_the_last_window_end_of_a_lead_without_decay_is_found() -> None:
+    # nothing decays, so the search horizon is the last window end itself
+    state = LeadState(lead_id="lead-1", stage=Stage.SAL, clock=E0, windows={"visit": ((E0, 30.0),)})
+    assert next_recycle_at(state, MODEL) == E0 + 3600.0
+    constant = state.model_copy(
+        update={"windows": {}, "rules": {"visits-ever": RuleState(30.0, E0)}}
+    )
+    assert next_recycle_at(constant, MODEL) is None
