@@ -21,6 +21,11 @@ account than the stored one replaces the account traits instead of merging
 them. A ``group`` event without a valid account id changes no account (it
 still counts and can match rules, like any event).
 
+A rule with a ``window`` counts only its events of the last window
+(docs/architecture.md#rule-windows): its kept events are `LeadState.windows`,
+read by `recycle.WindowTerm`; a step down at a window end is a decay-driven
+move like any other, dated exactly at the window end.
+
 Idempotency per event id is not handled here: the state store drops an event
 id it has already applied before calling `apply`. Applying one event twice
 counts it twice.

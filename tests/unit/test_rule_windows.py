@@ -489,3 +489,28 @@ def test_the_last_window_end_of_a_lead_without_decay_is_found() -> None:
         update={"windows": {}, "rules": {"visits-ever": RuleState(30.0, E0)}}
     )
     assert next_recycle_at(constant, MODEL) is None
+
+
+def test_the_curve_draws_a_window_rule_stepping_down_at_its_window_end() -> None:
+    from leadpulse.scoring.curve import curve
+
+    state = LeadState(lead_id="lead-1", clock=E0, windows={"visit": ((E0, 30.0),)})
+    drawn = curve(state, E0 + 2 * HOUR, MODEL, samples=4)
+    (line,) = drawn.rules
+    assert (line.rule, line.since, line.half_life) == ("visit", E0, math.inf)
+    points = dict(line.points)
+    assert points[E0] == 30.0
+    assert points[E0 + 3600.0 - 0.001] == 30.0
+    assert points[E0 + 3600.0] == 0.0
+    assert points[E0 + 2 * HOUR] == 0.0
+    assert dict(drawn.total)[E0 + 3600.0] == 0.0
+
+
+def test_the_lead_page_renders_window_and_no_decay_rules() -> None:
+    from leadpulse.streams.http.leadpage import render
+
+    state = run([event(0, "visit", E0), event(1, "read", E0 + 60)], new_lead("lead-1"))
+    page = render(state, E0 + 600, MODEL)
+    assert '<tr data-rule="visit"><td>visit</td>' in page
+    assert "<td>none (window 1h)</td>" in page.replace('<td class="num">', "<td>")
+    assert "<td>30m (window 2h)</td>" in page.replace('<td class="num">', "<td>")
