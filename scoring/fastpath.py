@@ -171,7 +171,15 @@ def _first_dip_stepped(
     until: float | None,
     hint: float | None,
 ) -> float | None:
-    """`recycle.first_below_stepped`, each segment searched by the fast `first_below`."""
+    """`recycle.first_below_stepped`, each segment searched by the fast `first_below`.
+
+    Same result, to the bit. When every value and every kept event's points
+    are positive, engagement never rises (decay and window ends only take
+    away), so the segment holding the first crossing is found by bisecting the
+    window ends instead of searching every segment: the segments before it
+    never fall below (the plain scan's `first_below` finds nothing there), and
+    the plain scan's answer is this segment's crossing, or its end.
+    """
     if until is not None:
         floor = lower_bound(rows, start, until) + sum(
             (term.floor(start, until) for term in windows), 0.0
@@ -182,20 +190,62 @@ def _first_dip_stepped(
     lives = [life for _, _, life, _ in rows] + [term.half_life for term in windows]
     end = max(ends, default=start) + HORIZON_HALF_LIVES * longest_life(lives)
     bounds = [start, *(moment for moment in ends if moment <= end)]
+    if all(value > 0 for value, _, _, _ in rows) and all(
+        points > 0 for term in windows for _, points in term.events
+    ):
+        found = _monotone_stepped(rows, windows, bounds, threshold=threshold, end=end, hint=hint)
+        return None if found is None or (until is not None and found > until) else found
     for index, low in enumerate(bounds):
         if until is not None and low > until:
             return None
         last = index + 1 == len(bounds)
         high = end if last else bounds[index + 1]
-        frozen = list(rows)
-        for term in windows:
-            part = term.frozen(low)
-            if part is not None:
-                frozen.append((part.state.value, part.state.ref, part.half_life, part.cap))
-        found = first_below(frozen, threshold, low, high, hint)
+        found = first_below(_frozen(rows, windows, low), threshold, low, high, hint)
         if found is not None and (found < high or last):
             return None if until is not None and found > until else found
     return None
+
+
+def _frozen(rows: list[Row], windows: Sequence[WindowTerm], moment: float) -> list[Row]:
+    """The rows, then each window rule as a row exact from `moment` to its next window end."""
+    frozen = list(rows)
+    for term in windows:
+        part = term.frozen(moment)
+        if part is not None:
+            frozen.append((part.state.value, part.state.ref, part.half_life, part.cap))
+    return frozen
+
+
+def _monotone_stepped(
+    rows: list[Row],
+    windows: Sequence[WindowTerm],
+    bounds: list[float],
+    *,
+    threshold: float,
+    end: float,
+    hint: float | None,
+) -> float | None:
+    """The first crossing of a never-rising engagement: bisect the window ends, then search.
+
+    `total_with` at a window end is the total the plain scan's segment search
+    checks first there (the same parts summed in the same order).
+    """
+    if total_with(rows, windows, bounds[0]) < threshold:
+        return bounds[0]
+    above, below = 0, len(bounds)  # bounds[above] is not below; bounds[below] is (or past them)
+    while below - above > 1:
+        middle = (above + below) // 2
+        if total_with(rows, windows, bounds[middle]) < threshold:
+            below = middle
+        else:
+            above = middle
+    low = bounds[above]
+    last = above + 1 == len(bounds)
+    high = end if last else bounds[above + 1]
+    found = first_below(_frozen(rows, windows, low), threshold, low, high, hint)
+    if found is not None and (found < high or last):
+        return found
+    return None if last else high
 
 
 class _UnsureError(Exception):

@@ -338,34 +338,69 @@ def test_an_event_after_a_window_end_recycles_first_dated_at_the_window_end() ->
 # --- the fast twins equal the plain definitions -----------------------------------------
 
 
+MIXED = parse_model(
+    MODEL_TEXT.replace(
+        "    - {name: visits-ever",
+        "    - {name: complaint, event: complaint, points: -20, half_life: 1h, window: 3h}\n"
+        "    - {name: visits-ever",
+    ),
+    "mixed.yaml",
+)
+"""MODEL plus a negative window rule: engagement can rise at a window end."""
+
+
 @PROPERTY
 @given(
     st.lists(
-        st.tuples(st.sampled_from(["visit", "read", "demo"]), st.integers(0, 3 * 3600)),
+        st.tuples(
+            st.sampled_from(["visit", "read", "demo", "complaint"]), st.integers(0, 3 * 3600)
+        ),
         min_size=1,
         max_size=20,
     ),
     st.sampled_from([Stage.MQL, Stage.SAL]),
     st.integers(0, 4 * 3600),
+    st.sampled_from([MODEL, MIXED]),
 )
 def test_the_engines_dip_and_engagement_are_the_plain_stepped_search(
-    raw: list[tuple[str, int]], stage: Stage, later: int
+    raw: list[tuple[str, int]], stage: Stage, later: int, model: ScoringModel
 ) -> None:
-    state = run([event(i, k, E0 + off) for i, (k, off) in enumerate(raw)], new_lead("lead-1"))
+    events = [event(i, k, E0 + off) for i, (k, off) in enumerate(raw)]
+    state = run(events, new_lead("lead-1"), model)
     state = state.model_copy(update={"stage": stage})
-    found = engine.terms(state, MODEL)
+    found = engine.terms(state, model)
     plain = [term for term in found if isinstance(term, Term)]
     windows = [term for term in found if isinstance(term, WindowTerm)]
     start = state.clock
     expected = first_below_stepped(plain, windows, 25.0, start, horizon(found, start))
-    assert next_recycle_at(state, MODEL) == expected
+    assert next_recycle_at(state, model) == expected
+    until = start + later
+    cut = expected if expected is not None and expected <= until else None
+    rows = fastpath.rows(state.rules, model.decay_specs)
+    assert fastpath.first_dip(rows, 25.0, start, until, windows=windows) == cut
     t = start + later
-    assert engine._engagement(state.rules, t, MODEL, state.windows) == engagement(state, t, MODEL)
+    assert engine._engagement(state.rules, t, model, state.windows) == engagement(state, t, model)
     assert fastpath.total_with(
-        fastpath.rows(state.rules, MODEL.decay_specs),
-        fastpath.window_terms(state.windows, MODEL.window_specs),
-        t,
+        rows, fastpath.window_terms(state.windows, model.window_specs), t
     ) == sum((term.at(t) for term in found), 0.0)
+
+
+def test_a_negative_window_rule_leaving_raises_engagement_and_is_no_crossing() -> None:
+    # 30 lifetime visits + a 20-point visit (out at 1h) - a 20-point complaint fading by hour
+    state = LeadState(
+        lead_id="lead-1",
+        stage=Stage.MQL,
+        clock=E0,
+        rules={"visits-ever": RuleState(30.0, E0)},
+        windows={"complaint": ((E0, -20.0),), "visit": ((E0, 20.0),)},
+    )
+    # just before 1h: 30 + 20 - 10; at 1h the visit is out: 30 - 10 = 20 < 25
+    assert engagement(state, E0 + 3599.999, MIXED) == pytest.approx(40.0, abs=1e-3)
+    assert next_recycle_at(state, MIXED) == E0 + 3600.0
+    # 30 - 4·2^(-x/1h), then 30 once the complaint leaves at 3h: it only rises from 26
+    rising = state.model_copy(update={"windows": {"complaint": ((E0, -4.0),)}})
+    assert engagement(rising, E0 + 3 * HOUR, MIXED) == 30.0
+    assert next_recycle_at(rising, MIXED) is None
 
 
 def test_explanation_parts_of_a_window_rule_add_up_to_the_score() -> None:
