@@ -549,3 +549,22 @@ def test_the_lead_page_renders_window_and_no_decay_rules() -> None:
     assert '<tr data-rule="visit"><td>visit</td>' in page
     assert "<td>none (window 1h)</td>" in page.replace('<td class="num">', "<td>")
     assert "<td>30m (window 2h)</td>" in page.replace('<td class="num">', "<td>")
+
+
+LIMITED = parse_model(MODEL_TEXT + "limits: {max_window_events: 3}\n", "limited.yaml")
+
+
+@PROPERTY
+@given(items_strategy, st.randoms(use_true_random=False))
+def test_the_bounded_window_keeps_the_latest_events_in_any_order(
+    raw: list[tuple[str, int]], rnd: random.Random
+) -> None:
+    events = [event(i, kind, E0 + offset) for i, (kind, offset) in enumerate(raw)]
+    shuffled = events[:]
+    rnd.shuffle(shuffled)
+    state = run(shuffled, new_lead("lead-1"), LIMITED)
+    clock = E0 + max(offset for _, offset in raw)
+    for rule, window in (("visit", 3600.0), ("read", 7200.0)):
+        kind = RULES[rule][0]
+        times = sorted({E0 + off for k, off in raw if k == kind and clock < E0 + off + window})
+        assert [at for at, _ in state.windows.get(rule, ())] == times[-3:]
