@@ -19,6 +19,10 @@ time. Hence:
   its latest matched event. Earlier events, and events that matched no rule
   (an ``identify``), leave no time behind.
 
+A window rule (`LeadState.windows`) keeps its in-window events themselves;
+its line also starts at its latest kept event (`since`), where it is exact
+like the others, and steps down at each window end after it.
+
 From `LeadState.clock` on, `Curve.total` is `engine.engagement` itself (the
 same terms summed in the same order, so the same floats). Between the last
 scoring event and the clock (a later non-scoring event, or a decay-driven
@@ -31,11 +35,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from leadpulse.scoring.decay import RuleState
 from leadpulse.scoring.engine import terms
 from leadpulse.scoring.epoch import Instant, as_epoch
 from leadpulse.scoring.model import ScoringModel
-from leadpulse.scoring.recycle import Term, total
+from leadpulse.scoring.recycle import Term, WindowTerm, total
 from leadpulse.scoring.state import LeadState
 
 SAMPLES: Final = 240
@@ -48,7 +51,9 @@ Point = tuple[float, float]
 
 @dataclass(frozen=True, slots=True)
 class RuleCurve:
-    """One rule's contribution from its latest matched event (`since`) to `at`."""
+    """One rule's contribution from its latest matched event (`since`) to `at`.
+
+    `half_life` is `math.inf` for a rule without decay."""
 
     rule: str
     half_life: float
@@ -103,17 +108,22 @@ def curve(state: LeadState, at: Instant, model: ScoringModel, samples: int = SAM
         raise ValueError(f"samples must be at least 1, got {samples}")
     moment = max(as_epoch(at), state.clock)
     found = terms(state, model)
-    named = [
-        (rule.name, pair)
+    names = [
+        rule.name
         for rule in model.engagement_rules
-        if (pair := state.rules.get(rule.name)) is not None
+        if rule.window is None and rule.name in state.rules
+    ] + [
+        rule.name
+        for rule in model.engagement_rules
+        if rule.window is not None and state.windows.get(rule.name)
     ]
-    refs = tuple(pair.ref for _, pair in named)
+    refs = tuple(_latest(term) for term in found)
     start = min(refs, default=moment)
-    times = sample_times(start, moment, refs, samples)
+    marks = (*refs, *_window_ends(found, start, moment))
+    times = sample_times(start, moment, marks, samples)
     rules = tuple(
-        _rule_curve(name, pair, term, _from(pair.ref, moment, times, samples))
-        for (name, pair), term in zip(named, found, strict=True)
+        _rule_curve(name, ref, term, _from(ref, moment, times, samples))
+        for name, ref, term in zip(names, refs, found, strict=True)
     )
     if not found:
         return Curve(start=start, at=moment, exact_from=None, total=(), rules=rules)
@@ -128,11 +138,28 @@ def _from(since: float, end: float, window: list[float], samples: int) -> list[f
     return sorted({*own, *(t for t in window if t >= since)})
 
 
-def _rule_curve(name: str, pair: RuleState, term: Term, times: list[float]) -> RuleCurve:
+def _latest(term: Term | WindowTerm) -> float:
+    """The rule's latest matched event time the state keeps."""
+    return term.events[-1][0] if isinstance(term, WindowTerm) else term.state.ref
+
+
+def _window_ends(found: list[Term | WindowTerm], start: float, end: float) -> list[float]:
+    """Window ends on [start, end] and the moment before each: the steps are drawn sharp."""
+    ends = [
+        moment
+        for term in found
+        if isinstance(term, WindowTerm)
+        for moment in term.ends_after(start)
+        if moment <= end
+    ]
+    return [*ends, *(moment - 1e-3 for moment in ends)]
+
+
+def _rule_curve(name: str, since: float, term: Term | WindowTerm, times: list[float]) -> RuleCurve:
     return RuleCurve(
         rule=name,
         half_life=term.half_life,
         cap=term.cap,
-        since=pair.ref,
+        since=since,
         points=tuple((t, term.at(t)) for t in times),
     )

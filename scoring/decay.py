@@ -49,3 +49,79 @@ def contribution(state: RuleState, at: float, half_life: float, cap: float | Non
     if cap is None:
         return value
     return min(cap, max(-cap, value))
+
+
+WindowEvent = tuple[float, float]
+"""(event time, points) of one matched event a window rule keeps."""
+Window = tuple[WindowEvent, ...]
+"""A window rule's kept events: sorted by time, one entry per instant."""
+
+
+def in_window(time: float, at: float, window: float) -> bool:
+    """Whether an event at `time` counts at `at`: ``at - window < time <= at``.
+
+    Computed as ``at < time + window`` so that `expires_at` is exactly the first
+    moment the event no longer counts.
+    """
+    return time <= at < time + window
+
+
+def expires_at(time: float, window: float) -> float:
+    """The first moment an event at `time` is out of the window: its window end."""
+    return time + window
+
+
+def window_sum(events: Window, at: float, half_life: float, window: float) -> RuleState | None:
+    """The events counting at `at`, folded with `add` in time order; None if there are none.
+
+    `events` is sorted by time, so the ones in the window are one slice of it.
+    """
+    state: RuleState | None = None
+    for time, points in events:
+        if time > at:
+            break
+        if at < time + window:
+            state = add(state, points, time, half_life)
+    return state
+
+
+def window_contribution(
+    events: Window, at: float, half_life: float, window: float, cap: float | None
+) -> float:
+    """A window rule's contribution at `at`: its in-window events, decayed, capped."""
+    state = window_sum(events, at, half_life, window)
+    if state is None:
+        return 0.0
+    return contribution(state, at, half_life, cap)
+
+
+def window_prune(events: Window, clock: float, window: float) -> Window:
+    """Drop the events that are out of the window at `clock` (and so at any later time)."""
+    for index, (time, _) in enumerate(events):
+        if clock < time + window:
+            return events[index:] if index else events
+    return ()
+
+
+def window_union(
+    left: Window, right: Window, *, clock: float, window: float, limit: int
+) -> tuple[Window, int]:
+    """Both event lists as one: same instants summed, pruned at `clock`, the `limit` latest.
+
+    Returns the events and how many in-window entries were dropped for room
+    (the oldest). The result depends only on the two sets, not on their order.
+    """
+    merged: dict[float, float] = {}
+    for time, points in (*left, *right):
+        merged[time] = merged[time] + points if time in merged else points
+    events = window_prune(tuple(sorted(merged.items())), clock, window)
+    if len(events) <= limit:
+        return events, 0
+    return events[len(events) - limit :], len(events) - limit
+
+
+def window_add(
+    events: Window, points: float, at: float, *, clock: float, window: float, limit: int
+) -> tuple[Window, int]:
+    """Fold one event in (see `window_union`); `clock` is the lead's clock after it."""
+    return window_union(events, ((at, points),), clock=clock, window=window, limit=limit)

@@ -21,6 +21,11 @@ account than the stored one replaces the account traits instead of merging
 them. A ``group`` event without a valid account id changes no account (it
 still counts and can match rules, like any event).
 
+A rule with a ``window`` counts only its events of the last window
+(docs/architecture.md#rule-windows): its kept events are `LeadState.windows`,
+read by `recycle.WindowTerm`; a step down at a window end is a decay-driven
+move like any other, dated exactly at the window end.
+
 Idempotency per event id is not handled here: the state store drops an event
 id it has already applied before calling `apply`. Applying one event twice
 counts it twice.
@@ -35,6 +40,7 @@ yields the same transitions (ids included) for events that arrive in time order.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import TypeGuard
 
 from pydantic import JsonValue
@@ -42,7 +48,7 @@ from pydantic import JsonValue
 from leadpulse.schemas import BehaviorEvent, RuleContribution, Stage, StageTransition, limits
 from leadpulse.schemas.feedback import FeedbackError, is_feedback, parse_feedback
 from leadpulse.scoring import fastpath
-from leadpulse.scoring.decay import RuleState, add
+from leadpulse.scoring.decay import RuleState, Window, add, window_add, window_prune
 from leadpulse.scoring.epoch import Instant, as_epoch, from_epoch, to_epoch
 from leadpulse.scoring.feedback import Funnel, judge
 from leadpulse.scoring.fit import fit_parts, fit_points, grade, merge_account_traits, merge_traits
@@ -54,8 +60,8 @@ from leadpulse.scoring.lifecycle import (
     threshold_moves,
     transition_id,
 )
-from leadpulse.scoring.model import ScoringModel
-from leadpulse.scoring.recycle import Term, total
+from leadpulse.scoring.model import EngagementRule, ScoringModel
+from leadpulse.scoring.recycle import Term, WindowTerm, total
 from leadpulse.scoring.state import Clamp, FeedbackEntry, LeadState
 from leadpulse.scoring.tiers import tier_of
 
@@ -63,16 +69,22 @@ TOP_REASONS = 5
 COOLING: frozenset[Stage] = frozenset({Stage.NURTURE, Stage.DISQUALIFIED})
 """Stages in which a disarmed lead re-arms when decay takes it below recycle."""
 GROUP = "group"
+NO_WINDOWS: Mapping[str, Window] = MappingProxyType({})
 """The event type that names a lead's account (a Segment ``group`` call)."""
 
 
-def terms(state: LeadState, model: ScoringModel) -> list[Term]:
-    """Scoring rules the lead has state for, in model order (a fixed summation order)."""
-    found = []
+def terms(state: LeadState, model: ScoringModel) -> list[Term | WindowTerm]:
+    """Scoring rules the lead has state for: the rules without a window in model
+    order, then the window rules in model order (a fixed summation order)."""
+    found: list[Term | WindowTerm] = []
     for rule in model.engagement_rules:
         pair = state.rules.get(rule.name)
-        if pair is not None:
-            found.append(Term(pair, rule.half_life, rule.cap))
+        if pair is not None and rule.window is None:
+            found.append(Term(pair, rule.life, rule.cap))
+    for rule in model.engagement_rules:
+        events = state.windows.get(rule.name)
+        if events and rule.window is not None:
+            found.append(WindowTerm(events, rule.life, rule.window, rule.cap))
     return found
 
 
@@ -81,25 +93,51 @@ def engagement(state: LeadState, at: Instant, model: ScoringModel) -> float:
     return max(0.0, total(terms(state, model), max(as_epoch(at), state.clock)))
 
 
-def _engagement(rules: Mapping[str, RuleState], moment: float, model: ScoringModel) -> float:
+def _engagement(
+    rules: Mapping[str, RuleState],
+    moment: float,
+    model: ScoringModel,
+    windows: Mapping[str, Window] = NO_WINDOWS,
+) -> float:
     """`engagement` of a lead being folded, computed by the fast twin of `recycle.total`."""
-    return max(0.0, fastpath.total(fastpath.rows(rules, model.decay_specs), moment))
+    rows = fastpath.rows(rules, model.decay_specs)
+    if not model.window_specs:
+        return max(0.0, fastpath.total(rows, moment))
+    found = fastpath.window_terms(windows, model.window_specs)
+    return max(0.0, fastpath.total_with(rows, found, moment))
+
+
+def _contributions(
+    rules: Mapping[str, RuleState],
+    windows: Mapping[str, Window],
+    moment: float,
+    model: ScoringModel,
+) -> list[tuple[str, float, float]]:
+    """(rule, capped, uncapped): the rules without a window, then the window rules."""
+    found = fastpath.contributions(rules, moment, model.decay_specs)
+    if model.window_specs:
+        found += fastpath.window_contributions(windows, moment, model.window_specs)
+    return found
 
 
 def contributions(
     state: LeadState, at: Instant, model: ScoringModel
 ) -> list[tuple[str, float, float]]:
-    """(rule, capped points, uncapped points) per rule with state, in model order."""
-    return fastpath.contributions(state.rules, max(as_epoch(at), state.clock), model.decay_specs)
+    """(rule, capped points, uncapped points) per rule with state, in `terms` order."""
+    return _contributions(state.rules, state.windows, max(as_epoch(at), state.clock), model)
 
 
 def _top_reasons(
-    rules: Mapping[str, RuleState], clock: float, at: float, model: ScoringModel
+    rules: Mapping[str, RuleState],
+    windows: Mapping[str, Window],
+    clock: float,
+    at: float,
+    model: ScoringModel,
 ) -> list[RuleContribution]:
     ranked = sorted(
         (
             item
-            for item in fastpath.contributions(rules, max(float(at), clock), model.decay_specs)
+            for item in _contributions(rules, windows, max(float(at), clock), model)
             if item[1] != 0
         ),
         key=lambda item: (-abs(item[1]), item[0]),
@@ -168,11 +206,13 @@ def next_recycle_at(state: LeadState, model: ScoringModel) -> float | None:
     """When decay alone will recycle this MQL/SAL lead, or None if it never will.
 
     The result t satisfies engagement(t) < recycle and, unless t is the clock,
-    engagement(t - 1) >= recycle; it is at most 0.5 s late.
+    engagement(t - 1) >= recycle; it is at most 0.5 s late, and exact when a
+    window rule's event leaving its window takes the lead below (t is that
+    window end).
     """
     if state.anonymous or state.stage not in RECYCLABLE:
         return None
-    return _dip(state.rules, state.clock, model, None)
+    return _dip(state.rules, state.windows, state.clock, model, until=None)
 
 
 class _Work:
@@ -209,6 +249,9 @@ class _Work:
         "traits",
         "traits_dropped",
         "transition_seq",
+        "window_events_dropped",
+        "windows",
+        "windows_copied",
     )
 
     def __init__(self, state: LeadState) -> None:
@@ -221,6 +264,9 @@ class _Work:
         self.events_applied = state.events_applied
         self.rules = state.rules
         self.rules_copied = False
+        self.windows = state.windows
+        self.windows_copied = False
+        self.window_events_dropped = state.window_events_dropped
         self.traits = state.traits
         self.traits_dropped = state.traits_dropped
         self.clamped_events = state.clamped_events
@@ -250,6 +296,8 @@ class _Work:
                 "transition_seq": self.transition_seq,
                 "events_applied": self.events_applied,
                 "rules": self.rules,
+                "windows": self.windows,
+                "window_events_dropped": self.window_events_dropped,
                 "traits": self.traits,
                 "traits_dropped": self.traits_dropped,
                 "clamped_events": self.clamped_events,
@@ -295,13 +343,15 @@ class _Work:
         matched = [
             rule for rule, check in model.checks_by_event.get(event.type, ()) if check(properties)
         ]
-        if matched:
+        if model.window_specs:
+            self.fold_windowed(matched, moment, model)
+        elif matched:
             if not self.rules_copied:
                 self.rules = dict(self.rules)
                 self.rules_copied = True
             rules = self.rules
             for rule in matched:
-                rules[rule.name] = add(rules.get(rule.name), rule.points, moment, rule.half_life)
+                rules[rule.name] = add(rules.get(rule.name), rule.points, moment, rule.life)
         if event.traits:
             self.traits, dropped = merge_traits(self.traits, event.traits, model)
             self.traits_dropped += dropped
@@ -314,6 +364,54 @@ class _Work:
             )
         self.clock = max(self.clock, moment)
         self.events_applied += 1
+
+    def fold_windowed(
+        self, matched: list[EngagementRule], moment: float, model: ScoringModel
+    ) -> None:
+        """`fold`'s rule part for a model with window rules.
+
+        A window rule's event joins its kept events (unless it is already out
+        of the window at the lead's clock); when the clock moves, every window
+        rule drops the events it left behind, so the state stays small.
+        """
+        clock = max(self.clock, moment)
+        if matched and not self.rules_copied:
+            self.rules = dict(self.rules)
+            self.rules_copied = True
+        for rule in matched:
+            if rule.window is None:
+                self.rules[rule.name] = add(
+                    self.rules.get(rule.name), rule.points, moment, rule.life
+                )
+                continue
+            self.copy_windows()
+            events, dropped = window_add(
+                self.windows.get(rule.name, ()),
+                rule.points,
+                moment,
+                clock=clock,
+                window=rule.window,
+                limit=model.limits.window_events_kept,
+            )
+            self.set_window(rule.name, events)
+            self.window_events_dropped += dropped
+        if clock > self.clock and self.windows:
+            for name, _, window, _ in model.window_specs:
+                kept = self.windows.get(name)
+                if kept and (pruned := window_prune(kept, clock, window)) is not kept:
+                    self.copy_windows()
+                    self.set_window(name, pruned)
+
+    def copy_windows(self) -> None:
+        if not self.windows_copied:
+            self.windows = dict(self.windows)
+            self.windows_copied = True
+
+    def set_window(self, name: str, events: Window) -> None:
+        if events:
+            self.windows[name] = events
+        else:
+            self.windows.pop(name, None)
 
     def group(self, properties: Mapping[str, JsonValue], model: ScoringModel) -> None:
         """A ``group`` call: the account it names, its traits merged (or replacing)."""
@@ -331,7 +429,7 @@ class _Work:
 
     def decide(self, event: BehaviorEvent, model: ScoringModel) -> None:
         """The moves at the lead's clock: sales feedback first, then the thresholds."""
-        score = _engagement(self.rules, self.clock, model)
+        score = _engagement(self.rules, self.clock, model, self.windows)
         stage, armed = self.stage, self.armed
         moves: list[Move] = []
         if is_feedback(event.type):
@@ -427,14 +525,14 @@ class _Work:
         recyclable = self.stage in RECYCLABLE
         if not recyclable and (self.stage not in COOLING or self.armed):
             return
-        dip = _dip(self.rules, self.clock, model, until, hint)
+        dip = _dip(self.rules, self.windows, self.clock, model, until=until, hint=hint)
         if dip is None:
             return
         if not recyclable:
             self.armed = True
             self.rearmed_at = max(dip, self.clock)
             return
-        score = _engagement(self.rules, max(dip, self.clock), model)
+        score = _engagement(self.rules, max(dip, self.clock), model, self.windows)
         fit = self.fit(model)
         self.record(
             [recycle_move(score, model, by_decay=True)],
@@ -459,7 +557,7 @@ class _Work:
         model: ScoringModel,
         event_id: str | None,
     ) -> None:
-        reasons = _top_reasons(self.rules, self.clock, at, model)
+        reasons = _top_reasons(self.rules, self.windows, self.clock, at, model)
         occurred_at = from_epoch(at)
         crossing = at if event_id is None else None
         stage, seq = self.stage, self.transition_seq
@@ -499,7 +597,7 @@ class _Work:
         """The success-ready tier at a handoff (`scoring.tiers`)."""
         if model.spec.tiers is None:
             return None
-        parts = fastpath.contributions(self.rules, max(at, self.clock), model.decay_specs)
+        parts = _contributions(self.rules, self.windows, max(at, self.clock), model)
         return tier_of(
             model,
             engagement=score,
@@ -526,8 +624,10 @@ def is_account_id(value: object) -> TypeGuard[str]:
 
 def _dip(
     rules: Mapping[str, RuleState],
+    windows: Mapping[str, Window],
     clock: float,
     model: ScoringModel,
+    *,
     until: float | None,
     hint: float | None = None,
 ) -> float | None:
@@ -539,4 +639,7 @@ def _dip(
     if threshold <= 0:
         return None  # engagement is never negative, so it cannot go below 0
     rows = fastpath.rows(rules, model.decay_specs)
-    return fastpath.first_dip(rows, threshold, clock, until, hint)
+    if not model.window_specs:
+        return fastpath.first_dip(rows, threshold, clock, until, hint)
+    found = fastpath.window_terms(windows, model.window_specs)
+    return fastpath.first_dip(rows, threshold, clock, until, hint, windows=found)

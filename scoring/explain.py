@@ -101,6 +101,12 @@ def notes(state: LeadState, model: ScoringModel) -> tuple[str, ...]:
             f"(max_traits {limits.max_traits} besides the traits the model reads, "
             f"max_trait_bytes {limits.max_trait_bytes})"
         )
+    if state.window_events_dropped:
+        found.append(
+            f"{state.window_events_dropped} in-window event time(s) of window rules were "
+            f"dropped, the oldest first, by the model's limits (max_window_events "
+            f"{model.limits.window_events_kept}): those rules may count less than their events"
+        )
     if state.account_traits_dropped:
         limits = model.limits
         found.append(

@@ -12,6 +12,10 @@ them against each other), so the plain modules stay the specification:
 
 A lead's rules are read into flat `Row` tuples once per call, using the
 model's precomputed `decay_specs`, so the loops do no attribute lookups.
+
+Window rules (a model's `window_specs`, usually none) are read as
+`recycle.WindowTerm`s with the plain functions themselves: a model without
+window rules runs exactly the code it ran before they existed.
 """
 
 from __future__ import annotations
@@ -20,9 +24,15 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
-from leadpulse.scoring.decay import RuleState
-from leadpulse.scoring.model import DecaySpec
-from leadpulse.scoring.recycle import HORIZON_HALF_LIVES, TOLERANCE, Term
+from leadpulse.scoring.decay import RuleState, Window
+from leadpulse.scoring.model import DecaySpec, WindowSpec
+from leadpulse.scoring.recycle import (
+    HORIZON_HALF_LIVES,
+    TOLERANCE,
+    Term,
+    WindowTerm,
+    longest_life,
+)
 from leadpulse.scoring.recycle import first_below as reference_first_below
 
 LN2: Final = math.log(2.0)
@@ -40,6 +50,37 @@ def rows(rules: Mapping[str, RuleState], specs: Sequence[DecaySpec]) -> list[Row
         if pair is not None:
             found.append((pair[0], pair[1], life, cap))
     return found
+
+
+def window_terms(windows: Mapping[str, Window], specs: Sequence[WindowSpec]) -> list[WindowTerm]:
+    """The window rules a lead has events for, in model order."""
+    found = []
+    for name, life, window, cap in specs:
+        events = windows.get(name)
+        if events:
+            found.append(WindowTerm(events, life, window, cap))
+    return found
+
+
+def total_with(rows: Sequence[Row], windows: Sequence[WindowTerm], moment: float) -> float:
+    """`recycle.total` of the rows then the window rules, in that order, to the bit."""
+    if not windows:
+        return total(rows, moment)
+    return sum([*parts(rows, moment), *(term.at(moment) for term in windows)], 0.0)
+
+
+def window_contributions(
+    windows: Mapping[str, Window], moment: float, specs: Sequence[WindowSpec]
+) -> list[tuple[str, float, float]]:
+    """(rule, capped, uncapped) per window rule with events, as `contributions`."""
+    result = []
+    for name, life, window, cap in specs:
+        events = windows.get(name)
+        if events:
+            term = WindowTerm(events, life, window, None)
+            raw = term.at(moment)
+            result.append((name, raw if cap is None else min(cap, max(-cap, raw)), raw))
+    return result
 
 
 def parts(rows: Sequence[Row], moment: float) -> list[float]:
@@ -100,15 +141,111 @@ def first_dip(
     start: float,
     until: float | None,
     hint: float | None = None,
+    *,
+    windows: Sequence[WindowTerm] = (),
 ) -> float | None:
-    """`recycle.first_below` from `start` to the horizon, or None if not by `until`."""
+    """`recycle.first_below` from `start` to the horizon, or None if not by `until`.
+
+    With `windows`: `recycle.first_below_stepped` (window ends exactly), the
+    horizon counted from the last window end.
+    """
+    if windows:
+        return _first_dip_stepped(
+            rows, windows, threshold=threshold, start=start, until=until, hint=hint
+        )
     if until is not None and lower_bound(rows, start, until) >= threshold:
         return None  # cheap common case: no dip possible before the next event
-    end = start + HORIZON_HALF_LIVES * max((life for _, _, life, _ in rows), default=0.0)
+    end = start + HORIZON_HALF_LIVES * longest_life([life for _, _, life, _ in rows])
     dip = first_below(rows, threshold, start, end, hint)
     if dip is None or (until is not None and dip > until):
         return None
     return dip
+
+
+def _first_dip_stepped(
+    rows: list[Row],
+    windows: Sequence[WindowTerm],
+    *,
+    threshold: float,
+    start: float,
+    until: float | None,
+    hint: float | None,
+) -> float | None:
+    """`recycle.first_below_stepped`, each segment searched by the fast `first_below`.
+
+    Same result, to the bit. When every value and every kept event's points
+    are positive, engagement never rises (decay and window ends only take
+    away), so the segment holding the first crossing is found by bisecting the
+    window ends instead of searching every segment: the segments before it
+    never fall below (the plain scan's `first_below` finds nothing there), and
+    the plain scan's answer is this segment's crossing, or its end.
+    """
+    if until is not None:
+        floor = lower_bound(rows, start, until) + sum(
+            (term.floor(start, until) for term in windows), 0.0
+        )
+        if floor >= threshold:
+            return None
+    ends = sorted({moment for term in windows for moment in term.ends_after(start)})
+    lives = [life for _, _, life, _ in rows] + [term.half_life for term in windows]
+    end = max(ends, default=start) + HORIZON_HALF_LIVES * longest_life(lives)
+    bounds = [start, *(moment for moment in ends if moment <= end)]
+    if all(value > 0 for value, _, _, _ in rows) and all(
+        points > 0 for term in windows for _, points in term.events
+    ):
+        found = _monotone_stepped(rows, windows, bounds, threshold=threshold, end=end, hint=hint)
+        return None if found is None or (until is not None and found > until) else found
+    for index, low in enumerate(bounds):
+        if until is not None and low > until:
+            return None
+        last = index + 1 == len(bounds)
+        high = end if last else bounds[index + 1]
+        found = first_below(_frozen(rows, windows, low), threshold, low, high, hint)
+        if found is not None and (found < high or last):
+            return None if until is not None and found > until else found
+    return None
+
+
+def _frozen(rows: list[Row], windows: Sequence[WindowTerm], moment: float) -> list[Row]:
+    """The rows, then each window rule as a row exact from `moment` to its next window end."""
+    frozen = list(rows)
+    for term in windows:
+        part = term.frozen(moment)
+        if part is not None:
+            frozen.append((part.state.value, part.state.ref, part.half_life, part.cap))
+    return frozen
+
+
+def _monotone_stepped(
+    rows: list[Row],
+    windows: Sequence[WindowTerm],
+    bounds: list[float],
+    *,
+    threshold: float,
+    end: float,
+    hint: float | None,
+) -> float | None:
+    """The first crossing of a never-rising engagement: bisect the window ends, then search.
+
+    `total_with` at a window end is the total the plain scan's segment search
+    checks first there (the same parts summed in the same order).
+    """
+    if total_with(rows, windows, bounds[0]) < threshold:
+        return bounds[0]
+    above, below = 0, len(bounds)  # bounds[above] is not below; bounds[below] is (or past them)
+    while below - above > 1:
+        middle = (above + below) // 2
+        if total_with(rows, windows, bounds[middle]) < threshold:
+            below = middle
+        else:
+            above = middle
+    low = bounds[above]
+    last = above + 1 == len(bounds)
+    high = end if last else bounds[above + 1]
+    found = first_below(_frozen(rows, windows, low), threshold, low, high, hint)
+    if found is not None and (found < high or last):
+        return found
+    return None if last else high
 
 
 class _UnsureError(Exception):

@@ -49,6 +49,10 @@ RULE_NAME_PATTERN: Final = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 EVENT_PATTERN: Final = re.compile(EVENT_TYPE_PATTERN)
 VERSION_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 GRADE_LETTERS: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+NO_DECAY: Final = "none"
+"""``half_life: none``: the rule's points never fade (cumulative, as Mautic scores)."""
+MIN_WINDOW: Final = 1.0
+"""Seconds: a shorter window is a typo (the upper bound is `durations.MAX_SECONDS`)."""
 
 
 def _rule_name(value: object) -> str:
@@ -143,6 +147,20 @@ def _duration(value: object) -> float:
     return parse_duration(value)
 
 
+def _rule_half_life(value: object) -> float | None:
+    """A rule's half-life: a duration, or ``none`` (or null) for points that never fade."""
+    if value is None or (isinstance(value, str) and value.strip().lower() == NO_DECAY):
+        return None
+    return parse_duration(value)
+
+
+def _window(value: object) -> float:
+    seconds = parse_duration(value)
+    if seconds < MIN_WINDOW:
+        raise ValueError(f"window {describe(value)} is shorter than 1s")
+    return seconds
+
+
 def _version(value: object) -> str:
     if not isinstance(value, str) or not VERSION_PATTERN.match(value):
         raise ValueError(
@@ -197,10 +215,20 @@ Threshold = Annotated[float, BeforeValidator(_threshold)]
 GradeThreshold = Annotated[float, BeforeValidator(_grade_threshold)]
 HalfLife = Annotated[float, BeforeValidator(_duration)]
 """Seconds; written as ``7d`` in the file."""
+RuleHalfLife = Annotated[float | None, BeforeValidator(_rule_half_life)]
+"""Seconds, or None for no decay (``half_life: none``)."""
+WindowLength = Annotated[float, BeforeValidator(_window)]
+"""Seconds a window rule counts an event for; written as ``90d``."""
 
 
 class EngagementRule(BaseModel):
-    """Points for an event type, fading with a half-life, optionally capped."""
+    """Points for an event type, fading with a half-life, optionally capped.
+
+    `half_life` is required; None (``half_life: none``) means no decay. With a
+    `window`, only the matched events of the last `window` seconds count
+    (docs/architecture.md#rule-windows). Both absent from the canonical form
+    when None, so files without them keep their model version.
+    """
 
     model_config = SPEC_CONFIG
 
@@ -208,8 +236,14 @@ class EngagementRule(BaseModel):
     event: EventType
     when: Annotated[tuple[Condition, ...], BeforeValidator(_conditions)] = ()
     points: Points
-    half_life: HalfLife
+    half_life: RuleHalfLife
+    window: WindowLength | None = None
     cap: Cap | None = None
+
+    @property
+    def life(self) -> float:
+        """The half-life as the decay arithmetic reads it: infinite for no decay."""
+        return math.inf if self.half_life is None else self.half_life
 
     def matches(self, properties: dict[str, JsonValue]) -> bool:
         return all(condition.matches(properties) for condition in self.when)
@@ -410,6 +444,7 @@ class Tiers(BaseModel):
 
 
 DEFAULT_MAX_FEEDBACK: Final = 20
+DEFAULT_MAX_WINDOW_EVENTS: Final = 200
 
 
 class Limits(BaseModel):
@@ -421,7 +456,8 @@ class Limits(BaseModel):
     max_traits plus those. A value whose JSON is larger than `max_trait_bytes`
     is dropped whatever its key. `merged_from` keeps the `max_merged_from` most
     recent merged ids, the feedback history the `max_feedback` most recent
-    feedback events.
+    feedback events. A window rule keeps at most `max_window_events` distinct
+    event times in its window, the most recent (docs/architecture.md#rule-windows).
     """
 
     model_config = SPEC_CONFIG
@@ -435,9 +471,21 @@ class Limits(BaseModel):
     """Feedback events kept in a lead's history, most recent; None: DEFAULT_MAX_FEEDBACK.
     (Optional so files written before it keep their model version.)"""
 
+    max_window_events: (
+        Annotated[int, BeforeValidator(_count("max_window_events", 1, 10_000))] | None
+    ) = None
+    """Event times a window rule keeps per lead; None: DEFAULT_MAX_WINDOW_EVENTS.
+    (Optional so files written before it keep their model version.)"""
+
     @property
     def feedback_kept(self) -> int:
         return DEFAULT_MAX_FEEDBACK if self.max_feedback is None else self.max_feedback
+
+    @property
+    def window_events_kept(self) -> int:
+        if self.max_window_events is None:
+            return DEFAULT_MAX_WINDOW_EVENTS
+        return self.max_window_events
 
 
 DEFAULT_LIMITS: Final = Limits()
@@ -670,7 +718,10 @@ def model_version_of(spec: ModelSpec) -> str:
 
 RuleCheck = Callable[[dict[str, JsonValue]], bool]
 DecaySpec = tuple[str, float, float | None]
-"""(name, half-life, cap) of one engagement rule: what reading its decay needs."""
+"""(name, half-life, cap) of one engagement rule: what reading its decay needs.
+The half-life is `math.inf` for a rule without decay (``2^(-x/inf)`` is exactly 1)."""
+WindowSpec = tuple[str, float, float, float | None]
+"""(name, half-life, window, cap) of one window rule."""
 
 
 class ModelSpecError(ValueError):
@@ -695,7 +746,9 @@ class ScoringModel:
     lowest_grade: str
     longest_half_life: float
     decay_specs: tuple[DecaySpec, ...] = field(repr=False)
-    """`engagement_rules` as flat tuples, in model order, for `scoring.fastpath`."""
+    """The rules without a window as flat tuples, in model order, for `scoring.fastpath`."""
+    window_specs: tuple[WindowSpec, ...] = field(repr=False)
+    """The window rules as flat tuples, in model order; empty for most models."""
     fit_checks: tuple[FitCheck, ...] = field(repr=False)
     """`fit_rules` compiled for speed, same order; see `FitRule.check`."""
     limits: Limits
@@ -733,9 +786,19 @@ class ScoringModel:
             rules_by_name=MappingProxyType({rule.name: rule for rule in spec.engagement.rules}),
             grades=grades,
             lowest_grade=lowest,
-            longest_half_life=max((rule.half_life for rule in spec.engagement.rules), default=0.0),
+            longest_half_life=max(
+                (rule.half_life for rule in spec.engagement.rules if rule.half_life is not None),
+                default=0.0,
+            ),
             decay_specs=tuple(
-                (rule.name, rule.half_life, rule.cap) for rule in spec.engagement.rules
+                (rule.name, rule.life, rule.cap)
+                for rule in spec.engagement.rules
+                if rule.window is None
+            ),
+            window_specs=tuple(
+                (rule.name, rule.life, rule.window, rule.cap)
+                for rule in spec.engagement.rules
+                if rule.window is not None
             ),
             fit_checks=tuple(rule.check() for rule in spec.fit.rules),
             limits=spec.limits or DEFAULT_LIMITS,

@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from leadpulse.schemas import Stage
 from leadpulse.schemas.feedback import CriterionStatus
-from leadpulse.scoring.decay import RuleState, combine
+from leadpulse.scoring.decay import RuleState, Window, combine, window_union
 from leadpulse.scoring.fit import merge_account_traits, merge_traits
 from leadpulse.scoring.model import ScoringModel
 
@@ -75,6 +75,11 @@ class LeadState(BaseModel):
     transition_seq: int = Field(default=0, ge=0)
     events_applied: int = Field(default=0, ge=0)
     rules: dict[str, RuleState] = Field(default_factory=dict)
+    windows: dict[str, Window] = Field(default_factory=dict)
+    """Window rule name -> its kept ``[time, points]`` events, oldest first
+    (docs/architecture.md#rule-windows); rules without a window are in `rules`."""
+    window_events_dropped: int = Field(default=0, ge=0)
+    """In-window event times dropped because a window rule kept max_window_events."""
     traits: dict[str, JsonValue] = Field(default_factory=dict)
     merged_from: tuple[str, ...] = ()
     """Ids merged into this lead, oldest first; the model's max_merged_from most recent."""
@@ -143,7 +148,9 @@ def merge(known: LeadState, anonymous: LeadState, model: ScoringModel) -> LeadSt
             # A rule the model no longer has never scores; keep the newer pair.
             rules[name] = max(mine, other, key=lambda pair: pair.ref)
         else:
-            rules[name] = combine(mine, other, rule.half_life)
+            rules[name] = combine(mine, other, rule.life)
+    clock = max(known.clock, anonymous.clock)
+    windows, window_dropped = _merge_windows(known.windows, anonymous.windows, clock, model)
     # known traits win: only the anonymous profile's other keys are added
     extra = {key: value for key, value in anonymous.traits.items() if key not in known.traits}
     traits, dropped = merge_traits(known.traits, extra, model)
@@ -163,7 +170,11 @@ def merge(known: LeadState, anonymous: LeadState, model: ScoringModel) -> LeadSt
         update={
             "rules": rules,
             "traits": traits,
-            "clock": max(known.clock, anonymous.clock),
+            "clock": clock,
+            "windows": windows,
+            "window_events_dropped": (
+                known.window_events_dropped + anonymous.window_events_dropped + window_dropped
+            ),
             "events_applied": known.events_applied + anonymous.events_applied,
             "merged_from": merged_from[-keep:] if keep else (),
             "traits_dropped": known.traits_dropped + anonymous.traits_dropped + dropped,
@@ -177,3 +188,32 @@ def merge(known: LeadState, anonymous: LeadState, model: ScoringModel) -> LeadSt
             "model_version": model.model_version,
         }
     )
+
+
+def _merge_windows(
+    known: dict[str, Window], anonymous: dict[str, Window], clock: float, model: ScoringModel
+) -> tuple[dict[str, Window], int]:
+    """Window rules' events as if one lead had seen them all (`decay.window_union`),
+    pruned at the merged clock as a lead folding them all would have.
+
+    Events of a rule the model has not (or no longer as a window rule) are
+    kept as they are, the known lead's if both have some.
+    """
+    if not known and not anonymous:
+        return known, 0
+    windows: dict[str, Window] = {}
+    dropped = 0
+    limit = model.limits.window_events_kept
+    for name in dict.fromkeys((*known, *anonymous)):
+        rule = model.rules_by_name.get(name)
+        mine, theirs = known.get(name), anonymous.get(name)
+        if rule is None or rule.window is None:
+            windows[name] = mine if mine is not None else theirs or ()
+            continue
+        events, lost = window_union(
+            mine or (), theirs or (), clock=clock, window=rule.window, limit=limit
+        )
+        dropped += lost
+        if events:
+            windows[name] = events
+    return windows, dropped

@@ -21,9 +21,13 @@ def summary(model: ScoringModel) -> str:
     for rule in rules:
         cap = f"  cap {number(rule.cap)}" if rule.cap is not None else ""
         when = f"  when {' and '.join(str(c) for c in rule.when)}" if rule.when else ""
+        life = (
+            "no decay" if rule.half_life is None else f"half-life {format_duration(rule.half_life)}"
+        )
+        window = f"  window {format_duration(rule.window)}" if rule.window is not None else ""
         lines.append(
             f"  {rule.name:<{name_width}}  {rule.event:<{event_width}}  "
-            f"{_points(rule.points):>6}  half-life {format_duration(rule.half_life):<4}{cap}{when}"
+            f"{_points(rule.points):>6}  {life:<14}{window}{cap}{when}"
         )
     fits = model.fit_rules
     lines.append(f"fit rules ({len(fits)}):")
@@ -65,6 +69,11 @@ def summary(model: ScoringModel) -> str:
         f"reads; {limits.max_trait_bytes} bytes of JSON per trait value; the "
         f"{limits.max_merged_from} most recent merged ids; the {limits.feedback_kept} most "
         "recent feedback events"
+        + (
+            f"; the {limits.window_events_kept} most recent event times per window rule"
+            if model.window_specs
+            else ""
+        )
     )
     if model.event_names:
         mapped = ", ".join(f"{name!r} → {kind}" for name, kind in model.event_names.items())

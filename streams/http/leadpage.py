@@ -430,7 +430,9 @@ def breakdown(explanation: Explanation, drawn: Curve, model: ScoringModel) -> st
             name = "floor at zero (engagement is never negative)"
         else:
             cap = "—" if rule.cap is None else f"{rule.cap:g}"
-            life = format_duration(rule.half_life)
+            life = "none" if rule.half_life is None else format_duration(rule.half_life)
+            if rule.window is not None:
+                life += f" (window {format_duration(rule.window)})"
             latest = stamp(since[part.rule]) if part.rule in since else "—"
             name = part.rule
         capped = ""

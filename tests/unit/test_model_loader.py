@@ -336,7 +336,8 @@ EDITS: list[tuple[str, str, str, list[str]]] = [
         "  recycle: 25\nlimits:\n  max_trait: 5\n",
         [
             "bad.yaml:31: limits.max_trait: unknown key; did you mean 'max_traits'? "
-            "(allowed: max_feedback, max_merged_from, max_trait_bytes, max_traits)"
+            "(allowed: max_feedback, max_merged_from, max_trait_bytes, max_traits, "
+            "max_window_events)"
         ],
     ),
     (
