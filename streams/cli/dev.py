@@ -201,5 +201,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
             kafka_port=args.kafka_port,
             redis_port=args.redis_port,
             sales=args.sales,
+            keep=args.keep,
         )
     )

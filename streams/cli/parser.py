@@ -247,6 +247,12 @@ def _add_tool_commands(sub: Any) -> None:
         action="store_false",
         help="do not simulate sales answering the handoffs (no feedback events)",
     )
+    p.add_argument(
+        "--keep",
+        action="store_true",
+        help="after the summary keep the stack running until Ctrl-C and print its export "
+        "lines: look around the pages, or try `leadpulse model whatif` on the demo's history",
+    )
     p.add_argument("--kafka-port", type=int)
     p.add_argument("--redis-port", type=int)
     p.set_defaults(func=cmd_demo)

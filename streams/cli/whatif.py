@@ -249,7 +249,7 @@ def render(comparison: Any, history: Any, *, source: str, new_source: str, now: 
             "starts later; the figures cover only what is retained"
         )
     rows: list[tuple[str, str, str]] = [
-        ("model", f"{c.model_version} ({source})", f"{n.model_version} ({new_source})"),
+        ("model", c.model_version, n.model_version),
     ]
     rows += [
         (f"leads in {stage} now", str(c.stages.get(stage, 0)), str(n.stages.get(stage, 0)))
@@ -269,6 +269,7 @@ def render(comparison: Any, history: Any, *, source: str, new_source: str, now: 
     mid = max(len(r[1]) for r in rows)
     out = [*lines, "", f"{'':{left}}  {'current':{mid}}  new"]
     out += [f"{a:{left}}  {b:{mid}}  {d}" for a, b, d in rows]
+    out += ["", f"current model: {source}", f"new model:     {new_source}"]
     weeks = sorted(set(c.per_week) | set(n.per_week))
     if weeks:
         out += ["", "handoffs per week (current | new):"]

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import argparse
 import random
+import signal
 import statistics
 import sys
 import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -30,6 +33,7 @@ from urllib.parse import quote
 from leadpulse.streams.dev.sales import OUTCOMES, SALES_SOURCE, SalesDesk
 
 if TYPE_CHECKING:
+    from leadpulse.streams.dev.devstack import DevStack
     from leadpulse.streams.settings import Settings
 
 DEMO_MODEL = "demo_model.yaml"
@@ -49,6 +53,8 @@ class DemoOptions:
     """Seconds after the last event to let leads decay and recycle."""
     sales: bool = True
     """Simulate sales answering the handoffs (`streams.dev.sales`)."""
+    keep: bool = False
+    """After the summary, keep the stack running until Ctrl-C (`stay`)."""
 
 
 @dataclass(order=True)
@@ -451,20 +457,50 @@ def check_answers(
 
 
 def run_demo(options: DemoOptions) -> int:
-    run = simulate(options)
+    def keep(run: DemoRun, settings: Settings) -> None:
+        _summary(options=options, run=run)
+        stay(settings)
+
+    run = simulate(options, before_stop=keep if options.keep else None)
     if isinstance(run, int):
         return run
-    _summary(options=options, run=run)
+    if not options.keep:
+        _summary(options=options, run=run)
     return 0
 
 
-def simulate(options: DemoOptions) -> DemoRun | int:
-    """The demo up to its summary: a `DemoRun`, or the exit status if the stack did not start."""
+def stay(settings: Settings, wait: Callable[[], object] = signal.pause) -> None:
+    """Keep the demo's stack up until Ctrl-C: its pages, and its history for `whatif`.
+
+    Prints what `leadpulse dev` prints for the shell (the export lines), so
+    `leadpulse model whatif` and `leadpulse lead` in another terminal find the
+    stack and the model the worker recorded by themselves.
+    """
+    model = settings.model_file
+    print(
+        "\nthe stack stays up (Ctrl-C stops it). In another terminal:\n"
+        f"  export LEADPULSE_BROKER=kafka://{settings.bootstrap_servers[0]}\n"
+        f"  export LEADPULSE_REDIS_URL={settings.redis_url}\n"
+        f"  cp {model} new.yaml      # the demo's model: change a rule or a threshold\n"
+        "  leadpulse model whatif new.yaml\n"
+        f"  page http://127.0.0.1:{settings.web_port}/ui?token={settings.local_api_token()}",
+        flush=True,
+    )
+    with suppress(KeyboardInterrupt):
+        wait()
+    print("stopping the demo's stack ...", flush=True)
+
+
+def simulate(
+    options: DemoOptions, *, before_stop: Callable[[DemoRun, Settings], None] | None = None
+) -> DemoRun | int:
+    """The demo up to its summary: a `DemoRun`, or the exit status if the stack did not start.
+
+    `before_stop` runs with the finished run while the stack still runs.
+    """
     from leadpulse.scoring import ModelError, load_model
     from leadpulse.streams.collector.auth import new_write_key
-    from leadpulse.streams.dev.devstack import DevStack, free_port
     from leadpulse.streams.dev.workerproc import CollectorProcess, WorkerProcess
-    from leadpulse.streams.http.auth import new_token
     from leadpulse.streams.settings import Settings
 
     model_file = options.model_file or Path(
@@ -476,33 +512,15 @@ def simulate(options: DemoOptions) -> DemoRun | int:
     except ModelError as error:
         print(f"leadpulse demo: {error}", file=sys.stderr)
         return 2
-    names = [
-        settings.events_topic,
-        settings.handoffs_topic,
-        settings.transitions_topic,
-        settings.dlq_topic,
-    ]
-    topics = dict.fromkeys(names, settings.partitions)
     funnel = plan_funnel(options.leads, options.duration, options.seed)
     events = len(funnel.plan)
     print(f"leadpulse demo: {options.leads} leads, {events} events over {options.duration:.0f}s")
     print("starting the embedded stack (Tansu broker + redis-server) ...", flush=True)
-    with DevStack(options.kafka_port, options.redis_port, topics=topics) as stack:
-        web_port = free_port()
+    stack = _demo_stack(options, settings)
+    with stack:
         write_key, sales_key = new_write_key(), new_write_key()
-        settings = settings.replace(
-            broker=f"kafka://{stack.bootstrap}",
-            redis_url=stack.redis_url,
-            web_port=web_port,
-            data_dir=Path(stack.redis.workdir) / "worker",
-            session_timeout=2.0,
-            collector_port=free_port(),
-            collector_metrics_port=free_port(),
-            write_keys=f"website={write_key},{SALES_SOURCE}={sales_key}",
-            sales_sources=SALES_SOURCE,
-            api_tokens=f"demo={new_token()}:admin",
-            cookie_secure=False,  # its pages are plain http on 127.0.0.1
-        )
+        settings = _stack_settings(settings, stack, write_key=write_key, sales_key=sales_key)
+        web_port = settings.web_port
         logs = Path(stack.redis.workdir)
         worker = WorkerProcess(settings, logs / "worker.log").start()
         collector: CollectorProcess | None = None
@@ -543,6 +561,8 @@ def simulate(options: DemoOptions) -> DemoRun | int:
             )
             run.stats.update(worker.stats())
             run.stats["collector"] = collector.stats()
+            if before_stop is not None:
+                before_stop(run, settings)
         finally:
             if desk is not None and desk.is_alive():
                 desk.close(timeout=1.0)
@@ -550,6 +570,47 @@ def simulate(options: DemoOptions) -> DemoRun | int:
                 collector.stop()
             worker.stop()
     return run
+
+
+def _demo_stack(options: DemoOptions, settings: Settings) -> DevStack:
+    """Tansu and redis-server with the demo's topics; the events topic keeps its history."""
+    from leadpulse.streams.dev.devstack import DevStack
+    from leadpulse.streams.kafka.topics import topic_configs
+
+    names = [
+        settings.events_topic,
+        settings.handoffs_topic,
+        settings.transitions_topic,
+        settings.dlq_topic,
+    ]
+    return DevStack(
+        options.kafka_port,
+        options.redis_port,
+        topics=dict.fromkeys(names, settings.partitions),
+        topic_configs=topic_configs(settings),  # the retention a `whatif` replay needs
+    )
+
+
+def _stack_settings(
+    settings: Settings, stack: DevStack, *, write_key: str, sales_key: str
+) -> Settings:
+    """The demo's processes' settings on its stack: free ports, both write keys, a token."""
+    from leadpulse.streams.dev.devstack import free_port
+    from leadpulse.streams.http.auth import new_token
+
+    return settings.replace(
+        broker=f"kafka://{stack.bootstrap}",
+        redis_url=stack.redis_url,
+        web_port=free_port(),
+        data_dir=Path(stack.redis.workdir) / "worker",
+        session_timeout=2.0,
+        collector_port=free_port(),
+        collector_metrics_port=free_port(),
+        write_keys=f"website={write_key},{SALES_SOURCE}={sales_key}",
+        sales_sources=SALES_SOURCE,
+        api_tokens=f"demo={new_token()}:admin",
+        cookie_secure=False,  # its pages are plain http on 127.0.0.1
+    )
 
 
 def _traffic(
