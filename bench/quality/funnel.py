@@ -74,6 +74,8 @@ from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
+from pydantic import JsonValue
+
 from leadpulse.schemas import BehaviorEvent
 
 START = datetime(2026, 1, 5, tzinfo=UTC)
@@ -96,17 +98,44 @@ PERSONAS: tuple[tuple[str, float], ...] = (
 Interval = tuple[float, float]
 """Closed interval [start, end] of epoch seconds."""
 
-GOOD_FIT = {"company_size": 800, "industry": "software", "seniority": "vp", "country": "DE"}
+GOOD_FIT: dict[str, JsonValue] = {
+    "company_size": 800,
+    "industry": "software",
+    "seniority": "vp",
+    "country": "DE",
+}
 """20 + 15 + 20 + 5 = 60: grade A."""
-OK_FIT = {"company_size": 120, "industry": "financial-services", "seniority": "manager"}
+OK_FIT: dict[str, JsonValue] = {
+    "company_size": 120,
+    "industry": "financial-services",
+    "seniority": "manager",
+}
 """20 + 15 + 10 = 45: grade B."""
-ENTERPRISE_FIT = {"company_size": 5000, "industry": "manufacturing", "seniority": "manager"}
+ENTERPRISE_FIT: dict[str, JsonValue] = {
+    "company_size": 5000,
+    "industry": "manufacturing",
+    "seniority": "manager",
+}
 """25 + 10 = 35: grade B."""
-ANALYST_FIT = {"company_size": 300, "industry": "saas", "seniority": "analyst", "country": "US"}
+ANALYST_FIT: dict[str, JsonValue] = {
+    "company_size": 300,
+    "industry": "saas",
+    "seniority": "analyst",
+    "country": "US",
+}
 """20 + 15 + 5 = 40: grade B (a well-placed researcher)."""
-SMALL_FIT = {"company_size": 20, "industry": "retail", "seniority": "analyst", "country": "FR"}
+SMALL_FIT: dict[str, JsonValue] = {
+    "company_size": 20,
+    "industry": "retail",
+    "seniority": "analyst",
+    "country": "FR",
+}
 """5 + 5 = 10: grade C."""
-STUDENT_FIT = {"company_size": 5000, "industry": "education", "seniority": "student"}
+STUDENT_FIT: dict[str, JsonValue] = {
+    "company_size": 5000,
+    "industry": "education",
+    "seniority": "student",
+}
 """25 - 30 = -5: grade D."""
 
 

@@ -6,6 +6,7 @@ See bench/quality/README.md for the funnel, the metrics and how to read the outp
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -41,6 +42,10 @@ class Scorer:
             self.seen[threshold] = measure(scored, funnel.truth)
             self.seconds += time.perf_counter() - started
         return self.seen[threshold]
+
+
+def _recall(scorer: Scorer, funnel: Funnel, threshold: float) -> float:
+    return scorer.at(threshold, funnel).recall
 
 
 def grid(text: str) -> list[float]:
@@ -83,7 +88,7 @@ def parser() -> argparse.ArgumentParser:
             "plot)."
         ),
     )
-    p.add_argument("--leads", type=int, default=3000, help="simulated leads (default 3000)")
+    p.add_argument("--leads", type=int, default=2000, help="simulated leads (default 2000)")
     p.add_argument("--days", type=float, default=180.0, help="simulated period (default 180)")
     p.add_argument("--seed", type=int, default=7, help="the funnel's seed (default 7)")
     p.add_argument(
@@ -178,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             continue
         found = search_threshold(
-            lambda threshold, s=scorer: s.at(threshold, funnel).recall,
+            functools.partial(_recall, scorer, funnel),
             target,
             low=low,
             high=min(above),
