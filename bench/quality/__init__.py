@@ -1,0 +1,1 @@
+"""Qualification quality: does decay qualify better? See bench/quality/README.md."""
