@@ -20,7 +20,7 @@ from bench.common import RESULTS, machine
 from bench.quality.funnel import Funnel, generate
 from bench.quality.metrics import Metrics, measure, search_threshold
 from bench.quality.report import Row, curve_dict, pr_svg, table
-from bench.quality.scorers import SCORERS, load, score, with_handoff
+from bench.quality.scorers import SCORERS, ReplayCheck, load, replay_check, score, with_handoff
 from leadpulse.scoring import ModelError, ScoringModel
 
 DEFAULT_GRID = "30:300:10"
@@ -137,11 +137,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             problems.extend(error.issues)
     if problems:
         print("cannot load every model file:", *problems, sep="\n  ", file=sys.stderr)
-        print(
-            "(cumulative.yaml and windowed.yaml need the rule windows of issue 16 item 5; "
-            "--models decayed runs without them)",
-            file=sys.stderr,
-        )
         return 2
 
     started = time.perf_counter()
@@ -193,6 +188,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, why in unreached.items():
         print(f"  {name} does not reach recall {target:.4f}: {why}", file=sys.stderr)
 
+    checks: dict[str, ReplayCheck] = {}
+    for row in rows:
+        scorer = next(s for s in scorers if s.name == row.name)
+        check = replay_check(
+            funnel.events, with_handoff(scorer.model, row.threshold), until=funnel.end
+        )
+        checks[row.name] = check
+        verdict = "the same" if check.equal else "DIFFERENT"
+        print(
+            f"  replay check, {row.name} at {row.threshold:g}: {verdict} decisions through the "
+            f"whatif replay ({check.replay_handoffs} handoffs, {check.replay_recycles} recycles; "
+            f"the engine {check.handoffs}, {check.recycles}; "
+            f"{len(check.differing_leads)} leads differ)"
+        )
     title = f"Handoff precision vs recall, {funnel.leads:,} simulated leads, seed {args.seed}"
     markdown = table(rows)
     print()
@@ -200,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elapsed = time.perf_counter() - started
     print(f"took {elapsed:.0f} s")
     if args.no_save:
-        return 0 if rows else 1
+        return 0 if rows and all(c.equal for c in checks.values()) else 1
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H-%M-%SZ")
     RESULTS.mkdir(parents=True, exist_ok=True)
     base = RESULTS / f"quality-{stamp}"
@@ -213,6 +222,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "personas": dict(funnel.personas()),
         "ready_episodes": funnel.ready_episodes(),
         "target_recall": target,
+        "replay_check": {
+            name: {
+                "equal": check.equal,
+                "handoffs": check.handoffs,
+                "replay_handoffs": check.replay_handoffs,
+                "recycles": check.recycles,
+                "replay_recycles": check.replay_recycles,
+                "differing_leads": list(check.differing_leads),
+            }
+            for name, check in checks.items()
+        },
         "seconds": elapsed,
         "scorers": {
             row.name: {
@@ -229,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Path(f"{base}.md").write_text(markdown)
     Path(f"{base}.svg").write_text(pr_svg(rows, title=title, target=target))
     print(f"wrote {base}.json, .md, .svg")
-    return 0 if rows else 1
+    return 0 if rows and all(c.equal for c in checks.values()) else 1
 
 
 if __name__ == "__main__":

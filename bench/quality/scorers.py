@@ -126,3 +126,75 @@ def with_handoff(model: ScoringModel, threshold: float) -> ScoringModel:
     )
     spec = model.spec.model_copy(update={"lifecycle": changed})
     return ScoringModel.from_spec(spec, f"{model.source} (handoff {threshold:g})")
+
+
+@dataclass(frozen=True)
+class ReplayCheck:
+    """`score` and the `whatif` replay over the same events: what each decided."""
+
+    handoffs: int
+    recycles: int
+    replay_handoffs: int
+    replay_recycles: int
+    differing_leads: tuple[str, ...]
+    """Leads whose handoff times differ between the two."""
+
+    @property
+    def equal(self) -> bool:
+        return (
+            not self.differing_leads
+            and self.handoffs == self.replay_handoffs
+            and self.recycles == self.replay_recycles
+        )
+
+
+def replay_check(
+    events_by_lead: Mapping[str, Sequence[BehaviorEvent]],
+    model: ScoringModel,
+    *,
+    until: float,
+) -> ReplayCheck:
+    """Score the events with `score` and again through the `whatif` replay; compare.
+
+    The replay is the worker's own pipeline (`streams.replay`: the Processor,
+    its sweeps, over an in-memory store), fed the events as one partition's
+    records in event-time order, each stamped with its event time. It is
+    too slow for the threshold search, so the search uses `score` and the
+    chosen thresholds are checked here: the table's figures hold for the
+    worker only if both decide the same handoffs at the same times.
+    """
+    import asyncio
+
+    from leadpulse.schemas import encode
+    from leadpulse.streams.pipeline.records import Record
+    from leadpulse.streams.replay.run import by_lead, replay_records
+
+    scored = score(events_by_lead, model, until=until)
+    ordered = sorted(
+        (event for events in events_by_lead.values() for event in events),
+        key=lambda event: (event.occurred_at, event.event_id),
+    )
+    records = [
+        Record(
+            key=event.subject.encode(),
+            value=encode(event),
+            topic="leadpulse.events",
+            partition=0,
+            offset=offset,
+            timestamp=to_epoch(event.occurred_at),
+        )
+        for offset, event in enumerate(ordered)
+    ]
+    run = asyncio.run(replay_records(records, model, partitions=1, now=until))
+    mine = {lead: times for lead, times in scored.handoffs().items() if times}
+    theirs = {lead: [h.at for h in made] for lead, made in by_lead(run.handoffs).items()}
+    differing = tuple(
+        sorted(lead for lead in mine.keys() | theirs.keys() if mine.get(lead) != theirs.get(lead))
+    )
+    return ReplayCheck(
+        handoffs=sum(len(times) for times in mine.values()),
+        recycles=sum(len(times) for times in scored.recycles().values()),
+        replay_handoffs=len(run.handoffs),
+        replay_recycles=run.recycles,
+        differing_leads=differing,
+    )

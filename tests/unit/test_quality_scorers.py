@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 import yaml
 
-from bench.quality.funnel import DAY, LeadTruth
+from bench.quality.funnel import DAY, LeadTruth, generate
 from bench.quality.metrics import measure, search_threshold
-from bench.quality.scorers import HERE, SCORERS, load, score, with_handoff
+from bench.quality.scorers import HERE, SCORERS, load, replay_check, score, with_handoff
 from leadpulse.schemas import BehaviorEvent, Stage
-from leadpulse.scoring import ModelError, default_model, parse_model
+from leadpulse.scoring import default_model, parse_model
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 A_FIT = {"company_size": 800, "industry": "software", "seniority": "vp"}
@@ -57,26 +57,12 @@ def test_the_baselines_are_the_default_rules_without_decay(name, changed):
         assert written[section] == default[section]
 
 
-def windows_supported() -> bool:
-    text = (HERE / "windowed.yaml").read_text()
-    try:
-        parse_model(text, "windowed.yaml")
-    except ModelError as error:
-        if any("window" in issue or "half_life" in issue for issue in error.issues):
-            return False
-        raise
-    return True
-
-
-@pytest.mark.skipif(
-    not windows_supported(), reason="rule windows and half_life: none (issue 16 item 5) not merged"
-)
 @pytest.mark.parametrize("name", ["cumulative", "windowed"])
 def test_the_baselines_load(name):
     model = load(name)
     for rule in model.engagement_rules:
         assert rule.half_life is None
-        assert getattr(rule, "window", None) == (30 * DAY if name == "windowed" else None)
+        assert rule.window == (30 * DAY if name == "windowed" else None)
 
 
 def test_every_scorer_has_its_file():
@@ -173,3 +159,21 @@ def test_the_threshold_search_hits_the_target_recall_through_the_engine():
     assert found.recall == 0.5
     assert 90 - 0.01 < found.threshold <= 90
     assert recall_at(found.threshold + 0.01) == 0.0
+
+
+def test_the_whatif_replay_decides_what_the_engine_decides() -> None:
+    """The table's scorer and the worker's pipeline agree on the same events (seed 7)."""
+    funnel = generate(200, 60, 7)
+    found = {
+        name: replay_check(funnel.events, with_handoff(load(name), 90.0), until=funnel.end)
+        for name in ("decayed", "cumulative", "windowed")
+    }
+    assert {name: (c.handoffs, c.recycles) for name, c in found.items()} == {
+        "decayed": (35, 9),
+        "cumulative": (51, 0),
+        "windowed": (48, 7),
+    }
+    for check in found.values():
+        assert (check.replay_handoffs, check.replay_recycles) == (check.handoffs, check.recycles)
+        assert check.differing_leads == ()
+        assert check.equal
