@@ -214,10 +214,14 @@ class StageTransition(BaseModel):
     """On a handoff (MQL to SAL): the model's success-ready tier of the lead at
     that moment (`tiers:` in the model file), None without tiers or when the
     ``else`` tier is null. None on every other move."""
+    rescore: bool = False
+    """True on a move `leadpulse model apply` published when it switched models:
+    the lead's stage under the new model, rescored over its history, differs
+    from its stage under the old one. Not a handoff, whatever its stages."""
 
     @property
     def is_handoff(self) -> bool:
-        return self.from_stage is Stage.MQL and self.to_stage is Stage.SAL
+        return self.from_stage is Stage.MQL and self.to_stage is Stage.SAL and not self.rescore
 
 
 class Handoff(BaseModel):

@@ -28,6 +28,7 @@ from leadpulse.scoring.lifecycle import (
 )
 from leadpulse.scoring.loader import ModelError, default_model, load_model, parse_model
 from leadpulse.scoring.model import Limits, ModelSpec, ModelSpecError, ScoringModel
+from leadpulse.scoring.rescore import rescore_move
 from leadpulse.scoring.state import Clamp, FeedbackEntry, LeadState, merge, new_lead
 from leadpulse.scoring.summary import summary
 from leadpulse.scoring.tiers import tier_of
@@ -71,6 +72,7 @@ __all__ = [
     "next_recycle_at",
     "parse_duration",
     "parse_model",
+    "rescore_move",
     "sales_view",
     "summary",
     "tier_of",

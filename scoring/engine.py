@@ -145,6 +145,11 @@ def _top_reasons(
     return [RuleContribution(rule=name, points=points) for name, points, _ in ranked[:TOP_REASONS]]
 
 
+def top_reasons(state: LeadState, at: Instant, model: ScoringModel) -> list[RuleContribution]:
+    """The rule contributions a transition at `at` names: the largest, at most TOP_REASONS."""
+    return _top_reasons(state.rules, state.windows, state.clock, as_epoch(at), model)
+
+
 def apply(
     state: LeadState, event: BehaviorEvent, model: ScoringModel
 ) -> tuple[LeadState, tuple[StageTransition, ...]]:

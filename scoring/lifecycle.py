@@ -61,16 +61,27 @@ def transition_id(
     *,
     event_id: str | None = None,
     crossing: float | None = None,
+    rescore: str | None = None,
 ) -> str:
     """The id names what caused the move, never a counter a rollback could reuse.
 
     An event's id with the move (one event can move a lead twice, IQL→MQL and
-    MQL→SAL), or for a move decay alone caused, the crossing time, which the
-    same history always gives to the bit. A replay re-emits, never duplicates.
+    MQL→SAL), for a move decay alone caused, the crossing time, which the
+    same history always gives to the bit, and for a move a model change
+    implies (`rescore`), the change (``<from version>-><to version>``). A
+    replay re-emits, never duplicates.
     """
-    if (event_id is None) == (crossing is None):
-        raise ValueError("a move is caused by an event or by decay: give event_id or crossing")
-    cause = f"event:{event_id}" if event_id is not None else f"decay:{crossing!r}"
+    if sum(cause is not None for cause in (event_id, crossing, rescore)) != 1:
+        raise ValueError(
+            "a move is caused by an event, by decay or by a rescore: give one of "
+            "event_id, crossing, rescore"
+        )
+    if event_id is not None:
+        cause = f"event:{event_id}"
+    elif crossing is not None:
+        cause = f"decay:{crossing!r}"
+    else:
+        cause = f"rescore:{rescore}"
     name = f"{lead_id}:{cause}:{from_stage.value}->{to_stage.value}"
     return str(uuid.uuid5(TRANSITION_NAMESPACE, name))
 

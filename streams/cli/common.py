@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -12,12 +12,16 @@ from leadpulse.streams.settings import Settings
 from leadpulse.streams.store import LeadStore
 from leadpulse.streams.store.models import ModelRecordError, when
 
+if TYPE_CHECKING:
+    from leadpulse.streams.store.redis import RedisLeadStore
+
 __all__ = [
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_USAGE",
     "TOPIC_ALIASES",
+    "active_store",
     "load_scoring_model",
     "load_settings",
     "worker_model",
@@ -64,6 +68,20 @@ def load_scoring_model(settings: Settings) -> ScoringModel:
         raise SystemExit("leadpulse: model file rejected:\n" + "\n".join(error.issues)) from None
     except OSError as error:
         raise SystemExit(f"leadpulse: cannot read model file: {error}") from None
+
+
+async def active_store(settings: Settings) -> RedisLeadStore:
+    """The store of the namespace the workers score in (`leadpulse model apply` may have
+    switched it); the caller closes it."""
+    from leadpulse.streams.store.namespaces import Deployment
+    from leadpulse.streams.store.redis import RedisLeadStore
+
+    deployment = Deployment.from_settings(settings)
+    try:
+        namespace = await deployment.active_namespace()
+    finally:
+        await deployment.close()
+    return RedisLeadStore.from_settings(settings, namespace)
 
 
 async def worker_model(store: LeadStore, settings: Settings) -> tuple[ScoringModel, str]:

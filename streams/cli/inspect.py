@@ -8,7 +8,13 @@ import json
 import time
 from typing import Any
 
-from leadpulse.streams.cli.common import EXIT_FAILED, EXIT_OK, load_settings, worker_model
+from leadpulse.streams.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    active_store,
+    load_settings,
+    worker_model,
+)
 from leadpulse.streams.cli.format import format_lead
 from leadpulse.streams.settings import Settings
 
@@ -26,9 +32,8 @@ def cmd_lead(args: argparse.Namespace) -> int:
 
 async def _lead_view(settings: Settings, lead_id: str) -> dict[str, Any]:
     from leadpulse.streams.http.views import explain_lead
-    from leadpulse.streams.store.redis import RedisLeadStore
 
-    store = RedisLeadStore.from_settings(settings)
+    store = await active_store(settings)
     try:
         model, origin = await worker_model(store, settings)
         # the CLI reads Redis itself: an operator's view, every trait

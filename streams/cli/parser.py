@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from leadpulse.streams.cli import dlq
+from leadpulse.streams.cli.apply import add_parsers as add_apply_parsers
 from leadpulse.streams.cli.asyncapi import cmd_asyncapi
 from leadpulse.streams.cli.collect import cmd_collect
 from leadpulse.streams.cli.deliver import cmd_deliver
@@ -265,6 +266,7 @@ def _add_tool_commands(sub: Any) -> None:
     p.add_argument("file", type=Path)
     p.set_defaults(func=cmd_model_check)
     add_whatif_parser(model_sub)
+    add_apply_parsers(model_sub)
 
     p = sub.add_parser("schema", help="print the JSON Schema of the wire messages")
     p.add_argument(

@@ -22,6 +22,7 @@ from leadpulse.streams.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
+    active_store,
     load_scoring_model,
     load_settings,
     worker_model,
@@ -113,17 +114,20 @@ async def _recorded(settings: Settings) -> tuple[ScoringModel, str]:
     from redis.exceptions import RedisError
 
     from leadpulse.streams.errors import LeadpulseError
-    from leadpulse.streams.store.redis import RedisLeadStore
 
-    store = RedisLeadStore.from_settings(settings)
+    async def ask() -> tuple[ScoringModel, str]:
+        store = await active_store(settings)
+        try:
+            return await worker_model(store, settings)
+        finally:
+            await store.close()
+
     try:
-        return await asyncio.wait_for(worker_model(store, settings), RECORD_TIMEOUT)
+        return await asyncio.wait_for(ask(), RECORD_TIMEOUT)
     except (TimeoutError, OSError, RedisError, LeadpulseError) as error:
         where = settings.model_file or "the shipped default model"
         reason = str(error) or type(error).__name__
         return load_scoring_model(settings), f"{where} (Redis did not say: {reason})"
-    finally:
-        await store.close()
 
 
 def cmd_model_whatif(args: argparse.Namespace) -> int:

@@ -232,6 +232,65 @@ class WorkerProcess(ChildProcess):
         )
 
 
+class Restarting:
+    """Starts a child again when it exits to be restarted (`EXIT_RESTART`), from a thread.
+
+    What `supervise` does for `leadpulse dev`'s foreground worker, for a child
+    that runs beside something else (`leadpulse demo --keep`, tests): a worker
+    switched to another namespace by `leadpulse model apply` exits with
+    `EXIT_RESTART` and comes back in it. With `always`, any exit is restarted
+    (as systemd's ``Restart=always``: tests SIGKILL the child). Stopping it
+    stops the child.
+    """
+
+    def __init__(
+        self,
+        child: ChildProcess,
+        *,
+        say: Callable[[str], None] = lambda line: None,
+        always: bool = False,
+        interval: float = 0.2,
+        delay: float = 1.0,
+    ) -> None:
+        self.child = child
+        self.say = say
+        self.always = always
+        self.interval = interval
+        self.delay = delay
+        self.restarts = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="restarting", daemon=True)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.interval):
+            process = self.child.process
+            if process is None or process.poll() is None:
+                continue
+            code = process.returncode
+            if code != EXIT_RESTART and not self.always:
+                return
+            self.restarts += 1
+            self.say(f"the {self.child.command} exited (status {code}); restart {self.restarts}")
+            if self._stop.wait(self.delay):
+                return
+            self.child.stop()
+            self.child.start()
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        self.child.stop()
+
+
 class CollectorProcess(ChildProcess):
     """`leadpulse collect` in a child process; `start` returns once /health answers."""
 

@@ -27,6 +27,7 @@ from prometheus_client import generate_latest as _generate_latest
 
 from leadpulse.streams.observability.report import Report
 from leadpulse.streams.store import Commit, LeadStore, Snapshot, Watermark
+from leadpulse.streams.store.models import Fence
 
 __all__ = [
     "CONTENT_TYPE_LATEST",
@@ -340,6 +341,13 @@ class MeasuredStore:
     async def progress(self, topic: str) -> dict[int, int]:
         result: dict[int, int] = await self._timed("progress", self._store.progress(topic))
         return result
+
+    async def fence(self, topic: str) -> Fence | None:
+        result: Fence | None = await self._timed("fence", self._store.fence(topic))
+        return result
+
+    async def set_fence(self, topic: str, fence: Fence | None) -> None:
+        await self._timed("set_fence", self._store.set_fence(topic, fence))
 
     async def publish_watermarks(self, topic: str, marks: Mapping[int, Watermark]) -> None:
         await self._timed("publish_watermarks", self._store.publish_watermarks(topic, marks))

@@ -13,11 +13,13 @@ events are never applied on top of a state that lost older ones.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Collection, Mapping
 
 from leadpulse.streams.errors import FatalError
 from leadpulse.streams.store import LeadStore
+from leadpulse.streams.store.models import FencedError
 
 log = logging.getLogger("leadpulse")
 
@@ -32,6 +34,19 @@ class RollbackError(FatalError):
             for p, (ours, theirs) in sorted(self.lost.items())
         )
         super().__init__(f"the store lost processed progress ({detail})")
+
+
+class NamespaceSwitchedError(FatalError):
+    """`leadpulse model apply` is switching the workers to another namespace.
+
+    The worker stops taking batches and exits for its supervisor to start it
+    again: the new process scores in the namespace the apply switched to,
+    from the offsets the switch recorded (docs/architecture.md#model-apply).
+    """
+
+    def __init__(self, to: str) -> None:
+        self.to = to
+        super().__init__(f"leadpulse model apply is switching the workers to namespace {to}")
 
 
 class Progress:
@@ -53,14 +68,24 @@ class Progress:
 
         Checked at the start of every attempt of a batch, so a store that
         restarted with less than this worker recorded is noticed before any
-        newer event is applied on top of the older state.
+        newer event is applied on top of the older state. A namespace that
+        `leadpulse model apply` fences raises `NamespaceSwitchedError`: no new
+        batch is scored in it.
         """
         # what was recorded before the read: a batch of this worker may record more
         # while the read is in flight (the sweeper checks beside the agent)
         expected = {p: self.recorded[p] for p in partitions if p in self.recorded}
         if not expected:
+            fence = await self.store.fence(self.topic)
+            if fence is not None:
+                raise NamespaceSwitchedError(fence.to)
             return
-        stored = await self.store.progress(self.topic)
+        # one round trip's wait for both
+        fence, stored = await asyncio.gather(
+            self.store.fence(self.topic), self.store.progress(self.topic)
+        )
+        if fence is not None:
+            raise NamespaceSwitchedError(fence.to)
         lost = {
             p: (ours, stored.get(p, -1)) for p, ours in expected.items() if stored.get(p, -1) < ours
         }
@@ -70,7 +95,11 @@ class Progress:
     async def record(self, offsets: Mapping[int, int]) -> None:
         """Record a finished batch: its partitions' next offsets."""
         if offsets:
-            await self.store.record_progress(self.topic, offsets)
+            try:
+                await self.store.record_progress(self.topic, offsets)
+            except FencedError:
+                fence = await self.store.fence(self.topic)
+                raise NamespaceSwitchedError("?" if fence is None else fence.to) from None
             self.recorded.update(offsets)
 
     def revoked(self, partitions: Collection[int]) -> None:

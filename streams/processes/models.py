@@ -6,8 +6,12 @@ model's version with the record (docs/architecture.md#model-versions):
 
 - no record: the worker records its model (mode ``first-start``) and starts;
 - the same version: it starts;
-- another version: it refuses (`ModelRefusedError`, naming both versions and where
-  each came from), unless started with ``--forward-only``
+- another version, in a namespace `leadpulse model apply` built, replacing the
+  worker's version: the worker was started with the file of before the apply
+  (its supervisor restarted it into the new namespace); it scores with the
+  namespace's recorded model (``adopted``) and says so;
+- another version otherwise: it refuses (`ModelRefusedError`, naming both versions
+  and where each came from), unless started with ``--forward-only``
   (``LEADPULSE_FORWARD_ONLY=1``): then it records its model (mode
   ``forward-only``) and starts, the states keep what the old model folded in,
   and only new events score under the new one.
@@ -25,7 +29,7 @@ from typing import Literal
 from leadpulse.scoring import ModelError, ScoringModel, parse_model
 from leadpulse.streams.settings import Settings
 from leadpulse.streams.store import LeadStore
-from leadpulse.streams.store.models import FIRST_START, FORWARD_ONLY, ModelRecord, when
+from leadpulse.streams.store.models import APPLY, FORWARD_ONLY, ModelRecord, when
 
 DEFAULT_ORIGIN = "the shipped default model (default_model.yaml)"
 """The origin recorded for a worker started without LEADPULSE_MODEL_FILE."""
@@ -33,6 +37,7 @@ HOW_TO_GO_ON = (
     "start the worker with --forward-only (`leadpulse worker --forward-only`, "
     "`leadpulse dev --forward-only`, or LEADPULSE_FORWARD_ONLY=1)"
 )
+HOW_TO_RESCORE = "rescore the history with `leadpulse model apply FILE` while the workers run"
 
 
 class ModelRefusedError(Exception):
@@ -43,7 +48,7 @@ class ModelRefusedError(Exception):
 class Started:
     """How the worker's model relates to the namespace's, once accepted."""
 
-    how: Literal["same", "first-start", "forward-only"]
+    how: Literal["same", "first-start", "forward-only", "adopted"]
     previous: ModelRecord | None
     """The record before this start changed it (None: there was none, or no change)."""
     record: ModelRecord
@@ -86,7 +91,8 @@ def refusal(model: ScoringModel, origin: str, recorded: ModelRecord, namespace: 
         f"the model from {origin} is version {model.model_version}, but the states of "
         f"namespace '{namespace}' were built with version {recorded.version} (from "
         f"{recorded.origin}, recorded {when(recorded.recorded_at)}). Starting would score "
-        f"them with another model without saying so. To keep the states and score new "
+        f"them with another model without saying so. To switch to {model.model_version} "
+        f"with the history rescored, {HOW_TO_RESCORE}; to keep the states and score new "
         f"events under {model.model_version} (history is not rescored), {HOW_TO_GO_ON}; "
         f"or start it with the model of version {recorded.version} again."
     )
@@ -107,6 +113,8 @@ async def reconcile_model(
     mine = model.model_version
     if recorded is not None and recorded.version == mine:
         return Started("same", None, recorded, by_us=False)
+    if recorded is not None and replaced_by_apply(recorded) == mine:
+        return Started("adopted", None, recorded, by_us=False)
     if recorded is None:
         wanted = ModelRecord.first(mine, text, origin, now)
     elif forward_only:
@@ -130,5 +138,13 @@ async def reconcile_model(
             f"recorded {stored.version} (from {stored.origin}) in namespace '{namespace}'; "
             "start the workers of one namespace with one model"
         )
-    how = FIRST_START if recorded is None else FORWARD_ONLY
-    return Started(how, recorded, stored, by_us=stored == wanted)
+    if recorded is None:
+        return Started("first-start", recorded, stored, by_us=stored == wanted)
+    return Started("forward-only", recorded, stored, by_us=stored == wanted)
+
+
+def replaced_by_apply(record: ModelRecord) -> str | None:
+    """The version `leadpulse model apply` replaced when it built this record's namespace."""
+    if record.history and record.history[-1].mode == APPLY:
+        return record.history[-1].from_version
+    return None

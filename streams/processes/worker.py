@@ -41,8 +41,9 @@ def run_worker(settings: Settings, model: ScoringModel, *, loglevel: str = "info
     from leadpulse.streams.store.redis import RedisLeadStore
 
     check_versions()
-    check_model(settings, model)
-    reindex_store(settings)
+    namespace = resolve_namespace(settings)
+    model = check_model(settings, model, namespace=namespace)
+    reindex_store(settings, namespace)
     # faust.Worker chdirs into workdir and exits with status 1, silently, if it is missing
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     deadline = ShutdownDeadline(settings.shutdown_timeout, "worker")
@@ -67,7 +68,7 @@ def run_worker(settings: Settings, model: ScoringModel, *, loglevel: str = "info
             deadline.arm()
             super()._schedule_shutdown(signum)
 
-    store = RedisLeadStore.from_settings(settings)
+    store = RedisLeadStore.from_settings(settings, namespace)
     pipeline = assemble(settings, model, store=store, on_fatal=must_restart)
     worker: Any = Worker(
         pipeline.app,
@@ -140,7 +141,7 @@ def prepare_topics(settings: Settings, *, create: bool) -> None:
             log.warning("cannot check the events topic's partitions yet: %s", error)
 
 
-def reindex_store(settings: Settings) -> None:
+def reindex_store(settings: Settings, namespace: str | None = None) -> None:
     """Bring the store's indexes to this release's layout (after an upgrade), once.
 
     Runs before the worker starts, on a loop and client of its own. If Redis
@@ -150,7 +151,7 @@ def reindex_store(settings: Settings) -> None:
     from leadpulse.streams.store.redis import RedisLeadStore
 
     async def run() -> int:
-        store = RedisLeadStore.from_settings(settings)
+        store = RedisLeadStore.from_settings(settings, namespace)
         try:
             return await store.reindex()
         finally:
@@ -169,29 +170,99 @@ MODEL_CHECK_TIMEOUT = 30.0
 """Seconds a starting worker tries to read the namespace's model record before it gives up."""
 
 
+SWITCH_WAIT = 300.0
+"""Seconds a starting worker waits for a `leadpulse model apply` to finish switching."""
+
+
+def resolve_namespace(
+    settings: Settings, *, timeout: float = MODEL_CHECK_TIMEOUT, wait: float = SWITCH_WAIT
+) -> str:
+    """The namespace to score in: the active one (`streams.store.namespaces`).
+
+    While `leadpulse model apply` switches away from it (its fence is set),
+    the worker waits for the switch, then scores in the new namespace from
+    the switch point. Redis not answering within `timeout`, or a switch
+    taking longer than `wait`, exits with `EXIT_RESTART`.
+    """
+    from leadpulse.streams.store.namespaces import Deployment
+    from leadpulse.streams.store.redis import RedisLeadStore
+
+    async def look() -> tuple[str, str | None]:
+        deployment = Deployment.from_settings(settings)
+        try:
+            namespace = await deployment.active_namespace()
+        finally:
+            await deployment.close()
+        store = RedisLeadStore.from_settings(settings, namespace)
+        try:
+            fence = await store.fence(settings.events_topic)
+        finally:
+            await store.close()
+        return namespace, None if fence is None else fence.to
+
+    failed_until = time.monotonic() + timeout
+    waited_until = time.monotonic() + wait
+    told = False
+    while True:
+        try:
+            namespace, switching_to = asyncio.run(look())
+        except Exception as error:  # noqa: BLE001 -- Redis away: retried, then a restart
+            if time.monotonic() >= failed_until:
+                log.error(  # noqa: TRY400 -- Redis away: the reason, not a traceback
+                    "cannot read the deployment's active namespace from Redis (%s); stopping "
+                    "with status %d for the supervisor to start the worker again",
+                    error,
+                    EXIT_RESTART,
+                )
+                raise SystemExit(EXIT_RESTART) from None
+            time.sleep(1.0)
+            continue
+        if switching_to is None:
+            if namespace != settings.redis_prefix:
+                _announce(logging.INFO, f"scoring in namespace {namespace} (model apply)")
+            return namespace
+        if not told:
+            _announce(
+                logging.WARNING,
+                f"leadpulse model apply is switching from namespace {namespace} to "
+                f"{switching_to}; waiting for the switch (`leadpulse model status`)",
+            )
+            told = True
+        if time.monotonic() >= waited_until:
+            log.error("the switch took longer than %.0f s; stopping to be restarted", wait)
+            raise SystemExit(EXIT_RESTART)
+        time.sleep(0.5)
+
+
 def check_model(
-    settings: Settings, model: ScoringModel, *, timeout: float = MODEL_CHECK_TIMEOUT
-) -> None:
+    settings: Settings,
+    model: ScoringModel,
+    *,
+    namespace: str | None = None,
+    timeout: float = MODEL_CHECK_TIMEOUT,
+) -> ScoringModel:
     """Refuse to start with a model the namespace's states were not built with.
 
     See `streams.processes.models`: records the model on the first start,
     and with ``--forward-only`` on a change; else exits (status 1) with the
     refusal on stderr. A Redis that does not answer within `timeout` exits
     with `EXIT_RESTART`, for the supervisor to try again: scoring without
-    knowing the namespace's model is what this check prevents.
+    knowing the namespace's model is what this check prevents. Returns the
+    model to score with: the worker's, or the one `leadpulse model apply`
+    switched the namespace to when the worker's file holds the one it replaced.
     """
     from leadpulse.streams.processes.models import ModelRefusedError, model_source, reconcile_model
     from leadpulse.streams.store.models import ModelRecordError
     from leadpulse.streams.store.redis import RedisLeadStore
 
-    namespace = settings.redis_prefix
+    namespace = namespace or settings.redis_prefix
     try:
         text, origin = model_source(settings, model)
     except ModelRefusedError as refused:
         raise SystemExit(f"leadpulse worker: {refused}") from None
 
     async def run() -> Any:
-        store = RedisLeadStore.from_settings(settings)
+        store = RedisLeadStore.from_settings(settings, namespace)
         try:
             return await reconcile_model(
                 store,
@@ -248,6 +319,21 @@ def check_model(
             f"what {before.version} folded in, new events score under {model.model_version}, "
             f"history is not rescored{by}",
         )
+    elif started.how == "adopted":
+        record = started.record
+        _announce(
+            logging.WARNING,
+            f"namespace '{namespace}' was built by leadpulse model apply with model "
+            f"{record.version} (from {record.origin}), replacing {model.model_version}, which "
+            f"this worker's model file {origin} holds: scoring with {record.version}, the "
+            "namespace's recorded model. Point LEADPULSE_MODEL_FILE at that model's file.",
+        )
+        try:
+            adopted: ScoringModel = record.model()
+        except ModelRecordError as error:
+            raise SystemExit(f"leadpulse worker: {error}") from None
+        return adopted
+    return model
 
 
 def _announce(level: int, text: str) -> None:

@@ -71,18 +71,13 @@ class History:
         return sum(max(0, self.end[p] - self.start[p]) for p in self.partitions)
 
 
-def open_history(settings: Settings, *, since: float | None, now: float) -> tuple[Any, History]:
-    """A consumer assigned to every partition of the events topic at the history's start.
+def history_consumer(settings: Settings) -> Any:
+    """A kafka-python consumer of no group, assigned nothing yet (`ReplayError`: no broker)."""
+    from kafka import KafkaConsumer
+    from kafka.errors import KafkaTimeoutError
 
-    Raises `ReplayError` naming the broker when none answers, and the topic
-    when it does not exist. The caller closes the consumer.
-    """
-    from kafka import KafkaConsumer, TopicPartition
-    from kafka.errors import KafkaError, KafkaTimeoutError
-
-    topic = settings.events_topic
     try:
-        consumer = KafkaConsumer(
+        return KafkaConsumer(
             bootstrap_servers=settings.bootstrap_servers,
             group_id=None,
             enable_auto_commit=False,
@@ -98,6 +93,66 @@ def open_history(settings: Settings, *, since: float | None, now: float) -> tupl
             f"no Kafka broker answers at {settings.broker} (LEADPULSE_BROKER); "
             "is the stack running? (`leadpulse dev` prints its export lines)"
         ) from None
+
+
+def topic_partitions(consumer: Any, settings: Settings) -> tuple[int, ...]:
+    """The events topic's partitions (`ReplayError` when the topic does not exist)."""
+    return _partitions(consumer, settings)
+
+
+def read_ranges(
+    consumer: Any, topic: str, ranges: dict[int, tuple[int, int]], batch_size: int
+) -> Iterator[tuple[list[Record], int]]:
+    """The records of each partition's ``[start, stop)`` offsets, in batches of one partition.
+
+    Yields (records, partition); a partition ends once its position reached
+    `stop`. `ReplayError` when the broker brings nothing for `MAX_IDLE_POLLS`
+    polls in a row before every range was read.
+    """
+    from kafka import TopicPartition
+
+    open_ = {p for p, (start, stop) in ranges.items() if stop > start}
+    if not open_:
+        return
+    tps = {p: TopicPartition(topic, p) for p in ranges}
+    consumer.assign([tps[p] for p in sorted(open_)])
+    consumer.resume(*(tps[p] for p in open_))
+    for p in open_:
+        consumer.seek(tps[p], ranges[p][0])
+    silent = 0
+    while open_:
+        polled = consumer.poll(timeout_ms=POLL_MS, max_records=batch_size * len(open_))
+        silent = 0 if polled else silent + 1
+        if silent > MAX_IDLE_POLLS:
+            raise ReplayError(
+                f"topic {topic}: no records for {MAX_IDLE_POLLS * POLL_MS / 1000:.0f} s before "
+                f"the end of partitions {sorted(open_)}; is the broker still there?"
+            )
+        for tp, messages in sorted(polled.items(), key=lambda item: item[0].partition):
+            p = tp.partition
+            if p not in open_:
+                continue
+            stop = ranges[p][1]
+            kept = [m for m in messages if m.offset < stop]
+            for n in range(0, len(kept), batch_size):
+                yield [_record(m) for m in kept[n : n + batch_size]], p
+        for p in list(open_):
+            if consumer.position(tps[p]) >= ranges[p][1]:
+                open_.discard(p)
+                consumer.pause(tps[p])
+
+
+def open_history(settings: Settings, *, since: float | None, now: float) -> tuple[Any, History]:
+    """A consumer assigned to every partition of the events topic at the history's start.
+
+    Raises `ReplayError` naming the broker when none answers, and the topic
+    when it does not exist. The caller closes the consumer.
+    """
+    from kafka import TopicPartition
+    from kafka.errors import KafkaError
+
+    topic = settings.events_topic
+    consumer = history_consumer(settings)
     try:
         partitions = _partitions(consumer, settings)
         tps = [TopicPartition(topic, p) for p in partitions]

@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 from leadpulse.schemas import BehaviorEvent, Stage, StageTransition
 from leadpulse.schemas.feedback import FEEDBACK_EVENTS, SALES_ACCEPTED, SALES_REJECTED
 from leadpulse.scoring import LeadState, ScoringModel, contributions, engagement
-from leadpulse.streams.kafka.publisher import Outgoing
+from leadpulse.streams.kafka.publisher import Outgoing, Publisher
 from leadpulse.streams.pipeline.processor import Origin, Processor
 from leadpulse.streams.pipeline.records import Record, Report, Topics
-from leadpulse.streams.store import ANONYMOUS_TTL, MemoryLeadStore, decode_state
+from leadpulse.streams.store import ANONYMOUS_TTL, LeadStore, MemoryLeadStore, decode_state
 
 OUTCOMES = ("accepted", "rejected", "sql", "disqualified")
 """What sales can have done with a handoff, in the order the reports show them."""
@@ -108,15 +108,19 @@ class Replayer:
         max_future_skew: float = 300.0,
         sweep_limit: int = 1000,
         clock: Callable[[], float] = time.time,
+        store: LeadStore | None = None,
+        publisher: Publisher | None = None,
     ) -> None:
         self.model = model
-        self.store = MemoryLeadStore(
+        self.memory = MemoryLeadStore(
             partitions=partitions, anonymous_ttl=anonymous_ttl, known_ttl=known_ttl, clock=clock
         )
+        self.store: LeadStore = self.memory if store is None else store
+        """Where the states go: memory (whatif), or a namespace being built (model apply)."""
         self.publisher = Discarding()
         self.processor = _Observed(
             self.store,
-            self.publisher,
+            self.publisher if publisher is None else publisher,
             model,
             topics=topics,
             clock=clock,
@@ -153,7 +157,7 @@ class Replayer:
         stages: Counter[str] = Counter()
         touches = self.processor.first_seen
         first: dict[str, float] = {}
-        for _, blob in self.store.states.values():
+        for _, blob in self.memory.states.values():
             state = decode_state(blob)
             if state.anonymous:
                 continue
@@ -163,7 +167,7 @@ class Replayer:
             if seen:
                 first[state.lead_id] = min(seen)
         # a visitor whose events came after its link was credited through its alias
-        for visitor, lead in self.store.aliases.items():
+        for visitor, lead in self.memory.aliases.items():
             if visitor in touches and lead in result.lead_stages:
                 first[lead] = min(first.get(lead, touches[visitor]), touches[visitor])
         result.stages = dict(sorted(stages.items()))

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from leadpulse.streams.store.models import ModelRecord
+    from leadpulse.streams.store.models import Fence, ModelRecord
 
 SEEN_WINDOW = 1000
 """Event ids remembered per lead for idempotency (see the module docstring)."""
@@ -187,7 +187,17 @@ class LeadStore(Protocol):
         Max-only: an offset below the recorded one is ignored, so a batch that
         outlived a rebalance cannot move a partition's record backwards (the
         record going back is how a worker notices that Redis lost data).
+        `models.FencedError`, recording nothing, once the namespace's fence for
+        `topic` is `FENCED` (checked in the same atomic step).
         """
+        ...
+
+    async def fence(self, topic: str) -> Fence | None:
+        """The namespace's fence for `topic` (`leadpulse model apply` switching away), if any."""
+        ...
+
+    async def set_fence(self, topic: str, fence: Fence | None) -> None:
+        """Set (or with None lift) the namespace's fence for `topic`."""
         ...
 
     async def progress(self, topic: str) -> dict[int, int]:

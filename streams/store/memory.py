@@ -22,7 +22,14 @@ from leadpulse.streams.store.base import (
     Snapshot,
     Watermark,
 )
-from leadpulse.streams.store.models import ModelRecord, decode_model_record, encode_model_record
+from leadpulse.streams.store.models import (
+    FENCED,
+    Fence,
+    FencedError,
+    ModelRecord,
+    decode_model_record,
+    encode_model_record,
+)
 from leadpulse.streams.store.redis import keys
 
 _Kind = Literal["state", "alias", "detached"]
@@ -61,6 +68,7 @@ class MemoryLeadStore:
         self.offsets: dict[str, dict[int, int]] = {}
         self.marks: dict[str, dict[int, Watermark]] = {}
         self.model_blob: bytes | None = None
+        self.fences: dict[str, Fence] = {}
         """The namespace's model record, encoded as Redis stores it."""
         self.partitions = partitions
         self.seen_window = seen_window
@@ -244,12 +252,24 @@ class MemoryLeadStore:
             self._deadlines.pop(("detached", anonymous_id), None)
 
     async def record_progress(self, topic: str, offsets: Mapping[int, int]) -> None:
+        fence = self.fences.get(topic)
+        if fence is not None and fence.phase == FENCED:
+            raise FencedError(f"namespace switched to {fence.to}: progress not recorded")
         known = self.offsets.setdefault(topic, {})
         for partition, offset in offsets.items():
             known[partition] = max(offset, known.get(partition, -1))
 
     async def progress(self, topic: str) -> dict[int, int]:
         return dict(self.offsets.get(topic, {}))
+
+    async def fence(self, topic: str) -> Fence | None:
+        return self.fences.get(topic)
+
+    async def set_fence(self, topic: str, fence: Fence | None) -> None:
+        if fence is None:
+            self.fences.pop(topic, None)
+        else:
+            self.fences[topic] = fence
 
     async def publish_watermarks(self, topic: str, marks: Mapping[int, Watermark]) -> None:
         known = self.marks.setdefault(topic, {})

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime
 import json
+from dataclasses import dataclass
 from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -27,11 +28,13 @@ MODEL_HISTORY = 50
 FORMAT = 1
 """The version `encode_model_record` writes."""
 
-Mode = Literal["first-start", "forward-only"]
+Mode = Literal["first-start", "forward-only", "apply"]
 FIRST_START: Final[Mode] = "first-start"
 """The first worker of a namespace recorded its model."""
 FORWARD_ONLY: Final[Mode] = "forward-only"
 """A worker took over with another model, keeping the states (``--forward-only``)."""
+APPLY: Final[Mode] = "apply"
+"""`leadpulse model apply` built the namespace's states by replaying the history."""
 
 
 def when(epoch: float) -> str:
@@ -136,3 +139,33 @@ def decode_model_record(blob: bytes) -> ModelRecord:
             "the model record does not validate: "
             + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
         ) from None
+
+
+FencePhase = Literal["draining", "fenced"]
+DRAINING: Final[FencePhase] = "draining"
+"""Workers take no new batch (they restart into the new namespace); batches in flight
+still record their progress."""
+FENCED: Final[FencePhase] = "fenced"
+"""Nothing more is recorded: the namespace's progress is the switch point."""
+
+
+class FencedError(Exception):
+    """The namespace is switched away from (`Fence`): its progress takes no more records."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """`leadpulse model apply` is switching the workers from this namespace to `to`.
+
+    Set in two steps, so that no event is scored twice: `DRAINING` first
+    (a worker refuses its next batch and restarts), then `FENCED` once the
+    batches in flight are recorded (the progress is frozen, and is where
+    the new namespace takes over). Kept on a namespace switched away from,
+    so that a worker started with the old settings never writes into it.
+    """
+
+    phase: FencePhase
+    to: str
+    """The namespace the workers switch to."""
+    at: float
+    """Epoch seconds (wall clock) the phase was set."""

@@ -21,6 +21,7 @@ cluster slots.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -32,6 +33,21 @@ PREFIX_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
 """A prefix: letters, digits, ``_ . -``; no ``:``, braces or glob characters.
 
 The same rule as the `redis_prefix` setting's, which rejects a bad one at start."""
+NAMESPACE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}(\.m[0-9a-f]{12})?")
+"""A state namespace: the deployment prefix, or one `namespace_of` names after a model."""
+
+
+def namespace_of(prefix: str, model_version: str) -> str:
+    """The namespace `leadpulse model apply` builds a model's states in: ``<prefix>.m<digest>``.
+
+    The digest is the version's content hash (`ScoringModel.model_version` ends
+    ``+<12 hex>``), so one model's namespace has one name whatever its label.
+    """
+    digest = model_version.rpartition("+")[2]
+    if not re.fullmatch(r"[0-9a-f]{12}", digest):
+        digest = hashlib.sha256(model_version.encode()).hexdigest()[:12]
+    return f"{prefix}.m{digest}"
+
 
 PREVIOUS_DUE_SHARDS = 16
 """The previous release kept its due index in 16 shards keyed by CRC-32."""
@@ -83,7 +99,7 @@ class Keys:
     prefix: str = DEFAULT_PREFIX
 
     def __post_init__(self) -> None:
-        if not PREFIX_PATTERN.fullmatch(self.prefix):
+        if not NAMESPACE_PATTERN.fullmatch(self.prefix):
             raise ValueError(
                 f"Redis key prefix {self.prefix!r}: 1-32 letters, digits, '_', '.' or '-', "
                 "starting with a letter or digit"
@@ -173,6 +189,15 @@ class Keys:
         new: str = name(subject)
         return None if new == key else (key, new)
 
+    @property
+    def state_pattern(self) -> str:
+        """SCAN pattern of every lead's and visitor's state (`leadpulse model apply`'s rescore)."""
+        return f"{self.prefix}:{{*}}:state"
+
+    def subject_of_state(self, key: str) -> str:
+        """The subject of a state key ``<prefix>:{<subject>}:state``."""
+        return untag(key[len(self.prefix) + 2 : -len("}:state")])
+
     def subject_of_outbox(self, key: str) -> str:
         """The subject of an outbox key ``<prefix>:{<subject>}:outbox``."""
         return untag(key[len(self.prefix) + 2 : -len("}:outbox")])
@@ -180,6 +205,55 @@ class Keys:
     def progress(self, topic: str) -> str:
         """Hash: partition -> next offset to read, recorded after the states were committed."""
         return f"{self.prefix}:progress:{{{tag(topic)}}}"
+
+    def fence(self, topic: str) -> str:
+        """Hash ``phase``/``to``/``at``: this namespace is being switched away from (`Fence`).
+
+        Same hash tag as `progress`: recording progress checks it in one script.
+        """
+        return f"{self.prefix}:fence:{{{tag(topic)}}}"
+
+    def namespace_patterns(self) -> tuple[str, ...]:
+        """SCAN patterns of every key of this namespace's states (what `model gc` deletes).
+
+        Not the deployment's own keys under the same prefix (`active`,
+        `namespaces`, `apply`, the deliverer's): a namespace named like its
+        deployment shares the prefix with them.
+        """
+        p = self.prefix
+        return (
+            f"{p}:{{*}}:state",
+            f"{p}:{{*}}:outbox",
+            f"{p}:{{*}}:alias",
+            f"{p}:{{*}}:detached",
+            f"{p}:due:*",
+            f"{p}:pending:*",
+            f"{p}:progress:*",
+            f"{p}:fence:*",
+            f"{p}:watermarks:*",
+            f"{p}:watermarks-live:*",
+        )
+
+    def namespace_keys(self) -> tuple[str, ...]:
+        """The namespace's keys with fixed names (deleted with `namespace_patterns`)."""
+        return (self.hot, self.layout, self.model)
+
+    # -- the deployment: which namespace is active, and the apply under way -----------
+
+    @property
+    def active(self) -> str:
+        """String: the namespace the workers score in (JSON `Active`); absent: the prefix."""
+        return f"{self.prefix}:active"
+
+    @property
+    def namespaces(self) -> str:
+        """Hash: namespace -> JSON `NamespaceInfo` (its model, when built, when retired)."""
+        return f"{self.prefix}:namespaces"
+
+    @property
+    def apply(self) -> str:
+        """String: the latest `leadpulse model apply`'s progress (JSON `ApplyStatus`)."""
+        return f"{self.prefix}:apply"
 
     def watermarks(self, topic: str) -> str:
         """Hash: partition -> event-time watermark (epoch seconds) its owner last published."""

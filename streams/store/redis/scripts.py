@@ -88,11 +88,14 @@ if ttl ~= '0' then redis.call('PEXPIRE', KEYS[1], ttl) end
 return blob
 """
 
-# KEYS: progress hash; ARGV: partition/offset pairs
-# Max-only: a batch that outlived a rebalance (its partition has a new owner
-# that went further) must never move the record back, which would look like
-# Redis losing data and restart a worker for nothing.
+# KEYS: progress hash, fence hash (same hash tag); ARGV: partition/offset pairs
+# Returns 0, recording nothing, when the namespace is fenced (model apply switched
+# the workers away from it: its progress is the switch point). Max-only: a batch
+# that outlived a rebalance (its partition has a new owner that went further)
+# must never move the record back, which would look like Redis losing data and
+# restart a worker for nothing.
 _ADVANCE = """
+if redis.call('HGET', KEYS[2], 'phase') == 'fenced' then return 0 end
 for i = 1, #ARGV, 2 do
   local known = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '-1')
   if tonumber(ARGV[i + 1]) > known then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end

@@ -28,7 +28,15 @@ from leadpulse.streams.store.base import (
     Snapshot,
     Watermark,
 )
-from leadpulse.streams.store.models import ModelRecord, decode_model_record, encode_model_record
+from leadpulse.streams.store.models import (
+    DRAINING,
+    FENCED,
+    Fence,
+    FencedError,
+    ModelRecord,
+    decode_model_record,
+    encode_model_record,
+)
 from leadpulse.streams.store.redis import keys
 from leadpulse.streams.store.redis.keys import DEFAULT as DEFAULT_KEYS
 from leadpulse.streams.store.redis.keys import Keys
@@ -127,14 +135,18 @@ class RedisLeadStore:
         """Seconds one exchange (connect, write, every reply) may take."""
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> RedisLeadStore:
-        """The worker's store: its client, partitions and expiry, all from settings."""
+    def from_settings(cls, settings: Settings, namespace: str | None = None) -> RedisLeadStore:
+        """The worker's store: its client, partitions and expiry, all from settings.
+
+        Its keys are those of `namespace` (a model's namespace, see
+        `streams.store.namespaces`), by default the deployment prefix's own.
+        """
         return cls(
             connect(settings),
             partitions=settings.partitions,
             anonymous_ttl=settings.anonymous_ttl,
             known_ttl=settings.known_ttl,
-            keys=Keys(settings.redis_prefix),
+            keys=Keys(namespace or settings.redis_prefix),
         )
 
     async def _run(self, calls: Sequence[Call]) -> list[Any]:
@@ -486,6 +498,26 @@ class RedisLeadStore:
         await self._checked([("SET", self.keys.layout, wanted)])
         return changed
 
+    async def subjects(self, chunk: int = 500) -> AsyncIterator[list[str]]:
+        """Every subject with a state in this namespace, `chunk` at a time (a SCAN: each
+        subject at least once, those written meanwhile maybe not)."""
+        found: set[str] = set()
+        batch: list[str] = []
+        async for raw in self.client.scan_iter(match=self.keys.state_pattern, count=SCAN_COUNT):
+            key = raw.decode()
+            if "{dlv:" in key:
+                continue
+            subject = self.keys.subject_of_state(key)
+            if subject in found:
+                continue
+            found.add(subject)
+            batch.append(subject)
+            if len(batch) >= chunk:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
     async def _move_legacy_keys(self) -> int:
         """Give keys of ids with braces the names `keys.tag` writes (once, at upgrade).
 
@@ -591,7 +623,29 @@ class RedisLeadStore:
     async def record_progress(self, topic: str, offsets: Mapping[int, int]) -> None:
         if offsets:
             pairs = [item for partition, offset in offsets.items() for item in (partition, offset)]
-            await self._run([call(ADVANCE, (self.keys.progress(topic),), pairs)])
+            keys = (self.keys.progress(topic), self.keys.fence(topic))
+            (recorded,) = await self._run([call(ADVANCE, keys, pairs)])
+            if recorded == 0:
+                raise FencedError(
+                    f"namespace {self.keys.prefix} is switched away from: progress not recorded"
+                )
+
+    async def fence(self, topic: str) -> Fence | None:
+        (reply,) = await self._checked([("HGETALL", self.keys.fence(topic))])
+        fields = {bytes(k).decode(): bytes(v).decode() for k, v in _pairs(reply)}
+        phase = fields.get("phase")
+        if phase not in (DRAINING, FENCED):
+            return None
+        return Fence(phase, fields.get("to", ""), float(fields.get("at", "0")))
+
+    async def set_fence(self, topic: str, fence: Fence | None) -> None:
+        key = self.keys.fence(topic)
+        if fence is None:
+            await self._checked([("DEL", key)])
+        else:
+            await self._checked(
+                [("HSET", key, "phase", fence.phase, "to", fence.to, "at", repr(fence.at))]
+            )
 
     async def progress(self, topic: str) -> dict[int, int]:
         (reply,) = await self._checked([("HGETALL", self.keys.progress(topic))])
