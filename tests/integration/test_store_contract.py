@@ -26,8 +26,12 @@ from leadpulse.streams.dev.devstack import RedisServer, free_port
 from leadpulse.streams.settings import Settings
 from leadpulse.streams.store import SEEN_WINDOW, Commit, LeadStore, MemoryLeadStore, Watermark
 from leadpulse.streams.store.models import (
+    DRAINING,
+    FENCED,
     FIRST_START,
     FORWARD_ONLY,
+    Fence,
+    FencedError,
     ModelChange,
     ModelRecord,
     ModelRecordError,
@@ -547,6 +551,29 @@ async def test_progress_is_what_was_recorded(store: LeadStore) -> None:
     assert await store.progress("other") == {0: 99}
 
 
+async def test_a_fence_is_read_back_and_a_fenced_namespace_records_no_progress(
+    store: LeadStore,
+) -> None:
+    assert await store.fence("events") is None
+    await store.record_progress("events", {0: 5})
+    draining = Fence(DRAINING, "lp.m0123456789ab", 1765000000.25)
+    await store.set_fence("events", draining)
+    assert await store.fence("events") == draining
+    assert await store.fence("other") is None
+    await store.record_progress("events", {0: 6})  # batches in flight still record
+    fenced = Fence(FENCED, "lp.m0123456789ab", 1765000001.5)
+    await store.set_fence("events", fenced)
+    assert await store.fence("events") == fenced
+    with pytest.raises(FencedError):
+        await store.record_progress("events", {0: 7, 1: 3})
+    assert await store.progress("events") == {0: 6}  # nothing of the refused record
+    await store.record_progress("other", {0: 1})  # another topic is not fenced
+    await store.set_fence("events", None)
+    assert await store.fence("events") is None
+    await store.record_progress("events", {0: 7})
+    assert await store.progress("events") == {0: 7}
+
+
 async def test_watermarks_are_shared_exactly(store: LeadStore) -> None:
     assert await store.watermarks("events") == {}
     marks = {
@@ -805,6 +832,8 @@ def _every_call(store: LeadStore, n: int) -> dict[str, Callable[[], Awaitable[An
         "forget_detached": lambda: store.forget_detached([f"z{n}"]),
         "record_progress": lambda: store.record_progress("t", {0: n}),
         "progress": lambda: store.progress("t"),
+        "fence": lambda: store.fence(f"t{n}"),
+        "set_fence": lambda: store.set_fence(f"t{n}", None),
         "publish_watermarks": lambda: store.publish_watermarks("t", {0: Watermark(1.5, 2.0)}),
         "watermarks": lambda: store.watermarks("t"),
         "hot": lambda: store.hot(10),

@@ -184,6 +184,10 @@ NOT_KEY_FAMILIES = {
     "legacy_pattern": "a SCAN pattern over keys an earlier release wrote",
     "legacy_moves": "the new name of a legacy key",
     "subject_of_outbox": "parses an outbox key",
+    "subject_of_state": "parses a state key",
+    "state_pattern": "a SCAN pattern over state keys",
+    "namespace_patterns": "SCAN patterns over a namespace's keys (model gc)",
+    "namespace_keys": "a namespace's fixed-name keys (model gc)",
 }
 """Public members of `Keys` that name no key of their own."""
 

@@ -15,10 +15,17 @@ from leadpulse.streams.processes.models import (
     Started,
     model_source,
     reconcile_model,
+    replaced_by_apply,
 )
 from leadpulse.streams.settings import Settings
 from leadpulse.streams.store import MemoryLeadStore
-from leadpulse.streams.store.models import FIRST_START, FORWARD_ONLY, ModelChange, ModelRecord
+from leadpulse.streams.store.models import (
+    APPLY,
+    FIRST_START,
+    FORWARD_ONLY,
+    ModelChange,
+    ModelRecord,
+)
 
 TEXT = """\
 version: "s-1"
@@ -85,7 +92,9 @@ async def test_another_model_is_refused_naming_both_versions_and_files() -> None
         f"the model from /models/new.yaml is version {NEW.model_version}, but the states of "
         f"namespace 'lp' were built with version {OLD.model_version} (from /models/old.yaml, "
         "recorded 2025-12-07 09:33:20 UTC). Starting would score them with another model "
-        f"without saying so. To keep the states and score new events under {NEW.model_version} "
+        f"without saying so. To switch to {NEW.model_version} with the history rescored, "
+        "rescore the history with `leadpulse model apply FILE` while the workers run; "
+        f"to keep the states and score new events under {NEW.model_version} "
         "(history is not rescored), start the worker with --forward-only (`leadpulse worker "
         "--forward-only`, `leadpulse dev --forward-only`, or LEADPULSE_FORWARD_ONLY=1); or "
         f"start it with the model of version {OLD.model_version} again."
@@ -195,3 +204,46 @@ def test_worker_and_dev_take_forward_only_and_dev_passes_it_to_its_worker(
     assert Settings().forward_only is True
     monkeypatch.delenv("LEADPULSE_FORWARD_ONLY")
     assert Settings().forward_only is False
+
+
+def applied_record(version: str, replaced: str, text: str) -> ModelRecord:
+    """The record `leadpulse model apply` writes in the namespace it builds."""
+    change = ModelChange(from_version=replaced, to_version=version, at=T2, mode=APPLY)
+    return ModelRecord(
+        version=version, source=text, origin="/models/new.yaml", recorded_at=T2, history=(change,)
+    )
+
+
+async def test_a_worker_with_the_file_an_apply_replaced_adopts_the_applied_model() -> None:
+    store = MemoryLeadStore()
+    record = applied_record(NEW.model_version, OLD.model_version, NEW_TEXT)
+    assert await store.record_model(record, replacing=None) == record
+    started = await start(store, OLD, T2 + 1)
+    assert started.how == "adopted"
+    assert started.record == record
+    assert await store.recorded_model() == record  # nothing recorded
+
+
+async def test_a_worker_with_a_third_model_is_refused_in_an_applied_namespace() -> None:
+    third = parse_model(TEXT.replace("points: 5,", "points: 7,"), "/models/third.yaml")
+    store = MemoryLeadStore()
+    await store.record_model(
+        applied_record(NEW.model_version, OLD.model_version, NEW_TEXT), replacing=None
+    )
+    with pytest.raises(ModelRefusedError, match="leadpulse model apply FILE"):
+        await reconcile_model(
+            store,
+            third,
+            text="",
+            origin="/models/third.yaml",
+            namespace="lp.m0123456789ab",
+            now=T2,
+            forward_only=False,
+        )
+
+
+def test_replaced_by_apply_is_the_last_changes_from_version_only_for_an_apply() -> None:
+    assert replaced_by_apply(applied_record("b", "a", "")) == "a"
+    first = ModelRecord.first("a", "", "x.yaml", T1)
+    assert replaced_by_apply(first) is None
+    assert replaced_by_apply(first.changed_to("b", "", "y.yaml", T2, FORWARD_ONLY)) is None

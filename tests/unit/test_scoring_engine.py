@@ -704,9 +704,9 @@ def test_decay_transition_ids_derive_from_the_crossing() -> None:
     _, by_event = run([event(99, "noop", due + 120 - E0)], state)
     assert [t.transition_id for t in swept] == [by_event[0].transition_id]
     assert swept[0].transition_id == transition_id("lead-1", Stage.SAL, Stage.NURTURE, crossing=due)
-    with pytest.raises(ValueError, match="event_id or crossing"):
+    with pytest.raises(ValueError, match="event_id, crossing, rescore"):
         transition_id("lead-1", Stage.SAL, Stage.NURTURE)
-    with pytest.raises(ValueError, match="event_id or crossing"):
+    with pytest.raises(ValueError, match="event_id, crossing, rescore"):
         transition_id("lead-1", Stage.SAL, Stage.NURTURE, event_id="e", crossing=due)
 
 

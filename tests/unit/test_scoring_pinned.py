@@ -1134,7 +1134,8 @@ def test_a_transition_id_needs_exactly_one_cause(
     with pytest.raises(ValueError) as caught:
         transition_id("lead-1", Stage.IQL, Stage.MQL, event_id=event_id, crossing=crossing)
     assert str(caught.value) == (
-        "a move is caused by an event or by decay: give event_id or crossing"
+        "a move is caused by an event, by decay or by a rescore: give one of "
+        "event_id, crossing, rescore"
     )
 
 
