@@ -13,7 +13,9 @@ and counted; the page still renders.
 
 The page names the worker's model (``#model-version``, the `model_version`
 of ``/hot``), whose thresholds it states; the script shows the version each
-refresh reports, so a worker that switched models is seen to have.
+refresh reports, so a worker that switched models is seen to have. While a
+`leadpulse model apply` runs, ``#model-apply`` says how far it is (``apply``
+of ``/hot``: phase, events replayed, lag), refreshed with the table.
 
 The page is rendered on the server (the first paint needs no script) and a
 small script of our own (``/ui/hot.js``, the only script the page's CSP
@@ -116,14 +118,34 @@ def rescored(
     return states
 
 
-def hot_json(rows: list[HotLead], now: float, model: ScoringModel) -> dict[str, Any]:
+def hot_json(
+    rows: list[HotLead],
+    now: float,
+    model: ScoringModel,
+    applying: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     return {
         "at": now,
         "at_iso": stamp(now),
         "model_version": model.model_version,
+        "apply": None if applying is None else dict(applying),
         "leads": [asdict(row) for row in rows],
         "unreadable": sum(1 for row in rows if row.unreadable is not None),
     }
+
+
+def apply_line(applying: Mapping[str, Any] | None) -> str:
+    """What a running `leadpulse model apply` is doing, in words ('' when none runs)."""
+    if applying is None:
+        return ""
+    target = int(applying.get("target") or 0)
+    done = int(applying.get("done_events") or 0)
+    share = f" ({done / target:.0%} of this round)" if target else ""
+    return (
+        f"Applying model {applying['to_version']} (from {applying['from_version']}): "
+        f"{applying['phase']}, {applying['replayed']} events replayed{share}, "
+        f"lag {applying['lag']}."
+    )
 
 
 def iso_ms(moment: float) -> str:
@@ -148,7 +170,12 @@ body[data-live="true"] #live { background: #dff5df; color: #185c18; }
 """
 
 
-def render_hot(rows: list[HotLead], now: float, model: ScoringModel) -> str:
+def render_hot(
+    rows: list[HotLead],
+    now: float,
+    model: ScoringModel,
+    applying: Mapping[str, Any] | None = None,
+) -> str:
     body_rows = "".join(
         f'<tr data-lead-id="{e(row.lead_id)}">'
         f'<td class="rank num">{rank}</td>'
@@ -169,6 +196,8 @@ def render_hot(rows: list[HotLead], now: float, model: ScoringModel) -> str:
         '<p class="note">Engagement now (decayed to '
         f'<span id="as-of">{e(stamp(now))}</span>).</p>\n'
         f"{model_line(model, 'Scored')}\n"
+        f'<p id="model-apply" class="note"{"" if applying else " hidden"}>'
+        f"{e(apply_line(applying))}</p>\n"
         f'<p class="note">MQL at {lifecycle.mql:g}, handoff at '
         f"{lifecycle.handoff.engagement:g} with grade {e(lifecycle.handoff.min_grade)} or "
         "better.</p>\n"
@@ -197,6 +226,13 @@ SCRIPT: Final = r"""
   const live = document.getElementById("live");
   const asOf = document.getElementById("as-of");
   const modelVersion = document.getElementById("model-version");
+  const applying = document.getElementById("model-apply");
+  const applyLine = (a) => {
+    const share = a.target ? " (" + Math.floor(a.done_events / a.target * 100) +
+      "% of this round)" : "";
+    return "Applying model " + a.to_version + " (from " + a.from_version + "): " + a.phase +
+      ", " + a.replayed + " events replayed" + share + ", lag " + a.lag + ".";
+  };
   const link = (id) => {
     const a = document.createElement("a");
     a.href = "/ui/leads/" + encodeURIComponent(id);
@@ -245,6 +281,8 @@ SCRIPT: Final = r"""
         modelVersion.textContent = hot.model_version;
         modelVersion.parentElement.dataset.modelVersion = hot.model_version;
       }
+      applying.hidden = !hot.apply;
+      applying.textContent = hot.apply ? applyLine(hot.apply) : "";
       body.dataset.refreshedAt = String(hot.at);
     } catch (error) {
       live.textContent = "refresh failed";

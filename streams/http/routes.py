@@ -9,6 +9,7 @@ gate's own (`streams.http.access.Gate`).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
@@ -33,6 +34,32 @@ class Served(Probed, Protocol):
     async def health_detail(self) -> tuple[int, dict[str, Any]]: ...
 
     def stats(self) -> dict[str, Any]: ...
+
+
+APPLY_READ_TIMEOUT = 1.0
+"""Seconds the hot page waits for the apply status: a page is never held up by it."""
+
+
+async def running_apply(settings: Settings, store: LeadStore) -> dict[str, Any] | None:
+    """The running `leadpulse model apply`'s progress (`Keys.apply`), else None.
+
+    Read with the store's own client (a Redis store's); any failure is None.
+    """
+    from leadpulse.streams.store.namespaces import Deployment
+    from leadpulse.streams.store.redis import RedisLeadStore
+    from leadpulse.streams.store.redis.keys import Keys
+
+    inner = getattr(store, "_store", store)  # the metrics wrapper's store
+    if not isinstance(inner, RedisLeadStore):
+        return None
+    deployment = Deployment(inner.client, Keys(settings.redis_prefix))
+    try:
+        status = await asyncio.wait_for(deployment.status(), APPLY_READ_TIMEOUT)
+    except Exception:  # noqa: BLE001 -- progress for people: never fail the page on it
+        return None
+    if status is None or not status.running:
+        return None
+    return status.model_dump(mode="json")
 
 
 def serve_worker(
@@ -145,7 +172,7 @@ def read_routes(
 
         now = clock()
         rows = await hot_leads(store, model, now, _limit(request))
-        body = render_hot(rows, now, model)
+        body = render_hot(rows, now, model, await running_apply(settings, store))
         if signed_in_by_session(request):
             body = with_sign_out(body)
         return web.html(body, headers=dict(HEADERS))
@@ -174,7 +201,8 @@ def read_routes(
         from leadpulse.streams.http.hotpage import hot_json, hot_leads
 
         now = clock()
-        return web.json(hot_json(await hot_leads(store, model, now, _limit(request)), now, model))
+        rows = await hot_leads(store, model, now, _limit(request))
+        return web.json(hot_json(rows, now, model, await running_apply(settings, store)))
 
     @app.page("/handoffs/recent")
     async def recent_handoffs(web: Any, request: Any) -> Any:

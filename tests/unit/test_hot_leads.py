@@ -174,3 +174,35 @@ def test_the_page_and_its_json_name_the_workers_model_version() -> None:
     # the script shows the version each /hot refresh reports (a worker that switched models)
     assert 'getElementById("model-version")' in SCRIPT
     assert "modelVersion.textContent = hot.model_version" in SCRIPT
+
+
+APPLYING = {
+    "from_version": "v1+ffffffffffff",
+    "to_version": "v2+0123456789ab",
+    "phase": "replaying",
+    "replayed": 1200,
+    "done_events": 300,
+    "target": 1200,
+    "lag": 45,
+}
+
+
+def test_a_running_apply_is_on_the_page_and_in_the_json() -> None:
+    now = to_epoch(T0)
+    page = render_hot([], now, MODEL, APPLYING)
+    assert (
+        '<p id="model-apply" class="note">Applying model v2+0123456789ab (from '
+        "v1+ffffffffffff): replaying, 1200 events replayed (25% of this round), lag 45.</p>"
+    ) in page
+    assert hot_json([], now, MODEL, APPLYING)["apply"] == APPLYING
+    assert hot_json([], now, MODEL)["apply"] is None
+    assert '<p id="model-apply" class="note" hidden></p>' in render_hot([], now, MODEL)
+    assert "applying.hidden = !hot.apply" in SCRIPT  # the script keeps it current
+
+
+async def test_the_apply_status_is_only_read_from_a_redis_store() -> None:
+    from leadpulse.streams.http.routes import running_apply
+    from leadpulse.streams.settings import Settings
+    from leadpulse.streams.store import MemoryLeadStore
+
+    assert await running_apply(Settings(), MemoryLeadStore()) is None
