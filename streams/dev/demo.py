@@ -482,7 +482,9 @@ def stay(settings: Settings, wait: Callable[[], object] = signal.pause) -> None:
         f"  export LEADPULSE_BROKER=kafka://{settings.bootstrap_servers[0]}\n"
         f"  export LEADPULSE_REDIS_URL={settings.redis_url}\n"
         f"  cp {model} new.yaml      # the demo's model: change a rule or a threshold\n"
-        "  leadpulse model whatif new.yaml\n"
+        "  leadpulse model whatif new.yaml      # what it would have done (writes nothing)\n"
+        "  leadpulse model apply new.yaml       # switch to it, the history rescored\n"
+        "  leadpulse model status\n"
         f"  page http://127.0.0.1:{settings.web_port}/ui?token={settings.local_api_token()}",
         flush=True,
     )
@@ -500,7 +502,7 @@ def simulate(
     """
     from leadpulse.scoring import ModelError, load_model
     from leadpulse.streams.collector.auth import new_write_key
-    from leadpulse.streams.dev.workerproc import CollectorProcess, WorkerProcess
+    from leadpulse.streams.dev.workerproc import CollectorProcess, Restarting, WorkerProcess
     from leadpulse.streams.settings import Settings
 
     model_file = options.model_file or Path(
@@ -523,6 +525,8 @@ def simulate(
         web_port = settings.web_port
         logs = Path(stack.redis.workdir)
         worker = WorkerProcess(settings, logs / "worker.log").start()
+        # a worker `leadpulse model apply` switches exits to be started again in the new namespace
+        restarting = Restarting(worker, say=lambda line: print(f"leadpulse demo: {line}")).start()
         collector: CollectorProcess | None = None
         desk: SalesDesk | None = None
         try:
@@ -568,7 +572,7 @@ def simulate(
                 desk.close(timeout=1.0)
             if collector is not None:
                 collector.stop()
-            worker.stop()
+            restarting.stop()  # and the worker
     return run
 
 

@@ -276,9 +276,20 @@ class Restarting:
             self.child.stop()
             self.child.start()
 
-    def __enter__(self) -> Self:
+    def start(self) -> Self:
+        """Watch the (started) child from now on."""
         self._thread.start()
         return self
+
+    def stop(self) -> None:
+        """Stop watching, then stop the child."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
+        self.child.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
 
     def __exit__(
         self,
@@ -286,9 +297,7 @@ class Restarting:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-        self.child.stop()
+        self.stop()
 
 
 class CollectorProcess(ChildProcess):

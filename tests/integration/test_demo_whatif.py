@@ -1,11 +1,13 @@
-"""The issue's newcomer path: the demo's history, then `leadpulse model whatif` on it.
+"""The issue's newcomer path: the demo's history, `leadpulse model whatif`, then `apply`.
 
 `leadpulse demo --keep` keeps the stack up after the summary and prints its
 export lines (`stay`); here the demo runs in process with a short cooldown
 and the check runs where `stay` would wait (`before_stop`): `whatif` with
 the environment the export lines give, nothing else, finds the broker, the
 topics and the model the demo's worker recorded, and judges the stricter
-model by the demo's sales answers.
+model by the demo's sales answers. Then `leadpulse model apply` with the same
+environment switches the demo's worker (restarted by the demo) to it, and
+the hot page's JSON reports the new model.
 """
 
 from __future__ import annotations
@@ -14,12 +16,17 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+from leadpulse.scoring import load_model
+from leadpulse.streams.dev.workerproc import get_json
 
 from leadpulse.streams.dev.demo import DemoOptions, DemoRun, simulate
 from leadpulse.streams.settings import Settings
 
 WHATIF = (sys.executable, "-m", "leadpulse.streams.cli", "model", "whatif")
+APPLY = (sys.executable, "-m", "leadpulse.streams.cli", "model", "apply")
 
 
 def test_whatif_runs_on_the_demos_history_with_only_its_export_lines(tmp_path: Path) -> None:
@@ -45,6 +52,24 @@ def test_whatif_runs_on_the_demos_history_with_only_its_export_lines(tmp_path: P
             check=False,
         )
         seen["done"] = done
+        applied = subprocess.run(
+            [*APPLY, "new.yaml"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+        seen["applied"] = applied
+        hot = f"http://127.0.0.1:{settings.web_port}/hot"
+        version = load_model(stricter).model_version
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # the worker restarts into the new namespace
+            if get_json(hot, settings.local_api_token()).get("model_version") == version:
+                seen["switched"] = True
+                break
+            time.sleep(0.5)
         seen["answers"] = run.desk.outcomes if run.desk is not None else None
         seen["handoffs"] = len(run.watcher.handoffs)
 
@@ -67,3 +92,9 @@ def test_whatif_runs_on_the_demos_history_with_only_its_export_lines(tmp_path: P
     assert new["handoffs"] <= current["handoffs"]
     assert body["gained"] == []
     assert new["outcomes"]["sql"] <= current["outcomes"]["sql"]
+
+    applied = seen["applied"]
+    assert isinstance(applied, subprocess.CompletedProcess)
+    assert applied.returncode == 0, applied.stderr
+    assert "switched from " in applied.stdout
+    assert seen.get("switched"), "the page never showed the applied model"

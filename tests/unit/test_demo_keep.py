@@ -40,7 +40,9 @@ def test_stay_prints_the_export_lines_and_stops_on_ctrl_c(
         "  export LEADPULSE_BROKER=kafka://127.0.0.1:19092",
         "  export LEADPULSE_REDIS_URL=redis://127.0.0.1:16379/0",
         "  cp /models/demo.yaml new.yaml      # the demo's model: change a rule or a threshold",
-        "  leadpulse model whatif new.yaml",
+        "  leadpulse model whatif new.yaml      # what it would have done (writes nothing)",
+        "  leadpulse model apply new.yaml       # switch to it, the history rescored",
+        "  leadpulse model status",
         "  page http://127.0.0.1:16066/ui?token=tk_0123456789abcdefghijklmnopqrstuv",
         "stopping the demo's stack ...",
     ]
