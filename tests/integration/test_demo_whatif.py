@@ -20,9 +20,8 @@ import time
 from pathlib import Path
 
 from leadpulse.scoring import load_model
-from leadpulse.streams.dev.workerproc import get_json
-
 from leadpulse.streams.dev.demo import DemoOptions, DemoRun, simulate
+from leadpulse.streams.dev.workerproc import get_json
 from leadpulse.streams.settings import Settings
 
 WHATIF = (sys.executable, "-m", "leadpulse.streams.cli", "model", "whatif")
