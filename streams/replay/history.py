@@ -122,12 +122,7 @@ def read_ranges(
     silent = 0
     while open_:
         polled = consumer.poll(timeout_ms=POLL_MS, max_records=batch_size * len(open_))
-        silent = 0 if polled else silent + 1
-        if silent > MAX_IDLE_POLLS:
-            raise ReplayError(
-                f"topic {topic}: no records for {MAX_IDLE_POLLS * POLL_MS / 1000:.0f} s before "
-                f"the end of partitions {sorted(open_)}; is the broker still there?"
-            )
+        silent = _silence(silent, polled, topic, open_)
         for tp, messages in sorted(polled.items(), key=lambda item: item[0].partition):
             p = tp.partition
             if p not in open_:
@@ -227,12 +222,7 @@ def batches(
     silent = 0
     while open_:
         polled = consumer.poll(timeout_ms=POLL_MS, max_records=batch_size * len(open_))
-        silent = 0 if polled else silent + 1
-        if silent > MAX_IDLE_POLLS:
-            raise ReplayError(
-                f"topic {history.topic}: no records for {MAX_IDLE_POLLS * POLL_MS / 1000:.0f} s "
-                f"before the end of partitions {sorted(open_)}; is the broker still there?"
-            )
+        silent = _silence(silent, polled, history.topic, open_)
         got: set[int] = set()
         for tp, messages in sorted(polled.items(), key=lambda item: item[0].partition):
             p = tp.partition
@@ -262,6 +252,17 @@ def batches(
                     open_.discard(p)
                     consumer.pause(tps[p])
                     yield [], frozenset({p})
+
+
+def _silence(silent: int, polled: object, topic: str, open_: set[int]) -> int:
+    """Empty polls in a row after this one; `ReplayError` after `MAX_IDLE_POLLS` of them."""
+    silent = 0 if polled else silent + 1
+    if silent > MAX_IDLE_POLLS:
+        raise ReplayError(
+            f"topic {topic}: no records for {MAX_IDLE_POLLS * POLL_MS / 1000:.0f} s "
+            f"before the end of partitions {sorted(open_)}; is the broker still there?"
+        )
+    return silent
 
 
 def _take(

@@ -108,6 +108,29 @@ def worker_settings(stack: DevStack, workdir: Path, *, partitions: int = 4) -> S
     return settings
 
 
+def fresh_settings(
+    settings: Settings, stack: DevStack, workdir: Path, model_file: Path, name: str
+) -> Settings:
+    """A second deployment reading `settings`' events topic: its own group, Redis database
+    and output topics, the model in `model_file` (a fresh run to compare with)."""
+    fresh = settings.replace(
+        app_id=f"{settings.app_id}-{name}",
+        redis_url=private_database(stack.redis_url),
+        model_file=model_file,
+        handoffs_topic=f"{settings.handoffs_topic}-{name}",
+        transitions_topic=f"{settings.transitions_topic}-{name}",
+        dlq_topic=f"{settings.dlq_topic}-{name}",
+        web_port=free_port(),
+        data_dir=workdir / f"data-{name}",
+    )
+    create_topics(
+        stack.bootstrap,
+        [fresh.handoffs_topic, fresh.transitions_topic, fresh.dlq_topic],
+        settings.partitions,
+    )
+    return fresh
+
+
 def start_worker(settings: Settings, log: Path) -> WorkerProcess:
     worker = WorkerProcess(settings, log).start()
     try:

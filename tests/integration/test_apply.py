@@ -30,17 +30,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 
-from leadpulse.scoring import LeadState, load_model
-from leadpulse.streams.dev.devstack import DevStack, free_port
+from leadpulse.scoring import LeadState, engagement, load_model
+from leadpulse.streams.dev.devstack import DevStack
 from leadpulse.streams.dev.workerproc import Restarting, WorkerProcess
-from leadpulse.streams.kafka.topics import create_topics
 from leadpulse.streams.settings import Settings
 from leadpulse.streams.store import decode_state
 from leadpulse.streams.store.redis.keys import Keys
 from tests.integration.harness import (
-    private_database,
+    fresh_settings,
     produce,
     wait_for,
     worker_settings,
@@ -262,21 +262,7 @@ def test_apply_under_live_traffic_with_the_worker_killed(stack: DevStack, tmp_pa
     assert restarts, "the worker never restarted"
 
     # a fresh worker under NEW over the same events: the same states
-    fresh = settings.replace(
-        app_id=f"{settings.app_id}-fresh",
-        redis_url=private_database(stack.redis_url),
-        model_file=new_file,
-        handoffs_topic=f"{settings.handoffs_topic}-fresh",
-        transitions_topic=f"{settings.transitions_topic}-fresh",
-        dlq_topic=f"{settings.dlq_topic}-fresh",
-        web_port=free_port(),
-        data_dir=tmp_path / "data-fresh",
-    )
-    create_topics(
-        stack.bootstrap,
-        [fresh.handoffs_topic, fresh.transitions_topic, fresh.dlq_topic],
-        PARTITIONS,
-    )
+    fresh = fresh_settings(settings, stack, tmp_path, new_file, "fresh")
     with WorkerProcess(fresh, tmp_path / "fresh.log") as other:
         other.wait_assigned(timeout=90)
         wait_for(
@@ -288,12 +274,26 @@ def test_apply_under_live_traffic_with_the_worker_killed(stack: DevStack, tmp_pa
     rescored = states(settings, namespace)
     expected = states(fresh, fresh.redis_prefix)
     assert set(rescored) == set(expected)
-    differing = [s for s in expected if rescored[s] != expected[s]]
-    assert not differing, (
-        differing[:3],
-        [rescored[s] for s in differing[:1]],
-        [expected[s] for s in differing[:1]],
-    )
+    # merged_from alone depends on the partitions' interleaving (issue 16 item 8): a
+    # visitor whose events come after its link reaches the lead by its alias and is
+    # not named there; every score, stage and id is the same either way
+    differing = {
+        subject: {
+            name: (value, getattr(expected[subject], name))
+            for name, value in rescored[subject]
+            if name not in ("merged_from", "rules") and value != getattr(expected[subject], name)
+        }
+        for subject in expected
+    }
+    differing = {subject: fields for subject, fields in differing.items() if fields}
+    # a decayed sum is kept as a (value, reference time) pair: a merge in another order
+    # can pick another reference for the same score; the scores must agree
+    new_model = load_model(new_file)
+    at = time.time()
+    for subject, state in expected.items():
+        mine = engagement(rescored[subject], at, new_model)
+        assert mine == pytest.approx(engagement(state, at, new_model), rel=1e-9, abs=1e-9)
+    assert not differing, differing  # subject -> field -> (rescored, fresh run)
 
     # handoffs: never the same id twice; rescore transitions for the leads NEW moves
     handoffs = [m["handoff_id"] for m in messages(settings, settings.handoffs_topic)]

@@ -43,8 +43,8 @@ from leadpulse.streams.replay import run_whatif
 from leadpulse.streams.settings import Settings
 from tests.integration.harness import (
     MODEL_YAML,
+    fresh_settings,
     poll_topic,
-    private_database,
     produce,
     read_state,
     start_worker,
@@ -359,21 +359,7 @@ def test_whatif_current_equals_live_and_new_equals_a_fresh_worker(
     assert replay_current.recycles == live_recycles
 
     # a fresh worker under NEW over the same events topic
-    fresh = settings.replace(
-        app_id=f"{settings.app_id}-new",
-        redis_url=private_database(stack.redis_url),
-        model_file=new_file,
-        handoffs_topic=f"{settings.handoffs_topic}-new",
-        transitions_topic=f"{settings.transitions_topic}-new",
-        dlq_topic=f"{settings.dlq_topic}-new",
-        web_port=free_port(),
-        data_dir=tmp_path / "data-new",
-    )
-    create_topics(
-        stack.bootstrap,
-        [fresh.handoffs_topic, fresh.transitions_topic, fresh.dlq_topic],
-        PARTITIONS,
-    )
+    fresh = fresh_settings(settings, stack, tmp_path, new_file, "new")
     worker = start_worker(fresh, tmp_path / "worker-new.log")
     try:
         settled(fresh, events, "the fresh worker under NEW")
