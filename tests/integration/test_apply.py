@@ -50,9 +50,9 @@ from tests.integration.test_whatif import (
     PARTITIONS,
     behaviour,
     environment,
-    feedback,
     lead,
     messages,
+    play_history,
 )
 
 FILLER_LEADS = 300
@@ -187,20 +187,7 @@ def test_apply_under_live_traffic_with_the_worker_killed(stack: DevStack, tmp_pa
     restarts: list[str] = []
     with Restarting(worker.start(), always=True, say=restarts.append):
         worker.wait_assigned(timeout=90)
-        history = behaviour(now) + filler(now)
-        produce(settings, history)
-        wanted = {lead("old"), lead("accepted"), lead("rejected"), lead("disqualified")}
-        found: dict[str, str] = {}
-
-        def handed_off() -> bool:
-            for m in messages(settings, settings.handoffs_topic):
-                found[m["lead_id"]] = m["handoff_id"]
-            return wanted <= set(found)
-
-        wait_for(handed_off, timeout=90, what="the current model's handoffs")
-        answers = feedback({k.rsplit("-", 1)[1]: v for k, v in found.items()}, now)
-        produce(settings, answers)
-        total = len(history) + len(answers)
+        total = play_history(settings, behaviour(now) + filler(now), now)
         wait_for(
             lambda: scored(settings, settings.redis_prefix) >= total,
             timeout=120,

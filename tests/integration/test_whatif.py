@@ -291,23 +291,29 @@ def history(
     now = datetime.now(UTC)
     worker = start_worker(settings, workdir / "worker.log")
     try:
-        first = behaviour(now)
-        produce(settings, first)
-        wanted = {lead("old"), lead("accepted"), lead("rejected"), lead("disqualified")}
-        found: dict[str, str] = {}
-
-        def handed_off() -> bool:
-            for m in messages(settings, settings.handoffs_topic):
-                found[m["lead_id"]] = m["handoff_id"]
-            return wanted <= set(found)
-
-        wait_for(handed_off, timeout=90, what="the current model's handoffs")
-        answers = feedback({k.rsplit("-", 1)[1]: v for k, v in found.items()}, now)
-        produce(settings, answers)
-        settled(settings, len(first) + len(answers), "the live worker")
+        events = play_history(settings, behaviour(now), now)
+        settled(settings, events, "the live worker")
     finally:
         worker.stop()
-    return settings, new_file, len(first) + len(answers)
+    return settings, new_file, events
+
+
+def play_history(settings: Settings, history: list[dict[str, Any]], now: datetime) -> int:
+    """Produce `history` (`behaviour`'s, and more), wait for the current model's handoffs,
+    answer them as sales (`feedback`); the number of events produced."""
+    produce(settings, history)
+    wanted = {lead("old"), lead("accepted"), lead("rejected"), lead("disqualified")}
+    found: dict[str, str] = {}
+
+    def handed_off() -> bool:
+        for m in messages(settings, settings.handoffs_topic):
+            found[m["lead_id"]] = m["handoff_id"]
+        return wanted <= set(found)
+
+    wait_for(handed_off, timeout=90, what="the current model's handoffs")
+    answers = feedback({k.rsplit("-", 1)[1]: v for k, v in found.items()}, now)
+    produce(settings, answers)
+    return len(history) + len(answers)
 
 
 LEADS = ["old", "merged", "browser", "accepted", "rejected", "disqualified"]
