@@ -77,7 +77,12 @@ def add_parsers(model_sub: Any) -> None:
         "gc",
         help="delete the namespaces of models no longer active (what a rollback would reuse)",
     )
-    p.add_argument("namespace", nargs="*", help="only these (default: every retired one)")
+    p.add_argument(
+        "namespace",
+        nargs="*",
+        help="only these (default: every one but the active one; "
+        "those a running apply uses are kept)",
+    )
     p.set_defaults(func=cmd_model_gc)
 
     p = model_sub.add_parser(
